@@ -1,0 +1,533 @@
+"""Typed configuration of emdsim.
+
+The *values* of every parameter live in the YAML files under ``conf/`` (one copy of each default);
+this module declares their types, units, allowed ranges and sources as dataclass-field metadata,
+and validates a whole configuration after it is loaded.  Nothing here imports Hydra or OmegaConf:
+the CLI converts its ``DictConfig`` with :func:`emdsim.config.loading.to_config` and everything
+below works on these plain dataclasses.
+
+Conventions (see ``docs/ODD.md``): ``*_rate_per_day`` is a hazard (1/day), ``p_*`` a probability,
+``*_cells`` a count of plasma cells, ``*_days`` / ``*_years`` a duration.  Relative ligand and trait
+levels are dimensionless and scaled so that a CD56+, CXCR4+ founder clone in normal marrow is 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "NodeSpec",
+    "AnatomyConfig",
+    "TraitDistribution",
+    "SwitchSpec",
+    "TraitsConfig",
+    "GrowthConfig",
+    "SpreadConfig",
+    "DrugSpec",
+    "RegimenSpec",
+    "TreatmentConfig",
+    "ImagingModality",
+    "ClinicalConfig",
+    "SurgerySpec",
+    "ScenarioConfig",
+    "CohortConfig",
+    "SimConfig",
+    "EmdConfig",
+    "TRAIT_NAMES",
+    "COMPARTMENT_KINDS",
+    "NODE_KINDS",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value: names the field, the value and what is allowed."""
+
+    def __init__(self, field_path: str, value: Any, allowed: str) -> None:
+        self.field_path = field_path
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field_path}={value!r} is invalid: {allowed}")
+
+
+def param(unit: str, source: str, lo: float | None = None, hi: float | None = None,
+          *, lo_open: bool = False) -> Any:
+    """A required config field with its unit, source and allowed interval [lo, hi]."""
+    return field(metadata={"unit": unit, "source": source, "lo": lo, "hi": hi, "lo_open": lo_open})
+
+
+PROB = dict(lo=0.0, hi=1.0)
+NONNEG = dict(lo=0.0)
+
+#: Adhesion/homing traits carried by every clone, in the column order of the trait arrays.
+TRAIT_NAMES: tuple[str, ...] = (
+    "vla4",          # alpha4-beta1 integrin, binds VCAM-1
+    "cd44",          # binds hyaluronan
+    "cd56",          # NCAM, homotypic adhesion
+    "cxcr4",         # responsiveness to SDF-1alpha / CXCL12
+    "psgl1",         # P-selectin glycoprotein ligand-1
+    "ccr",           # CCR1 / CCR2 responsiveness
+    "tetraspanin",   # CD81 / CD82
+    "proliferation",     # multiplier on the birth hazard everywhere
+    "em_proliferation",  # further multiplier outside the marrow (Ki-67 higher in EM lesions)
+    "niche_dependence",  # 1 = cannot grow without marrow niche support
+    "drug_sensitivity",  # fraction of the regimen's kill hazard felt, 0..1
+)
+
+NODE_KINDS: tuple[str, ...] = ("marrow", "paraskeletal", "blood", "organ", "wound")
+#: Treatment efficacy is given per compartment kind; wounds count as organ tissue.
+COMPARTMENT_KINDS: tuple[str, ...] = ("marrow", "paraskeletal", "blood", "organ")
+
+
+# --------------------------------------------------------------------------------------- anatomy
+@dataclass
+class NodeSpec:
+    """One compartment of the anatomy graph (see ``conf/anatomy/default.yaml``)."""
+
+    name: str
+    kind: str
+    #: marrow: share of active red marrow (fraction); organ/wound: share of cardiac output (fraction)
+    share: float = 0.0
+    #: plasma-cell carrying capacity of the compartment (cells)
+    capacity_cells: float = 0.0
+    # ligand/chemokine profile, dimensionless, normal marrow = 1
+    cxcl12: float = 0.0
+    vcam1: float = 0.0
+    hyaluronan: float = 0.0
+    ncam: float = 0.0
+    selectin: float = 0.0
+    ccl: float = 0.0
+    #: growth support for niche-dependent clones (0 none .. 1 like marrow)
+    soil: float = 0.0
+    #: fraction of arriving cells that cross a tissue barrier (CNS: blood-brain barrier)
+    barrier: float = 1.0
+    #: paraskeletal only: the marrow site it borders
+    adjacent_to: str = ""
+    #: extra death hazard while a detectable lesion sits here (1/day; CNS involvement)
+    death_rate_per_day: float = 0.0
+    #: wound only: half-life of the inflammatory signal after the procedure (days)
+    inflammation_half_life_days: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class AnatomyConfig:
+    name: str
+    #: share of cardiac output perfusing red marrow, split between sites by their marrow share
+    red_marrow_perfusion_share: float = param(
+        "fraction of cardiac output", "Williams & Leggett 1989 via NRC 1999 (red marrow 3% of cardiac output)", **PROB)
+    nodes: list[NodeSpec] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- traits
+@dataclass
+class TraitDistribution:
+    """Per-patient baseline of one trait: ``P(positive)`` then a level drawn log-normally."""
+
+    p_positive: float
+    #: median relative level among positive patients (dimensionless, 1 = reference)
+    level: float
+    #: sd of log level between patients
+    log_sd: float
+    #: multiplier on ``level`` in GEP70 high-risk patients
+    high_risk_factor: float = 1.0
+    #: multiplier on ``p_positive`` in GEP70 high-risk patients (capped at 1)
+    high_risk_p_factor: float = 1.0
+    source: str = ""
+
+
+@dataclass
+class SwitchSpec:
+    """A heritable phenotype switch acquired at division, creating a subclone."""
+
+    name: str
+    #: probability per division (per cell birth)
+    rate_per_division: float
+    #: trait multipliers applied when the switch is acquired
+    effects: dict[str, float]
+    source: str = ""
+
+
+@dataclass
+class TraitsConfig:
+    #: prevalence of GEP70/80 high risk among newly diagnosed myeloma (fraction)
+    p_high_risk: float = param("fraction", "Shaughnessy JD et al. Blood 2007;109:2276 (GEP70: 13% high risk)", **PROB)
+    #: prevalence of the MF (MAF/MAFB) molecular subgroup
+    p_subgroup_mf: float = param("fraction", "Zhan F et al. Blood 2006;108:2020 (UAMS molecular classification)", **PROB)
+    #: prevalence of the PR (proliferation) molecular subgroup
+    p_subgroup_pr: float = param("fraction", "Zhan F et al. Blood 2006;108:2020", **PROB)
+    #: prevalence of centrosome amplification
+    p_centrosome_amplification: float = param("fraction", "Chng WJ et al. Cancer Res 2008;68:2269 (about one third)", **PROB)
+    #: proliferation multiplier of the PR subgroup
+    pr_proliferation_factor: float = param("1", "assumption: PR = high proliferation signature (Zhan 2006); free parameter", lo=0.0, lo_open=True)
+    #: proliferation multiplier of GEP70 high risk
+    high_risk_proliferation_factor: float = param("1", "assumption: GEP70 genes are proliferation-rich (Shaughnessy 2007); free parameter", lo=0.0, lo_open=True)
+    #: multiplier on every switch rate with centrosome amplification (chromosomal instability)
+    centrosome_switch_factor: float = param("1", "assumption: centrosome amplification -> chromosomal instability (Chng 2008); free parameter", lo=0.0, lo_open=True)
+    #: multiplier on every switch rate in the MF subgroup
+    mf_switch_factor: float = param("1", "assumption: MAF drives integrin beta7 / adhesion changes (Hurt, Cancer Cell 2004); free parameter", lo=0.0, lo_open=True)
+    #: multiplier on every switch rate in GEP70 high risk
+    high_risk_switch_factor: float = param("1", "assumption: genomic instability of high-risk disease; free parameter", lo=0.0, lo_open=True)
+    distributions: dict[str, TraitDistribution] = field(default_factory=dict)
+    switches: list[SwitchSpec] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- growth
+@dataclass
+class GrowthConfig:
+    birth_rate_per_day: float = param("1/day", "ln2 / 46.8 d potential doubling time, Ucci, Cell Tissue Kinet 1987 (in mechanism_parameters.yaml)", **NONNEG)
+    death_rate_per_day: float = param("1/day", "assumption: sets the net doubling time of untreated myeloma to ~4 months (calibrated)", **NONNEG)
+    #: extra death of niche-dependent cells outside the marrow, scaled by (1 - support)
+    niche_loss_death_rate_per_day: float = param("1/day", "assumption (anoikis of niche-dependent cells); free parameter", **NONNEG)
+    #: plasma cells (clonal) in the marrow when MGUS turns into myeloma
+    onset_cells: float = param("cells", "assumption: MGUS <10% marrow plasma cells of ~1e12 marrow cells (Kyle, NEJM 2002)", lo=1.0)
+    #: concentration of the Dirichlet that spreads the founder over marrow sites (large = even)
+    onset_site_concentration: float = param("1", "assumption: focal vs diffuse infiltration; free parameter", lo=0.0, lo_open=True)
+    #: MGUS -> myeloma progression hazard
+    mgus_progression_rate_per_year: float = param("1/year", "Kyle RA et al. NEJM 2002;346:564 (1% per year)", lo=0.0, lo_open=True)
+
+
+# ---------------------------------------------------------------------------------------- spread
+@dataclass
+class SpreadConfig:
+    # --- retention and egress (process 2)
+    egress_rate_per_day: float = param("1/day", "assumption: egress hazard of a non-adherent cell; free parameter", **NONNEG)
+    w_vla4: float = param("1", "VLA-4/VCAM-1 retention, Br J Haematol 1999;107:825; weight is a free parameter", **NONNEG)
+    w_cd44: float = param("1", "CD44/hyaluronan retention (seed editorial refs 1-2); weight is a free parameter", **NONNEG)
+    w_cd56: float = param("1", "CD56 homotypic adhesion; CD56 absent in plasma-cell leukaemia (Pellat-Deceunynck 1998); weight free", **NONNEG)
+    w_cxcr4: float = param("1", "CXCR4/SDF-1 retention (Alsayed, Blood 2007;109:2708); weight free", **NONNEG)
+    w_tetraspanin: float = param("1", "CD81/CD82 tetraspanin adhesion complexes (seed editorial); weight free", **NONNEG)
+    #: egress multiplier per unit of niche occupancy (crowding pushes cells out)
+    crowding_egress_gain: float = param("1", "assumption: crowding-driven egress; free parameter", **NONNEG)
+    # --- local extension (process 3)
+    cortical_disruption_occupancy: float = param("fraction of site capacity", "assumption: lytic lesion breaches cortex above this burden (67% lytic at diagnosis, Blood 2019;133:644)", **PROB)
+    cortical_disruption_rate_per_day: float = param("1/day", "assumption; calibrated to paraskeletal incidence (EBMT 14.5%)", **NONNEG)
+    local_extension_rate_per_day: float = param("1/day", "assumption: spill of marrow cells through a breached cortex; free parameter", **NONNEG)
+    # --- circulation and homing (process 4)
+    extravasation_rate_per_day: float = param("1/day", "assumption: mean circulation time ~1 h (mouse homing within 1 h, Hofgaard PLoS One 2012)", **NONNEG)
+    blood_death_rate_per_day: float = param("1/day", "assumption: shear and anoikis in blood; free parameter", **NONNEG)
+    #: arrest = perfusion x (this + selectin and integrin binding)
+    arrest_baseline: float = param("1", "assumption: non-specific trapping; free parameter", **NONNEG)
+    beta_cxcr4: float = param("1", "CXCR4-CXCL12 homing (plerixafor blocks homing in vivo); free parameter", **NONNEG)
+    beta_ccr: float = param("1", "CCR1/CCR2 chemotaxis (Br J Cancer 2003;88:6); free parameter", **NONNEG)
+    #: marrow-to-marrow homing succeeds with this probability (re-seeding other skeletal sites)
+    p_marrow_engraftment: float = param("probability", "assumption; free parameter", **PROB)
+    #: probability that one arrested cell founds a lesion outside the marrow, at support 1
+    p_colonisation: float = param("probability", "metastatic inefficiency: ~0.02% of arrested B16F1 cells formed macrometastases (Luzzi, Am J Pathol 1998;153:865); per-pass homing efficiency of myeloma cells not found", **PROB)
+    #: soft-tissue lesions shed cells back into the blood
+    shedding_rate_per_day: float = param("1/day", "assumption; free parameter", **NONNEG)
+
+
+# ------------------------------------------------------------------------------------- treatment
+@dataclass
+class DrugSpec:
+    """Kill hazard of one drug in each compartment kind (1/day while the drug is given)."""
+
+    marrow: float
+    paraskeletal: float
+    blood: float
+    organ: float
+    source: str = ""
+
+
+@dataclass
+class RegimenSpec:
+    """One phase of a treatment plan."""
+
+    name: str
+    drugs: list[str]
+    #: length of the phase; 0 = until progression
+    duration_days: float
+    #: wound node opened when the phase starts (e.g. a central-line tract for a transplant)
+    wound: str = ""
+    #: probability that the wound is made (e.g. not every patient needs a tunnelled line)
+    p_wound: float = 1.0
+
+
+@dataclass
+class TreatmentConfig:
+    name: str
+    description: str
+    #: first-line phases in order (induction, transplant, consolidation, maintenance)
+    first_line: list[RegimenSpec]
+    #: salvage regimens at successive progressions; the last one repeats
+    salvage: list[RegimenSpec]
+    #: efficacy multiplier per additional line (acquired cross-resistance)
+    line_efficacy_factor: float = param("1", "assumption: shorter remissions with every line (Kumar, Leukemia 2012;26:149)", **PROB)
+
+
+# -------------------------------------------------------------------------------------- clinical
+@dataclass
+class ImagingModality:
+    #: smallest detectable soft-tissue lesion (cells); 1 cm^3 ~ 1e9 cells (Del Monte, Cell Cycle 2009)
+    detection_threshold_cells: float
+    source: str = ""
+
+
+@dataclass
+class ClinicalConfig:
+    #: myeloma is diagnosed when the marrow tumour mass reaches this many cells
+    diagnosis_marrow_cells: float = param("cells", "Durie & Salmon, Cancer 1975;36:842 (stage III > 1.2e12 cells/m2, 73% at presentation)", lo=1.0)
+    #: progression: total burden rises by this fraction above its nadir (IMWG >= 25% rise of M-protein)
+    progression_rise_fraction: float = param("fraction", "Kumar S et al. Lancet Oncol 2016;17:e328 (IMWG response criteria)", lo=0.0, lo_open=True)
+    #: progression is assessed only after this long on a line (IMWG: confirmed, after >= 1 cycle)
+    min_days_on_line: float = param("days", "Kumar S et al. Lancet Oncol 2016 (IMWG): progression needs confirmation; ~2 cycles", **NONNEG)
+    #: ... and exceeds this absolute burden (the IMWG absolute increase)
+    progression_min_cells: float = param("cells", "assumption: IMWG absolute M-protein rise of 0.5 g/dl ~ 1e10 cells; free parameter", **NONNEG)
+    #: an extramedullary lesion this large causes symptoms: progression even with a marrow response
+    symptomatic_lesion_cells: float = param("cells", "assumption: ~5 cm mass (Rosinol, Haematologica 2004: EM progression despite serological response)", lo=1.0)
+    #: tumour-related death hazard at the lethal burden
+    tumour_death_rate_per_day: float = param("1/day", "assumption; calibrated to median OS", **NONNEG)
+    lethal_burden_cells: float = param("cells", "assumption: ~5e12 cells (Durie & Salmon 1975 scale)", lo=1.0)
+    tumour_death_exponent: float = param("1", "assumption; free parameter", lo=0.0, lo_open=True)
+    #: Gompertz background mortality h(age) = a exp(b age)
+    gompertz_a_per_year: float = param("1/year", "Gompertz fit to adult life tables (h(65) ~ 1.2%/year)", **NONNEG)
+    gompertz_b_per_year: float = param("1/year", "Gompertz fit to adult life tables (mortality doubling ~8 years)", **NONNEG)
+    imaging: dict[str, ImagingModality] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------------------- scenario
+@dataclass
+class SurgerySpec:
+    """An elective surgical procedure that leaves a wound node."""
+
+    wound: str
+    #: probability that a patient has the procedure
+    probability: float
+    #: the procedure happens uniformly within this window after diagnosis (days)
+    earliest_days: float
+    latest_days: float
+
+
+@dataclass
+class ScenarioConfig:
+    name: str
+    description: str
+    #: imaging used at diagnosis and at relapse (a key of clinical.imaging)
+    imaging: str
+    #: which outcome definition the scenario's cohort reports: PS, EM or MIX (both)
+    definition: str
+    surgeries: list[SurgerySpec] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- cohort
+@dataclass
+class CohortConfig:
+    n_patients: int = param("patients", "user choice", lo=1)
+    #: patients simulated together by the vectorized engine; a patient's result depends on the seed,
+    #: its index and this block size, never on the cohort size
+    block_size: int = param("patients", "engineering choice", lo=1)
+    age_mean_years: float = param("years", "SEER: median age at myeloma diagnosis 69 y; ASCT cohorts younger (~57 y, Usmani 2012)", lo=0.0)
+    age_sd_years: float = param("years", "assumption", **NONNEG)
+    age_min_years: float = param("years", "eligibility", lo=0.0)
+    age_max_years: float = param("years", "eligibility", lo=0.0)
+
+
+# ------------------------------------------------------------------------------------------- sim
+@dataclass
+class SimConfig:
+    dt_days: float = param("days", "numerical choice (rates are hazards: results do not depend on it to first order)", lo=0.0, lo_open=True)
+    #: follow every patient this long after diagnosis (censoring)
+    followup_years: float = param("years", "Usmani 2012 and targets: up to 10 years follow-up", lo=0.0, lo_open=True)
+    #: patients not diagnosed within this time after myeloma onset are reported as undiagnosed
+    max_years_to_diagnosis: float = param("years", "numerical cap", lo=0.0, lo_open=True)
+    #: a flow whose expected size is at least this is taken as its mean; smaller flows are drawn
+    #: (hybrid tau-leaping: relative noise < 1/sqrt(threshold) is ignored)
+    deterministic_threshold_cells: float = param("cells", "numerical choice (Cao, Gillespie & Petzold 2005 hybrid tau-leaping)", lo=1.0)
+    #: populations below one cell are extinct
+    extinction_cells: float = param("cells", "numerical choice", lo=0.0, lo_open=True)
+    #: save a snapshot of cells per node every this many steps (Mesa engine, 0 = none)
+    snapshot_every: int = param("steps", "output choice", lo=0)
+
+
+@dataclass
+class EmdConfig:
+    seed: int
+    #: 'vectorized' (cohorts) or 'mesa' (one Mesa model per patient)
+    engine: str
+    anatomy: AnatomyConfig
+    traits: TraitsConfig
+    growth: GrowthConfig
+    spread: SpreadConfig
+    drugs: dict[str, DrugSpec]
+    treatment: TreatmentConfig
+    clinical: ClinicalConfig
+    scenario: ScenarioConfig
+    cohort: CohortConfig
+    sim: SimConfig
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+ENGINES = ("vectorized", "mesa")
+DEFINITIONS = ("PS", "EM", "MIX")
+
+
+# ------------------------------------------------------------------------------------ validation
+def _check_number(path: str, value: Any, meta: dict[str, Any]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(path, value, "must be a number")
+    if not math.isfinite(value):
+        raise ConfigError(path, value, "must be finite")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    unit = meta.get("unit", "")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        rng = f"[{lo}, {hi}]" if hi is not None else (f"> {lo}" if meta.get("lo_open") else f">= {lo}")
+        raise ConfigError(path, value, f"allowed {rng} ({unit})")
+    if hi is not None and value > hi:
+        raise ConfigError(path, value, f"allowed [{lo}, {hi}] ({unit})")
+
+
+def check_fields(obj: Any, prefix: str) -> None:
+    """Check every number field of a dataclass against its declared interval."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if "unit" in f.metadata:
+            _check_number(f"{prefix}.{f.name}", value, f.metadata)
+
+
+def _nonneg(path: str, value: float) -> None:
+    _check_number(path, value, {"lo": 0.0})
+
+
+def _prob(path: str, value: float) -> None:
+    _check_number(path, value, {"lo": 0.0, "hi": 1.0, "unit": "probability"})
+
+
+def _one_of(path: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(path, value, f"must be one of {sorted(allowed)}")
+
+
+def validate(cfg: EmdConfig) -> None:
+    """Validate a whole configuration; raise :class:`ConfigError` on the first problem."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError("seed", cfg.seed, "must be a non-negative integer")
+    _one_of("engine", cfg.engine, ENGINES)
+    for name in ("traits", "growth", "spread", "clinical", "cohort", "sim"):
+        check_fields(getattr(cfg, name), name)
+    if cfg.cohort.age_min_years > cfg.cohort.age_max_years:
+        raise ConfigError("cohort.age_min_years", cfg.cohort.age_min_years,
+                          f"must not exceed cohort.age_max_years={cfg.cohort.age_max_years}")
+    if cfg.traits.p_subgroup_mf + cfg.traits.p_subgroup_pr > 1:
+        raise ConfigError("traits.p_subgroup_pr", cfg.traits.p_subgroup_pr,
+                          "p_subgroup_mf + p_subgroup_pr must not exceed 1")
+    check_fields(cfg.anatomy, "anatomy")
+    _validate_anatomy(cfg.anatomy)
+    _validate_traits(cfg.traits)
+    _validate_treatment(cfg)
+    for name, mod in cfg.clinical.imaging.items():
+        _check_number(f"clinical.imaging.{name}.detection_threshold_cells",
+                      mod.detection_threshold_cells, {"lo": 1.0, "unit": "cells"})
+    _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
+    _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
+    wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
+    for i, s in enumerate(cfg.scenario.surgeries):
+        p = f"scenario.surgeries[{i}]"
+        _one_of(f"{p}.wound", s.wound, wounds)
+        _prob(f"{p}.probability", s.probability)
+        _nonneg(f"{p}.earliest_days", s.earliest_days)
+        if s.latest_days < s.earliest_days:
+            raise ConfigError(f"{p}.latest_days", s.latest_days, f"must be >= earliest_days={s.earliest_days}")
+
+
+def _validate_anatomy(an: AnatomyConfig) -> None:
+    names = [n.name for n in an.nodes]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError("anatomy.nodes", dup, "node names must be unique")
+    kinds = [n.kind for n in an.nodes]
+    for i, n in enumerate(an.nodes):
+        p = f"anatomy.nodes[{i}]({n.name})"
+        _one_of(f"{p}.kind", n.kind, NODE_KINDS)
+        for attr in ("share", "capacity_cells", "cxcl12", "vcam1", "hyaluronan", "ncam", "selectin",
+                     "ccl", "inflammation_half_life_days", "death_rate_per_day"):
+            _nonneg(f"{p}.{attr}", getattr(n, attr))
+        for attr in ("soil", "barrier"):
+            _prob(f"{p}.{attr}", getattr(n, attr))
+        if n.kind != "blood" and n.capacity_cells <= 0:
+            raise ConfigError(f"{p}.capacity_cells", n.capacity_cells, "must be > 0 for a tissue compartment")
+        if n.kind == "paraskeletal":
+            marrow = [m.name for m in an.nodes if m.kind == "marrow"]
+            _one_of(f"{p}.adjacent_to", n.adjacent_to, marrow)
+        if n.kind == "wound" and n.inflammation_half_life_days <= 0:
+            raise ConfigError(f"{p}.inflammation_half_life_days", n.inflammation_half_life_days, "must be > 0 days")
+    if kinds.count("blood") != 1:
+        raise ConfigError("anatomy.nodes", kinds.count("blood"), "exactly one node of kind 'blood' is required")
+    if "marrow" not in kinds:
+        raise ConfigError("anatomy.nodes", "no marrow node", "at least one node of kind 'marrow' is required")
+    from ..anatomy import build_anatomy_graph  # reachability from the blood (raises ConfigError)
+
+    build_anatomy_graph(an)
+    share = sum(n.share for n in an.nodes if n.kind == "marrow")
+    if not math.isclose(share, 1.0, rel_tol=0.02):
+        raise ConfigError("anatomy.nodes[*].share (marrow)", round(share, 4),
+                          "marrow shares of active marrow must sum to 1 (within 2%)")
+
+
+def _validate_traits(tr: TraitsConfig) -> None:
+    missing = [t for t in TRAIT_NAMES if t not in tr.distributions]
+    if missing:
+        raise ConfigError("traits.distributions", sorted(tr.distributions), f"missing traits {missing}")
+    for name, d in tr.distributions.items():
+        p = f"traits.distributions.{name}"
+        _one_of(p, name, TRAIT_NAMES)
+        _prob(f"{p}.p_positive", d.p_positive)
+        _nonneg(f"{p}.level", d.level)
+        _nonneg(f"{p}.log_sd", d.log_sd)
+        _nonneg(f"{p}.high_risk_factor", d.high_risk_factor)
+        _nonneg(f"{p}.high_risk_p_factor", d.high_risk_p_factor)
+    for name in ("niche_dependence", "drug_sensitivity"):
+        d = tr.distributions[name]
+        if d.level * max(d.high_risk_factor, 1.0) > 1.0 and d.log_sd == 0:
+            raise ConfigError(f"traits.distributions.{name}.level", d.level, "must be within [0, 1] (a fraction)")
+    names = [s.name for s in tr.switches]
+    if len(set(names)) != len(names):
+        raise ConfigError("traits.switches", names, "switch names must be unique")
+    if len(names) > 8:
+        raise ConfigError("traits.switches", len(names), "at most 8 switches (2^8 clone states)")
+    for i, s in enumerate(tr.switches):
+        p = f"traits.switches[{i}]({s.name})"
+        _prob(f"{p}.rate_per_division", s.rate_per_division)
+        for trait, factor in s.effects.items():
+            _one_of(f"{p}.effects", trait, TRAIT_NAMES)
+            _nonneg(f"{p}.effects.{trait}", factor)
+
+
+def _validate_treatment(cfg: EmdConfig) -> None:
+    for name, d in cfg.drugs.items():
+        for kind in COMPARTMENT_KINDS:
+            _nonneg(f"drugs.{name}.{kind}", getattr(d, kind))
+    wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
+    tr = cfg.treatment
+    if not tr.first_line:
+        raise ConfigError("treatment.first_line", [], "at least one phase is required")
+    if not tr.salvage:
+        raise ConfigError("treatment.salvage", [], "at least one salvage regimen is required")
+    for group in ("first_line", "salvage"):
+        for i, r in enumerate(getattr(tr, group)):
+            p = f"treatment.{group}[{i}]({r.name})"
+            for drug in r.drugs:
+                _one_of(f"{p}.drugs", drug, list(cfg.drugs))
+            _nonneg(f"{p}.duration_days", r.duration_days)
+            _prob(f"{p}.p_wound", r.p_wound)
+            if r.wound:
+                _one_of(f"{p}.wound", r.wound, wounds)
+    check_fields(tr, "treatment")
+
+
+def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
+    """Flatten a config into rows ``{field, value, unit, source}`` (for docs and provenance)."""
+    rows: list[dict[str, Any]] = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            rows.extend(describe_parameters(value, path + "."))
+        elif "unit" in f.metadata:
+            rows.append({"field": path, "value": value, "unit": f.metadata["unit"],
+                         "source": f.metadata["source"]})
+    return rows

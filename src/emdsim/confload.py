@@ -1,0 +1,90 @@
+"""The configuration boundary: Hydra/OmegaConf configs in, validated dataclasses out.
+
+Only this module and :mod:`emdsim.cli` import Hydra or OmegaConf.  ``compose`` gives notebooks
+and tests the same configuration the command line builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingMandatoryValue,
+                              OmegaConfBaseException, ValidationError)
+
+from .config.schema import ConfigError, EmdConfig
+
+__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml"]
+
+
+def _find_conf_dir() -> Path:
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "conf", here.parent / "_conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("emdsim: cannot find the conf/ directory next to the sources")
+
+
+CONF_DIR = _find_conf_dir()
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides (``["cohort.n_patients=10", ...]``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def _plain(cfg: DictConfig) -> DictConfig:
+    """The config without Hydra's own node, resolved."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    data.pop("hydra", None)
+    return OmegaConf.create(data)
+
+
+def to_config(cfg: DictConfig) -> EmdConfig:
+    """Convert and validate; every problem becomes one :class:`ConfigError`."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(EmdConfig), _plain(cfg))
+        obj = OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        key = err.full_key or str(getattr(err, "key", ""))
+        raise ConfigError(key, _value_at(cfg, key), "unknown config key (check its spelling and group)") from None
+    except MissingMandatoryValue as err:
+        raise ConfigError(err.full_key, "???", "a value is required") from None
+    except ValidationError as err:
+        raise ConfigError(err.full_key, _value_at(cfg, err.full_key), _first_line(err.msg)) from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(getattr(err, "full_key", "") or "config", None, _first_line(str(err))) from None
+    assert isinstance(obj, EmdConfig)
+    return obj
+
+
+def _first_line(msg: str) -> str:
+    return msg.strip().splitlines()[0] if msg else "invalid value"
+
+
+def _value_at(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    except OmegaConfBaseException:
+        return None
+
+
+def load(overrides: Sequence[str] = ()) -> EmdConfig:
+    """Compose and validate in one call (notebooks, tests)."""
+    return to_config(compose(overrides))
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    """The resolved configuration as YAML (what ``config.yaml`` in a run directory holds)."""
+    return OmegaConf.to_yaml(_plain(cfg))

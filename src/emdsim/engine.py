@@ -1,0 +1,439 @@
+"""The step: state arrays over patients x nodes x clones, advanced by the rule functions.
+
+This module is the single place where the processes run, in this documented order (ODD
+"process overview and scheduling"):
+
+0. events — wounds opened by procedures, their inflammation decaying;
+1. growth and death in every compartment, with phenotype switches at division;
+2. release: egress from the marrow (retention vs crowding) and shedding from soft tissue;
+3. local extension through disrupted cortical bone into paraskeletal tissue;
+4. haematogenous spread: death in the blood, arrest, homing, engraftment or colonisation;
+5. treatment kill;
+6. clinical course: imaging-based diagnosis, phases of the plan, progression (PFS), death (OS).
+
+Both engines call :func:`step` on a :class:`CohortState`: the vectorized engine with blocks of
+patients, the Mesa model with one patient whose agents mirror the state.  The biology lives in
+:mod:`niches`, :mod:`spread` and :mod:`treatment`; this module only orders and books it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
+from .config.schema import EmdConfig, RegimenSpec
+from .niches import adhesion, birth_rate, death_rate, egress_rate, occupancy, proliferation, support
+from .patients import PatientTable
+from .rates import competing_probabilities, hazard_to_probability, rare_event_flow, realise_flow, split_flow
+from .spread import colonisation_probability, disruption_rate, homing_weights
+from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
+from .treatment import kill_rate, regimen_kill_table
+
+__all__ = ["Status", "Tables", "CohortState", "build_tables", "init_state", "step", "max_steps"]
+
+
+class Status:
+    UNDIAGNOSED, FOLLOWED, DEAD, CENSORED = 0, 1, 2, 3
+
+
+_ND, _SENS, _PROLIF, _EMPROLIF = (TRAIT_INDEX[t] for t in ("niche_dependence", "drug_sensitivity", "proliferation",
+                                                             "em_proliferation"))
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Everything derived once from a configuration (the resolved scenario)."""
+
+    cfg: EmdConfig
+    world: World
+    regimens: tuple[RegimenSpec, ...]        # first line, then salvage
+    kill_table: NDArray[np.float64]          # (R + 1, N); row R = untreated
+    n_first: int
+    release_base: NDArray[np.float64]        # (N,) egress (marrow) or shedding (soft tissue) hazard
+    switch_sources: NDArray[np.int64]
+    switch_targets: NDArray[np.int64]
+    switch_rates: NDArray[np.float64]        # (S,)
+    n_clones: int
+    detection_cells: float
+    wound_nodes: NDArray[np.int64]
+    marrow_nodes: NDArray[np.int64]
+    ps_nodes: NDArray[np.int64]              # paraskeletal nodes
+    ps_marrow: NDArray[np.int64]             # their marrow sites
+    soft_tissue: NDArray[np.bool_]           # paraskeletal, organ or wound
+    is_em: NDArray[np.bool_]                 # organ or wound (EM definition)
+    phase_wound_node: NDArray[np.int64]      # (n_first,) wound node opened by each first-line phase, -1 none
+    surgery_node: NDArray[np.int64]          # (n_surgeries,)
+
+    @property
+    def untreated(self) -> int:
+        return len(self.regimens)
+
+
+def build_tables(cfg: EmdConfig) -> Tables:
+    world = build_world(cfg.anatomy)
+    tr = cfg.treatment
+    regimens = tuple(tr.first_line) + tuple(tr.salvage)
+    release = np.where(world.is_marrow, cfg.spread.egress_rate_per_day,
+                       np.where(np.arange(world.n_nodes) == world.blood, 0.0, cfg.spread.shedding_rate_per_day))
+    src, tgt = switch_targets(len(cfg.traits.switches))
+    ps_nodes = np.flatnonzero(world.is_paraskeletal)
+    return Tables(
+        cfg=cfg, world=world, regimens=regimens,
+        kill_table=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
+        n_first=len(tr.first_line), release_base=release,
+        switch_sources=src, switch_targets=tgt,
+        switch_rates=np.array([s.rate_per_division for s in cfg.traits.switches]),
+        n_clones=n_clone_states(cfg.traits.switches),
+        detection_cells=cfg.clinical.imaging[cfg.scenario.imaging].detection_threshold_cells,
+        wound_nodes=np.flatnonzero(world.is_wound), marrow_nodes=np.flatnonzero(world.is_marrow),
+        ps_nodes=ps_nodes, ps_marrow=world.adjacent_marrow[ps_nodes],
+        soft_tissue=world.is_paraskeletal | world.is_tissue_target, is_em=world.is_tissue_target,
+        phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
+        surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
+    )
+
+
+def max_steps(cfg: EmdConfig) -> int:
+    years = cfg.sim.max_years_to_diagnosis + cfg.sim.followup_years
+    return int(np.ceil(years * 365.25 / cfg.sim.dt_days)) + 1
+
+
+@dataclass
+class CohortState:
+    """Dynamic state of a block of patients (rows), all on the same clock since myeloma onset."""
+
+    patients: PatientTable
+    traits: NDArray[np.float64]          # (P, K, T)
+    adhesion: NDArray[np.float64]        # (P, N, K) retention score (static per patient)
+    homing: NDArray[np.float64]          # (P, K, N) destination weights before inflammation
+    cells: NDArray[np.float64]           # (P, N, K)
+    t_days: float = 0.0
+    n_steps: int = 0
+    status: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    t_dx: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    t_prog: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    t_death: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    t_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    regimen: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    phase_pos: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    phase_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    line: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    line_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    efficacy: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    nadir: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    lesion_nadir: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    disrupted: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    inflammation: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    wound_opened: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    lesion_onset: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    lesion_route: NDArray[np.int8] = field(default=None)  # type: ignore[assignment]
+    lesion_detectable: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    dx_sites: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    relapse_sites: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    burden_at_dx: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: flows of the last step, (P, N, K): cells that left each node / arrived by each route
+    last_release: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    last_local: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+
+    #: per-row arrays (first axis = patient), kept in step when rows are retired
+    ROW_FIELDS = ("traits", "adhesion", "homing", "cells", "status", "t_dx", "t_prog", "t_death", "t_end",
+                  "regimen", "phase_pos", "phase_end", "line", "line_start", "efficacy", "nadir", "lesion_nadir",
+                  "disrupted", "inflammation", "wound_opened", "lesion_onset", "lesion_route",
+                  "lesion_detectable", "dx_sites", "relapse_sites", "burden_at_dx",
+                  "last_release", "last_local", "last_haem")
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def take(self, rows: NDArray[np.int64]) -> "CohortState":
+        kw = {f: getattr(self, f)[rows] for f in self.ROW_FIELDS}
+        return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps, **kw)
+
+
+def init_state(tb: Tables, patients: PatientTable) -> CohortState:
+    cfg, w = tb.cfg, tb.world
+    p, n, k = len(patients), w.n_nodes, tb.n_clones
+    traits = clone_trait_table(patients.base_traits, cfg.traits.switches)
+    cells = np.zeros((p, n, k))
+    cells[:, :, 0] = np.round(cfg.growth.onset_cells * patients.onset_share)
+    nan = np.full(p, np.nan)
+    nan_pn = np.full((p, n), np.nan)
+    return CohortState(
+        patients=patients, traits=traits,
+        adhesion=adhesion(traits, w.ligands, cfg.spread),
+        homing=homing_weights(traits, w.ligands, w.perfusion, w.barrier, cfg.spread),
+        cells=cells,
+        status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64), t_dx=nan.copy(), t_prog=nan.copy(),
+        t_death=nan.copy(), t_end=nan.copy(),
+        regimen=np.full(p, tb.untreated, dtype=np.int64), phase_pos=np.full(p, -1, dtype=np.int64),
+        phase_end=np.full(p, np.inf), line=np.zeros(p, dtype=np.int64), line_start=nan.copy(), efficacy=np.ones(p),
+        nadir=np.full(p, np.inf), lesion_nadir=np.full((p, n), np.inf),
+        disrupted=np.zeros((p, n), dtype=bool), inflammation=np.zeros((p, n)), wound_opened=nan_pn.copy(),
+        lesion_onset=nan_pn.copy(), lesion_route=np.zeros((p, n), dtype=np.int8),
+        lesion_detectable=nan_pn.copy(), dx_sites=np.zeros((p, n), dtype=bool),
+        relapse_sites=np.zeros((p, n), dtype=bool), burden_at_dx=nan.copy(),
+        last_release=np.zeros((p, n, k)), last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)),
+    )
+
+
+# ----------------------------------------------------------------------------------- processes
+def _events(st: CohortState, tb: Tables) -> None:
+    """Open wounds whose procedure falls in this step; decay inflammation."""
+    dt = tb.cfg.sim.dt_days
+    wn = tb.wound_nodes
+    if wn.size:
+        st.inflammation[:, wn] *= np.exp(-np.log(2.0) * dt / tb.world.wound_half_life[wn])
+    if tb.surgery_node.size:
+        due_day = st.t_dx[:, None] + st.patients.surgery_day        # NaN if none / undiagnosed
+        due = (due_day > st.t_days - dt) & (due_day <= st.t_days)
+        for s in np.flatnonzero(due.any(axis=0)):
+            _open_wound(st, np.flatnonzero(due[:, s]), int(tb.surgery_node[s]))
+
+
+def _open_wound(st: CohortState, rows: NDArray[np.int64], node: int) -> None:
+    st.inflammation[rows, node] = 1.0
+    st.wound_opened[rows, node] = np.where(np.isnan(st.wound_opened[rows, node]), st.t_days,
+                                           st.wound_opened[rows, node])
+
+
+def _soil(st: CohortState, tb: Tables) -> NDArray[np.float64]:
+    """Per-patient soil (P, N): wounds only support growth while inflamed."""
+    soil = np.broadcast_to(tb.world.soil, st.inflammation.shape).copy()
+    soil[:, tb.wound_nodes] *= st.inflammation[:, tb.wound_nodes]
+    return soil
+
+
+def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, supp: NDArray[np.float64],
+          occ: NDArray[np.float64]) -> None:
+    cfg = tb.cfg
+    dt, thr, g = cfg.sim.dt_days, cfg.sim.deterministic_threshold_cells, cfg.growth
+    prolif = proliferation(st.patients.proliferation[:, None] * st.traits[:, :, _PROLIF], st.traits[:, :, _EMPROLIF],
+                           tb.world.is_marrow)
+    b = birth_rate(g.birth_rate_per_day, prolif, occ, supp)
+    b[:, tb.world.blood, :] = 0.0
+    d = death_rate(g.death_rate_per_day, g.niche_loss_death_rate_per_day, supp)
+    c = st.cells
+    deaths = realise_flow(rng, c, hazard_to_probability(d, dt), thr)
+    births = realise_flow(rng, c, hazard_to_probability(b, dt), thr)
+    c += births - deaths
+    for s in range(len(tb.switch_rates)):
+        src, tgt = tb.switch_sources[s], tb.switch_targets[s]
+        mu = np.clip(tb.switch_rates[s] * st.patients.switch_factor, 0.0, 1.0)
+        moved = realise_flow(rng, births[:, :, src], mu[:, None, None], thr)
+        c[:, :, src] -= moved
+        c[:, :, tgt] += moved
+    np.maximum(c, 0.0, out=c)
+
+
+def _release(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Egress from marrow and shedding from soft tissue; returns cells entering the blood (P, K)."""
+    cfg = tb.cfg
+    rate = egress_rate(tb.release_base, st.adhesion, occ, cfg.spread.crowding_egress_gain)
+    out = realise_flow(rng, st.cells, hazard_to_probability(rate, cfg.sim.dt_days),
+                       cfg.sim.deterministic_threshold_cells)
+    st.cells -= out
+    st.last_release = out
+    return out.sum(axis=1)
+
+
+def _extend_locally(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> None:
+    sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
+    m, ps = tb.ps_marrow, tb.ps_nodes
+    st.last_local = np.zeros_like(st.cells)
+    if not ps.size:
+        return
+    hz = disruption_rate(occ[:, m], sp.cortical_disruption_occupancy, sp.cortical_disruption_rate_per_day)
+    intact = ~st.disrupted[:, m]
+    at_risk = intact & (hz > 0)
+    if at_risk.any():
+        u = rng.random(int(at_risk.sum()))
+        newly = np.zeros_like(intact)
+        newly[at_risk] = u < hazard_to_probability(hz[at_risk], dt)
+        st.disrupted[:, m] |= newly
+    open_ = st.disrupted[:, m]
+    if not open_.any():
+        return
+    p_spill = hazard_to_probability(sp.local_extension_rate_per_day, dt) * open_[:, :, None]
+    spill = realise_flow(rng, st.cells[:, m, :], p_spill, tb.cfg.sim.deterministic_threshold_cells)
+    st.cells[:, m, :] -= spill
+    st.cells[:, ps, :] += spill
+    st.last_local[:, ps, :] = spill
+    _record_onset(st, ps, spill.sum(axis=-1), ROUTE_LOCAL)
+
+
+def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: NDArray[np.float64],
+               supp: NDArray[np.float64]) -> None:
+    cfg, w = tb.cfg, tb.world
+    sp, dt, thr = cfg.spread, cfg.sim.dt_days, cfg.sim.deterministic_threshold_cells
+    blood = st.cells[:, w.blood, :] + entering
+    p = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
+    arrest = realise_flow(rng, blood, p[0], thr)
+    blood -= arrest
+    p_die_rest = p[1] / max(1.0 - p[0], 1e-300)
+    blood -= realise_flow(rng, blood, min(p_die_rest, 1.0), thr)
+    st.cells[:, w.blood, :] = blood
+
+    weights = st.homing.copy()                                     # (P, K, N)
+    if tb.wound_nodes.size:
+        weights[:, :, tb.wound_nodes] *= st.inflammation[:, None, tb.wound_nodes]
+    arrived = split_flow(rng, arrest, weights, thr).transpose(0, 2, 1)   # (P, N, K)
+    m, em = tb.marrow_nodes, np.flatnonzero(tb.is_em)
+    engrafted = realise_flow(rng, arrived[:, m, :], sp.p_marrow_engraftment, thr)
+    colonised = rare_event_flow(rng, arrived[:, em, :], colonisation_probability(sp.p_colonisation, supp[:, em, :]),
+                                thr, axis=1)
+    st.cells[:, m, :] += engrafted
+    st.cells[:, em, :] += colonised
+    st.last_haem = np.zeros_like(st.cells)
+    st.last_haem[:, m, :] = engrafted
+    st.last_haem[:, em, :] = colonised
+    _record_onset(st, em, colonised.sum(axis=-1), ROUTE_HAEMATOGENOUS)
+
+
+def _record_onset(st: CohortState, nodes: NDArray[np.int64], seeded: NDArray[np.float64], route: int) -> None:
+    """Book the first seeding (>= 1 cell) of a lesion at ``nodes`` and the route it came by."""
+    new = (seeded >= 1.0) & np.isnan(st.lesion_onset[:, nodes])
+    if new.any():
+        rows, cols = np.nonzero(new)
+        st.lesion_onset[rows, nodes[cols]] = st.t_days
+        st.lesion_route[rows, nodes[cols]] = route
+
+
+def _forget_extinct_lesions(st: CohortState, tb: Tables) -> None:
+    """A lesion that died out before it was ever detectable was never a lesion: forget its onset."""
+    gone = (st.cells.sum(axis=-1) == 0) & ~np.isnan(st.lesion_onset) & np.isnan(st.lesion_detectable)
+    st.lesion_onset[gone] = np.nan
+    st.lesion_route[gone] = 0
+
+
+def _treat(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
+    treated = st.regimen != tb.untreated
+    if not treated.any():
+        return
+    rows = np.flatnonzero(treated)
+    kr = kill_rate(tb.kill_table[st.regimen[rows]], st.efficacy[rows], st.traits[rows, :, _SENS])
+    c = st.cells[rows]
+    c -= realise_flow(rng, c, hazard_to_probability(kr, tb.cfg.sim.dt_days), tb.cfg.sim.deterministic_threshold_cells)
+    st.cells[rows] = c
+
+
+def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:
+    st.regimen[rows] = regimen
+    dur = np.array([r.duration_days for r in tb.regimens] + [0.0])[regimen]
+    st.phase_end[rows] = np.where(dur > 0, st.t_days + dur, np.inf)
+
+
+def _advance_first_line(st: CohortState, tb: Tables, rows: NDArray[np.int64]) -> None:
+    """Move ``rows`` to their next first-line phase (or off treatment after the last)."""
+    st.phase_pos[rows] += 1
+    pos = st.phase_pos[rows]
+    inside = pos < tb.n_first
+    on = rows[inside]
+    _start_phase(st, tb, on, pos[inside])
+    off = rows[~inside]
+    st.regimen[off] = tb.untreated
+    st.phase_end[off] = np.inf
+    for ph, node in enumerate(tb.phase_wound_node):
+        if node >= 0:
+            opened = on[(st.phase_pos[on] == ph) & st.patients.phase_wound[on, ph]]
+            _open_wound(st, opened, int(node))
+
+
+def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
+    cfg, cl, w = tb.cfg, tb.cfg.clinical, tb.world
+    t = st.t_days
+    node_total = st.cells.sum(axis=-1)
+    total = node_total.sum(axis=1)
+    marrow = node_total[:, tb.marrow_nodes].sum(axis=1)
+    detectable = (node_total >= tb.detection_cells) & tb.soft_tissue
+    first_seen = detectable & np.isnan(st.lesion_detectable) & (st.status <= Status.FOLLOWED)[:, None]
+    st.lesion_detectable[first_seen] = t
+
+    # diagnosis: marrow burden crosses the threshold; imaging records the soft-tissue lesions
+    dx = np.flatnonzero((st.status == Status.UNDIAGNOSED) & (marrow >= cl.diagnosis_marrow_cells))
+    if dx.size:
+        st.status[dx] = Status.FOLLOWED
+        st.t_dx[dx] = t
+        st.burden_at_dx[dx] = total[dx]
+        st.dx_sites[dx] = detectable[dx]
+        st.nadir[dx] = total[dx]
+        st.lesion_nadir[dx] = node_total[dx]
+        st.line_start[dx] = t
+        _advance_first_line(st, tb, dx)
+
+    followed = st.status == Status.FOLLOWED
+    # end of a finite phase
+    done = np.flatnonzero(followed & (st.phase_end <= t))
+    if done.size:
+        first = done[st.phase_pos[done] >= 0]
+        _advance_first_line(st, tb, first)
+        salv = done[st.phase_pos[done] < 0]
+        st.regimen[salv] = tb.untreated
+        st.phase_end[salv] = np.inf
+
+    # progression: IMWG-like rise from nadir, or a growing symptomatic soft-tissue lesion
+    rise = cl.progression_rise_fraction
+    serological = (total >= st.nadir * (1 + rise)) & (total - st.nadir >= cl.progression_min_cells)
+    lesion = ((node_total >= cl.symptomatic_lesion_cells) & (node_total >= st.lesion_nadir * (1 + rise))
+              & tb.soft_tissue).any(axis=1)
+    assessable = followed & (t - st.line_start >= cl.min_days_on_line)
+    prog = np.flatnonzero(assessable & (serological | lesion))
+    if prog.size:
+        first_prog = prog[np.isnan(st.t_prog[prog])]
+        st.t_prog[first_prog] = t
+        st.relapse_sites[first_prog] = detectable[first_prog]
+        st.line[prog] += 1
+        st.line_start[prog] = t
+        st.phase_pos[prog] = -1
+        st.efficacy[prog] = cfg.treatment.line_efficacy_factor ** st.line[prog]
+        n_salv = len(cfg.treatment.salvage)
+        _start_phase(st, tb, prog, tb.n_first + np.minimum(st.line[prog] - 1, n_salv - 1))
+        st.nadir[prog] = total[prog]
+        st.lesion_nadir[prog] = node_total[prog]
+    np.minimum(st.nadir, total, out=st.nadir)
+    np.minimum(st.lesion_nadir, node_total, out=st.lesion_nadir)
+
+    # death: background (Gompertz) + tumour burden + lethal sites (CNS)
+    alive = np.flatnonzero(st.status <= Status.FOLLOWED)
+    age = st.patients.age_years[alive] + t / 365.25
+    h = (cl.gompertz_a_per_year * np.exp(cl.gompertz_b_per_year * age) / 365.25
+         + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
+         + (detectable[alive] * w.lesion_death_rate).sum(axis=1))
+    dead = alive[rng.random(alive.size) < hazard_to_probability(h, cfg.sim.dt_days)]
+    st.status[dead] = Status.DEAD
+    st.t_death[dead] = t
+    st.t_end[dead] = t
+
+    # censoring: end of follow-up, or never diagnosed within the cap
+    end_fu = (st.status == Status.FOLLOWED) & (t >= st.t_dx + cfg.sim.followup_years * 365.25)
+    never = (st.status == Status.UNDIAGNOSED) & (t >= cfg.sim.max_years_to_diagnosis * 365.25)
+    cens = end_fu | never
+    st.status[cens] = Status.CENSORED
+    st.t_end[cens] = t
+
+
+Observer = Callable[[CohortState], None]
+
+
+def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
+    """Advance every living patient of ``st`` by one step of ``sim.dt_days``."""
+    cfg = tb.cfg
+    st.t_days += cfg.sim.dt_days
+    st.n_steps += 1
+    _events(st, tb)
+    node_total = st.cells.sum(axis=-1)
+    occ = occupancy(node_total, tb.world.capacity)
+    supp = support(st.traits[:, :, _ND], _soil(st, tb))
+    _grow(st, tb, rng, supp, occ)                              # 1
+    occ = occupancy(st.cells.sum(axis=-1), tb.world.capacity)
+    entering = _release(st, tb, rng, occ)                     # 2
+    _extend_locally(st, tb, rng, occ)                         # 3
+    _circulate(st, tb, rng, entering, supp)                   # 4
+    _treat(st, tb, rng)                                       # 5
+    st.cells[st.cells < cfg.sim.extinction_cells] = 0.0
+    _forget_extinct_lesions(st, tb)
+    _clinic(st, tb, rng)                                      # 6

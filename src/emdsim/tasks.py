@@ -1,0 +1,37 @@
+"""Task functions behind the command line, importable without Hydra."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .cohort import run_cohort
+from .config.schema import EmdConfig
+from .rundir import provenance, write_run
+from .summary import summarise
+
+__all__ = ["run_task"]
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="patients", unit="pt", leave=False, mininterval=1.0)
+    return bar
+
+
+def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Simulate ``cfg``'s cohort and write the run directory; returns the summary."""
+    bar = _progress(cfg.cohort.n_patients) if show_progress else None
+    try:
+        result = run_cohort(cfg, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    summary = summarise(result.patients, seed=cfg.seed)
+    text = config_text if config_text is not None else json.dumps(dataclasses.asdict(cfg), indent=1)
+    write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
+              patients=result.patients, lesions=result.lesions, summary=summary)
+    return summary
