@@ -61,7 +61,7 @@ def check_group_choices(argv: list[str]) -> str | None:
             continue
         options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
         for choice in value.split(","):
-            if choice and choice not in options:
+            if choice and choice != "null" and choice not in options:
                 return f"{ConfigError(key, choice, f'must be one of {options}')}"
     return None
 

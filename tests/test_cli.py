@@ -1,0 +1,92 @@
+"""The command-line contract: files, summary keys, determinism and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+EMDSIM = [sys.executable, "-m", "emdsim.cli"]
+SMALL = ["cohort.n_patients=6", "cohort.block_size=8", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
+SUMMARY_KEYS = {"n_patients", "seed", "em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "em_at_relapse",
+                "ps_at_relapse", "emd_at_relapse", "sites_at_diagnosis", "sites_at_relapse", "median_pfs_months",
+                "median_os_months"}
+
+
+def _run(args, run_dir: Path):
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    return subprocess.run(EMDSIM + list(args) + [f"hydra.run.dir={run_dir}"], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    proc = _run(SMALL + ["seed=5"], d)
+    assert proc.returncode == 0, proc.stderr
+    return d, proc
+
+
+def test_run_writes_the_contract_files(default_run):
+    d, proc = default_run
+    for name in ("config.yaml", "provenance.json", "patients.parquet", "lesions.parquet", "summary.json"):
+        assert (d / name).is_file(), name
+    assert str(d) in proc.stdout
+    summary = json.loads((d / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["n_patients"] == 6 and summary["seed"] == 5
+    for key in ("em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "em_at_relapse", "ps_at_relapse",
+                "emd_at_relapse"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["emd_at_diagnosis"] >= max(summary["em_at_diagnosis"], summary["ps_at_diagnosis"])
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["seed"] == 5 and prov["package_version"] and "git_revision" in prov
+    assert prov["seed_sequence_entropy"] == 5
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    assert cfg["seed"] == 5 and cfg["cohort"]["n_patients"] == 6 and "hydra" not in cfg
+    patients = pd.read_parquet(d / "patients.parquet")
+    assert len(patients) == 6
+    assert {"em_at_diagnosis", "ps_at_diagnosis", "sites_at_relapse", "pfs_days", "os_days", "high_risk",
+            "treatment"} <= set(patients.columns)
+
+
+def test_same_seed_same_patients_different_seed_different(default_run, tmp_path):
+    d, _ = default_run
+    again = _run(SMALL + ["seed=5"], tmp_path / "a")
+    other = _run(SMALL + ["seed=6"], tmp_path / "b")
+    assert again.returncode == 0 and other.returncode == 0
+    first = pd.read_parquet(d / "patients.parquet")
+    pd.testing.assert_frame_equal(first, pd.read_parquet(tmp_path / "a" / "patients.parquet"))
+    assert not first.equals(pd.read_parquet(tmp_path / "b" / "patients.parquet"))
+
+
+def test_mesa_engine_from_the_command_line(tmp_path):
+    proc = _run(["engine=mesa", "cohort.n_patients=2", "sim.followup_years=1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_parquet(tmp_path / "patients.parquet")) == 2
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("cohort.n_patients=-5", "cohort.n_patients"),
+    ("cohort.n_patients=abc", "cohort.n_patients"),
+    ("spread.p_colonisation=1.5", "spread.p_colonisation"),
+    ("growth.birth_rate_per_day=-1", "growth.birth_rate_per_day"),
+    ("scenario=nonexistent", "scenario"),
+    ("anatomy=nonexistent", "anatomy"),
+    ("cohort.nonexistent_key=1", "nonexistent_key"),
+    ("+spread.nonexistent_key=1", "spread.nonexistent_key"),
+    ("anatomy.nodes.27.share=0", "reachable from the blood"),
+])
+def test_bad_input_is_one_clear_message(tmp_path, override, needle):
+    proc = _run(SMALL + [override], tmp_path)
+    assert proc.returncode != 0
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "summary.json").exists()
+    assert not (tmp_path / "patients.parquet").exists()

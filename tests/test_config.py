@@ -1,0 +1,77 @@
+"""Every config group composes and validates; bad values are named with what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from emdsim.confload import CONF_DIR, compose, load, to_config
+from emdsim.config.schema import ConfigError, describe_parameters
+
+GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "experiment")
+CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", CHOICES, ids=[f"{g}={o}" for g, o in CHOICES])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = load([f"{group}={option}"])
+    assert cfg.cohort.n_patients >= 1
+
+
+def test_every_experiment_composes():
+    for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
+        load([f"experiment={path.stem}"])
+
+
+def test_every_number_has_unit_and_source():
+    cfg = load([])
+    rows = describe_parameters(cfg)
+    assert len(rows) > 40
+    for row in rows:
+        assert row["unit"] and row["source"], row["field"]
+    for node in cfg.anatomy.nodes:
+        assert node.source, node.name
+    for name, drug in cfg.drugs.items():
+        assert drug.source, name
+    for sw in cfg.traits.switches:
+        assert sw.source, sw.name
+    for name, dist in cfg.traits.distributions.items():
+        assert dist.source, name
+
+
+@pytest.mark.parametrize("override,field", [
+    ("cohort.n_patients=-5", "cohort.n_patients"),
+    ("cohort.n_patients=abc", "cohort.n_patients"),
+    ("spread.p_colonisation=1.5", "spread.p_colonisation"),
+    ("spread.cortical_disruption_occupancy=-0.1", "spread.cortical_disruption_occupancy"),
+    ("growth.death_rate_per_day=-0.1", "growth.death_rate_per_day"),
+    ("sim.dt_days=0", "sim.dt_days"),
+    ("traits.p_high_risk=2", "traits.p_high_risk"),
+    ("traits.switches.0.rate_per_division=-1e-9", "traits.switches[0](cd56_loss).rate_per_division"),
+    ("anatomy.nodes.0.soil=1.5", "anatomy.nodes[0](cranium).soil"),
+    ("engine=fast", "engine"),
+    ("+spread.foo=1", "spread.foo"),
+    ("treatment.first_line.0.drugs=[aspirin]", "treatment.first_line[0](vrd_induction).drugs"),
+    ("scenario.imaging=xray", "scenario.imaging"),
+])
+def test_bad_values_are_named(override, field):
+    with pytest.raises(ConfigError) as err:
+        to_config(compose([override]))
+    assert err.value.field_path == field
+    msg = str(err.value)
+    assert field in msg and ("allowed" in msg or "must" in msg or "unknown" in msg or "could not" in msg)
+
+
+def test_unreachable_organ_is_rejected():
+    cfg = compose([])
+    skin = [i for i, n in enumerate(cfg.anatomy.nodes) if n.name == "skin"][0]
+    with pytest.raises(ConfigError, match="reachable from the blood"):
+        to_config(compose([f"anatomy.nodes.{skin}.share=0"]))
+
+
+def test_schemas_are_not_frozen_so_overrides_work():
+    cfg = load(["growth.birth_rate_per_day=0.02"])
+    assert cfg.growth.birth_rate_per_day == 0.02
+    assert not getattr(type(cfg.growth), "__dataclass_params__").frozen
+    dataclasses.replace(cfg.growth, birth_rate_per_day=0.01)

@@ -1,0 +1,23 @@
+"""The parameter table in docs/ is generated from the configuration and must be current."""
+
+from pathlib import Path
+
+from emdsim.confload import load
+from emdsim.paramdoc import parameter_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parameter_table_is_current():
+    current = (ROOT / "docs" / "parameters.md").read_text()
+    assert current == parameter_markdown(load([])), "run: python -m emdsim.paramdoc"
+
+
+def test_odd_and_readme_exist_and_link_the_parameters():
+    odd = (ROOT / "docs" / "ODD.md").read_text()
+    for heading in ("Purpose", "Entities, state variables", "Process overview and scheduling", "Design concepts",
+                    "Initialization", "Input data", "Submodels"):
+        assert heading in odd, heading
+    assert "parameters.md" in odd
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
