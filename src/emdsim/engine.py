@@ -135,8 +135,7 @@ class CohortState:
     dx_sites: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
     relapse_sites: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
     burden_at_dx: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
-    #: flows of the last step, (P, N, K): cells that left each node / arrived by each route
-    last_release: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: flows of the last step, (P, N, K): cells that arrived by each route
     last_local: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
@@ -145,7 +144,7 @@ class CohortState:
                   "regimen", "phase_pos", "phase_end", "line", "line_start", "efficacy", "nadir", "lesion_nadir",
                   "disrupted", "inflammation", "wound_opened", "lesion_onset", "lesion_route",
                   "lesion_detectable", "dx_sites", "relapse_sites", "burden_at_dx",
-                  "last_release", "last_local", "last_haem")
+                  "last_local", "last_haem")
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -165,8 +164,8 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
     nan_pn = np.full((p, n), np.nan)
     return CohortState(
         patients=patients, traits=traits,
-        adhesion=adhesion(traits, w.ligands, cfg.spread),
-        homing=homing_weights(traits, w.ligands, w.perfusion, w.barrier, cfg.spread),
+        adhesion=adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], cfg.spread),
+        homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, cfg.spread),
         cells=cells,
         status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64), t_dx=nan.copy(), t_prog=nan.copy(),
         t_death=nan.copy(), t_end=nan.copy(),
@@ -177,7 +176,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         lesion_onset=nan_pn.copy(), lesion_route=np.zeros((p, n), dtype=np.int8),
         lesion_detectable=nan_pn.copy(), dx_sites=np.zeros((p, n), dtype=bool),
         relapse_sites=np.zeros((p, n), dtype=bool), burden_at_dx=nan.copy(),
-        last_release=np.zeros((p, n, k)), last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)),
+        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)),
     )
 
 
@@ -208,66 +207,118 @@ def _soil(st: CohortState, tb: Tables) -> NDArray[np.float64]:
     return soil
 
 
-def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, supp: NDArray[np.float64],
+@dataclass(frozen=True)
+class _Entries:
+    """The occupied (patient, node, clone) entries of the cell array, flattened."""
+
+    idx: NDArray[np.int64]   # flat index into cells
+    p: NDArray[np.int64]
+    n: NDArray[np.int64]
+    k: NDArray[np.int64]
+    pn: NDArray[np.int64]    # flat index into (P, N) arrays
+
+
+def _entries(st: CohortState) -> _Entries:
+    _, n_nodes, n_clones = st.cells.shape
+    idx = np.flatnonzero(st.cells.reshape(-1))
+    pn, k = np.divmod(idx, n_clones)
+    p, n = np.divmod(pn, n_nodes)
+    return _Entries(idx, p, n, k, pn)
+
+
+def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, soil: NDArray[np.float64],
           occ: NDArray[np.float64]) -> None:
     cfg = tb.cfg
     dt, thr, g = cfg.sim.dt_days, cfg.sim.deterministic_threshold_cells, cfg.growth
-    prolif = proliferation(st.patients.proliferation[:, None] * st.traits[:, :, _PROLIF], st.traits[:, :, _EMPROLIF],
-                           tb.world.is_marrow)
-    b = birth_rate(g.birth_rate_per_day, prolif, occ, supp)
-    b[:, tb.world.blood, :] = 0.0
+    e = _entries(st)
+    flat = st.cells.reshape(-1)
+    c = flat[e.idx]
+    tr = st.traits[e.p, e.k]                                        # (E, T)
+    supp = support(tr[:, _ND], soil.reshape(-1)[e.pn])
+    prolif = proliferation(st.patients.proliferation[e.p] * tr[:, _PROLIF], tr[:, _EMPROLIF],
+                           tb.world.is_marrow[e.n])
+    b = birth_rate(g.birth_rate_per_day, prolif, occ.reshape(-1)[e.pn], supp)
+    b[e.n == tb.world.blood] = 0.0
     d = death_rate(g.death_rate_per_day, g.niche_loss_death_rate_per_day, supp)
-    c = st.cells
     deaths = realise_flow(rng, c, hazard_to_probability(d, dt), thr)
     births = realise_flow(rng, c, hazard_to_probability(b, dt), thr)
-    c += births - deaths
-    for s in range(len(tb.switch_rates)):
-        src, tgt = tb.switch_sources[s], tb.switch_targets[s]
-        mu = np.clip(tb.switch_rates[s] * st.patients.switch_factor, 0.0, 1.0)
-        moved = realise_flow(rng, births[:, :, src], mu[:, None, None], thr)
-        c[:, :, src] -= moved
-        c[:, :, tgt] += moved
-    np.maximum(c, 0.0, out=c)
+    flat[e.idx] = c + births - deaths
+    if tb.switch_rates.size:
+        _switch(st, tb, rng, e, births)
+    flat[e.idx] = np.maximum(flat[e.idx], 0.0)
+
+
+def _switch(st: CohortState, tb: Tables, rng: np.random.Generator, e: _Entries, births: NDArray[np.float64]) -> None:
+    """Move newborn cells that acquired a switch to the subclone with it.
+
+    The number of switching newborns of an entry is one flow with the summed probability of the
+    switches it lacks; each switching cell then takes switch ``s`` with probability
+    ``rate_s / sum`` (a multinomial, drawn only for the few entries with switching cells).
+    """
+    thr = tb.cfg.sim.deterministic_threshold_cells
+    n_s = tb.switch_rates.size
+    lacks = ((e.k[:, None] >> np.arange(n_s)) & 1) == 0                # (E, S)
+    rates = lacks * tb.switch_rates * st.patients.switch_factor[e.p][:, None]
+    total = rates.sum(axis=1)
+    sel = np.flatnonzero((births > 0) & (total > 0))
+    if not sel.size:
+        return
+    moved = realise_flow(rng, births[sel], np.clip(total[sel], 0.0, 1.0), thr)
+    hit = moved > 0
+    sel, moved = sel[hit], moved[hit]
+    share = rates[sel] / total[sel, None]
+    split = split_flow(rng, moved, share, thr)                          # (H, S)
+    flat = st.cells.reshape(-1)
+    flat[e.idx[sel]] -= moved
+    for s in range(n_s):
+        gets = lacks[sel, s]
+        flat[e.idx[sel[gets]] + (1 << s)] += split[gets, s]   # one source per target: no duplicates
 
 
 def _release(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> NDArray[np.float64]:
     """Egress from marrow and shedding from soft tissue; returns cells entering the blood (P, K)."""
     cfg = tb.cfg
-    rate = egress_rate(tb.release_base, st.adhesion, occ, cfg.spread.crowding_egress_gain)
-    out = realise_flow(rng, st.cells, hazard_to_probability(rate, cfg.sim.dt_days),
+    e = _entries(st)
+    flat = st.cells.reshape(-1)
+    rate = egress_rate(tb.release_base[e.n], st.adhesion.reshape(-1)[e.idx], occ.reshape(-1)[e.pn],
+                       cfg.spread.crowding_egress_gain)
+    out = realise_flow(rng, flat[e.idx], hazard_to_probability(rate, cfg.sim.dt_days),
                        cfg.sim.deterministic_threshold_cells)
-    st.cells -= out
-    st.last_release = out
-    return out.sum(axis=1)
+    flat[e.idx] -= out
+    n_p, _, n_k = st.cells.shape
+    return np.bincount(e.p * n_k + e.k, weights=out, minlength=n_p * n_k).reshape(n_p, n_k)
 
 
 def _extend_locally(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> None:
     sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
     m, ps = tb.ps_marrow, tb.ps_nodes
-    st.last_local = np.zeros_like(st.cells)
+    st.last_local[:] = 0.0
     if not ps.size:
         return
     hz = disruption_rate(occ[:, m], sp.cortical_disruption_occupancy, sp.cortical_disruption_rate_per_day)
-    intact = ~st.disrupted[:, m]
-    at_risk = intact & (hz > 0)
+    at_risk = ~st.disrupted[:, m] & (hz > 0)
     if at_risk.any():
-        u = rng.random(int(at_risk.sum()))
-        newly = np.zeros_like(intact)
-        newly[at_risk] = u < hazard_to_probability(hz[at_risk], dt)
+        newly = np.zeros_like(at_risk)
+        newly[at_risk] = rng.random(int(at_risk.sum())) < hazard_to_probability(hz[at_risk], dt)
         st.disrupted[:, m] |= newly
-    open_ = st.disrupted[:, m]
-    if not open_.any():
+    e = _entries(st)
+    target_node = tb.world.paraskeletal_of[e.n]
+    sel = np.flatnonzero((target_node >= 0) & st.disrupted.reshape(-1)[e.pn])
+    if not sel.size:
         return
-    p_spill = hazard_to_probability(sp.local_extension_rate_per_day, dt) * open_[:, :, None]
-    spill = realise_flow(rng, st.cells[:, m, :], p_spill, tb.cfg.sim.deterministic_threshold_cells)
-    st.cells[:, m, :] -= spill
-    st.cells[:, ps, :] += spill
-    st.last_local[:, ps, :] = spill
-    _record_onset(st, ps, spill.sum(axis=-1), ROUTE_LOCAL)
+    flat = st.cells.reshape(-1)
+    spill = realise_flow(rng, flat[e.idx[sel]], hazard_to_probability(sp.local_extension_rate_per_day, dt),
+                         tb.cfg.sim.deterministic_threshold_cells)
+    n_nodes, n_k = st.cells.shape[1:]
+    tgt = (e.p[sel] * n_nodes + target_node[sel]) * n_k + e.k[sel]
+    flat[e.idx[sel]] -= spill
+    flat[tgt] += spill
+    st.last_local.reshape(-1)[tgt] = spill
+    _record_onset(st, ps, st.last_local[:, ps].sum(axis=-1), ROUTE_LOCAL)
 
 
 def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: NDArray[np.float64],
-               supp: NDArray[np.float64]) -> None:
+               soil: NDArray[np.float64]) -> None:
     cfg, w = tb.cfg, tb.world
     sp, dt, thr = cfg.spread, cfg.sim.dt_days, cfg.sim.deterministic_threshold_cells
     blood = st.cells[:, w.blood, :] + entering
@@ -277,21 +328,23 @@ def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: 
     p_die_rest = p[1] / max(1.0 - p[0], 1e-300)
     blood -= realise_flow(rng, blood, min(p_die_rest, 1.0), thr)
     st.cells[:, w.blood, :] = blood
-
-    weights = st.homing.copy()                                     # (P, K, N)
+    st.last_haem[:] = 0.0
+    rp, rk = np.nonzero(arrest > 0)
+    if not rp.size:
+        return
+    weights = st.homing[rp, rk, :]                                   # (R, N)
     if tb.wound_nodes.size:
-        weights[:, :, tb.wound_nodes] *= st.inflammation[:, None, tb.wound_nodes]
-    arrived = split_flow(rng, arrest, weights, thr).transpose(0, 2, 1)   # (P, N, K)
+        weights[:, tb.wound_nodes] *= st.inflammation[rp][:, tb.wound_nodes]
+    arrived = split_flow(rng, arrest[rp, rk], weights, thr)          # (R, N)
     m, em = tb.marrow_nodes, np.flatnonzero(tb.is_em)
-    engrafted = realise_flow(rng, arrived[:, m, :], sp.p_marrow_engraftment, thr)
-    colonised = rare_event_flow(rng, arrived[:, em, :], colonisation_probability(sp.p_colonisation, supp[:, em, :]),
-                                thr, axis=1)
-    st.cells[:, m, :] += engrafted
-    st.cells[:, em, :] += colonised
-    st.last_haem = np.zeros_like(st.cells)
-    st.last_haem[:, m, :] = engrafted
-    st.last_haem[:, em, :] = colonised
-    _record_onset(st, em, colonised.sum(axis=-1), ROUTE_HAEMATOGENOUS)
+    engrafted = realise_flow(rng, arrived[:, m], sp.p_marrow_engraftment, thr)
+    supp = support(st.traits[rp, rk, _ND][:, None], soil[rp][:, em])
+    colonised = rare_event_flow(rng, arrived[:, em], colonisation_probability(sp.p_colonisation, supp), thr, axis=1)
+    st.cells[rp[:, None], m[None, :], rk[:, None]] += engrafted      # (patient, clone) rows are unique
+    st.cells[rp[:, None], em[None, :], rk[:, None]] += colonised
+    st.last_haem[rp[:, None], m[None, :], rk[:, None]] = engrafted
+    st.last_haem[rp[:, None], em[None, :], rk[:, None]] = colonised
+    _record_onset(st, em, st.last_haem[:, em].sum(axis=-1), ROUTE_HAEMATOGENOUS)
 
 
 def _record_onset(st: CohortState, nodes: NDArray[np.int64], seeded: NDArray[np.float64], route: int) -> None:
@@ -311,14 +364,15 @@ def _forget_extinct_lesions(st: CohortState, tb: Tables) -> None:
 
 
 def _treat(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
-    treated = st.regimen != tb.untreated
-    if not treated.any():
+    if not (st.regimen != tb.untreated).any():
         return
-    rows = np.flatnonzero(treated)
-    kr = kill_rate(tb.kill_table[st.regimen[rows]], st.efficacy[rows], st.traits[rows, :, _SENS])
-    c = st.cells[rows]
-    c -= realise_flow(rng, c, hazard_to_probability(kr, tb.cfg.sim.dt_days), tb.cfg.sim.deterministic_threshold_cells)
-    st.cells[rows] = c
+    e = _entries(st)
+    sel = np.flatnonzero(st.regimen[e.p] != tb.untreated)
+    p, n, k, idx = e.p[sel], e.n[sel], e.k[sel], e.idx[sel]
+    kr = kill_rate(tb.kill_table[st.regimen[p], n], st.efficacy[p], st.traits[p, k, _SENS])
+    flat = st.cells.reshape(-1)
+    flat[idx] -= realise_flow(rng, flat[idx], hazard_to_probability(kr, tb.cfg.sim.dt_days),
+                              tb.cfg.sim.deterministic_threshold_cells)
 
 
 def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:
@@ -425,15 +479,15 @@ def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
     st.t_days += cfg.sim.dt_days
     st.n_steps += 1
     _events(st, tb)
-    node_total = st.cells.sum(axis=-1)
-    occ = occupancy(node_total, tb.world.capacity)
-    supp = support(st.traits[:, :, _ND], _soil(st, tb))
-    _grow(st, tb, rng, supp, occ)                              # 1
+    soil = _soil(st, tb)
+    _grow(st, tb, rng, soil, occupancy(st.cells.sum(axis=-1), tb.world.capacity))   # 1
     occ = occupancy(st.cells.sum(axis=-1), tb.world.capacity)
     entering = _release(st, tb, rng, occ)                     # 2
     _extend_locally(st, tb, rng, occ)                         # 3
-    _circulate(st, tb, rng, entering, supp)                   # 4
+    _circulate(st, tb, rng, entering, soil)                   # 4
     _treat(st, tb, rng)                                       # 5
-    st.cells[st.cells < cfg.sim.extinction_cells] = 0.0
+    flat = st.cells.reshape(-1)
+    occupied = np.flatnonzero(flat)
+    flat[occupied[flat[occupied] < cfg.sim.extinction_cells]] = 0.0
     _forget_extinct_lesions(st, tb)
     _clinic(st, tb, rng)                                      # 6

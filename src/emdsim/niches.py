@@ -1,7 +1,8 @@
 """Growth in a niche and retention by adhesion (processes 1 and 2).
 
-Pure, vectorised rule functions.  Arrays broadcast over leading axes; trailing axes are
-``(node, clone)`` for cells and ``(clone, trait)`` for traits.
+Pure, vectorised, elementwise rule functions: the caller aligns the arrays (dense
+patients x nodes x clones, or one entry per occupied (patient, node, clone)) and numpy
+broadcasting does the rest.  Trait and ligand arrays carry their own last axis.
 
 * **Growth** is logistic in each compartment: the birth hazard falls linearly with occupancy
   (``total / capacity``).  Outside the marrow a niche-dependent clone (``niche_dependence`` d)
@@ -15,7 +16,7 @@ Pure, vectorised rule functions.  Arrays broadcast over leading axes; trailing a
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .anatomy import LIGANDS
 from .config.schema import SpreadConfig
@@ -33,46 +34,38 @@ def occupancy(total_cells: NDArray[np.float64], capacity: NDArray[np.float64]) -
         return np.where(capacity > 0, total_cells / np.where(capacity > 0, capacity, 1.0), 0.0)
 
 
-def support(niche_dependence: NDArray[np.float64], soil: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Growth support of clones with ``niche_dependence (..., K)`` in nodes with ``soil (..., N)``.
-
-    Returns ``(..., N, K)`` in [0, 1]; 1 in the marrow (soil 1) or for a niche-independent clone.
-    """
-    d = niche_dependence[..., None, :]
-    return (1.0 - d) + d * soil[..., :, None]
+def support(niche_dependence: ArrayLike, soil: ArrayLike) -> NDArray[np.float64]:
+    """Growth support in [0, 1]: 1 in the marrow (soil 1) or for a niche-independent clone."""
+    d = np.asarray(niche_dependence, dtype=float)
+    return (1.0 - d) + d * np.asarray(soil, dtype=float)
 
 
-def proliferation(prolif: NDArray[np.float64], em_prolif: NDArray[np.float64],
-                  is_marrow: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Clone proliferation ``(..., N, K)``: ``prolif (..., K)``, times ``em_prolif`` outside the marrow."""
-    return prolif[..., None, :] * np.where(is_marrow[:, None], 1.0, em_prolif[..., None, :])
+def proliferation(prolif: ArrayLike, em_prolif: ArrayLike, in_marrow: ArrayLike) -> NDArray[np.float64]:
+    """Clone proliferation: ``prolif``, times ``em_prolif`` outside the marrow."""
+    return np.asarray(prolif, dtype=float) * np.where(in_marrow, 1.0, em_prolif)
 
 
-def birth_rate(base_rate_per_day: float, prolif: NDArray[np.float64], occ: NDArray[np.float64],
-               supp: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Birth hazard ``(..., N, K)``: base x proliferation ``(..., N, K)`` x free capacity x support."""
-    free = np.clip(1.0 - occ, 0.0, 1.0)
-    return base_rate_per_day * prolif * free[..., :, None] * supp
+def birth_rate(base_rate_per_day: float, prolif: ArrayLike, occ: ArrayLike, supp: ArrayLike) -> NDArray[np.float64]:
+    """Birth hazard: base x proliferation x free capacity x support."""
+    free = np.clip(1.0 - np.asarray(occ, dtype=float), 0.0, 1.0)
+    return base_rate_per_day * np.asarray(prolif) * free * np.asarray(supp)
 
 
-def death_rate(base_rate_per_day: float, niche_loss_rate_per_day: float,
-               supp: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Death hazard ``(..., N, K)``: baseline plus loss of niche support."""
-    return base_rate_per_day + niche_loss_rate_per_day * (1.0 - supp)
+def death_rate(base_rate_per_day: float, niche_loss_rate_per_day: float, supp: ArrayLike) -> NDArray[np.float64]:
+    """Death hazard: baseline plus loss of niche support."""
+    return base_rate_per_day + niche_loss_rate_per_day * (1.0 - np.asarray(supp, dtype=float))
 
 
 def adhesion(traits: NDArray[np.float64], ligands: NDArray[np.float64], sp: SpreadConfig) -> NDArray[np.float64]:
-    """Retention score ``(..., N, K)`` of clones with ``traits (..., K, T)`` in nodes ``ligands (N, L)``."""
-    t = traits
-    lg = ligands
-    return (sp.w_vla4 * lg[:, None, _L["vcam1"]] * t[..., None, :, _T["vla4"]]
-            + sp.w_cd44 * lg[:, None, _L["hyaluronan"]] * t[..., None, :, _T["cd44"]]
-            + sp.w_cd56 * lg[:, None, _L["ncam"]] * t[..., None, :, _T["cd56"]]
-            + sp.w_cxcr4 * lg[:, None, _L["cxcl12"]] * t[..., None, :, _T["cxcr4"]]
-            + sp.w_tetraspanin * lg[:, None, _L["vcam1"]] * t[..., None, :, _T["tetraspanin"]])
+    """Retention score of clones with ``traits (..., T)`` in compartments with ``ligands (..., L)``."""
+    t, lg = traits, ligands
+    return (sp.w_vla4 * lg[..., _L["vcam1"]] * t[..., _T["vla4"]]
+            + sp.w_cd44 * lg[..., _L["hyaluronan"]] * t[..., _T["cd44"]]
+            + sp.w_cd56 * lg[..., _L["ncam"]] * t[..., _T["cd56"]]
+            + sp.w_cxcr4 * lg[..., _L["cxcl12"]] * t[..., _T["cxcr4"]]
+            + sp.w_tetraspanin * lg[..., _L["vcam1"]] * t[..., _T["tetraspanin"]])
 
 
-def egress_rate(base_rate_per_day: NDArray[np.float64], adh: NDArray[np.float64],
-                occ: NDArray[np.float64], crowding_gain: float) -> NDArray[np.float64]:
-    """Egress hazard ``(..., N, K)`` from node-wise ``base_rate_per_day (N,)``."""
-    return base_rate_per_day[:, None] * np.exp(-adh) * (1.0 + crowding_gain * occ[..., :, None])
+def egress_rate(base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike, crowding_gain: float) -> NDArray[np.float64]:
+    """Egress (release) hazard: ``base * exp(-adhesion) * (1 + crowding_gain * occupancy)``."""
+    return np.asarray(base_rate_per_day) * np.exp(-np.asarray(adh)) * (1.0 + crowding_gain * np.asarray(occ))

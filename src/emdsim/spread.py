@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .anatomy import LIGANDS
 from .config.schema import SpreadConfig
@@ -33,22 +33,18 @@ def disruption_rate(occ: NDArray[np.float64], threshold: float, rate_per_day: fl
     return rate_per_day * excess
 
 
-def homing_weights(traits: NDArray[np.float64], ligands: NDArray[np.float64], perfusion: NDArray[np.float64],
-                   barrier: NDArray[np.float64], sp: SpreadConfig) -> NDArray[np.float64]:
-    """Unnormalised destination weights ``(..., K, N)`` of circulating clones ``traits (..., K, T)``.
-
-    ``perfusion`` and ``barrier`` may carry leading patient axes ``(..., N)`` (wounds switch on
-    and off per patient).
-    """
-    t = traits[..., :, None, :]                       # (..., K, 1, T)
-    lg = ligands                                       # (N, L)
+def homing_weights(traits: NDArray[np.float64], ligands: NDArray[np.float64], perfusion: ArrayLike,
+                   barrier: ArrayLike, sp: SpreadConfig) -> NDArray[np.float64]:
+    """Unnormalised destination weight of circulating clones ``traits (..., T)`` for compartments
+    ``ligands (..., L)`` with ``perfusion`` and ``barrier`` (the caller aligns the axes)."""
+    t, lg = traits, ligands
     binding = (sp.arrest_baseline
-               + t[..., _T["psgl1"]] * lg[:, _L["selectin"]]
-               + t[..., _T["vla4"]] * lg[:, _L["vcam1"]]
-               + t[..., _T["cd44"]] * lg[:, _L["hyaluronan"]])
-    chemo = np.exp(sp.beta_cxcr4 * t[..., _T["cxcr4"]] * lg[:, _L["cxcl12"]]
-                   + sp.beta_ccr * t[..., _T["ccr"]] * lg[:, _L["ccl"]])
-    return (perfusion * barrier)[..., None, :] * binding * chemo
+               + t[..., _T["psgl1"]] * lg[..., _L["selectin"]]
+               + t[..., _T["vla4"]] * lg[..., _L["vcam1"]]
+               + t[..., _T["cd44"]] * lg[..., _L["hyaluronan"]])
+    chemo = np.exp(sp.beta_cxcr4 * t[..., _T["cxcr4"]] * lg[..., _L["cxcl12"]]
+                   + sp.beta_ccr * t[..., _T["ccr"]] * lg[..., _L["ccl"]])
+    return np.asarray(perfusion) * np.asarray(barrier) * binding * chemo
 
 
 def colonisation_probability(p_colonisation: float, supp: NDArray[np.float64]) -> NDArray[np.float64]:

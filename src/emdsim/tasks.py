@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .analysis import analyse
 from .cohort import run_cohort
 from .config.schema import EmdConfig
 from .rundir import provenance, write_run
@@ -31,7 +32,9 @@ def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, s
         if bar:
             bar.close()
     summary = summarise(result.patients, seed=cfg.seed)
+    extra_summary, tables = analyse(result.patients)
+    summary.update(extra_summary)
     text = config_text if config_text is not None else json.dumps(dataclasses.asdict(cfg), indent=1)
     write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
-              patients=result.patients, lesions=result.lesions, summary=summary)
+              patients=result.patients, lesions=result.lesions, summary=summary, extra_tables=tables)
     return summary

@@ -10,7 +10,7 @@ active in soft tissue (seed editorial, ref 16).
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .config.schema import DrugSpec, RegimenSpec
 
@@ -27,7 +27,6 @@ def regimen_kill_table(regimens: list[RegimenSpec], drugs: dict[str, DrugSpec],
     return table
 
 
-def kill_rate(node_kill: NDArray[np.float64], efficacy: NDArray[np.float64],
-              sensitivity: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Kill hazard ``(P, N, K)`` from ``node_kill (P, N)``, ``efficacy (P,)``, ``sensitivity (P, K)``."""
-    return node_kill[:, :, None] * efficacy[:, None, None] * sensitivity[:, None, :]
+def kill_rate(node_kill: ArrayLike, efficacy: ArrayLike, sensitivity: ArrayLike) -> NDArray[np.float64]:
+    """Kill hazard (elementwise): the regimen's hazard in the node x line efficacy x clone sensitivity."""
+    return np.asarray(node_kill) * np.asarray(efficacy) * np.asarray(sensitivity)
