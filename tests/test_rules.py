@@ -15,16 +15,17 @@ T = TRAIT_INDEX
 
 
 def _traits(**levels):
-    t = np.ones((1, 1, len(T)))
+    """Trait vector (T,) of a founder-like clone, with some levels changed."""
+    t = np.ones(len(T))
     for name, v in levels.items():
-        t[..., T[name]] = v
+        t[T[name]] = v
     return t
 
 
 def test_support_bounds_and_direction():
     d = np.linspace(0, 1, 11)
     soil = np.array([0.0, 0.3, 1.0])
-    s = support(d, soil)
+    s = support(d[None, :], soil[:, None])
     assert s.shape == (3, 11)
     assert np.all((s >= 0) & (s <= 1))
     assert np.allclose(s[2], 1.0)                 # marrow soil supports every clone
@@ -34,8 +35,8 @@ def test_support_bounds_and_direction():
 
 def test_birth_falls_with_occupancy_and_death_rises_without_support():
     occ = np.array([[0.0, 0.5, 1.0, 1.2]])
-    b = birth_rate(0.015, np.ones((1, 4, 1)), occ, np.ones((1, 4, 1)))
-    assert b[0, 0, 0] > b[0, 1, 0] > 0 and np.all(b[0, 2:, 0] == 0.0)  # none at or over capacity
+    b = birth_rate(0.015, np.ones(4), occ[0], np.ones(4))
+    assert b[0] > b[1] > 0 and np.all(b[2:] == 0.0)  # none at or over capacity
     d = death_rate(0.006, 0.05, np.array([1.0, 0.5, 0.0]))
     assert np.all(np.diff(d) > 0) and d[0] == pytest.approx(0.006)
 
@@ -49,19 +50,16 @@ def test_losing_an_adhesion_trait_raises_marrow_egress(make_cfg, trait):
     cfg = make_cfg()
     world = build_world(cfg.anatomy)
     marrow = np.flatnonzero(world.is_marrow)
-    high = adhesion(_traits(), world.ligands, cfg.spread)[0, marrow, 0]
-    low = adhesion(_traits(**{trait: 0.2}), world.ligands, cfg.spread)[0, marrow, 0]
-    assert np.all(low < high)
-    base = np.full(marrow.size, 0.02)
-    e_high = egress_rate(base, high[None, :, None], np.zeros((1, marrow.size)), 2.0)
-    e_low = egress_rate(base, low[None, :, None], np.zeros((1, marrow.size)), 2.0)
-    assert np.all(e_low > e_high)
+    high = adhesion(_traits(), world.ligands[marrow], cfg.spread)
+    low = adhesion(_traits(**{trait: 0.2}), world.ligands[marrow], cfg.spread)
+    assert high.shape == (marrow.size,) and np.all(low < high)
+    occ = np.full(marrow.size, 0.3)
+    assert np.all(egress_rate(0.02, low, occ, 2.0) > egress_rate(0.02, high, occ, 2.0))
 
 
 def test_crowding_raises_egress():
     base = np.array([0.02])
-    adh = np.array([[[3.0]]])
-    rates = [egress_rate(base, adh, np.array([[o]]), 2.0)[0, 0, 0] for o in (0.0, 0.5, 1.0)]
+    rates = [float(egress_rate(base, 3.0, o, 2.0)[0]) for o in (0.0, 0.5, 1.0)]
     assert rates[0] < rates[1] < rates[2]
 
 
@@ -70,13 +68,13 @@ def test_low_cxcr4_homes_less_to_marrow_and_ccr_favours_organs(make_cfg):
     w = build_world(cfg.anatomy)
 
     def marrow_share(**lv):
-        h = homing_weights(_traits(**lv), w.ligands, w.perfusion, w.barrier, cfg.spread)[0, 0]
+        h = homing_weights(_traits(**lv), w.ligands, w.perfusion, w.barrier, cfg.spread)
         return h[w.is_marrow].sum() / h.sum()
 
     assert marrow_share(cxcr4=0.2) < marrow_share()
     assert marrow_share(ccr=3.0) < marrow_share()
-    h = homing_weights(_traits(), w.ligands, w.perfusion, w.barrier, cfg.spread)[0, 0]
-    assert np.all(h >= 0) and h[w.blood] == 0 and np.all(h[w.is_paraskeletal] == 0)
+    h = homing_weights(_traits(), w.ligands, w.perfusion, w.barrier, cfg.spread)
+    assert h.shape == (w.n_nodes,) and np.all(h >= 0) and h[w.blood] == 0 and np.all(h[w.is_paraskeletal] == 0)
 
 
 def test_cns_barrier_reduces_homing(make_cfg):
@@ -85,8 +83,8 @@ def test_cns_barrier_reduces_homing(make_cfg):
     cns = w.index("cns")
     open_barrier = w.barrier.copy()
     open_barrier[cns] = 1.0
-    closed = homing_weights(_traits(), w.ligands, w.perfusion, w.barrier, cfg.spread)[0, 0, cns]
-    opened = homing_weights(_traits(), w.ligands, w.perfusion, open_barrier, cfg.spread)[0, 0, cns]
+    closed = homing_weights(_traits(), w.ligands, w.perfusion, w.barrier, cfg.spread)[cns]
+    opened = homing_weights(_traits(), w.ligands, w.perfusion, open_barrier, cfg.spread)[cns]
     assert closed < opened
 
 
