@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emdsim.rates import (binomial_by_inversion, competing_probabilities, hazard_to_probability, rare_event_flow,
+from emdsim.rates import (GAUSSIAN_MIN_MEAN, competing_probabilities, event_probability, hazard_to_probability,
                           realise_flow, split_flow)
 
 
@@ -36,17 +36,28 @@ def test_competing_probabilities_share_the_event_probability():
     assert p[0, 1] / p[0, 0] == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("n,p", [(10, 0.3), (1000, 0.0005), (10**11, 3e-12), (7, 0.999), (4, 1.0)])
-def test_binomial_by_inversion_matches_binomial_moments(n, p):
+@pytest.mark.parametrize("n,p", [(10, 0.3), (1000, 0.0005), (10**11, 3e-12), (7, 0.999), (200, 0.1),
+                                 (10**9, 3e-8)])
+def test_small_flows_have_binomial_moments(n, p):
+    """Exact binomial below GAUSSIAN_MIN_MEAN expected cells, its normal limit above."""
     rng = np.random.default_rng(1)
     m = 200_000
-    x = binomial_by_inversion(rng, np.full(m, n), np.full(m, p))
+    x = realise_flow(rng, np.full(m, float(n)), np.full(m, p), 1000.0)
     mean, var = n * p, n * p * (1 - p)
     assert np.all((x >= 0) & (x <= n)) and np.all(x == np.round(x))
-    # mean within 5 standard errors of the sampling distribution
+    # mean within 5 standard errors of the sampling distribution, variance within 5%
     assert abs(x.mean() - mean) <= 5 * np.sqrt(var / m) + 1e-12
-    if var > 0:
-        assert x.var() == pytest.approx(var, rel=0.05)
+    assert x.var() == pytest.approx(var, rel=0.05)
+    if mean < GAUSSIAN_MIN_MEAN:
+        # the exact binomial: P(X = 0) = (1 - p)^n
+        assert (x == 0).mean() == pytest.approx((1 - p) ** n, abs=5 * np.sqrt((1 - p) ** n / m) + 1e-4)
+
+
+def test_certain_and_impossible_events():
+    rng = np.random.default_rng(0)
+    x = realise_flow(rng, np.array([0.0, 5.0, 5.0, 1e12]), np.array([0.5, 0.0, 1.0, 1.0]), 1000.0)
+    assert x.tolist() == [0.0, 0.0, 5.0, 1e12]
+    assert event_probability(0.0, 7.0) == 0.0
 
 
 def test_realise_flow_never_exceeds_cells_and_is_unbiased(rng):
@@ -61,16 +72,6 @@ def test_realise_flow_never_exceeds_cells_and_is_unbiased(rng):
     assert np.all(draws[:, 1:4] == np.round(draws[:, 1:4]))
 
 
-def test_rare_event_flow_matches_independent_binomials(rng):
-    cells = np.array([[1e4, 3e4, 0.0], [5e3, 0.0, 2e4]])
-    p = np.full(cells.shape, 1e-5)
-    draws = np.array([rare_event_flow(rng, cells, p, 1000.0, axis=1) for _ in range(20000)])
-    expected = cells * p
-    se = np.sqrt(expected / 20000)
-    assert np.all(np.abs(draws.mean(axis=0) - expected) <= 5 * se + 1e-12)
-    assert np.all(draws[:, cells == 0] == 0)
-
-
 def test_split_flow_conserves_each_row(rng):
     cells = np.array([0.0, 3.0, 17.5, 4e6])
     weights = np.array([[1.0, 1.0, 0.0], [0.2, 0.3, 0.5], [1.0, 0.0, 3.0], [5.0, 1.0, 1.0]])
@@ -79,3 +80,12 @@ def test_split_flow_conserves_each_row(rng):
         assert out.sum(axis=1) == pytest.approx(cells)
         assert np.all(out >= 0)
         assert out[2, 1] == 0.0  # a zero weight receives nothing
+        assert np.all(out[1] == np.round(out[1]))  # small whole rows are split into whole cells
+
+
+def test_split_flow_is_multinomial():
+    rng = np.random.default_rng(5)
+    w = np.array([0.2, 0.3, 0.5])
+    draws = split_flow(rng, np.full(50_000, 40.0), np.tile(w, (50_000, 1)), 1000.0)
+    assert draws.mean(axis=0) == pytest.approx(40 * w, rel=0.01)
+    assert draws.var(axis=0) == pytest.approx(40 * w * (1 - w), rel=0.05)

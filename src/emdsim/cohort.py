@@ -11,6 +11,9 @@ Both run the same :func:`emdsim.engine.step`; they agree in distribution, not dr
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +30,9 @@ __all__ = ["CohortResult", "run_cohort", "simulate_block"]
 
 Progress = Callable[[int], None]
 
+#: retire finished patients from a block once they are at least 1/RETIRE_FRACTION of its rows
+RETIRE_FRACTION = 8
+
 
 @dataclass(frozen=True)
 class CohortResult:
@@ -42,8 +48,9 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> Coh
     limit = max_steps(tb.cfg)
     while len(st) and st.n_steps < limit:
         step(st, tb, rng)
-        finished = st.status >= Status.DEAD
-        if finished.any():
+        finished = ~st.alive
+        # finished patients are frozen by the step; retire them in batches to keep copies rare
+        if finished.sum() * RETIRE_FRACTION >= len(st) or finished.all():
             fin = st.take(np.flatnonzero(finished))
             done_p.append(patient_records(fin, tb))
             done_l.append(lesion_records(fin, tb))
@@ -56,26 +63,55 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> Coh
     return CohortResult(pd.concat(done_p, ignore_index=True), pd.concat(done_l, ignore_index=True))
 
 
-def _blocks(n: int, size: int) -> list[np.ndarray]:
-    return [np.arange(b * size, (b + 1) * size) for b in range(-(-n // size))]
+def _run_block(cfg: EmdConfig, b: int) -> CohortResult:
+    """Block ``b`` of the cohort (padded to the block size, trimmed to the cohort)."""
+    ids = np.arange(b * cfg.cohort.block_size, (b + 1) * cfg.cohort.block_size)
+    res = simulate_block(build_tables(cfg), ids, seeds.stream(cfg.seed, seeds.BLOCK, b))
+    n = cfg.cohort.n_patients
+    return CohortResult(res.patients[res.patients["patient_id"] < n], res.lesions[res.lesions["patient_id"] < n])
+
+
+def n_workers(requested: int) -> int:
+    """Worker processes for ``cohort.n_jobs`` (0 = one per available core)."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortResult:
-    """Run ``cfg.cohort.n_patients`` patients with ``cfg.engine``; rows sorted by patient id."""
-    tb = build_tables(cfg)
+    """Run ``cfg.cohort.n_patients`` patients with ``cfg.engine``; rows sorted by patient id.
+
+    Blocks run in ``cohort.n_jobs`` worker processes; a block's stream depends only on the seed and
+    its index, so the result does not depend on the number of workers.
+    """
     n = cfg.cohort.n_patients
     parts: list[CohortResult] = []
     if cfg.engine == "vectorized":
-        for b, ids in enumerate(_blocks(n, cfg.cohort.block_size)):
-            res = simulate_block(tb, ids, seeds.stream(cfg.seed, seeds.BLOCK, b))
-            keep_p = res.patients["patient_id"] < n
-            keep_l = res.lesions["patient_id"] < n
-            parts.append(CohortResult(res.patients[keep_p], res.lesions[keep_l]))
-            if progress:
-                progress(int(keep_p.sum()))
+        n_blocks = -(-n // cfg.cohort.block_size)
+        workers = min(n_workers(cfg.cohort.n_jobs), n_blocks)
+        if workers <= 1:
+            for b in range(n_blocks):
+                parts.append(_run_block(cfg, b))
+                if progress:
+                    progress(len(parts[-1].patients))
+        else:
+            # fork: workers inherit the compiled kernels and do not re-run the caller's script
+            # (no threads are running in emdsim at this point); spawn elsewhere
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            ctx = multiprocessing.get_context(method)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_run_block, cfg, b) for b in range(n_blocks)]
+                for fut in as_completed(futures):
+                    parts.append(fut.result())
+                    if progress:
+                        progress(len(parts[-1].patients))
     else:
         from .model import EMDModel  # Mesa only when asked for
 
+        tb = build_tables(cfg)
         for i in range(n):
             model = EMDModel(tb, patient_id=i)
             model.run()

@@ -26,12 +26,13 @@ from numpy.typing import NDArray
 
 from .anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
 from .config.schema import EmdConfig, RegimenSpec
-from .niches import adhesion, birth_rate, death_rate, egress_rate, occupancy, proliferation, support
+from . import kernels
+from .niches import adhesion, occupancy
 from .patients import PatientTable
-from .rates import competing_probabilities, hazard_to_probability, rare_event_flow, realise_flow, split_flow
-from .spread import colonisation_probability, disruption_rate, homing_weights
+from .rates import competing_probabilities, event_probability, hazard_to_probability
+from .spread import disruption_rate, homing_weights
 from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
-from .treatment import kill_rate, regimen_kill_table
+from .treatment import regimen_kill_table
 
 __all__ = ["Status", "Tables", "CohortState", "build_tables", "init_state", "step", "max_steps"]
 
@@ -65,6 +66,10 @@ class Tables:
     ps_marrow: NDArray[np.int64]             # their marrow sites
     soft_tissue: NDArray[np.bool_]           # paraskeletal, organ or wound
     is_em: NDArray[np.bool_]                 # organ or wound (EM definition)
+    in_marrow: NDArray[np.float64]           # (N,) 1.0 for marrow nodes (for the compiled rules)
+    dest: NDArray[np.int64]                  # destinations of circulating cells (marrow, organ, wound)
+    dest_marrow: NDArray[np.bool_]
+    dest_wound: NDArray[np.bool_]
     phase_wound_node: NDArray[np.int64]      # (n_first,) wound node opened by each first-line phase, -1 none
     surgery_node: NDArray[np.int64]          # (n_surgeries,)
 
@@ -92,6 +97,10 @@ def build_tables(cfg: EmdConfig) -> Tables:
         wound_nodes=np.flatnonzero(world.is_wound), marrow_nodes=np.flatnonzero(world.is_marrow),
         ps_nodes=ps_nodes, ps_marrow=world.adjacent_marrow[ps_nodes],
         soft_tissue=world.is_paraskeletal | world.is_tissue_target, is_em=world.is_tissue_target,
+        in_marrow=world.is_marrow.astype(float),
+        dest=np.flatnonzero(world.is_marrow | world.is_tissue_target),
+        dest_marrow=world.is_marrow[world.is_marrow | world.is_tissue_target],
+        dest_wound=world.is_wound[world.is_marrow | world.is_tissue_target],
         phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
     )
@@ -139,6 +148,8 @@ class CohortState:
     last_local: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
+    scratch: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+
     #: per-row arrays (first axis = patient), kept in step when rows are retired
     ROW_FIELDS = ("traits", "adhesion", "homing", "cells", "status", "t_dx", "t_prog", "t_death", "t_end",
                   "regimen", "phase_pos", "phase_end", "line", "line_start", "efficacy", "nadir", "lesion_nadir",
@@ -149,9 +160,15 @@ class CohortState:
     def __len__(self) -> int:
         return len(self.patients)
 
+    @property
+    def alive(self) -> NDArray[np.bool_]:
+        """Patients whose course goes on (undiagnosed or followed); the others are frozen."""
+        return self.status <= Status.FOLLOWED
+
     def take(self, rows: NDArray[np.int64]) -> "CohortState":
         kw = {f: getattr(self, f)[rows] for f in self.ROW_FIELDS}
-        return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps, **kw)
+        return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps,
+                           scratch=np.empty_like(kw["cells"]), **kw)
 
 
 def init_state(tb: Tables, patients: PatientTable) -> CohortState:
@@ -176,7 +193,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         lesion_onset=nan_pn.copy(), lesion_route=np.zeros((p, n), dtype=np.int8),
         lesion_detectable=nan_pn.copy(), dx_sites=np.zeros((p, n), dtype=bool),
         relapse_sites=np.zeros((p, n), dtype=bool), burden_at_dx=nan.copy(),
-        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)),
+        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)), scratch=np.zeros((p, n, k)),
     )
 
 
@@ -189,7 +206,7 @@ def _events(st: CohortState, tb: Tables) -> None:
         st.inflammation[:, wn] *= np.exp(-np.log(2.0) * dt / tb.world.wound_half_life[wn])
     if tb.surgery_node.size:
         due_day = st.t_dx[:, None] + st.patients.surgery_day        # NaN if none / undiagnosed
-        due = (due_day > st.t_days - dt) & (due_day <= st.t_days)
+        due = (due_day > st.t_days - dt) & (due_day <= st.t_days) & st.alive[:, None]
         for s in np.flatnonzero(due.any(axis=0)):
             _open_wound(st, np.flatnonzero(due[:, s]), int(tb.surgery_node[s]))
 
@@ -207,149 +224,55 @@ def _soil(st: CohortState, tb: Tables) -> NDArray[np.float64]:
     return soil
 
 
-@dataclass(frozen=True)
-class _Entries:
-    """The occupied (patient, node, clone) entries of the cell array, flattened."""
-
-    idx: NDArray[np.int64]   # flat index into cells
-    p: NDArray[np.int64]
-    n: NDArray[np.int64]
-    k: NDArray[np.int64]
-    pn: NDArray[np.int64]    # flat index into (P, N) arrays
-
-
-def _entries(st: CohortState) -> _Entries:
-    _, n_nodes, n_clones = st.cells.shape
-    idx = np.flatnonzero(st.cells.reshape(-1))
-    pn, k = np.divmod(idx, n_clones)
-    p, n = np.divmod(pn, n_nodes)
-    return _Entries(idx, p, n, k, pn)
-
-
 def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, soil: NDArray[np.float64],
           occ: NDArray[np.float64]) -> None:
-    cfg = tb.cfg
-    dt, thr, g = cfg.sim.dt_days, cfg.sim.deterministic_threshold_cells, cfg.growth
-    e = _entries(st)
-    flat = st.cells.reshape(-1)
-    c = flat[e.idx]
-    tr = st.traits[e.p, e.k]                                        # (E, T)
-    supp = support(tr[:, _ND], soil.reshape(-1)[e.pn])
-    prolif = proliferation(st.patients.proliferation[e.p] * tr[:, _PROLIF], tr[:, _EMPROLIF],
-                           tb.world.is_marrow[e.n])
-    b = birth_rate(g.birth_rate_per_day, prolif, occ.reshape(-1)[e.pn], supp)
-    b[e.n == tb.world.blood] = 0.0
-    d = death_rate(g.death_rate_per_day, g.niche_loss_death_rate_per_day, supp)
-    deaths = realise_flow(rng, c, hazard_to_probability(d, dt), thr)
-    births = realise_flow(rng, c, hazard_to_probability(b, dt), thr)
-    flat[e.idx] = c + births - deaths
-    if tb.switch_rates.size:
-        _switch(st, tb, rng, e, births)
-    flat[e.idx] = np.maximum(flat[e.idx], 0.0)
-
-
-def _switch(st: CohortState, tb: Tables, rng: np.random.Generator, e: _Entries, births: NDArray[np.float64]) -> None:
-    """Move newborn cells that acquired a switch to the subclone with it.
-
-    The number of switching newborns of an entry is one flow with the summed probability of the
-    switches it lacks; each switching cell then takes switch ``s`` with probability
-    ``rate_s / sum`` (a multinomial, drawn only for the few entries with switching cells).
-    """
-    thr = tb.cfg.sim.deterministic_threshold_cells
-    n_s = tb.switch_rates.size
-    lacks = ((e.k[:, None] >> np.arange(n_s)) & 1) == 0                # (E, S)
-    rates = lacks * tb.switch_rates * st.patients.switch_factor[e.p][:, None]
-    total = rates.sum(axis=1)
-    sel = np.flatnonzero((births > 0) & (total > 0))
-    if not sel.size:
-        return
-    moved = realise_flow(rng, births[sel], np.clip(total[sel], 0.0, 1.0), thr)
-    hit = moved > 0
-    sel, moved = sel[hit], moved[hit]
-    share = rates[sel] / total[sel, None]
-    split = split_flow(rng, moved, share, thr)                          # (H, S)
-    flat = st.cells.reshape(-1)
-    flat[e.idx[sel]] -= moved
-    for s in range(n_s):
-        gets = lacks[sel, s]
-        flat[e.idx[sel[gets]] + (1 << s)] += split[gets, s]   # one source per target: no duplicates
+    g, sim = tb.cfg.growth, tb.cfg.sim
+    kernels.grow(rng, st.alive, st.cells, st.scratch, st.traits, st.patients.proliferation, st.patients.switch_factor, soil,
+                 occ, tb.in_marrow, tb.world.blood, g.birth_rate_per_day, g.death_rate_per_day,
+                 g.niche_loss_death_rate_per_day, sim.dt_days, sim.deterministic_threshold_cells, tb.switch_rates,
+                 _ND, _PROLIF, _EMPROLIF)
 
 
 def _release(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> NDArray[np.float64]:
     """Egress from marrow and shedding from soft tissue; returns cells entering the blood (P, K)."""
-    cfg = tb.cfg
-    e = _entries(st)
-    flat = st.cells.reshape(-1)
-    rate = egress_rate(tb.release_base[e.n], st.adhesion.reshape(-1)[e.idx], occ.reshape(-1)[e.pn],
-                       cfg.spread.crowding_egress_gain)
-    out = realise_flow(rng, flat[e.idx], hazard_to_probability(rate, cfg.sim.dt_days),
-                       cfg.sim.deterministic_threshold_cells)
-    flat[e.idx] -= out
-    n_p, _, n_k = st.cells.shape
-    return np.bincount(e.p * n_k + e.k, weights=out, minlength=n_p * n_k).reshape(n_p, n_k)
+    entering = np.empty((len(st), tb.n_clones))
+    kernels.release(rng, st.alive, st.cells, st.adhesion, occ, tb.release_base, tb.cfg.spread.crowding_egress_gain,
+                    tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells, entering)
+    return entering
 
 
 def _extend_locally(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> None:
     sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
     m, ps = tb.ps_marrow, tb.ps_nodes
-    st.last_local[:] = 0.0
     if not ps.size:
+        st.last_local[:] = 0.0
         return
     hz = disruption_rate(occ[:, m], sp.cortical_disruption_occupancy, sp.cortical_disruption_rate_per_day)
-    at_risk = ~st.disrupted[:, m] & (hz > 0)
+    at_risk = ~st.disrupted[:, m] & (hz > 0) & st.alive[:, None]
     if at_risk.any():
         newly = np.zeros_like(at_risk)
         newly[at_risk] = rng.random(int(at_risk.sum())) < hazard_to_probability(hz[at_risk], dt)
         st.disrupted[:, m] |= newly
-    e = _entries(st)
-    target_node = tb.world.paraskeletal_of[e.n]
-    sel = np.flatnonzero((target_node >= 0) & st.disrupted.reshape(-1)[e.pn])
-    if not sel.size:
-        return
-    flat = st.cells.reshape(-1)
-    spill = realise_flow(rng, flat[e.idx[sel]], hazard_to_probability(sp.local_extension_rate_per_day, dt),
-                         tb.cfg.sim.deterministic_threshold_cells)
-    n_nodes, n_k = st.cells.shape[1:]
-    tgt = (e.p[sel] * n_nodes + target_node[sel]) * n_k + e.k[sel]
-    flat[e.idx[sel]] -= spill
-    flat[tgt] += spill
-    st.last_local.reshape(-1)[tgt] = spill
+    kernels.spill(rng, st.alive, st.cells, st.disrupted, m, ps, float(event_probability(sp.local_extension_rate_per_day, dt)),
+                  tb.cfg.sim.deterministic_threshold_cells, st.last_local)
     _record_onset(st, ps, st.last_local[:, ps].sum(axis=-1), ROUTE_LOCAL)
 
 
 def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: NDArray[np.float64],
                soil: NDArray[np.float64]) -> None:
-    cfg, w = tb.cfg, tb.world
-    sp, dt, thr = cfg.spread, cfg.sim.dt_days, cfg.sim.deterministic_threshold_cells
-    blood = st.cells[:, w.blood, :] + entering
+    sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
     p = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
-    arrest = realise_flow(rng, blood, p[0], thr)
-    blood -= arrest
-    p_die_rest = p[1] / max(1.0 - p[0], 1e-300)
-    blood -= realise_flow(rng, blood, min(p_die_rest, 1.0), thr)
-    st.cells[:, w.blood, :] = blood
-    st.last_haem[:] = 0.0
-    rp, rk = np.nonzero(arrest > 0)
-    if not rp.size:
-        return
-    weights = st.homing[rp, rk, :]                                   # (R, N)
-    if tb.wound_nodes.size:
-        weights[:, tb.wound_nodes] *= st.inflammation[rp][:, tb.wound_nodes]
-    arrived = split_flow(rng, arrest[rp, rk], weights, thr)          # (R, N)
-    m, em = tb.marrow_nodes, np.flatnonzero(tb.is_em)
-    engrafted = realise_flow(rng, arrived[:, m], sp.p_marrow_engraftment, thr)
-    supp = support(st.traits[rp, rk, _ND][:, None], soil[rp][:, em])
-    colonised = rare_event_flow(rng, arrived[:, em], colonisation_probability(sp.p_colonisation, supp), thr, axis=1)
-    st.cells[rp[:, None], m[None, :], rk[:, None]] += engrafted      # (patient, clone) rows are unique
-    st.cells[rp[:, None], em[None, :], rk[:, None]] += colonised
-    st.last_haem[rp[:, None], m[None, :], rk[:, None]] = engrafted
-    st.last_haem[rp[:, None], em[None, :], rk[:, None]] = colonised
+    p_die_rest = min(p[1] / max(1.0 - p[0], 1e-300), 1.0)
+    kernels.circulate(rng, st.alive, st.cells, entering, st.homing, st.inflammation, tb.dest, tb.dest_marrow, tb.dest_wound,
+                      soil, st.traits, _ND, tb.world.blood, float(p[0]), float(p_die_rest), sp.p_marrow_engraftment,
+                      sp.p_colonisation, tb.cfg.sim.deterministic_threshold_cells, st.last_haem)
+    em = np.flatnonzero(tb.is_em)
     _record_onset(st, em, st.last_haem[:, em].sum(axis=-1), ROUTE_HAEMATOGENOUS)
 
 
 def _record_onset(st: CohortState, nodes: NDArray[np.int64], seeded: NDArray[np.float64], route: int) -> None:
     """Book the first seeding (>= 1 cell) of a lesion at ``nodes`` and the route it came by."""
-    new = (seeded >= 1.0) & np.isnan(st.lesion_onset[:, nodes])
+    new = (seeded >= 1.0) & np.isnan(st.lesion_onset[:, nodes]) & st.alive[:, None]
     if new.any():
         rows, cols = np.nonzero(new)
         st.lesion_onset[rows, nodes[cols]] = st.t_days
@@ -358,21 +281,15 @@ def _record_onset(st: CohortState, nodes: NDArray[np.int64], seeded: NDArray[np.
 
 def _forget_extinct_lesions(st: CohortState, tb: Tables) -> None:
     """A lesion that died out before it was ever detectable was never a lesion: forget its onset."""
-    gone = (st.cells.sum(axis=-1) == 0) & ~np.isnan(st.lesion_onset) & np.isnan(st.lesion_detectable)
+    gone = ((st.cells.sum(axis=-1) == 0) & ~np.isnan(st.lesion_onset) & np.isnan(st.lesion_detectable)
+            & st.alive[:, None])
     st.lesion_onset[gone] = np.nan
     st.lesion_route[gone] = 0
 
 
 def _treat(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
-    if not (st.regimen != tb.untreated).any():
-        return
-    e = _entries(st)
-    sel = np.flatnonzero(st.regimen[e.p] != tb.untreated)
-    p, n, k, idx = e.p[sel], e.n[sel], e.k[sel], e.idx[sel]
-    kr = kill_rate(tb.kill_table[st.regimen[p], n], st.efficacy[p], st.traits[p, k, _SENS])
-    flat = st.cells.reshape(-1)
-    flat[idx] -= realise_flow(rng, flat[idx], hazard_to_probability(kr, tb.cfg.sim.dt_days),
-                              tb.cfg.sim.deterministic_threshold_cells)
+    kernels.treat(rng, st.alive, st.cells, st.regimen, tb.untreated, tb.kill_table, st.efficacy, st.traits, _SENS,
+                  tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells)
 
 
 def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:
@@ -486,8 +403,6 @@ def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
     _extend_locally(st, tb, rng, occ)                         # 3
     _circulate(st, tb, rng, entering, soil)                   # 4
     _treat(st, tb, rng)                                       # 5
-    flat = st.cells.reshape(-1)
-    occupied = np.flatnonzero(flat)
-    flat[occupied[flat[occupied] < cfg.sim.extinction_cells]] = 0.0
+    kernels.extinguish(st.cells, cfg.sim.extinction_cells)
     _forget_extinct_lesions(st, tb)
     _clinic(st, tb, rng)                                      # 6

@@ -34,26 +34,27 @@ def occupancy(total_cells: NDArray[np.float64], capacity: NDArray[np.float64]) -
         return np.where(capacity > 0, total_cells / np.where(capacity > 0, capacity, 1.0), 0.0)
 
 
+# The rules below are plain arithmetic on numpy arrays *or* scalars: numpy code calls them on
+# arrays, and emdsim.kernels compiles the very same functions with numba for its loops.
+
 def support(niche_dependence: ArrayLike, soil: ArrayLike) -> NDArray[np.float64]:
     """Growth support in [0, 1]: 1 in the marrow (soil 1) or for a niche-independent clone."""
-    d = np.asarray(niche_dependence, dtype=float)
-    return (1.0 - d) + d * np.asarray(soil, dtype=float)
+    return (1.0 - niche_dependence) + niche_dependence * soil
 
 
 def proliferation(prolif: ArrayLike, em_prolif: ArrayLike, in_marrow: ArrayLike) -> NDArray[np.float64]:
-    """Clone proliferation: ``prolif``, times ``em_prolif`` outside the marrow."""
-    return np.asarray(prolif, dtype=float) * np.where(in_marrow, 1.0, em_prolif)
+    """Clone proliferation: ``prolif``, times ``em_prolif`` outside the marrow (``in_marrow`` 0 or 1)."""
+    return prolif * (in_marrow + (1.0 - in_marrow) * em_prolif)
 
 
 def birth_rate(base_rate_per_day: float, prolif: ArrayLike, occ: ArrayLike, supp: ArrayLike) -> NDArray[np.float64]:
     """Birth hazard: base x proliferation x free capacity x support."""
-    free = np.clip(1.0 - np.asarray(occ, dtype=float), 0.0, 1.0)
-    return base_rate_per_day * np.asarray(prolif) * free * np.asarray(supp)
+    return base_rate_per_day * prolif * np.minimum(np.maximum(1.0 - occ, 0.0), 1.0) * supp
 
 
 def death_rate(base_rate_per_day: float, niche_loss_rate_per_day: float, supp: ArrayLike) -> NDArray[np.float64]:
     """Death hazard: baseline plus loss of niche support."""
-    return base_rate_per_day + niche_loss_rate_per_day * (1.0 - np.asarray(supp, dtype=float))
+    return base_rate_per_day + niche_loss_rate_per_day * (1.0 - supp)
 
 
 def adhesion(traits: NDArray[np.float64], ligands: NDArray[np.float64], sp: SpreadConfig) -> NDArray[np.float64]:
@@ -68,4 +69,4 @@ def adhesion(traits: NDArray[np.float64], ligands: NDArray[np.float64], sp: Spre
 
 def egress_rate(base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike, crowding_gain: float) -> NDArray[np.float64]:
     """Egress (release) hazard: ``base * exp(-adhesion) * (1 + crowding_gain * occupancy)``."""
-    return np.asarray(base_rate_per_day) * np.exp(-np.asarray(adh)) * (1.0 + crowding_gain * np.asarray(occ))
+    return base_rate_per_day * np.exp(-adh) * (1.0 + crowding_gain * occ)

@@ -27,10 +27,9 @@ _L = {name: i for i, name in enumerate(LIGANDS)}
 _T = TRAIT_INDEX
 
 
-def disruption_rate(occ: NDArray[np.float64], threshold: float, rate_per_day: float) -> NDArray[np.float64]:
+def disruption_rate(occ: ArrayLike, threshold: float, rate_per_day: float) -> NDArray[np.float64]:
     """Cortical-disruption hazard of marrow sites with occupancy ``occ``: 0 at or below ``threshold``."""
-    excess = np.clip(occ - threshold, 0.0, None) / max(1.0 - threshold, 1e-12)
-    return rate_per_day * excess
+    return rate_per_day * np.maximum(occ - threshold, 0.0) / max(1.0 - threshold, 1e-12)
 
 
 def homing_weights(traits: NDArray[np.float64], ligands: NDArray[np.float64], perfusion: ArrayLike,
@@ -44,9 +43,9 @@ def homing_weights(traits: NDArray[np.float64], ligands: NDArray[np.float64], pe
                + t[..., _T["cd44"]] * lg[..., _L["hyaluronan"]])
     chemo = np.exp(sp.beta_cxcr4 * t[..., _T["cxcr4"]] * lg[..., _L["cxcl12"]]
                    + sp.beta_ccr * t[..., _T["ccr"]] * lg[..., _L["ccl"]])
-    return np.asarray(perfusion) * np.asarray(barrier) * binding * chemo
+    return perfusion * barrier * binding * chemo
 
 
-def colonisation_probability(p_colonisation: float, supp: NDArray[np.float64]) -> NDArray[np.float64]:
+def colonisation_probability(p_colonisation: float, supp: ArrayLike) -> NDArray[np.float64]:
     """Probability that an arrested cell founds a lesion: ``p_colonisation * support``."""
-    return np.clip(p_colonisation * supp, 0.0, 1.0)
+    return np.minimum(np.maximum(p_colonisation * supp, 0.0), 1.0)

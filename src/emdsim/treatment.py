@@ -29,4 +29,4 @@ def regimen_kill_table(regimens: list[RegimenSpec], drugs: dict[str, DrugSpec],
 
 def kill_rate(node_kill: ArrayLike, efficacy: ArrayLike, sensitivity: ArrayLike) -> NDArray[np.float64]:
     """Kill hazard (elementwise): the regimen's hazard in the node x line efficacy x clone sensitivity."""
-    return np.asarray(node_kill) * np.asarray(efficacy) * np.asarray(sensitivity)
+    return node_kill * efficacy * sensitivity

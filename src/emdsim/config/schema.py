@@ -319,6 +319,8 @@ class CohortConfig:
     #: patients simulated together by the vectorized engine; a patient's result depends on the seed,
     #: its index and this block size, never on the cohort size
     block_size: int = param("patients", "engineering choice", lo=1)
+    #: worker processes for the blocks (0 = one per core); results do not depend on it
+    n_jobs: int = param("processes", "engineering choice", lo=0)
     age_mean_years: float = param("years", "SEER: median age at myeloma diagnosis 69 y; ASCT cohorts younger (~57 y, Usmani 2012)", lo=0.0)
     age_sd_years: float = param("years", "assumption", **NONNEG)
     age_min_years: float = param("years", "eligibility", lo=0.0)

@@ -1,0 +1,33 @@
+"""The numba decorator used by emdsim, with a compilation cache that cannot go stale.
+
+numba's on-disk cache is invalidated only by changes to the file that defines a compiled
+function, not to the functions it calls in other modules: editing a rule in ``niches.py`` would
+leave ``kernels.py`` running the old rule.  The cache therefore lives in a directory named after a
+hash of every module whose code is compiled, so any edit starts a fresh cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numba
+
+__all__ = ["JIT"]
+
+_HERE = Path(__file__).resolve().parent
+_COMPILED_SOURCES = ("_jit.py", "rates.py", "kernels.py", "niches.py", "spread.py", "treatment.py")
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for name in _COMPILED_SOURCES:
+        h.update((_HERE / name).read_bytes())
+    h.update(numba.__version__.encode())
+    return h.hexdigest()[:16]
+
+
+numba.config.CACHE_DIR = str(_HERE / "__pycache__" / f"numba-{_source_hash()}")
+
+#: ``@JIT``: nopython, cached (in the directory above), releasing the GIL
+JIT = numba.njit(cache=True, nogil=True)
