@@ -38,6 +38,8 @@ RETIRE_FRACTION = 8
 class CohortResult:
     patients: pd.DataFrame
     lesions: pd.DataFrame
+    #: random variates drawn by the dynamics: [uniform, normal]
+    draws: tuple[int, int] = (0, 0)
 
 
 def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> CohortResult:
@@ -60,7 +62,8 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> Coh
         st.t_end[:] = st.t_days
         done_p.append(patient_records(st, tb))
         done_l.append(lesion_records(st, tb))
-    return CohortResult(pd.concat(done_p, ignore_index=True), pd.concat(done_l, ignore_index=True))
+    return CohortResult(pd.concat(done_p, ignore_index=True), pd.concat(done_l, ignore_index=True),
+                        (int(st.tally[0]), int(st.tally[1])))
 
 
 def _run_block(cfg: EmdConfig, b: int) -> CohortResult:
@@ -68,7 +71,8 @@ def _run_block(cfg: EmdConfig, b: int) -> CohortResult:
     ids = np.arange(b * cfg.cohort.block_size, (b + 1) * cfg.cohort.block_size)
     res = simulate_block(build_tables(cfg), ids, seeds.stream(cfg.seed, seeds.BLOCK, b))
     n = cfg.cohort.n_patients
-    return CohortResult(res.patients[res.patients["patient_id"] < n], res.lesions[res.lesions["patient_id"] < n])
+    return CohortResult(res.patients[res.patients["patient_id"] < n], res.lesions[res.lesions["patient_id"] < n],
+                        res.draws)
 
 
 def n_workers(requested: int) -> int:
@@ -121,4 +125,5 @@ def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortRes
     patients = pd.concat([p.patients for p in parts], ignore_index=True).sort_values("patient_id", kind="stable")
     lesions = pd.concat([p.lesions for p in parts], ignore_index=True)
     lesions = lesions.sort_values(["patient_id", "site"], kind="stable")
-    return CohortResult(patients.reset_index(drop=True), lesions.reset_index(drop=True))
+    draws = (sum(p.draws[0] for p in parts), sum(p.draws[1] for p in parts))
+    return CohortResult(patients.reset_index(drop=True), lesions.reset_index(drop=True), draws)

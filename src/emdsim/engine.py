@@ -149,6 +149,8 @@ class CohortState:
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
     scratch: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
+    tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
 
     #: per-row arrays (first axis = patient), kept in step when rows are retired
     ROW_FIELDS = ("traits", "adhesion", "homing", "cells", "status", "t_dx", "t_prog", "t_death", "t_end",
@@ -168,7 +170,7 @@ class CohortState:
     def take(self, rows: NDArray[np.int64]) -> "CohortState":
         kw = {f: getattr(self, f)[rows] for f in self.ROW_FIELDS}
         return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps,
-                           scratch=np.empty_like(kw["cells"]), **kw)
+                           scratch=np.empty_like(kw["cells"]), tally=self.tally, **kw)
 
 
 def init_state(tb: Tables, patients: PatientTable) -> CohortState:
@@ -227,8 +229,8 @@ def _soil(st: CohortState, tb: Tables) -> NDArray[np.float64]:
 def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, soil: NDArray[np.float64],
           occ: NDArray[np.float64]) -> None:
     g, sim = tb.cfg.growth, tb.cfg.sim
-    kernels.grow(rng, st.alive, st.cells, st.scratch, st.traits, st.patients.proliferation, st.patients.switch_factor, soil,
-                 occ, tb.in_marrow, tb.world.blood, g.birth_rate_per_day, g.death_rate_per_day,
+    kernels.grow(rng, st.tally, st.alive, st.cells, st.scratch, st.traits, st.patients.proliferation,
+                 st.patients.switch_factor, soil, occ, tb.in_marrow, tb.world.blood, g.birth_rate_per_day, g.death_rate_per_day,
                  g.niche_loss_death_rate_per_day, sim.dt_days, sim.deterministic_threshold_cells, tb.switch_rates,
                  _ND, _PROLIF, _EMPROLIF)
 
@@ -236,8 +238,8 @@ def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, soil: NDArray[n
 def _release(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> NDArray[np.float64]:
     """Egress from marrow and shedding from soft tissue; returns cells entering the blood (P, K)."""
     entering = np.empty((len(st), tb.n_clones))
-    kernels.release(rng, st.alive, st.cells, st.adhesion, occ, tb.release_base, tb.cfg.spread.crowding_egress_gain,
-                    tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells, entering)
+    kernels.release(rng, st.tally, st.alive, st.cells, st.adhesion, occ, tb.release_base,
+                    tb.cfg.spread.crowding_egress_gain, tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells, entering)
     return entering
 
 
@@ -252,8 +254,10 @@ def _extend_locally(st: CohortState, tb: Tables, rng: np.random.Generator, occ: 
     if at_risk.any():
         newly = np.zeros_like(at_risk)
         newly[at_risk] = rng.random(int(at_risk.sum())) < hazard_to_probability(hz[at_risk], dt)
+        st.tally[0] += int(at_risk.sum())
         st.disrupted[:, m] |= newly
-    kernels.spill(rng, st.alive, st.cells, st.disrupted, m, ps, float(event_probability(sp.local_extension_rate_per_day, dt)),
+    kernels.spill(rng, st.tally, st.alive, st.cells, st.disrupted, m, ps,
+                  float(event_probability(sp.local_extension_rate_per_day, dt)),
                   tb.cfg.sim.deterministic_threshold_cells, st.last_local)
     _record_onset(st, ps, st.last_local[:, ps].sum(axis=-1), ROUTE_LOCAL)
 
@@ -263,8 +267,8 @@ def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: 
     sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
     p = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
     p_die_rest = min(p[1] / max(1.0 - p[0], 1e-300), 1.0)
-    kernels.circulate(rng, st.alive, st.cells, entering, st.homing, st.inflammation, tb.dest, tb.dest_marrow, tb.dest_wound,
-                      soil, st.traits, _ND, tb.world.blood, float(p[0]), float(p_die_rest), sp.p_marrow_engraftment,
+    kernels.circulate(rng, st.tally, st.alive, st.cells, entering, st.homing, st.inflammation, tb.dest,
+                      tb.dest_marrow, tb.dest_wound, soil, st.traits, _ND, tb.world.blood, float(p[0]), float(p_die_rest), sp.p_marrow_engraftment,
                       sp.p_colonisation, tb.cfg.sim.deterministic_threshold_cells, st.last_haem)
     em = np.flatnonzero(tb.is_em)
     _record_onset(st, em, st.last_haem[:, em].sum(axis=-1), ROUTE_HAEMATOGENOUS)
@@ -288,8 +292,8 @@ def _forget_extinct_lesions(st: CohortState, tb: Tables) -> None:
 
 
 def _treat(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
-    kernels.treat(rng, st.alive, st.cells, st.regimen, tb.untreated, tb.kill_table, st.efficacy, st.traits, _SENS,
-                  tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells)
+    kernels.treat(rng, st.tally, st.alive, st.cells, st.regimen, tb.untreated, tb.kill_table, st.efficacy,
+                  st.traits, _SENS, tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells)
 
 
 def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:
@@ -375,6 +379,7 @@ def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
          + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
          + (detectable[alive] * w.lesion_death_rate).sum(axis=1))
     dead = alive[rng.random(alive.size) < hazard_to_probability(h, cfg.sim.dt_days)]
+    st.tally[0] += alive.size
     st.status[dead] = Status.DEAD
     st.t_death[dead] = t
     st.t_end[dead] = t

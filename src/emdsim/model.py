@@ -152,4 +152,6 @@ class EMDModel(mesa.Model):
                               "arrived_by": a.arrived_by, "born_day": a.born_day} for a in self.agents])
 
     def result(self) -> CohortResult:
-        return CohortResult(patient_records(self.state, self.tables), lesion_records(self.state, self.tables))
+        tally = self.state.tally
+        return CohortResult(patient_records(self.state, self.tables), lesion_records(self.state, self.tables),
+                            (int(tally[0]), int(tally[1])))

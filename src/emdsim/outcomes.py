@@ -25,6 +25,7 @@ PATIENT_COLUMNS = (
     "relapsed", "ps_at_relapse", "em_at_relapse", "emd_at_relapse", "sites_at_relapse",
     "pfs_days", "pfs_event", "os_days", "os_event", "n_lines",
     "em_ever", "ps_ever", "em_first_detected_days", "ps_first_detected_days", "wound_plasmacytoma",
+    "simulated_days",
 )
 
 
@@ -80,6 +81,7 @@ def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
         "em_first_detected_days": np.where(np.isfinite(em_first), em_first, np.nan),
         "ps_first_detected_days": np.where(np.isfinite(ps_first), ps_first, np.nan),
         "wound_plasmacytoma": wound_lesion,
+        "simulated_days": st.t_end,
     })
 
 

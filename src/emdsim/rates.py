@@ -24,7 +24,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._jit import JIT
 
-__all__ = ["hazard_to_probability", "event_probability", "competing_probabilities", "flow_one", "split_one",
+__all__ = ["hazard_to_probability", "event_probability", "competing_probabilities", "draw_binomial", "flow_one",
+           "split_one",
            "realise_flow", "split_flow"]
 
 
@@ -61,28 +62,21 @@ def competing_probabilities(rates_per_day: ArrayLike, dt_days: float, axis: int 
 
 
 @JIT
-def flow_one(rng: np.random.Generator, cells: float, p: float, threshold: float) -> float:
-    """Cells, out of ``cells``, that undergo an event of probability ``p`` (never more than ``cells``)."""
-    if cells <= 0.0 or p <= 0.0:
+def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarray) -> float:
+    """A binomial(n, p) count: exact by inversion below ``GAUSSIAN_MIN_MEAN``, else its normal limit.
+
+    ``tally[0]`` counts the uniform and ``tally[1]`` the normal variates drawn.
+    """
+    if n <= 0.0 or p <= 0.0:
         return 0.0
     if p >= 1.0:
-        return cells
-    mean = cells * p
-    if mean >= threshold:
-        return mean
-    if mean >= GAUSSIAN_MIN_MEAN:  # chemical-Langevin regime: the binomial by its normal limit
+        return n
+    mean = n * p
+    if mean >= GAUSSIAN_MIN_MEAN:  # chemical-Langevin regime
+        tally[1] += 1
         x = mean + np.sqrt(mean * (1.0 - p)) * rng.standard_normal()
-        return min(max(np.floor(x + 0.5), 0.0), cells)
-    whole = np.floor(cells)
-    drawn = _binomial_inversion(rng, whole, p) + (cells - whole) * p
-    return min(drawn, cells)
-
-
-@JIT
-def _binomial_inversion(rng: np.random.Generator, n: float, p: float) -> float:
-    """Exact binomial draw by inversion of the CDF (one uniform; fast for means below ~10)."""
-    if n <= 0.0:
-        return 0.0
+        return min(max(np.floor(x + 0.5), 0.0), n)
+    tally[0] += 1
     u = rng.random()
     pmf = np.exp(n * np.log1p(-p))
     cdf = pmf
@@ -98,7 +92,23 @@ def _binomial_inversion(rng: np.random.Generator, n: float, p: float) -> float:
 
 
 @JIT
-def split_one(rng: np.random.Generator, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray) -> None:
+def flow_one(rng: np.random.Generator, cells: float, p: float, threshold: float, tally: np.ndarray) -> float:
+    """Cells, out of ``cells``, that undergo an event of probability ``p`` (never more than ``cells``)."""
+    if cells <= 0.0 or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return cells
+    mean = cells * p
+    if mean >= threshold:
+        return mean
+    whole = np.floor(cells)
+    drawn = draw_binomial(rng, whole, p, tally) + (cells - whole) * p
+    return min(drawn, cells)
+
+
+@JIT
+def split_one(rng: np.random.Generator, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray,
+              tally: np.ndarray) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out`` (sums to ``cells``).
 
     Large totals are split by their means; small ones are a multinomial drawn as conditional
@@ -117,29 +127,28 @@ def split_one(rng: np.random.Generator, cells: float, weights: np.ndarray, thres
         return
     whole = np.floor(cells)
     frac = cells - whole
-    left = np.int64(whole)
+    left = whole
     rest = total
     for j in range(weights.size):
         w = weights[j]
         out[j] = frac * w / total
-        if left > 0 and w > 0.0:
-            q = w / rest if rest > w else 1.0
-            x = rng.binomial(left, min(q, 1.0))
+        if left > 0.0 and w > 0.0:
+            x = draw_binomial(rng, left, w / rest if rest > w else 1.0, tally)
             out[j] += x
             left -= x
         rest -= w
 
 
 @JIT
-def _flow_many(rng, cells, p, threshold, out):  # pragma: no cover - compiled
+def _flow_many(rng, cells, p, threshold, out, tally):  # pragma: no cover - compiled
     for i in range(cells.size):
-        out[i] = flow_one(rng, cells[i], p[i], threshold)
+        out[i] = flow_one(rng, cells[i], p[i], threshold, tally)
 
 
 @JIT
-def _split_many(rng, cells, weights, threshold, out):  # pragma: no cover - compiled
+def _split_many(rng, cells, weights, threshold, out, tally):  # pragma: no cover - compiled
     for i in range(cells.size):
-        split_one(rng, cells[i], weights[i], threshold, out[i])
+        split_one(rng, cells[i], weights[i], threshold, out[i], tally)
 
 
 def realise_flow(rng: np.random.Generator, cells: ArrayLike, p: ArrayLike, threshold: float) -> NDArray[np.float64]:
@@ -147,7 +156,7 @@ def realise_flow(rng: np.random.Generator, cells: ArrayLike, p: ArrayLike, thres
     c, q = np.broadcast_arrays(np.asarray(cells, dtype=float), np.asarray(p, dtype=float))
     out = np.empty(c.shape)
     _flow_many(rng, np.ascontiguousarray(c).reshape(-1), np.ascontiguousarray(q).reshape(-1), float(threshold),
-               out.reshape(-1))
+               out.reshape(-1), np.zeros(2, np.int64))
     return out
 
 
@@ -156,5 +165,5 @@ def split_flow(rng: np.random.Generator, cells: ArrayLike, weights: ArrayLike, t
     c = np.ascontiguousarray(cells, dtype=float).reshape(-1)
     w = np.ascontiguousarray(weights, dtype=float).reshape(c.size, -1)
     out = np.empty(w.shape)
-    _split_many(rng, c, w, float(threshold), out)
+    _split_many(rng, c, w, float(threshold), out, np.zeros(2, np.int64))
     return out

@@ -1,0 +1,119 @@
+"""Benchmark of the cohort engines: one JSON line per case, ratios measured in the same run.
+
+    python benchmarks/bench_engine.py            # full (~10 minutes on 2 cores)
+    python benchmarks/bench_engine.py --quick    # smaller sizes (~3 minutes)
+
+Cases
+  reference        1,965 patients x 10 years, default scenario, all cores (goal <= 10 s)
+  speedup_vs_mesa  the same patients through the Mesa model and the vectorized engine, one core each
+                   (goal >= 50x); also the vectorized engine on all cores
+  vs_rng_floor     engine time / time numpy needs to draw the same number of uniform and normal
+                   variates in large vectorised calls (goal <= 5), one core
+  scale_patients   500 -> 2,000 -> 8,000 patients at 10 years: seconds per simulated patient-year
+  scale_horizon    5 -> 10 -> 20 years of follow-up at 1,000 patients: seconds per patient-year
+  memory           peak resident memory of the main process and of the workers (KiB)
+
+Wall times are noisy on shared machines: read the ratios, which are measured back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+from emdsim.cohort import n_workers, run_cohort
+from emdsim.confload import load
+
+
+def _peak_kib() -> dict[str, int]:
+    return {"main_peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "workers_peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+
+
+def _run(overrides: list[str]):
+    cfg = load(overrides)
+    t0 = time.perf_counter()
+    res = run_cohort(cfg)
+    wall = time.perf_counter() - t0
+    years = float(res.patients["simulated_days"].sum()) / 365.25
+    return cfg, res, wall, years
+
+
+def _emit(case: str, **fields) -> None:
+    print(json.dumps({"case": case, **fields}), flush=True)
+
+
+def rng_floor_seconds(n_uniform: int, n_normal: int, chunk: int = 10_000_000) -> float:
+    """Seconds numpy needs to draw this many uniforms and normals in large vectorised calls."""
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for total, draw in ((n_uniform, rng.random), (n_normal, rng.standard_normal)):
+        left = total
+        while left > 0:
+            draw(min(chunk, left))
+            left -= chunk
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller cohorts")
+    ap.add_argument("--mesa-patients", type=int, default=None)
+    args = ap.parse_args(argv)
+    q = args.quick
+    cores = n_workers(0)
+    _emit("machine", python=platform.python_version(), cores=cores, processor=platform.machine())
+    _run(["cohort.n_patients=4", "cohort.n_jobs=1"])  # compile (or load) the kernels once
+
+    # reference case
+    cfg, res, wall, years = _run(["cohort.n_patients=1965", "sim.followup_years=10"])
+    _emit("reference", patients=1965, followup_years=10, cores=cores, wall_s=round(wall, 2),
+          patients_per_s=round(1965 / wall, 1), patient_years=round(years), goal_wall_s=10,
+          meets_goal=wall <= 10, **_peak_kib())
+
+    # Mesa vs vectorized on the same patients, one core each
+    n_m = args.mesa_patients or (24 if q else 64)
+    common = [f"cohort.n_patients={n_m}", "sim.followup_years=10"]
+    _, _, wall_mesa, _ = _run(common + ["engine=mesa"])
+    _, res_v, wall_vec1, _ = _run(common + ["cohort.n_jobs=1", f"cohort.block_size={n_m}"])
+    _, _, wall_vec_all, _ = _run(common + [f"cohort.block_size={max(1, n_m // cores)}"])
+    _emit("speedup_vs_mesa", patients=n_m, mesa_wall_s=round(wall_mesa, 2), vectorized_wall_s=round(wall_vec1, 2),
+          speedup_vs_mesa=round(wall_mesa / wall_vec1, 1),
+          vectorized_all_cores_wall_s=round(wall_vec_all, 2),
+          speedup_vs_mesa_all_cores=round(wall_mesa / wall_vec_all, 1), goal=50)
+
+    # RNG floor, one core
+    n_f = 250 if q else 500
+    _, res_f, wall_f, _ = _run([f"cohort.n_patients={n_f}", "cohort.n_jobs=1", "cohort.block_size=256"])
+    floor = rng_floor_seconds(*res_f.draws)
+    _emit("vs_rng_floor", patients=n_f, engine_wall_s=round(wall_f, 2), uniform_variates=res_f.draws[0],
+          normal_variates=res_f.draws[1], rng_floor_s=round(floor, 3), vs_rng_floor=round(wall_f / floor, 1), goal=5)
+
+    # scaling in patients and horizon
+    sizes = (250, 1000, 4000) if q else (500, 2000, 8000)
+    per_py = []
+    for n in sizes:
+        _, _, wall, years = _run([f"cohort.n_patients={n}", "sim.followup_years=10"])
+        per_py.append(wall / years)
+        _emit("scale_patients", patients=n, followup_years=10, wall_s=round(wall, 2), patient_years=round(years),
+              us_per_patient_year=round(1e6 * wall / years, 1))
+    _emit("scale_patients_summary", max_over_min=round(max(per_py) / min(per_py), 2), goal=1.5)
+    per_py = []
+    n_h = 500 if q else 1000
+    for horizon in (5, 10, 20):
+        _, _, wall, years = _run([f"cohort.n_patients={n_h}", f"sim.followup_years={horizon}"])
+        per_py.append(wall / years)
+        _emit("scale_horizon", patients=n_h, followup_years=horizon, wall_s=round(wall, 2),
+              patient_years=round(years), us_per_patient_year=round(1e6 * wall / years, 1))
+    _emit("scale_horizon_summary", max_over_min=round(max(per_py) / min(per_py), 2), goal=1.5)
+    _emit("memory", **_peak_kib())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
