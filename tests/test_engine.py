@@ -76,6 +76,14 @@ def test_patient_result_does_not_depend_on_cohort_size(make_cfg):
     pd.testing.assert_frame_equal(small, large.iloc[:5].reset_index(drop=True))
 
 
+def test_result_does_not_depend_on_the_number_of_workers(make_cfg):
+    one = run_cohort(make_cfg("cohort.n_patients=40", "cohort.block_size=16", "cohort.n_jobs=1"))
+    two = run_cohort(make_cfg("cohort.n_patients=40", "cohort.block_size=16", "cohort.n_jobs=2"))
+    pd.testing.assert_frame_equal(one.patients, two.patients)
+    pd.testing.assert_frame_equal(one.lesions, two.lesions)
+    assert one.draws == two.draws and one.draws[0] > 0
+
+
 def test_outcome_invariants(make_cfg):
     p = run_cohort(make_cfg("cohort.n_patients=48", "cohort.block_size=48")).patients
     dx = p[p["diagnosed"]]
