@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from emdsim.outcomes import PATIENT_COLUMNS
+
 EMDSIM = [sys.executable, "-m", "emdsim.cli"]
 SMALL = ["cohort.n_patients=6", "cohort.block_size=8", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
 SUMMARY_KEYS = {"n_patients", "seed", "em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "em_at_relapse",
@@ -51,7 +53,7 @@ def test_run_writes_the_contract_files(default_run):
     cfg = yaml.safe_load((d / "config.yaml").read_text())
     assert cfg["seed"] == 5 and cfg["cohort"]["n_patients"] == 6 and "hydra" not in cfg
     patients = pd.read_parquet(d / "patients.parquet")
-    assert len(patients) == 6
+    assert len(patients) == 6 and list(patients.columns) == list(PATIENT_COLUMNS)
     assert {"em_at_diagnosis", "ps_at_diagnosis", "sites_at_relapse", "pfs_days", "os_days", "high_risk",
             "treatment"} <= set(patients.columns)
 

@@ -73,5 +73,5 @@ def test_unreachable_organ_is_rejected():
 def test_schemas_are_not_frozen_so_overrides_work():
     cfg = load(["growth.birth_rate_per_day=0.02"])
     assert cfg.growth.birth_rate_per_day == 0.02
-    assert not getattr(type(cfg.growth), "__dataclass_params__").frozen
+    assert not type(cfg.growth).__dataclass_params__.frozen
     dataclasses.replace(cfg.growth, birth_rate_per_day=0.01)

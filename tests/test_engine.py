@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from emdsim.cohort import run_cohort
-from emdsim.engine import Status, build_tables, init_state, step
+from emdsim.engine import build_tables, init_state, step
 from emdsim.patients import sample_patients
 
 NO_TURNOVER = ("growth.birth_rate_per_day=0", "growth.death_rate_per_day=0", "growth.niche_loss_death_rate_per_day=0",

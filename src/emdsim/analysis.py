@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.stats import binomtest
 from scipy.stats.contingency import odds_ratio
 
-from .summary import DAYS_PER_MONTH
+from .summary import DAYS_PER_MONTH, km_median_months
 
 __all__ = ["wilson_interval", "incidence_table", "site_table", "cumulative_incidence_table", "survival_table",
            "survival_statistics", "risk_association", "analyse"]
@@ -131,7 +131,7 @@ def survival_table(patients: pd.DataFrame, by: str = "emd_at_diagnosis") -> pd.D
 
 def survival_statistics(patients: pd.DataFrame, by: str = "emd_at_diagnosis") -> dict[str, Any]:
     """Median PFS/OS by group, log-rank p and Cox hazard ratio (with 95% interval) of ``by``."""
-    from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines import CoxPHFitter
     from lifelines.statistics import logrank_test
 
     dx = patients[patients["diagnosed"]]
@@ -141,11 +141,7 @@ def survival_statistics(patients: pd.DataFrame, by: str = "emd_at_diagnosis") ->
         e = dx[f"{endpoint}_event"].astype(bool)
         g = dx[by].astype(bool)
         for label, mask in (("with", g), ("without", ~g)):
-            med = None
-            if mask.any():
-                m = float(KaplanMeierFitter().fit(t[mask], e[mask]).median_survival_time_)
-                med = m if np.isfinite(m) else None
-            out[f"median_{endpoint}_months_{label}"] = med
+            out[f"median_{endpoint}_months_{label}"] = km_median_months(dx.loc[mask, f"{endpoint}_days"], e[mask])
         stats: dict[str, Any] = {"logrank_p": None, "hazard_ratio": None, "hr_lower": None, "hr_upper": None}
         if g.any() and (~g).any() and e.any():
             stats["logrank_p"] = float(logrank_test(t[g], t[~g], e[g], e[~g]).p_value)

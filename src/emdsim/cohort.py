@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import rng as seeds
 from .config.schema import EmdConfig
-from .engine import CohortState, Status, Tables, build_tables, init_state, max_steps, step
+from .engine import Status, Tables, build_tables, init_state, max_steps, step
 from .outcomes import lesion_records, patient_records
 from .patients import sample_patients
 

@@ -19,8 +19,6 @@ patients, the Mesa model with one patient whose agents mirror the state.  The bi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -390,9 +388,6 @@ def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
     cens = end_fu | never
     st.status[cens] = Status.CENSORED
     st.t_end[cens] = t
-
-
-Observer = Callable[[CohortState], None]
 
 
 def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:

@@ -104,7 +104,7 @@ class EMDModel(mesa.Model):
         st = self.state
         cells = st.cells[0]
         nodes, clones = np.nonzero(cells)
-        present = set(zip(nodes.tolist(), clones.tolist()))
+        present = set(zip(nodes.tolist(), clones.tolist(), strict=True))
         for key in list(self._agents_at):
             if key not in present:
                 self._agents_at.pop(key).remove()
