@@ -14,7 +14,7 @@ import numpy as np
 
 from . import niches, spread, treatment
 from ._jit import JIT
-from .rates import event_probability, flow_one, split_one
+from .rates import birth_probability, event_probability, flow_one, split_one
 
 __all__ = ["grow", "release", "spill", "circulate", "treat", "extinguish"]
 
@@ -27,6 +27,7 @@ _egress_rate = JIT(niches.egress_rate)
 _colonisation_probability = JIT(spread.colonisation_probability)
 _kill_rate = JIT(treatment.kill_rate)
 _event_probability = JIT(event_probability)
+_birth_probability = JIT(birth_probability)
 
 
 @JIT
@@ -56,7 +57,7 @@ def grow(rng, tally, alive, cells, gain, traits, patient_prolif, switch_factor, 
                 if n != blood:
                     prol = _proliferation(patient_prolif[p] * traits[p, k, i_prolif], traits[p, k, i_em], im)
                     b = _birth_rate(birth_base, prol, o, supp)
-                    births = flow_one(rng, c, _event_probability(b, dt), thr, tally)
+                    births = flow_one(rng, c, _birth_probability(b, d, dt), thr, tally)
                 left = births
                 if births > 0.0 and n_s > 0:
                     # newborns that switch: one flow with the summed rate of the switches the clone

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._jit import JIT
 
-__all__ = ["hazard_to_probability", "event_probability", "competing_probabilities", "draw_binomial", "flow_one",
+__all__ = ["hazard_to_probability", "event_probability", "birth_probability", "competing_probabilities", "draw_binomial", "flow_one",
            "split_one",
            "realise_flow", "split_flow"]
 
@@ -37,6 +37,18 @@ GAUSSIAN_MIN_MEAN = 10.0
 def event_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
     """Probability that an event with hazard ``rate_per_day`` happens within ``dt_days`` (no checks)."""
     return -np.expm1(-rate_per_day * dt_days)
+
+
+def birth_probability(birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+    """Per-cell probability of a birth within ``dt_days`` such that, together with deaths drawn at
+    :func:`event_probability` of the death hazard, the expected population after the step is
+    exactly ``exp((birth - death) * dt)`` times the current one (the linear birth-death process).
+
+    ``exp(-death dt) * (exp(birth dt) - 1)``; capped at 1 (birth hazards above ~0.69/dt).  Using
+    ``1 - exp(-birth dt)`` instead would let each cell divide at most once per step and make the
+    growth rate depend on the step size.
+    """
+    return np.minimum(np.exp(-death_rate_per_day * dt_days) * np.expm1(birth_rate_per_day * dt_days), 1.0)
 
 
 def hazard_to_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:

@@ -420,7 +420,7 @@ def validate(cfg: EmdConfig) -> None:
     check_fields(cfg.anatomy, "anatomy")
     _validate_anatomy(cfg.anatomy)
     _validate_traits(cfg.traits)
-    _validate_treatment(cfg)
+    _validate_treatment(cfg)  # after sim: phase durations are checked against the step
     for name, mod in cfg.clinical.imaging.items():
         _check_number(f"clinical.imaging.{name}.detection_threshold_cells",
                       mod.detection_threshold_cells, {"lo": 1.0, "unit": "cells"})
@@ -515,6 +515,11 @@ def _validate_treatment(cfg: EmdConfig) -> None:
             for drug in r.drugs:
                 _one_of(f"{p}.drugs", drug, list(cfg.drugs))
             _nonneg(f"{p}.duration_days", r.duration_days)
+            steps = r.duration_days / cfg.sim.dt_days
+            if abs(steps - round(steps)) > 1e-9:
+                raise ConfigError(f"{p}.duration_days", r.duration_days,
+                                  f"must be 0 or a whole number of steps (sim.dt_days={cfg.sim.dt_days}): phases "
+                                  "start and end on step boundaries")
             _prob(f"{p}.p_wound", r.p_wound)
             if r.wound:
                 _one_of(f"{p}.wound", r.wound, wounds)
