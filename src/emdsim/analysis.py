@@ -42,17 +42,14 @@ def wilson_interval(count: int, n: int, confidence: float = 0.95) -> tuple[float
 def incidence_table(patients: pd.DataFrame) -> pd.DataFrame:
     """Tidy incidence: one row per (definition, timepoint) with count, n, fraction and Wilson interval."""
     dx = patients[patients["diagnosed"]]
+    dx = dx.assign(emd_ever=dx["em_ever"] | dx["ps_ever"])  # the patient table has EM and PS ever
     rel = dx[dx["relapsed"]]
     rows = []
     for timepoint, frame, suffix in (("diagnosis", dx, "at_diagnosis"), ("relapse", rel, "at_relapse"),
                                      ("ever", dx, "ever")):
         for definition, prefix in DEFINITIONS.items():
-            col = f"{prefix}_{suffix}"
-            if col not in frame:
-                col_values = frame["em_ever"] | frame["ps_ever"]  # EMD ever = either
-            else:
-                col_values = frame[col]
-            count, n = int(col_values.sum()), int(len(frame))
+            values = frame[f"{prefix}_{suffix}"]
+            count, n = int(values.sum()), int(len(frame))
             lo, hi = wilson_interval(count, n)
             rows.append({"definition": definition, "timepoint": timepoint, "count": count, "n": n,
                          "fraction": count / n if n else float("nan"), "lower": lo, "upper": hi})

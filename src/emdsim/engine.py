@@ -18,7 +18,7 @@ patients, the Mesa model with one patient whose agents mirror the state.  The bi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 import numpy as np
 from numpy.typing import NDArray
 
@@ -64,6 +64,7 @@ class Tables:
     ps_marrow: NDArray[np.int64]             # their marrow sites
     soft_tissue: NDArray[np.bool_]           # paraskeletal, organ or wound
     is_em: NDArray[np.bool_]                 # organ or wound (EM definition)
+    em_nodes: NDArray[np.int64]              # their indices
     in_marrow: NDArray[np.float64]           # (N,) 1.0 for marrow nodes (for the compiled rules)
     dest: NDArray[np.int64]                  # destinations of circulating cells (marrow, organ, wound)
     dest_marrow: NDArray[np.bool_]
@@ -95,6 +96,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         wound_nodes=np.flatnonzero(world.is_wound), marrow_nodes=np.flatnonzero(world.is_marrow),
         ps_nodes=ps_nodes, ps_marrow=world.adjacent_marrow[ps_nodes],
         soft_tissue=world.is_paraskeletal | world.is_tissue_target, is_em=world.is_tissue_target,
+        em_nodes=np.flatnonzero(world.is_tissue_target),
         in_marrow=world.is_marrow.astype(float),
         dest=np.flatnonzero(world.is_marrow | world.is_tissue_target),
         dest_marrow=world.is_marrow[world.is_marrow | world.is_tissue_target],
@@ -151,11 +153,8 @@ class CohortState:
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
 
     #: per-row arrays (first axis = patient), kept in step when rows are retired
-    ROW_FIELDS = ("traits", "adhesion", "homing", "cells", "status", "t_dx", "t_prog", "t_death", "t_end",
-                  "regimen", "phase_pos", "phase_end", "line", "line_start", "efficacy", "nadir", "lesion_nadir",
-                  "disrupted", "inflammation", "wound_opened", "lesion_onset", "lesion_route",
-                  "lesion_detectable", "dx_sites", "relapse_sites", "burden_at_dx",
-                  "last_local", "last_haem")
+    #: fields that are not per-row arrays (shared by the block or rebuilt on take)
+    SHARED_FIELDS = ("patients", "t_days", "n_steps", "scratch", "tally")
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -166,7 +165,7 @@ class CohortState:
         return self.status <= Status.FOLLOWED
 
     def take(self, rows: NDArray[np.int64]) -> "CohortState":
-        kw = {f: getattr(self, f)[rows] for f in self.ROW_FIELDS}
+        kw = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in self.SHARED_FIELDS}
         return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps,
                            scratch=np.empty_like(kw["cells"]), tally=self.tally, **kw)
 
@@ -228,8 +227,8 @@ def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, soil: NDArray[n
           occ: NDArray[np.float64]) -> None:
     g, sim = tb.cfg.growth, tb.cfg.sim
     kernels.grow(rng, st.tally, st.alive, st.cells, st.scratch, st.traits, st.patients.proliferation,
-                 st.patients.switch_factor, soil, occ, tb.in_marrow, tb.world.blood, g.birth_rate_per_day, g.death_rate_per_day,
-                 g.niche_loss_death_rate_per_day, sim.dt_days, sim.deterministic_threshold_cells, tb.switch_rates,
+                 st.patients.switch_factor, soil, occ, tb.in_marrow, tb.world.blood, g.birth_rate_per_day,
+                 g.death_rate_per_day, g.niche_loss_death_rate_per_day, sim.dt_days, sim.deterministic_threshold_cells, tb.switch_rates,
                  _ND, _PROLIF, _EMPROLIF)
 
 
@@ -237,7 +236,8 @@ def _release(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray
     """Egress from marrow and shedding from soft tissue; returns cells entering the blood (P, K)."""
     entering = np.empty((len(st), tb.n_clones))
     kernels.release(rng, st.tally, st.alive, st.cells, st.adhesion, occ, tb.release_base,
-                    tb.cfg.spread.crowding_egress_gain, tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells, entering)
+                    tb.cfg.spread.crowding_egress_gain, tb.cfg.sim.dt_days,
+                    tb.cfg.sim.deterministic_threshold_cells, entering)
     return entering
 
 
@@ -266,9 +266,9 @@ def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: 
     p = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
     p_die_rest = min(p[1] / max(1.0 - p[0], 1e-300), 1.0)
     kernels.circulate(rng, st.tally, st.alive, st.cells, entering, st.homing, st.inflammation, tb.dest,
-                      tb.dest_marrow, tb.dest_wound, soil, st.traits, _ND, tb.world.blood, float(p[0]), float(p_die_rest), sp.p_marrow_engraftment,
-                      sp.p_colonisation, tb.cfg.sim.deterministic_threshold_cells, st.last_haem)
-    em = np.flatnonzero(tb.is_em)
+                      tb.dest_marrow, tb.dest_wound, soil, st.traits, _ND, tb.world.blood, float(p[0]),
+                      float(p_die_rest), sp.p_marrow_engraftment, sp.p_colonisation, tb.cfg.sim.deterministic_threshold_cells, st.last_haem)
+    em = tb.em_nodes
     _record_onset(st, em, st.last_haem[:, em].sum(axis=-1), ROUTE_HAEMATOGENOUS)
 
 
@@ -281,9 +281,9 @@ def _record_onset(st: CohortState, nodes: NDArray[np.int64], seeded: NDArray[np.
         st.lesion_route[rows, nodes[cols]] = route
 
 
-def _forget_extinct_lesions(st: CohortState, tb: Tables) -> None:
+def _forget_extinct_lesions(st: CohortState, node_total: NDArray[np.float64]) -> None:
     """A lesion that died out before it was ever detectable was never a lesion: forget its onset."""
-    gone = ((st.cells.sum(axis=-1) == 0) & ~np.isnan(st.lesion_onset) & np.isnan(st.lesion_detectable)
+    gone = ((node_total == 0) & ~np.isnan(st.lesion_onset) & np.isnan(st.lesion_detectable)
             & st.alive[:, None])
     st.lesion_onset[gone] = np.nan
     st.lesion_route[gone] = 0
@@ -316,10 +316,9 @@ def _advance_first_line(st: CohortState, tb: Tables, rows: NDArray[np.int64]) ->
             _open_wound(st, opened, int(node))
 
 
-def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
+def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator, node_total: NDArray[np.float64]) -> None:
     cfg, cl, w = tb.cfg, tb.cfg.clinical, tb.world
     t = st.t_days
-    node_total = st.cells.sum(axis=-1)
     total = node_total.sum(axis=1)
     marrow = node_total[:, tb.marrow_nodes].sum(axis=1)
     detectable = (node_total >= tb.detection_cells) & tb.soft_tissue
@@ -404,5 +403,6 @@ def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
     _circulate(st, tb, rng, entering, soil)                   # 4
     _treat(st, tb, rng)                                       # 5
     kernels.extinguish(st.cells, cfg.sim.extinction_cells)
-    _forget_extinct_lesions(st, tb)
-    _clinic(st, tb, rng)                                      # 6
+    node_total = st.cells.sum(axis=-1)
+    _forget_extinct_lesions(st, node_total)
+    _clinic(st, tb, rng, node_total)                          # 6
