@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "emdsim"
-CLI_LAYER = {"cli.py", "confload.py", "paramdoc.py"}
+CLI_LAYER = {"cli.py", "callbacks.py", "confload.py", "paramdoc.py"}
 #: modules that may draw figures or fit: none of the simulator core imports them
 CORE = {"_jit.py", "analysis.py", "anatomy.py", "kernels.py", "cohort.py", "engine.py", "model.py", "niches.py", "outcomes.py", "patients.py", "rates.py",
         "rng.py", "spread.py", "summary.py", "traits.py", "treatment.py", "rundir.py", "tasks.py"}

@@ -9,15 +9,18 @@ what is allowed.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .confload import CONF_DIR, config_yaml, to_config
+from . import sweep
+from .confload import CONF_DIR, apply_design, compose, config_yaml, to_config
 from .config.schema import ConfigError
 
 log = logging.getLogger("emdsim")
@@ -25,29 +28,67 @@ log = logging.getLogger("emdsim")
 __all__ = ["main", "run"]
 
 
-def run(cfg: DictConfig) -> dict:
-    """The task behind the command: validate, simulate, write; returns the summary."""
-    from .tasks import run_task
+def run(cfg: DictConfig) -> dict | None:
+    """The task behind the command: validate, simulate, write; returns the summary.
 
+    In a sweep (``-m``) a job that already finished with the same configuration is skipped
+    (resume), and a job that crashes records ``failure.json`` and returns None, so the other
+    jobs go on; :class:`emdsim.callbacks.SweepCallback` reports both in ``sweep.parquet``.
+    """
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
     try:
+        design_values = apply_design(cfg)
         emd = to_config(cfg)
     except ConfigError as err:
+        if multirun:
+            sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=cfg.get("seed"))
+            sweep.write_failure(run_dir, err)
+            log.error("job %s: invalid configuration: %s", hc.job.num, err)
+            return None
         print(f"emdsim: invalid configuration: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = run_task(emd, run_dir, config_text=config_yaml(cfg))
+    text = config_yaml(cfg)
+    if not multirun:
+        summary = _run_and_report(emd, run_dir, text, show_progress=True)
+        print(f"emdsim: results in {run_dir}")
+        return summary
+
+    state = sweep.resume_state(run_dir, text)
+    if state == "skip":
+        log.info("job %s already finished with this configuration: skipped (resume)", hc.job.num)
+        return json.loads((run_dir / sweep.SUMMARY).read_text())
+    sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=emd.seed,
+                    parameters=design_values)
+    try:
+        if state == "conflict":
+            raise RuntimeError(f"{run_dir} holds a finished run of another configuration; "
+                               "sweep into a new hydra.sweep.dir")
+        if emd.cohort.n_jobs == 0 and hc.launcher.get("_target_", "").split(".")[-1] != "BasicLauncher":
+            emd.cohort.n_jobs = 1  # parallel launcher: one process per job, not one per core each
+        return _run_and_report(emd, run_dir, text, show_progress=False)
+    except Exception as err:  # one job's crash must not end the sweep
+        sweep.write_failure(run_dir, err)
+        log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
+        return None
+
+
+def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool) -> dict:
+    from .tasks import run_task
+
+    summary = run_task(emd, run_dir, config_text=config_text, show_progress=show_progress)
     log.info("results written to %s", run_dir)
     print(f"emdsim: {summary['n_patients']} patients, EMD at diagnosis {summary['emd_at_diagnosis']:.1%} "
           f"(PS {summary['ps_at_diagnosis']:.1%}, EM {summary['em_at_diagnosis']:.1%}), at relapse "
           f"{summary['emd_at_relapse']:.1%} (PS {summary['ps_at_relapse']:.1%}, EM {summary['em_at_relapse']:.1%})")
-    print(f"emdsim: results in {run_dir}")
     return summary
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     summary = run(cfg)
-    return summary.get("emd_at_diagnosis")
+    return summary.get("emd_at_diagnosis") if summary else None
 
 
 def check_group_choices(argv: list[str]) -> str | None:
@@ -66,8 +107,88 @@ def check_group_choices(argv: list[str]) -> str | None:
     return None
 
 
+def _task_overrides(argv: list[str]) -> list[str]:
+    """The model overrides of a command line (not flags, not ``hydra...`` settings)."""
+    return [a for a in argv if not a.startswith("-") and "=" in a
+            and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
+def check_sweep(argv: list[str]) -> str | None:
+    """Validate every value of a sweep before any job starts; one line per problem, else None.
+
+    Each swept value is composed with the other overrides (at their first value) and validated, so
+    an unknown parameter, an empty range or a value outside a parameter's allowed interval is
+    reported before anything runs.  Rows of a design table are checked against its length.
+    """
+    from hydra.errors import HydraException
+
+    from .callbacks import expand_sweep
+
+    overrides = _task_overrides(argv)
+    try:
+        axes = expand_sweep(overrides)
+    except HydraException as err:
+        return f"cannot parse the overrides: {str(err).strip().splitlines()[0]}"
+    for key, values in axes:
+        if not values:
+            return f"{ConfigError(key, '(empty)', 'a sweep needs at least one value')}"
+    base = [f"{k}={v[0]}" for k, v in axes]
+    checks = [base] + [base[:i] + [f"{k}={v}"] + base[i + 1:]
+                       for i, (k, values) in enumerate(axes) if k != "design.row" for v in values[1:]]
+    for i, (key, values) in enumerate(axes):  # design rows: the first and last are enough
+        if key == "design.row" and len(values) > 1:
+            checks.append(base[:i] + [f"{key}={max(values, key=_as_int)}"] + base[i + 1:])
+    if len(checks) > 20:
+        print(f"emdsim: checking {len(checks)} swept values before the sweep starts", file=sys.stderr)
+    for combo in checks:
+        try:
+            cfg = compose(combo)
+        except HydraException as err:
+            return _composition_problem(combo, err)
+        try:
+            apply_design(cfg)
+            to_config(cfg)
+        except ConfigError as err:
+            return str(err)
+    return None
+
+
+def _composition_problem(overrides: list[str], err: Exception) -> str:
+    """One line for an override Hydra cannot apply, naming the closest existing keys."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    message = str(err).strip().splitlines()[0]
+    if "Could not override" not in message and "Key '" not in message:
+        return f"{' '.join(overrides)}: {message}"
+    bad = next((o for o in overrides if f"'{o.split('=', 1)[0].lstrip('+~')}'" in message), overrides[0])
+    key, _, value = bad.lstrip("+~").partition("=")
+    known = _leaf_keys(OmegaConf.to_container(compose([]), resolve=False))
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return str(ConfigError(key, value, f"not a parameter of the configuration (see docs/parameters.md){hint}"))
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [k for key, value in node.items() if key != "hydra"
+                for k in _leaf_keys(value, f"{prefix}{key}.")]
+    return [prefix.rstrip(".")]
+
+
+def _as_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
 def main() -> None:
-    problem = check_group_choices(sys.argv[1:])
+    argv = sys.argv[1:]
+    problem = check_group_choices(argv)
+    if problem is None and not {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"} & set(argv):
+        problem = check_sweep(argv)
     if problem:
         print(f"emdsim: invalid configuration: {problem}", file=sys.stderr)
         raise SystemExit(2)

@@ -15,7 +15,10 @@ from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingManda
 
 from .config.schema import ConfigError, EmdConfig
 
-__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml"]
+__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml", "apply_design"]
+
+#: top-level nodes of ``conf/config.yaml`` that steer the command line, not the model
+CLI_NODES = ("hydra", "design")
 
 
 def _find_conf_dir() -> Path:
@@ -42,11 +45,40 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _plain(cfg: DictConfig) -> DictConfig:
-    """The config without Hydra's own node, resolved."""
+    """The model's config: resolved, without the command-line nodes (``hydra``, ``design``)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    data.pop("hydra", None)
+    for node in CLI_NODES:
+        data.pop(node, None)
     return OmegaConf.create(data)
+
+
+def apply_design(cfg: DictConfig) -> dict[str, float]:
+    """Set the parameters of row ``design.row`` of ``design.file`` in ``cfg`` (in place).
+
+    A design file (written by ``emdsim-design``) is a table with one column per parameter path;
+    a sweep over ``design.row`` runs its rows through any Hydra launcher.  Returns the values set.
+    """
+    file = OmegaConf.select(cfg, "design.file", default=None)
+    row = OmegaConf.select(cfg, "design.row", default=None)
+    if file is None and row is None:
+        return {}
+    if file is None or row is None:
+        raise ConfigError("design", {"file": file, "row": row}, "set both design.file and design.row, or neither")
+    import pandas as pd
+
+    try:
+        table = pd.read_parquet(file)
+    except (OSError, ValueError) as err:
+        raise ConfigError("design.file", file, f"a readable design table ({_first_line(str(err))})") from None
+    if not isinstance(row, int) or not 0 <= row < len(table):
+        raise ConfigError("design.row", row, f"an integer in [0, {len(table)})")
+    values = {str(k): float(v) for k, v in table.iloc[row].items()}
+    for key, value in values.items():
+        if OmegaConf.select(cfg, key, default=None) is None:
+            raise ConfigError(f"design.file column {key}", value, "a parameter path of the configuration")
+        OmegaConf.update(cfg, key, value, merge=False)
+    return values
 
 
 def to_config(cfg: DictConfig) -> EmdConfig:

@@ -7,7 +7,9 @@ on which worker ran it):
 * ``(PATIENT, i)`` — patient ``i``'s baseline (risk, traits, age, procedures) and, in the Mesa
   engine, its dynamics;
 * ``(BLOCK, b)`` — the dynamics of block ``b`` of ``cohort.block_size`` patients in the
-  vectorized engine.
+  vectorized engine;
+* ``(DESIGN, 0)`` / ``(DESIGN, 1)`` — a sampling design's draws and its bootstrap intervals
+  (root: the design spec's own ``seed``).
 
 Nothing in ``src/`` uses global random state (``np.random.<fn>`` or the ``random`` module).
 """
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PATIENT", "BLOCK", "stream", "root_entropy"]
+__all__ = ["PATIENT", "BLOCK", "DYNAMICS", "DESIGN", "stream", "root_entropy"]
 
-PATIENT, BLOCK, DYNAMICS = 0, 1, 2
+PATIENT, BLOCK, DYNAMICS, DESIGN = 0, 1, 2, 3
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:

@@ -527,7 +527,7 @@ def _validate_treatment(cfg: EmdConfig) -> None:
 
 
 def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
-    """Flatten a config into rows ``{field, value, unit, source}`` (for docs and provenance)."""
+    """Flatten a config into rows ``{field, value, unit, source, lo, hi, lo_open}`` (docs, designs)."""
     rows: list[dict[str, Any]] = []
     for f in fields(obj):
         value = getattr(obj, f.name)
@@ -536,5 +536,6 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
             rows.extend(describe_parameters(value, path + "."))
         elif "unit" in f.metadata:
             rows.append({"field": path, "value": value, "unit": f.metadata["unit"],
-                         "source": f.metadata["source"]})
+                         "source": f.metadata["source"], "lo": f.metadata["lo"], "hi": f.metadata["hi"],
+                         "lo_open": f.metadata["lo_open"]})
     return rows

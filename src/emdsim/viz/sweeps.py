@@ -1,0 +1,249 @@
+"""Figures of sweeps and designs, and the ``emdsim-report`` command.
+
+``emdsim-report SWEEP_DIR`` reads ``sweep.parquet`` (rebuilding it from the job directories first,
+so it also works on an interrupted sweep) and draws the swept parameters against the outputs:
+
+* one swept parameter: a line per output with 95% intervals (across replicate seeds when the sweep
+  has them, else Wilson intervals of the cohort fraction);
+* two: a heatmap per output;
+* more: one line plot per parameter, averaged over the others;
+* a design (``design.row``): each output against each design parameter.
+
+Figures are PNG files next to ``sweep.parquet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+
+from .. import sweep
+from ..analysis import wilson_interval
+
+__all__ = ["METRIC_LABELS", "swept_axes", "summarise_axis", "plot_sweep", "plot_sensitivity", "main"]
+
+#: output -> (axis label, scale to display, denominator column for a Wilson interval)
+METRIC_LABELS: dict[str, tuple[str, float, str | None]] = {
+    "ps_at_diagnosis": ("PS at diagnosis (% of diagnosed)", 100.0, "n_diagnosed"),
+    "em_at_diagnosis": ("EM at diagnosis (% of diagnosed)", 100.0, "n_diagnosed"),
+    "emd_at_diagnosis": ("EMD at diagnosis (% of diagnosed)", 100.0, "n_diagnosed"),
+    "ps_at_relapse": ("PS at relapse (% of relapsed)", 100.0, "n_relapsed"),
+    "em_at_relapse": ("EM at relapse (% of relapsed)", 100.0, "n_relapsed"),
+    "emd_at_relapse": ("EMD at relapse (% of relapsed)", 100.0, "n_relapsed"),
+    "em_ever": ("EM at any time (% of diagnosed)", 100.0, "n_diagnosed"),
+    "ps_ever": ("PS at any time (% of diagnosed)", 100.0, "n_diagnosed"),
+    "wound_plasmacytoma": ("wound plasmacytoma (% of diagnosed)", 100.0, "n_diagnosed"),
+    "median_pfs_months": ("median PFS (months)", 1.0, None),
+    "median_os_months": ("median OS (months)", 1.0, None),
+    "median_months_onset_to_diagnosis": ("onset to diagnosis (months)", 1.0, None),
+}
+DEFAULT_METRICS = ("ps_at_diagnosis", "em_at_diagnosis", "em_at_relapse", "emd_at_relapse",
+                   "median_pfs_months", "median_os_months")
+NOT_AXES = {"override.seed", "override.design.row", "override.design.file"}
+
+
+def swept_axes(frame: pd.DataFrame) -> list[str]:
+    """Override columns that take more than one value (replicate seeds and design rows excluded)."""
+    return [c for c in frame.columns if c.startswith("override.") and c not in NOT_AXES
+            and frame[c].nunique(dropna=True) > 1]
+
+
+def summarise_axis(frame: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
+    """Mean of ``metric`` per value of ``by`` with a 95% interval (display units).
+
+    With replicates (several jobs per value): a t interval of the mean across them.  With a single
+    job and a cohort fraction: the Wilson interval of that fraction.  Otherwise no interval.
+    """
+    label, scale, denom = METRIC_LABELS.get(metric, (metric, 1.0, None))
+    rows = []
+    for key, group in frame.groupby(list(by), sort=True, dropna=False):
+        y = group[metric].to_numpy(float)
+        y = y[np.isfinite(y)]
+        lo = hi = mean = math.nan
+        if len(y):
+            mean = float(y.mean())
+            if len(y) >= 2:
+                half = float(stats.t.ppf(0.975, len(y) - 1) * y.std(ddof=1) / math.sqrt(len(y)))
+                lo, hi = mean - half, mean + half
+            elif denom is not None and denom in group:
+                n = int(group[denom].iloc[0])
+                lo, hi = wilson_interval(int(round(mean * n)), n)
+        if scale == 100.0:  # a cohort fraction: the interval stays inside [0, 1]
+            lo, hi = max(lo, 0.0), min(hi, 1.0)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "mean": mean * scale, "lower": lo * scale, "upper": hi * scale,
+                     "n_jobs": int(len(y))})
+    return pd.DataFrame(rows)
+
+
+def _short(col: str) -> str:
+    return col.removeprefix("override.").removeprefix("param.")
+
+
+def _positions(values: pd.Series) -> tuple[np.ndarray, list[str], bool]:
+    """x positions of an axis: numeric values as they are, categories evenly spaced."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(float), [], True
+    labels = [str(v) for v in values]
+    return np.arange(len(values), dtype=float), labels, False
+
+
+def _line_panel(ax, table: pd.DataFrame, col: str, metric: str) -> None:
+    x, labels, numeric = _positions(table[col])
+    ax.plot(x, table["mean"], "o-", color="tab:blue")
+    if table["lower"].notna().any():
+        ax.fill_between(x, table["lower"], table["upper"], color="tab:blue", alpha=0.2, label="95% interval")
+    if not numeric:
+        ax.set_xticks(x, labels, rotation=30, ha="right")
+    elif (table[col] > 0).all() and table[col].max() / table[col].min() >= 50:
+        ax.set_xscale("log")
+    ax.set_xlabel(_short(col))
+    ax.set_ylabel(METRIC_LABELS.get(metric, (metric,))[0])
+    ax.grid(alpha=0.3)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(3, n)
+    return math.ceil(n / cols), cols
+
+
+def plot_lines(frame: pd.DataFrame, col: str, metrics: Sequence[str], path: Path, title: str) -> Path:
+    rows, cols = _grid(len(metrics))
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
+    for i, metric in enumerate(metrics):
+        _line_panel(fig.add_subplot(rows, cols, i + 1), summarise_axis(frame, [col], metric), col, metric)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_heatmaps(frame: pd.DataFrame, cols2: Sequence[str], metrics: Sequence[str], path: Path, title: str) -> Path:
+    a, b = cols2
+    rows, cols = _grid(len(metrics))
+    fig = Figure(figsize=(4.6 * cols, 3.8 * rows), layout="constrained")
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        grid = summarise_axis(frame, [a, b], metric).pivot(index=b, columns=a, values="mean")
+        im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.columns],
+                      rotation=30, ha="right")
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.index])
+        ax.set_xlabel(_short(a))
+        ax.set_ylabel(_short(b))
+        values = grid.to_numpy(float)
+        finite = values[np.isfinite(values)]
+        mid = float(finite.mean()) if len(finite) else 0.0
+        for (r, c), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                        color="white" if v < mid else "black")
+        fig.colorbar(im, ax=ax, label=METRIC_LABELS.get(metric, (metric,))[0])
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_design(frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: str) -> Path:
+    params = [c for c in frame.columns if c.startswith("param.")]
+    fig = Figure(figsize=(3.2 * len(params), 2.8 * len(metrics)), layout="constrained")
+    for i, metric in enumerate(metrics):
+        label, scale, _ = METRIC_LABELS.get(metric, (metric, 1.0, None))
+        for j, p in enumerate(params):
+            ax = fig.add_subplot(len(metrics), len(params), i * len(params) + j + 1)
+            ax.scatter(frame[p], frame[metric] * scale, s=10, alpha=0.7)
+            if (frame[p] > 0).all() and frame[p].max() / frame[p].min() >= 50:
+                ax.set_xscale("log")
+            if i == len(metrics) - 1:
+                ax.set_xlabel(_short(p), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+            ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_sweep(frame: pd.DataFrame, out_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS) -> list[Path]:
+    """Draw a sweep table; returns the PNG files written."""
+    done = frame[frame["status"] == "done"].copy()
+    if done.empty:
+        raise ValueError("the sweep has no finished job to draw")
+    metrics = [m for m in metrics if m in done and done[m].notna().any()]
+    if not metrics:
+        raise ValueError("none of the chosen outputs has a value in the finished jobs")
+    out_dir = Path(out_dir)
+    title = f"{out_dir.name}: {len(done)} finished jobs"
+    if "param." in "".join(done.columns) and "override.design.row" in done:
+        return [plot_design(done, metrics, out_dir / "sweep_design.png", title)]
+    axes = swept_axes(done)
+    if len(axes) == 2:
+        return [plot_heatmaps(done, axes, metrics, out_dir / "sweep_heatmap.png", title)]
+    if not axes:
+        done["replicate"] = "all jobs"
+        axes = ["replicate"]
+    return [plot_lines(done, col, metrics, out_dir / f"sweep_{_short(col)}.png", title) for col in axes]
+
+
+def plot_sensitivity(indices: pd.DataFrame, method: str, path: Path) -> Path:
+    """Bar chart of the main index per output (Morris mu*, Sobol ST, LHS delta) with its interval."""
+    main_index = {"morris": "mu_star", "sobol": "ST", "lhs": "delta"}[method]
+    outputs = list(dict.fromkeys(indices["output"]))
+    rows, cols = _grid(len(outputs))
+    fig = Figure(figsize=(4.8 * cols, 0.5 * indices["parameter"].nunique() * rows + 1.5 * rows),
+                 layout="constrained")
+    for i, out in enumerate(outputs):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        sel = indices[(indices["output"] == out) & (indices["index"] == main_index)]
+        sel = sel.sort_values("value", na_position="first")
+        ax.barh(sel["parameter"], sel["value"].fillna(0.0), xerr=sel["conf"].fillna(0.0), color="tab:orange",
+                capsize=3)
+        for y, (_, r) in enumerate(sel.iterrows()):
+            if not np.isfinite(r["value"]):
+                ax.text(0, y, "  not estimable (too few runs)", va="center", fontsize=8, color="gray")
+        ax.set_title(METRIC_LABELS.get(out, (out,))[0], fontsize=9)
+        ax.set_xlabel(f"{main_index} (95% bootstrap interval)")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{method} sensitivity")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="emdsim-report", description="Draw a sweep directory (PNG next to sweep.parquet).")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=sorted(METRIC_LABELS),
+                        metavar="METRIC", help=f"outputs to draw (default: {' '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--status", action="store_true",
+                        help="print jobs done, failed and remaining (e.g. of a running cluster sweep) and stop")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"emdsim-report: {args.sweep_dir} is not a directory", file=sys.stderr)
+        raise SystemExit(2)
+    if args.status:
+        plan = args.sweep_dir / sweep.PLAN
+        n = json.loads(plan.read_text()).get("n_jobs") if plan.is_file() else None
+        print(sweep.progress_line(args.sweep_dir, n))
+        raise SystemExit(0)
+    frame = sweep.write_table(args.sweep_dir)
+    try:
+        paths = plot_sweep(frame, args.sweep_dir, args.metrics)
+    except ValueError as err:
+        print(f"emdsim-report: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for p in paths:
+        print(f"emdsim-report: {p}")
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    main()
