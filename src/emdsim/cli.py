@@ -79,6 +79,12 @@ def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool
 
     summary = run_task(emd, run_dir, config_text=config_text, show_progress=show_progress)
     log.info("results written to %s", run_dir)
+    try:
+        from .viz.figures import cohort_figures
+
+        cohort_figures(run_dir)
+    except Exception as err:  # the results are written; a figure problem must not hide them
+        log.error("figures not drawn: %s: %s", type(err).__name__, err)
     print(f"emdsim: {summary['n_patients']} patients, EMD at diagnosis {summary['emd_at_diagnosis']:.1%} "
           f"(PS {summary['ps_at_diagnosis']:.1%}, EM {summary['em_at_diagnosis']:.1%}), at relapse "
           f"{summary['emd_at_relapse']:.1%} (PS {summary['ps_at_relapse']:.1%}, EM {summary['em_at_relapse']:.1%})")

@@ -25,6 +25,7 @@ from .config.schema import EmdConfig
 from .engine import Status, Tables, build_tables, init_state, max_steps, step
 from .outcomes import lesion_records, patient_records
 from .patients import sample_patients
+from .snapshots import SnapshotRecorder, empty_table
 
 __all__ = ["CohortResult", "run_cohort", "simulate_block"]
 
@@ -40,16 +41,28 @@ class CohortResult:
     lesions: pd.DataFrame
     #: random variates drawn by the dynamics: [uniform, normal]
     draws: tuple[int, int] = (0, 0)
+    #: sparse per-step compartment rows of the recorded patients (:mod:`emdsim.snapshots`)
+    snapshots: pd.DataFrame | None = None
+
+
+def recorded_ids(cfg: EmdConfig, ids: np.ndarray) -> np.ndarray:
+    """The patients among ``ids`` whose snapshots are kept (ids below ``sim.snapshot_patients``)."""
+    if cfg.sim.snapshot_every <= 0:
+        return ids[:0]
+    return ids[(ids < min(cfg.sim.snapshot_patients, cfg.cohort.n_patients))]
 
 
 def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> CohortResult:
     """Simulate patients ``ids`` together until each has died or been censored."""
     st = init_state(tb, sample_patients(tb.cfg, tb.world, ids))
+    recorder = SnapshotRecorder(tb, recorded_ids(tb.cfg, ids), tb.cfg.sim.snapshot_every)
+    recorder.record(st)
     done_p: list[pd.DataFrame] = []
     done_l: list[pd.DataFrame] = []
     limit = max_steps(tb.cfg)
     while len(st) and st.n_steps < limit:
         step(st, tb, rng)
+        recorder.record(st)
         finished = ~st.alive
         # finished patients are frozen by the step; retire them in batches to keep copies rare
         if finished.sum() * RETIRE_FRACTION >= len(st) or finished.all():
@@ -63,7 +76,7 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> Coh
         done_p.append(patient_records(st, tb))
         done_l.append(lesion_records(st, tb))
     return CohortResult(pd.concat(done_p, ignore_index=True), pd.concat(done_l, ignore_index=True),
-                        (int(st.tally[0]), int(st.tally[1])))
+                        (int(st.tally[0]), int(st.tally[1])), recorder.table())
 
 
 def _run_block(cfg: EmdConfig, b: int) -> CohortResult:
@@ -72,7 +85,7 @@ def _run_block(cfg: EmdConfig, b: int) -> CohortResult:
     res = simulate_block(build_tables(cfg), ids, seeds.stream(cfg.seed, seeds.BLOCK, b))
     n = cfg.cohort.n_patients
     return CohortResult(res.patients[res.patients["patient_id"] < n], res.lesions[res.lesions["patient_id"] < n],
-                        res.draws)
+                        res.draws, res.snapshots)
 
 
 def n_workers(requested: int) -> int:
@@ -119,11 +132,16 @@ def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortRes
         for i in range(n):
             model = EMDModel(tb, patient_id=i)
             model.run()
-            parts.append(model.result())
+            res = model.result()
+            keep = len(recorded_ids(cfg, np.array([i])))
+            parts.append(res if keep else CohortResult(res.patients, res.lesions, res.draws))
             if progress:
                 progress(1)
     patients = pd.concat([p.patients for p in parts], ignore_index=True).sort_values("patient_id", kind="stable")
     lesions = pd.concat([p.lesions for p in parts], ignore_index=True)
     lesions = lesions.sort_values(["patient_id", "site"], kind="stable")
     draws = (sum(p.draws[0] for p in parts), sum(p.draws[1] for p in parts))
-    return CohortResult(patients.reset_index(drop=True), lesions.reset_index(drop=True), draws)
+    snaps = [p.snapshots for p in parts if p.snapshots is not None and len(p.snapshots)]
+    snapshots = (pd.concat(snaps, ignore_index=True).sort_values(["patient_id", "step", "node"], kind="stable")
+                 .reset_index(drop=True) if snaps else empty_table())
+    return CohortResult(patients.reset_index(drop=True), lesions.reset_index(drop=True), draws, snapshots)

@@ -27,6 +27,7 @@ from .cohort import CohortResult
 from .engine import Status, Tables, init_state, max_steps, step
 from .outcomes import lesion_records, patient_records
 from .patients import sample_patients
+from .snapshots import SnapshotRecorder
 from .traits import TRAIT_INDEX, clone_label
 
 __all__ = ["CloneAgent", "EMDModel", "build_network"]
@@ -77,9 +78,9 @@ class EMDModel(mesa.Model):
         self.state = init_state(tables, sample_patients(tables.cfg, tables.world, np.array([patient_id])))
         self.space = build_network(tables, self.random)
         self._agents_at: dict[tuple[int, int], CloneAgent] = {}
-        self.snapshots: list[dict[str, Any]] = []
+        self.recorder = SnapshotRecorder(tables, [patient_id], tables.cfg.sim.snapshot_every)
         self._sync_agents()
-        self._snapshot()
+        self.recorder.record(self.state)
 
     @property
     def finished(self) -> bool:
@@ -88,9 +89,7 @@ class EMDModel(mesa.Model):
     def step(self) -> None:
         step(self.state, self.tables, self.rng)
         self._sync_agents()
-        every = self.tables.cfg.sim.snapshot_every
-        if every and self.state.n_steps % every == 0:
-            self._snapshot()
+        self.recorder.record(self.state)
         self.running = not self.finished
 
     def run(self) -> None:
@@ -123,29 +122,9 @@ class EMDModel(mesa.Model):
             else:
                 agent.n_cells = float(cells[n, k])
 
-    def _snapshot(self) -> None:
-        st = self.state
-        self.snapshots.append({
-            "step": st.n_steps, "t_days": st.t_days, "status": int(st.status[0]),
-            "regimen": int(st.regimen[0]),
-            "cells": st.cells[0].sum(axis=-1).copy(),
-            "local_flow": st.last_local[0].sum(axis=-1).copy(),
-            "haematogenous_flow": st.last_haem[0].sum(axis=-1).copy(),
-            "inflammation": st.inflammation[0].copy(),
-        })
-
     def snapshot_table(self) -> pd.DataFrame:
-        """Tidy snapshots: one row per (step, node) with cells and the flows of that step."""
-        names = self.tables.world.names
-        rows = []
-        for s in self.snapshots:
-            for j, name in enumerate(names):
-                rows.append({"patient_id": self.patient_id, "step": s["step"], "t_days": s["t_days"],
-                             "status": s["status"], "node": name, "kind": self.tables.world.kinds[j],
-                             "cells": s["cells"][j], "local_flow": s["local_flow"][j],
-                             "haematogenous_flow": s["haematogenous_flow"][j],
-                             "inflammation": s["inflammation"][j]})
-        return pd.DataFrame(rows)
+        """Sparse snapshots (:data:`emdsim.snapshots.SNAPSHOT_COLUMNS`): one row per step and compartment."""
+        return self.recorder.table()
 
     def agent_table(self) -> pd.DataFrame:
         return pd.DataFrame([{"node": self.tables.world.names[a.node], "clone": a.label, "cells": a.n_cells,
@@ -154,4 +133,4 @@ class EMDModel(mesa.Model):
     def result(self) -> CohortResult:
         tally = self.state.tally
         return CohortResult(patient_records(self.state, self.tables), lesion_records(self.state, self.tables),
-                            (int(tally[0]), int(tally[1])))
+                            (int(tally[0]), int(tally[1])), self.snapshot_table())

@@ -35,6 +35,8 @@ def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, s
     extra_summary, tables = analyse(result.patients)
     summary.update(extra_summary)
     text = config_text if config_text is not None else json.dumps(dataclasses.asdict(cfg), indent=1)
+    if result.snapshots is not None:
+        tables["snapshots.parquet"] = result.snapshots
     write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
               patients=result.patients, lesions=result.lesions, summary=summary, extra_tables=tables)
     return summary

@@ -340,8 +340,10 @@ class SimConfig:
     deterministic_threshold_cells: float = param("cells", "numerical choice (Cao, Gillespie & Petzold 2005 hybrid tau-leaping)", lo=1.0)
     #: populations below one cell are extinct
     extinction_cells: float = param("cells", "numerical choice", lo=0.0, lo_open=True)
-    #: save a snapshot of cells per node every this many steps (Mesa engine, 0 = none)
+    #: save a snapshot of cells per node every this many steps (0 = none)
     snapshot_every: int = param("steps", "output choice", lo=0)
+    #: patients 0 .. N-1 of a cohort are recorded in snapshots.parquet (animations, dashboard)
+    snapshot_patients: int = param("patients", "output choice", lo=0)
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Figures, snapshots and animations (Agg, no display): files, axes, frames and determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from emdsim.cohort import run_cohort
+from emdsim.confload import compose, config_yaml, to_config
+from emdsim.snapshots import SNAPSHOT_COLUMNS
+from emdsim.targets import incidence_targets, load_targets
+from emdsim.tasks import run_task
+from emdsim.viz import animate, figures
+
+RUN = ("cohort.n_patients=24", "cohort.block_size=24", "sim.followup_years=4", "sim.max_years_to_diagnosis=6",
+       "sim.snapshot_patients=6", "seed=11")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    cfg = compose(list(RUN))
+    run_task(to_config(cfg), d, config_text=config_yaml(cfg), show_progress=False)
+    return d
+
+
+def _png(path: Path) -> tuple[int, int]:
+    assert path.is_file() and path.stat().st_size > 5000
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_cohort_figures_have_the_expected_axes(run_dir):
+    paths = figures.cohort_figures(run_dir)
+    assert [p.name for p in paths] == list(figures.FIGURES)
+    for p in paths:
+        w, h = _png(p)
+        assert w >= 600 and h >= 400
+    inc = figures.incidence_figure(pd.read_parquet(run_dir / "incidence.parquet"),
+                                   incidence_targets(load_targets()), run_dir / "x.png")
+    assert len(inc.axes) == 2
+    assert [a.get_ylabel() for a in inc.axes] == ["% of diagnosed patients", "% of relapsed patients"]
+    assert [t.get_text() for t in inc.axes[0].get_xticklabels()][1].startswith("EM")
+    surv = figures.survival_figure(pd.read_parquet(run_dir / "survival.parquet"), run_dir / "y.png")
+    assert [a.get_xlabel() for a in surv.axes] == ["months from diagnosis"] * 2
+    assert "progression-free" in surv.axes[0].get_ylabel() and "overall" in surv.axes[1].get_ylabel()
+    sites = figures.sites_figure(pd.read_parquet(run_dir / "sites.parquet"), run_dir / "z.png")
+    assert sites.axes[0].get_xlabel().startswith("% of patients with a lesion")
+    cif = figures.cumulative_incidence_figure(pd.read_parquet(run_dir / "survival.parquet"), run_dir / "c.png")
+    assert "cumulative incidence" in cif.axes[0].get_ylabel()
+
+
+def test_every_reported_point_on_the_incidence_figure_comes_from_the_targets_file(run_dir):
+    targets = incidence_targets(load_targets())
+    fig = figures.incidence_figure(pd.read_parquet(run_dir / "incidence.parquet"), targets, run_dir / "x.png")
+    plotted = sorted(round(float(y), 6) for ax in fig.axes for line in ax.get_lines()
+                     if line.get_marker() == "D" for y in line.get_ydata())
+    assert plotted == sorted(round(float(t.value), 6) for t in targets)
+
+
+def test_snapshots_cover_the_recorded_patients_only(run_dir):
+    snaps = pd.read_parquet(run_dir / "snapshots.parquet")
+    assert list(snaps.columns) == list(SNAPSHOT_COLUMNS)
+    assert sorted(snaps["patient_id"].unique()) == list(range(6))
+    assert (snaps["cells"] >= 0).all() and snaps["status"].between(0, 3).all()
+    for _, g in snaps.groupby("patient_id"):
+        steps = g["step"].drop_duplicates().to_numpy()
+        assert steps[0] == 0 and (np.diff(steps) == 1).all()  # every step, from onset
+        assert (g.groupby("step")["t_days"].nunique() == 1).all()
+        last = g[g["step"] == steps[-1]]
+        assert last["status"].iloc[0] >= 2  # recorded until death or censoring
+
+
+def test_snapshots_do_not_change_the_cohort(make_cfg):
+    with_snaps = run_cohort(make_cfg("sim.snapshot_patients=8"))
+    without = run_cohort(make_cfg("sim.snapshot_patients=0"))
+    pd.testing.assert_frame_equal(with_snaps.patients, without.patients)
+    assert without.snapshots.empty and not with_snaps.snapshots.empty
+
+
+def test_animation_has_the_requested_frames_and_is_deterministic(run_dir, tmp_path):
+    a, n = animate.render(run_dir, patient="first", out=tmp_path / "a.gif", max_frames=8, fps=4, size=(6, 4.5))
+    b, _ = animate.render(run_dir, patient="first", out=tmp_path / "b.gif", max_frames=8, fps=4, size=(6, 4.5))
+    with Image.open(a) as im:
+        assert im.format == "GIF" and im.n_frames == n == 8
+    assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+
+
+def test_frame_steps_keep_first_and_last():
+    steps = animate.frame_steps(np.arange(0, 500), 20)
+    assert len(steps) == 20 and steps[0] == 0 and steps[-1] == 499
+    assert list(animate.frame_steps(np.array([3, 1, 2, 2]), 20)) == [1, 2, 3]
+
+
+def test_patient_selection(run_dir):
+    patients = pd.read_parquet(run_dir / "patients.parquet")
+    snaps = pd.read_parquet(run_dir / "snapshots.parquet")
+    assert animate.select_patient(patients, snaps, "first") == 0
+    assert animate.select_patient(patients, snaps, "3") == 3
+    with pytest.raises(ValueError, match="has no snapshots"):
+        animate.select_patient(patients, snaps, "20")
+    with pytest.raises(ValueError, match="an id, first"):
+        animate.select_patient(patients, snaps, "somebody")
+    rec = patients[patients["patient_id"] < 6]
+    if rec["emd_at_relapse"].any():
+        assert animate.select_patient(patients, snaps, "first-emd-relapse") == int(
+            rec.loc[rec["emd_at_relapse"], "patient_id"].iloc[0])
+    else:
+        with pytest.raises(ValueError, match="larger sim.snapshot_patients"):
+            animate.select_patient(patients, snaps, "first-emd-relapse")
+
+
+def test_node_positions_place_every_compartment(run_dir):
+    nodes = animate.anatomy_nodes(run_dir)
+    pos = animate.node_positions(nodes)
+    assert set(pos) == set(nodes["name"])
+    xy = np.array(list(pos.values()))
+    assert len(np.unique(np.round(xy, 6), axis=0)) == len(xy)  # no two compartments on one spot
+
+
+def test_animate_command_line_errors_are_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "emdsim.viz.animate", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "not a finished run directory" in proc.stderr and "Traceback" not in proc.stderr
