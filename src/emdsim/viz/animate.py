@@ -134,7 +134,7 @@ def _timeline(patient: pd.Series, lesions: pd.DataFrame, snaps: pd.DataFrame) ->
     return ev
 
 
-class _Painter:
+class BodyMapPainter:
     """Draws frames of one patient on one figure (body map above, timeline below).
 
     Static parts (skeleton, vessels, labels, timeline) are drawn once; a frame only updates the
@@ -291,7 +291,7 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
     pid = select_patient(patients, snaps, patient)
     nodes = anatomy_nodes(run_dir)
     psnaps = snaps[snaps["patient_id"] == pid]
-    painter = _Painter(psnaps, nodes, patients[patients["patient_id"] == pid].iloc[0],
+    painter = BodyMapPainter(psnaps, nodes, patients[patients["patient_id"] == pid].iloc[0],
                        lesions[lesions["patient_id"] == pid], size)
     steps = frame_steps(psnaps["step"].to_numpy(), max_frames)
     anim = FuncAnimation(painter.fig, lambda i: painter.draw(int(steps[i])), frames=len(steps), blit=False)

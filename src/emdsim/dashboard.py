@@ -1,0 +1,171 @@
+"""``emdsim-app``: Mesa's SolaraViz dashboard of one virtual patient.
+
+The page shows the patient's body map (the same drawing as ``emdsim-animate``), the burden per
+compartment kind over time and the extramedullary events so far, with Mesa's step / play / reset
+controls.  Sliders are generated from the composed default configuration and the schema's declared
+intervals (:func:`model_params`), so no default is copied here.  Run offline: the page's front-end
+is served by ``solara-assets``.
+
+    emdsim-app                  # http://127.0.0.1:8765
+    emdsim-app --port 9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pandas as pd
+
+from .config.schema import describe_parameters
+from .confload import CONF_DIR, load
+from .engine import build_tables
+from .model import EMDModel
+from .outcomes import lesion_records, patient_records
+
+__all__ = ["SLIDER_PARAMETERS", "model_params", "DashboardModel", "BodyMap", "Burden", "Events", "page", "main"]
+
+#: parameters offered as sliders (config paths); values and ranges come from the config and schema
+SLIDER_PARAMETERS = ("spread.p_colonisation", "spread.egress_rate_per_day", "spread.beta_cxcr4",
+                     "spread.w_cd56", "spread.cortical_disruption_rate_per_day",
+                     "spread.local_extension_rate_per_day", "growth.niche_loss_death_rate_per_day")
+SEP = "__"  # spread.p_colonisation -> keyword spread__p_colonisation
+#: the events panel lists soft-tissue populations of at least this many cells (display choice)
+DISPLAY_MIN_CELLS = 1e3
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _slider(row: dict[str, Any]) -> dict[str, Any]:
+    value = float(row["value"])
+    lo = float(row["lo"]) if row["lo"] is not None else 0.0
+    hi = float(row["hi"]) if row["hi"] is not None else max(10 * value, 1.0)
+    hi = min(hi, max(10 * value, lo + 1e-12)) if value > 0 else hi
+    step = 10 ** math.floor(math.log10((hi - lo) / 200)) if hi > lo else 1.0
+    name = row["field"].split(".")[-1].removesuffix("_per_day")
+    return {"type": "SliderFloat", "value": value, "min": lo, "max": hi, "step": step,
+            "label": f"{name} ({row['unit']})"}
+
+
+def model_params(overrides: list[str] = ()) -> dict[str, Any]:
+    """SolaraViz ``model_params``: patient, seed, treatment, scenario and the parameter sliders."""
+    cfg = load(list(overrides))
+    rows = {r["field"]: r for r in describe_parameters(cfg)}
+    params: dict[str, Any] = {
+        "patient_id": {"type": "SliderInt", "value": 0, "min": 0, "max": 199, "step": 1, "label": "patient"},
+        "seed": {"type": "InputText", "value": str(cfg.seed), "label": "seed (integer)"},
+        "treatment": {"type": "Select", "value": cfg.treatment.name, "values": _options("treatment"),
+                      "label": "treatment"},
+        "scenario": {"type": "Select", "value": cfg.scenario.name, "values": _options("scenario"),
+                     "label": "scenario"},
+    }
+    for path in SLIDER_PARAMETERS:
+        params[path.replace(".", SEP)] = _slider(rows[path])
+    return params
+
+
+class DashboardModel(EMDModel):
+    """An :class:`EMDModel` built from dashboard inputs (keyword arguments only, as Mesa requires)."""
+
+    def __init__(self, patient_id: int, seed: int | str, treatment: str, scenario: str, **kwargs: float) -> None:
+        overrides = [f"seed={int(seed)}", f"treatment={treatment}", f"scenario={scenario}"]
+        overrides += [f"{k.replace(SEP, '.')}={float(v)!r}" for k, v in kwargs.items()]
+        tables = build_tables(load(overrides))
+        super().__init__(tables, patient_id=int(patient_id))
+
+    def nodes(self) -> pd.DataFrame:
+        return pd.DataFrame([{"name": n.name, "kind": n.kind, "adjacent_to": getattr(n, "adjacent_to", "") or ""}
+                             for n in self.tables.cfg.anatomy.nodes])
+
+
+def BodyMap(model: DashboardModel):  # noqa: N802 - Solara components are capitalised
+    import solara
+
+    from .viz.animate import BodyMapPainter
+
+    snaps = model.snapshot_table()
+    painter = BodyMapPainter(snaps, model.nodes(), patient_records(model.state, model.tables).iloc[0],
+                             lesion_records(model.state, model.tables), (8.0, 6.0))
+    painter.draw(int(snaps["step"].max()))
+    return solara.FigureMatplotlib(painter.fig, format="png")
+
+
+def Burden(model: DashboardModel):  # noqa: N802
+    import numpy as np
+    import solara
+    from matplotlib.figure import Figure
+
+    snaps = model.snapshot_table()
+    fig = Figure(figsize=(7, 3.2), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    wide = snaps.pivot_table(index="t_days", columns="kind", values="cells", aggfunc="sum", fill_value=0.0)
+    for kind in wide.columns:
+        ax.plot(wide.index / 365.25, np.log10(wide[kind] + 1.0), label=kind)
+    ax.set_xlabel("years from myeloma onset")
+    ax.set_ylabel("log10 cells")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=3)
+    ax.set_title("burden per compartment kind", fontsize=10)
+    return solara.FigureMatplotlib(fig, format="png")
+
+
+def Events(model: DashboardModel):  # noqa: N802
+    import solara
+
+    st = model.state
+    lesions = lesion_records(st, model.tables)
+    seeds = int((lesions["cells_at_end"] < DISPLAY_MIN_CELLS).sum())
+    lesions = lesions[lesions["cells_at_end"] >= DISPLAY_MIN_CELLS]
+    lines = [f"**t = {st.t_days:.0f} days** from myeloma onset (step {st.n_steps})", ""]
+    arrived = [a for a in model.agents if a.arrived_by in ("local", "haematogenous") and a.n_cells >= 1]
+    if len(lesions):
+        lines.append("| site | kind | route | onset (days from diagnosis) | cells |")
+        lines.append("|---|---|---|---|---|")
+        for r in lesions.sort_values("onset_days").itertuples():
+            onset = "before diagnosis" if math.isnan(r.onset_days) else f"{r.onset_days:.0f}"
+            lines.append(f"| {r.site} | {r.kind} | {r.route} | {onset} | {r.cells_at_end:.3g} |")
+    else:
+        lines.append(f"no soft-tissue lesion of {DISPLAY_MIN_CELLS:.0e} cells or more yet")
+    lines.append("")
+    lines.append(f"{seeds} smaller soft-tissue populations (arrested circulating cells, micro-lesions)")
+    lines.append("")
+    lines.append(f"{len(arrived)} clone populations arrived outside their origin "
+                 f"({sum(a.arrived_by == 'local' for a in arrived)} local, "
+                 f"{sum(a.arrived_by == 'haematogenous' for a in arrived)} haematogenous)")
+    return solara.Markdown("\n".join(lines))
+
+
+def _page():
+    from mesa.visualization import SolaraViz
+
+    params = model_params()
+    initial = {k: (v["value"] if isinstance(v, dict) else v) for k, v in params.items()}
+    return SolaraViz(DashboardModel(**initial), components=[BodyMap, Burden, Events], model_params=params,
+                     name="emdsim: one virtual patient", play_interval=300)
+
+
+page = None
+if os.environ.get("EMDSIM_APP") == "1":  # set by emdsim-app for the solara server process only
+    page = _page()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="emdsim-app", description="Mesa SolaraViz dashboard of one patient")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    env = dict(os.environ, EMDSIM_APP="1", SOLARA_TELEMETRY_MIXPANEL_ENABLE="False")
+    command = [sys.executable, "-m", "solara", "run", "emdsim.dashboard:page", "--host", args.host,
+               "--port", str(args.port), "--no-open", "--production"]
+    print(f"emdsim-app: http://{args.host}:{args.port}", flush=True)
+    raise SystemExit(subprocess.call(command, env=env))
+
+
+if __name__ == "__main__":
+    main()

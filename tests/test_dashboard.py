@@ -1,0 +1,103 @@
+"""The SolaraViz dashboard: sliders from the config, the model behind it, and a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from emdsim.confload import load
+from emdsim.dashboard import SEP, SLIDER_PARAMETERS, Burden, BodyMap, DashboardModel, Events, model_params
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def test_sliders_start_at_the_config_defaults_inside_their_ranges():
+    params = model_params()
+    cfg = load([])
+    for path in SLIDER_PARAMETERS:
+        group, name = path.split(".")
+        slider = params[path.replace(".", SEP)]
+        assert slider["value"] == getattr(getattr(cfg, group), name)
+        assert slider["min"] <= slider["value"] <= slider["max"] and slider["step"] > 0
+    assert params["treatment"]["value"] == cfg.treatment.name and cfg.treatment.name in params["treatment"]["values"]
+    assert params["seed"]["value"] == str(cfg.seed)
+
+
+def test_dashboard_model_applies_the_inputs_and_its_components_render():
+    initial = {k: v["value"] for k, v in model_params().items()}
+    initial["spread__p_colonisation"] = 1e-4
+    initial["treatment"] = "vtd_asct"
+    model = DashboardModel(**initial)
+    assert model.tables.cfg.spread.p_colonisation == 1e-4 and model.tables.cfg.treatment.name == "vtd_asct"
+    for _ in range(3):
+        model.step()
+    assert model.state.n_steps == 3
+    for component in (BodyMap, Burden, Events):
+        assert component(model) is not None
+    assert "(step 3)" in Events(model).args[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server():
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "emdsim.dashboard", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    out = proc.stdout.read().decode() if proc.stdout else ""
+                    pytest.fail(f"dashboard did not start: {out[-2000:]}")
+                time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_dashboard_in_a_real_browser_steps_and_is_screenshotted(server):
+    """Playwright drives Debian's chromium (installed by .ci/run); offline: no CDN is reachable."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (.ci/run installs the Debian package)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server)
+            clock = page.get_by_text("from myeloma onset (step", exact=False).first
+            clock.wait_for(timeout=90_000)
+            assert "t = 0 days" in clock.inner_text()
+            page.get_by_role("button", name="Step").click()
+            page.get_by_text("(step 1)", exact=False).first.wait_for(timeout=60_000)
+            assert "t = 7 days" in page.get_by_text("from myeloma onset (step", exact=False).first.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 20_000
