@@ -1,0 +1,301 @@
+"""Fitting the model to reported incidence with ABC-SMC (pyabc): one biology, many cohorts.
+
+A fit spec (``fits/*.yaml``) names
+
+* the **parameters** to fit, with a uniform prior (``log: true``: uniform in log10) that must lie
+  inside the parameter's allowed interval; unit and source come from the schema;
+* the **cohort scenarios** (``scenario=usmani`` ...), each simulated with its own overrides and a
+  simulation size;
+* the **targets**: each reported figure of ``data/targets`` is matched by a scenario and a
+  statistic of its simulated cohort (``em_at_diagnosis`` ...), and qualitative findings (the
+  commonest site, the high-risk association) enter as **constraints** with a penalty.
+
+The distance respects the binomial sampling error of both the report and the simulation:
+``sum_t (p_sim - p_obs)^2 / (p_obs (1 - p_obs) / n_obs + p_sim (1 - p_sim) / n_sim)`` (a sum of
+squared z-scores), plus the penalty of each violated constraint.  One set of biological parameters
+is shared by every scenario.  Each simulation draws from a Generator seeded by the fit's seed, the
+scenario and the parameter values (a hash), never from global state; pyabc's own proposals use
+numpy's global generator inside pyabc, so a rerun reproduces each simulation but not pyabc's path.
+
+No Hydra here: scenarios arrive as validated :class:`EmdConfig` objects (``fit_cli`` composes them).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .config.schema import ConfigError, EmdConfig, validate
+from .summary import summarise
+from .targets import Target
+
+__all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitSpec", "STATISTICS", "CHECKS", "parse_fit_spec",
+           "with_parameters", "cohort_statistics", "distance", "simulate", "weighted_quantile"]
+
+#: statistics of a simulated cohort a target can be matched with: name -> (summary key, denominator)
+STATISTICS = {
+    "ps_at_diagnosis": ("ps_at_diagnosis", "n_diagnosed"), "em_at_diagnosis": ("em_at_diagnosis", "n_diagnosed"),
+    "emd_at_diagnosis": ("emd_at_diagnosis", "n_diagnosed"), "ps_at_relapse": ("ps_at_relapse", "n_relapsed"),
+    "em_at_relapse": ("em_at_relapse", "n_relapsed"), "emd_at_relapse": ("emd_at_relapse", "n_relapsed"),
+    "em_ever": ("em_ever", "n_diagnosed"), "emd_ever": ("emd_ever", "n_diagnosed"),
+}
+#: qualitative checks on a simulated cohort
+CHECKS = ("top_em_site_at_diagnosis", "top_em_site_at_relapse", "em_more_in_high_risk")
+
+
+@dataclass(frozen=True)
+class FitParameter:
+    path: str
+    lo: float
+    hi: float
+    log: bool
+    unit: str
+    source: str
+
+    @property
+    def key(self) -> str:
+        """pyabc's name of the parameter (``log10__spread__p_colonisation``)."""
+        return ("log10__" if self.log else "") + self.path.replace(".", "__")
+
+    def value(self, sampled: float) -> float:
+        return 10.0 ** sampled if self.log else sampled
+
+    def bounds(self) -> tuple[float, float]:
+        return (math.log10(self.lo), math.log10(self.hi)) if self.log else (self.lo, self.hi)
+
+
+@dataclass(frozen=True)
+class FitTarget:
+    name: str
+    scenario: str
+    statistic: str
+    value: float     # fraction
+    n: int
+    reported: Target
+
+
+@dataclass(frozen=True)
+class FitConstraint:
+    name: str
+    scenario: str
+    check: str
+    expected: str
+    penalty: float
+
+
+@dataclass
+class FitSpec:
+    name: str
+    parameters: tuple[FitParameter, ...]
+    scenarios: dict[str, dict[str, Any]]      # name -> {overrides: [...], n_patients: int}
+    targets: tuple[FitTarget, ...]
+    constraints: tuple[FitConstraint, ...]
+    population_size: int
+    max_generations: int
+    max_walltime_minutes: float
+    min_acceptance_rate: float
+    predictive_draws: int
+    seed: int
+    overrides: tuple[str, ...] = ()
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(where, value, f"an integer >= {minimum}")
+    return value
+
+
+def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]], targets: list[Target],
+                   scenario_names: list[str]) -> FitSpec:
+    """Validate a fit spec: parameters against the schema, targets against the targets file,
+    scenarios against ``conf/scenario``; every problem is a :class:`ConfigError`."""
+    allowed = {"name", "parameters", "scenarios", "targets", "constraints", "population_size", "max_generations",
+               "max_walltime_minutes", "min_acceptance_rate", "predictive_draws", "seed", "overrides", "targets_file"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"fit.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
+    params = []
+    for path, prior in (data.get("parameters") or {}).items():
+        where = f"fit.parameters.{path}"
+        if path not in known:
+            raise ConfigError(where, prior, "a numeric parameter of the configuration (docs/parameters.md)")
+        if not isinstance(prior, Mapping) or not {"lo", "hi"} <= set(prior) or set(prior) - {"lo", "hi", "log"}:
+            raise ConfigError(where, prior, "a prior {lo: number, hi: number, log: bool (optional)}")
+        lo, hi, log = float(prior["lo"]), float(prior["hi"]), bool(prior.get("log", False))
+        meta = known[path]
+        if not lo < hi:
+            raise ConfigError(where, [lo, hi], "a non-empty prior range: lo < hi")
+        if (meta.get("lo") is not None and lo < meta["lo"]) or (meta.get("hi") is not None and hi > meta["hi"]):
+            raise ConfigError(where, [lo, hi], f"inside the allowed interval [{meta.get('lo')}, {meta.get('hi')}]")
+        if log and lo <= 0:
+            raise ConfigError(where, [lo, hi], "lo > 0 for a log-uniform prior")
+        params.append(FitParameter(path, lo, hi, log, str(meta.get("unit", "")), str(meta.get("source", ""))))
+    if not params:
+        raise ConfigError("fit.parameters", data.get("parameters"), "at least one parameter to fit")
+    scenarios: dict[str, dict[str, Any]] = {}
+    for name, sc in (data.get("scenarios") or {}).items():
+        where = f"fit.scenarios.{name}"
+        if name not in scenario_names:
+            raise ConfigError(where, name, f"a scenario of conf/scenario ({scenario_names})")
+        if not isinstance(sc, Mapping):
+            raise ConfigError(where, sc, "a mapping {n_patients: int, overrides: [...]}")
+        scenarios[name] = {"n_patients": _positive_int(f"{where}.n_patients", sc.get("n_patients")),
+                           "overrides": [str(o) for o in sc.get("overrides") or ()]}
+    if not scenarios:
+        raise ConfigError("fit.scenarios", data.get("scenarios"), "at least one cohort scenario")
+    by_name = {t.name: t for t in targets}
+    fit_targets = []
+    for name, m in (data.get("targets") or {}).items():
+        where = f"fit.targets.{name}"
+        if name not in by_name:
+            raise ConfigError(where, name, "a target of data/targets/clinical_targets.yaml")
+        t = by_name[name]
+        if not isinstance(m, Mapping) or m.get("scenario") not in scenarios:
+            raise ConfigError(f"{where}.scenario", (m or {}).get("scenario") if isinstance(m, Mapping) else m,
+                              f"one of the fit's scenarios {sorted(scenarios)}")
+        if m.get("statistic") not in STATISTICS:
+            raise ConfigError(f"{where}.statistic", m.get("statistic"), f"one of {sorted(STATISTICS)}")
+        if not isinstance(t.value, int | float) or t.unit != "%":
+            raise ConfigError(where, t.value, "a single percentage in the targets file")
+        n = t.n or m.get("n")
+        if n is None:
+            raise ConfigError(f"{where}.n", None, "the target's cohort size (n) in the targets file or here")
+        fit_targets.append(FitTarget(name, m["scenario"], m["statistic"], float(t.value) / 100.0, int(n), t))
+    constraints = []
+    for name, c in (data.get("constraints") or {}).items():
+        where = f"fit.constraints.{name}"
+        if name not in by_name:
+            raise ConfigError(where, name, "a target of data/targets/clinical_targets.yaml")
+        if not isinstance(c, Mapping) or c.get("scenario") not in scenarios:
+            raise ConfigError(f"{where}.scenario", c, f"one of the fit's scenarios {sorted(scenarios)}")
+        if c.get("check") not in CHECKS:
+            raise ConfigError(f"{where}.check", c.get("check"), f"one of {list(CHECKS)}")
+        penalty = float(c.get("penalty", 4.0))
+        if penalty < 0:
+            raise ConfigError(f"{where}.penalty", penalty, ">= 0")
+        constraints.append(FitConstraint(name, c["scenario"], c["check"], str(by_name[name].value), penalty))
+    for key, lo in (("population_size", 2), ("max_generations", 1), ("predictive_draws", 0)):
+        _positive_int(f"fit.{key}", data.get(key), lo)
+    rate = data.get("min_acceptance_rate", 0.0)
+    if not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
+        raise ConfigError("fit.min_acceptance_rate", rate, "a number in [0, 1)")
+    wall = data.get("max_walltime_minutes")
+    if not isinstance(wall, int | float) or wall <= 0:
+        raise ConfigError("fit.max_walltime_minutes", wall, "a positive number of minutes")
+    return FitSpec(name=str(data.get("name", "fit")), parameters=tuple(params), scenarios=scenarios,
+                   targets=tuple(fit_targets), constraints=tuple(constraints),
+                   population_size=data["population_size"], max_generations=data["max_generations"],
+                   max_walltime_minutes=float(wall), min_acceptance_rate=float(rate),
+                   predictive_draws=data["predictive_draws"], seed=_positive_int("fit.seed", data.get("seed", 0), 0),
+                   overrides=tuple(str(o) for o in data.get("overrides") or ()))
+
+
+def with_parameters(cfg: EmdConfig, values: Mapping[str, float], *, seed: int | None = None) -> EmdConfig:
+    """A validated copy of ``cfg`` with parameter paths set (``{"spread.p_colonisation": 1e-4}``)."""
+    out = copy.deepcopy(cfg)
+    for path, value in values.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for p in parents:
+            node = getattr(node, p)
+        if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
+            raise ConfigError(path, value, "a parameter path of the configuration")
+        setattr(node, leaf, float(value))
+    if seed is not None:
+        out.seed = int(seed)
+    validate(out)
+    return out
+
+
+def simulation_seed(fit_seed: int, scenario: str, values: Mapping[str, float]) -> int:
+    """The model seed of one simulation: a hash of the fit seed, the scenario and the parameters."""
+    text = f"{fit_seed}|{scenario}|" + "|".join(f"{k}={float(v)!r}" for k, v in sorted(values.items()))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def _top_em_sites(counts: Mapping[str, int]) -> list[str]:
+    em = {k: v for k, v in counts.items() if not str(k).startswith("ps_")}
+    if not em:
+        return []
+    best = max(em.values())
+    return [k for k, v in em.items() if v == best]
+
+
+def cohort_statistics(patients: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """The statistics a fit compares: fractions with denominators, top EM sites, risk contrast."""
+    s = summarise(patients, seed=seed)
+    dx = patients[patients["diagnosed"]]
+    s["emd_ever"] = float((dx["em_ever"] | dx["ps_ever"]).mean()) if len(dx) else 0.0
+    hr, sr = dx[dx["high_risk"]], dx[~dx["high_risk"]]
+    s["em_ever_high_risk"] = float(hr["em_ever"].mean()) if len(hr) else math.nan
+    s["em_ever_standard_risk"] = float(sr["em_ever"].mean()) if len(sr) else math.nan
+    s["top_em_sites_at_diagnosis"] = _top_em_sites(s["sites_at_diagnosis"])
+    s["top_em_sites_at_relapse"] = _top_em_sites(s["sites_at_relapse"])
+    return s
+
+
+def check_constraint(c: FitConstraint, stats: Mapping[str, Any]) -> bool:
+    if c.check == "top_em_site_at_diagnosis":
+        return c.expected in stats["top_em_sites_at_diagnosis"]
+    if c.check == "top_em_site_at_relapse":
+        return c.expected in stats["top_em_sites_at_relapse"]
+    hr, sr = stats["em_ever_high_risk"], stats["em_ever_standard_risk"]
+    return bool(np.isfinite(hr) and np.isfinite(sr) and hr > sr)
+
+
+def z_squared(p_sim: float, n_sim: int, p_obs: float, n_obs: int) -> float:
+    """Squared difference over the summed binomial variances of report and simulation.
+
+    Each variance is floored at that of half an event (``0.5 / n``), so a fraction of 0 or 1 in a
+    small cohort still carries its sampling error.
+    """
+    def var(p: float, n: int) -> float:
+        p = min(max(p, 0.5 / n), 1.0 - 0.5 / n)
+        return p * (1.0 - p) / n
+
+    return (p_sim - p_obs) ** 2 / (var(p_obs, n_obs) + var(p_sim, max(n_sim, 1)))
+
+
+def distance(sim: Mapping[str, Any], spec: FitSpec) -> tuple[float, dict[str, float]]:
+    """Total distance and its terms (per target z^2 and per violated constraint its penalty)."""
+    terms: dict[str, float] = {}
+    for t in spec.targets:
+        key, denom = STATISTICS[t.statistic]
+        terms[t.name] = z_squared(float(sim[f"{t.scenario}.{key}"]), int(sim[f"{t.scenario}.{denom}"]), t.value, t.n)
+    for c in spec.constraints:
+        terms[c.name] = 0.0 if sim[f"{c.scenario}.{c.name}"] else c.penalty
+    return float(sum(terms.values())), terms
+
+
+def simulate(spec: FitSpec, bases: Mapping[str, EmdConfig], values: Mapping[str, float],
+             run: Callable[[EmdConfig], pd.DataFrame]) -> dict[str, Any]:
+    """Simulate every scenario at ``values`` (parameter path -> value); flat statistics
+    ``{"usmani.em_at_diagnosis": ..., "usmani.n_diagnosed": ..., "usmani.<constraint>": bool}``."""
+    out: dict[str, Any] = {}
+    for name, base in bases.items():
+        seed = simulation_seed(spec.seed, name, values)
+        cfg = with_parameters(base, values, seed=seed)
+        stats = cohort_statistics(run(cfg), seed)
+        for key, denom in STATISTICS.values():
+            out[f"{name}.{key}"] = float(stats[key])
+            out[f"{name}.{denom}"] = int(stats[denom])
+        for c in spec.constraints:
+            if c.scenario == name:
+                out[f"{name}.{c.name}"] = bool(check_constraint(c, stats))
+    return out
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float | np.ndarray) -> np.ndarray:
+    """Quantiles of a weighted sample (inverse of the weighted empirical CDF, midpoint rule)."""
+    order = np.argsort(values)
+    v, w = np.asarray(values, float)[order], np.asarray(weights, float)[order]
+    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return np.interp(q, cdf, v)

@@ -1,0 +1,68 @@
+"""Figures of a fit: posterior marginals and pairs, and the posterior-predictive check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["plot_posterior", "plot_predictive"]
+
+
+def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
+    """Weighted marginal histograms on the diagonal, weighted scatter below (log10 axes for log priors)."""
+    params = list(spec.parameters)
+    d = len(params)
+    fig = Figure(figsize=(2.6 * d + 1, 2.4 * d + 0.6), layout="constrained")
+    w = posterior["weight"].to_numpy()
+    cols = [np.log10(posterior[p.path]) if p.log else posterior[p.path] for p in params]
+    labels = [("log10 " if p.log else "") + p.path + (f" ({p.unit})" if p.unit else "") for p in params]
+    for i in range(d):
+        for j in range(d):
+            if j > i:
+                continue
+            ax = fig.add_subplot(d, d, i * d + j + 1)
+            lo_j, hi_j = params[j].bounds()
+            if i == j:
+                ax.hist(cols[i], bins=15, range=(lo_j, hi_j), weights=w, color="tab:blue", alpha=0.8)
+                ax.set_xlim(lo_j, hi_j)
+                ax.set_yticks([])
+            else:
+                lo_i, hi_i = params[i].bounds()
+                ax.scatter(cols[j], cols[i], s=8 + 300 * w, alpha=0.6, color="tab:blue")
+                ax.set_xlim(lo_j, hi_j)
+                ax.set_ylim(lo_i, hi_i)
+                if j == 0:
+                    ax.set_ylabel(labels[i], fontsize=7)
+            if i == d - 1:
+                ax.set_xlabel(labels[j], fontsize=7)
+            ax.tick_params(labelsize=7)
+    fig.suptitle("posterior (last generation; axes span the prior)")
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_predictive(predictive: pd.DataFrame, path: Path) -> Figure:
+    """Per target: simulated median and 90% interval beside the reported value and its interval."""
+    rows = predictive[predictive["reported"].notna()].reset_index(drop=True)
+    fig = Figure(figsize=(8, 0.6 * len(rows) + 1.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(rows))
+    med = rows["simulated_median"].to_numpy(float)
+    ax.errorbar(med, y + 0.15,
+                xerr=[med - rows["simulated_lower"].to_numpy(float), rows["simulated_upper"].to_numpy(float) - med],
+                fmt="o", color="tab:blue", capsize=3, label="simulated: median, 90% interval")
+    rep = rows["reported"].to_numpy(float)
+    lo = pd.to_numeric(rows["reported_lower"], errors="coerce").to_numpy(float)
+    hi = pd.to_numeric(rows["reported_upper"], errors="coerce").to_numpy(float)
+    ax.errorbar(rep, y - 0.15, xerr=[np.nan_to_num(rep - lo), np.nan_to_num(hi - rep)],
+                fmt="D", color="black", capsize=3, label="reported: value, 95% interval")
+    ax.set_yticks(y, [f"{t} ({s})" for t, s in zip(rows["target"], rows["scenario"])], fontsize=8)
+    ax.set_xlabel("% of the cohort's denominator (diagnosed or relapsed patients)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("posterior-predictive check")
+    fig.savefig(path, dpi=110)
+    return fig

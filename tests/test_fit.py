@@ -1,0 +1,210 @@
+"""Fitting: the distance, the spec's checks, resume of an interrupted fit, and recovery of a known truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from emdsim.config.schema import ConfigError, describe_parameters
+from emdsim.fit import (FitConstraint, distance, parse_fit_spec, simulation_seed, weighted_quantile,
+                        with_parameters, z_squared)
+from emdsim.fit_cli import load_fit_spec
+from emdsim.targets import load_targets
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted(p.stem for p in (ROOT / "conf" / "scenario").glob("*.yaml"))
+TINY = {"name": "tiny", "seed": 1, "population_size": 4, "max_generations": 2, "max_walltime_minutes": 10,
+        "predictive_draws": 2, "overrides": ["sim.followup_years=2", "sim.max_years_to_diagnosis=5"],
+        "parameters": {"spread.p_colonisation": {"lo": 1e-5, "hi": 1e-3, "log": True}},
+        "scenarios": {"usmani": {"n_patients": 12}},
+        "targets": {"usmani_em_at_diagnosis": {"scenario": "usmani", "statistic": "em_at_diagnosis"}},
+        "constraints": {"usmani_high_risk_association": {"scenario": "usmani", "check": "em_more_in_high_risk"}}}
+
+
+@pytest.fixture
+def known(make_cfg):
+    return {r["field"]: r for r in describe_parameters(make_cfg())}
+
+
+def _parse(known, **change):
+    data = json.loads(json.dumps(TINY))
+    data.update(change)
+    return parse_fit_spec(data, known, load_targets(), SCENARIOS)
+
+
+def test_z_squared_uses_both_binomial_variances():
+    # 5% of 100 simulated vs 3.4% of 1965 reported
+    expected = (0.05 - 0.034) ** 2 / (0.034 * 0.966 / 1965 + 0.05 * 0.95 / 100)
+    assert z_squared(0.05, 100, 0.034, 1965) == pytest.approx(expected)
+    assert z_squared(0.034, 100, 0.034, 1965) == 0.0
+    # a simulated 0 of 50 still carries the error of half an event
+    assert z_squared(0.0, 50, 0.034, 1965) == pytest.approx(0.034 ** 2 / (0.034 * 0.966 / 1965 + 0.01 * 0.99 / 50))
+    # a larger simulated cohort makes the same gap more significant
+    assert z_squared(0.05, 1000, 0.034, 1965) > z_squared(0.05, 100, 0.034, 1965)
+
+
+def test_distance_adds_penalties_of_violated_constraints(known):
+    spec = _parse(known)
+    sim = {"usmani.em_at_diagnosis": 0.034, "usmani.n_diagnosed": 100, "usmani.usmani_high_risk_association": True}
+    assert distance(sim, spec)[0] == pytest.approx(0.0)
+    sim["usmani.usmani_high_risk_association"] = False
+    total, terms = distance(sim, spec)
+    assert total == pytest.approx(4.0) and terms["usmani_high_risk_association"] == 4.0
+
+
+@pytest.mark.parametrize("change, field, needle", [
+    ({"scenarios": {"nowhere": {"n_patients": 10}}}, "fit.scenarios.nowhere", "a scenario of conf/scenario"),
+    ({"targets": {"made_up_target": {"scenario": "usmani", "statistic": "em_at_diagnosis"}}},
+     "fit.targets.made_up_target", "a target of data/targets"),
+    ({"targets": {"usmani_em_at_diagnosis": {"scenario": "ebmt", "statistic": "em_at_diagnosis"}}},
+     "fit.targets.usmani_em_at_diagnosis.scenario", "one of the fit's scenarios"),
+    ({"targets": {"usmani_em_at_diagnosis": {"scenario": "usmani", "statistic": "em_at_dx"}}},
+     "fit.targets.usmani_em_at_diagnosis.statistic", "one of"),
+    ({"parameters": {"spread.p_colonisation": {"lo": 0.5, "hi": 2.0}}}, "fit.parameters.spread.p_colonisation",
+     "inside the allowed interval"),
+    ({"parameters": {"spread.p_colonization": {"lo": 0.1, "hi": 0.2}}}, "fit.parameters.spread.p_colonization",
+     "a numeric parameter"),
+    ({"population_size": 1}, "fit.population_size", "an integer >= 2"),
+])
+def test_bad_fit_specs_are_rejected(known, change, field, needle):
+    with pytest.raises(ConfigError) as err:
+        _parse(known, **change)
+    assert err.value.field_path == field and needle in str(err.value)
+
+
+def test_the_shipped_fit_spec_is_valid_and_maps_each_target_to_a_scenario():
+    spec, _ = load_fit_spec(ROOT / "fits" / "incidence.yaml")
+    assert {t.scenario for t in spec.targets} <= set(spec.scenarios) and len(spec.targets) >= 4
+    assert {t.reported.source for t in spec.targets} >= {"usmani2012", "gagelmann2018", "varettoni2010"}
+    assert all(p.source for p in spec.parameters)
+
+
+def test_with_parameters_sets_and_validates(make_cfg):
+    cfg = make_cfg()
+    out = with_parameters(cfg, {"spread.p_colonisation": 2e-4}, seed=5)
+    assert out.spread.p_colonisation == 2e-4 and out.seed == 5 and cfg.spread.p_colonisation != 2e-4
+    with pytest.raises(ConfigError, match="spread.p_colonisation"):
+        with_parameters(cfg, {"spread.p_colonisation": 1.5})
+    with pytest.raises(ConfigError):
+        with_parameters(cfg, {"spread.nothing": 1.0})
+
+
+def test_simulation_seeds_are_deterministic_and_distinct():
+    a = simulation_seed(1, "usmani", {"x": 0.1})
+    assert a == simulation_seed(1, "usmani", {"x": 0.1})
+    assert len({a, simulation_seed(2, "usmani", {"x": 0.1}), simulation_seed(1, "ebmt", {"x": 0.1}),
+                simulation_seed(1, "usmani", {"x": 0.2})}) == 4
+
+
+def test_weighted_quantile_matches_the_unweighted_one_for_equal_weights():
+    x = np.random.default_rng(3).normal(size=2001)
+    for q in (0.025, 0.5, 0.975):
+        assert weighted_quantile(x, np.ones_like(x), q) == pytest.approx(np.quantile(x, q), abs=0.01)
+    assert weighted_quantile(np.array([0.0, 1.0]), np.array([0.0001, 1.0]), 0.5) == pytest.approx(1.0, abs=0.01)
+
+
+def _fit(spec_path: Path, out: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "emdsim.fit_cli", "run", str(spec_path), "--out", str(out),
+                             "--n-procs", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT, **kw)
+
+
+def _generations(db: Path) -> int:
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(db) as con:
+            return int(con.execute("select count(*) from populations where t >= 0").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_an_interrupted_fit_resumes_and_reports(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(dict(TINY, max_generations=3)))
+    out = tmp_path / "fit"
+    proc = _fit(spec, out)
+    deadline = time.time() + 300
+    while _generations(out / "fit.db") < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)  # an interruption in the middle of the fit
+    proc.wait()
+    done_before = _generations(out / "fit.db")
+    assert 1 <= done_before < 3
+    again = _fit(spec, out)
+    text, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, text[-3000:]
+    assert f"resuming {out}: {done_before} generations done" in text
+    assert _generations(out / "fit.db") == 3
+    for name in ("posterior.parquet", "predictive.parquet", "fit_report.md", "fitted.yaml", "fit_posterior.png",
+                 "fit_predictive.png", "provenance.json"):
+        assert (out / name).is_file(), name
+    posterior = pd.read_parquet(out / "posterior.parquet")
+    assert posterior["weight"].sum() == pytest.approx(1.0) and posterior["spread.p_colonisation"].between(1e-5, 1e-3).all()
+    fitted = yaml.safe_load((out / "fitted.yaml").read_text())
+    assert 1e-5 <= fitted["spread"]["p_colonisation"] <= 1e-3
+    report = (out / "fit_report.md").read_text()
+    assert "usmani_em_at_diagnosis" in report and "3 generations" in report
+
+
+def test_a_fit_with_another_spec_refuses_the_directory(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "fit"
+    out.mkdir()
+    (out / "fit_spec.yaml").write_text(yaml.safe_dump(dict(TINY, seed=99)))
+    proc = subprocess.run([sys.executable, "-m", "emdsim.fit_cli", "run", str(spec), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "it holds a fit with another spec" in proc.stderr
+
+
+@pytest.mark.slow
+def test_recovery_of_a_known_colonisation_probability(tmp_path, make_cfg):
+    """Synthetic targets simulated at a known p_colonisation are fitted; the truth lies in the 95% CrI."""
+    from emdsim.cohort import run_cohort
+    from emdsim.fit import cohort_statistics
+
+    truth = 2e-4
+    cfg = with_parameters(make_cfg("scenario=usmani", "cohort.n_patients=600", "cohort.block_size=200",
+                                   "sim.followup_years=4", "sim.max_years_to_diagnosis=6", small=False),
+                          {"spread.p_colonisation": truth}, seed=123)
+    stats = cohort_statistics(run_cohort(cfg).patients, 123)
+    targets = {"targets": [
+        {"name": "synthetic_em_at_diagnosis", "value": 100 * stats["em_at_diagnosis"], "n": stats["n_diagnosed"],
+         "def": "EM", "source": "synthetic"},
+        {"name": "synthetic_em_at_relapse", "value": 100 * stats["em_at_relapse"], "n": stats["n_relapsed"],
+         "def": "EM", "source": "synthetic"}],
+        "sources": {"synthetic": "simulated by this test"}}
+    tfile = tmp_path / "targets.yaml"
+    tfile.write_text(yaml.safe_dump(targets))
+    spec_data = {"name": "recovery", "targets_file": str(tfile), "seed": 4, "population_size": 24, "max_generations": 3,
+                 "max_walltime_minutes": 30, "predictive_draws": 0,
+                 "overrides": ["sim.followup_years=4", "sim.max_years_to_diagnosis=6"],
+                 "parameters": {"spread.p_colonisation": {"lo": 1e-5, "hi": 2e-3, "log": True}},
+                 "scenarios": {"usmani": {"n_patients": 300}},
+                 "targets": {"synthetic_em_at_diagnosis": {"scenario": "usmani", "statistic": "em_at_diagnosis"},
+                             "synthetic_em_at_relapse": {"scenario": "usmani", "statistic": "em_at_relapse"}}}
+    spec_file = tmp_path / "recovery.yaml"
+    spec_file.write_text(yaml.safe_dump(spec_data))
+    proc = subprocess.run([sys.executable, "-m", "emdsim.fit_cli", "run", str(spec_file), "--out",
+                           str(tmp_path / "fit"), "--n-procs", "2"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=3000)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    post = pd.read_parquet(tmp_path / "fit" / "posterior.parquet")
+    lo, hi = weighted_quantile(np.log10(post["spread.p_colonisation"].to_numpy()), post["weight"].to_numpy(),
+                               np.array([0.025, 0.975]))
+    assert lo <= math.log10(truth) <= hi, (10 ** lo, 10 ** hi)
+    assert hi - lo < math.log10(2e-3 / 1e-5)  # narrower than the prior
