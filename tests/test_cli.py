@@ -37,7 +37,9 @@ def default_run(tmp_path_factory):
 
 def test_run_writes_the_contract_files(default_run):
     d, proc = default_run
-    for name in ("config.yaml", "provenance.json", "patients.parquet", "lesions.parquet", "summary.json"):
+    for name in ("config.yaml", "provenance.json", "patients.parquet", "lesions.parquet", "summary.json",
+                 "snapshots.parquet", "fig_incidence.png", "fig_sites.png", "fig_survival.png",
+                 "fig_cumulative_incidence.png"):
         assert (d / name).is_file(), name
     assert str(d) in proc.stdout
     summary = json.loads((d / "summary.json").read_text())
@@ -60,12 +62,13 @@ def test_run_writes_the_contract_files(default_run):
 
 def test_same_seed_same_patients_different_seed_different(default_run, tmp_path):
     d, _ = default_run
-    again = _run(SMALL + ["seed=5"], tmp_path / "a")
+    again = _run(SMALL + ["seed=5", "figures=false"], tmp_path / "a")
     other = _run(SMALL + ["seed=6"], tmp_path / "b")
     assert again.returncode == 0 and other.returncode == 0
     first = pd.read_parquet(d / "patients.parquet")
     pd.testing.assert_frame_equal(first, pd.read_parquet(tmp_path / "a" / "patients.parquet"))
     assert not first.equals(pd.read_parquet(tmp_path / "b" / "patients.parquet"))
+    assert not (tmp_path / "a" / "fig_incidence.png").exists() and (tmp_path / "b" / "fig_incidence.png").exists()
 
 
 def test_mesa_engine_from_the_command_line(tmp_path):

@@ -39,7 +39,8 @@ def _fake_job(root: Path, num: int, *, summary: dict | None = None, error: str |
 
 
 def test_collect_one_row_per_job_with_status_overrides_and_metrics(tmp_path):
-    _fake_job(tmp_path, 0, summary={"em_at_diagnosis": 0.1, "median_os_months": None, "sites_at_diagnosis": {}})
+    _fake_job(tmp_path, 0, summary={"em_at_diagnosis": 0.1, "median_os_months": None,
+                                    "sites_at_diagnosis": {"skin": 2}, "top": ["a", "b"]})
     _fake_job(tmp_path, 1, error="boom")
     _fake_job(tmp_path, 2)  # started, never finished
     (tmp_path / "not-a-job").mkdir()
@@ -50,7 +51,8 @@ def test_collect_one_row_per_job_with_status_overrides_and_metrics(tmp_path):
     assert list(table["override.spread.w_vla4"]) == [0.5, 1.5, 2.5]
     assert set(table["override.treatment"]) == {"vtd_asct"}
     assert table.loc[0, "em_at_diagnosis"] == 0.1 and pd.isna(table.loc[0, "median_os_months"])
-    assert "sites_at_diagnosis" not in table  # nested values stay in each job's summary.json
+    assert table.loc[0, "sites_at_diagnosis.skin"] == 2  # nested mappings are flattened
+    assert "top" not in table  # lists stay in each job's summary.json
     on_disk = pd.read_parquet(tmp_path / sweep.TABLE)
     assert list(on_disk["status"]) == list(table["status"])
     assert sweep.progress_line(tmp_path, 3).startswith("sweep: 2/3 finished (1 failed), 1 remaining")

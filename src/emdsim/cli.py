@@ -51,7 +51,7 @@ def run(cfg: DictConfig) -> dict | None:
         raise SystemExit(2) from None
     text = config_yaml(cfg)
     if not multirun:
-        summary = _run_and_report(emd, run_dir, text, show_progress=True)
+        summary = _run_and_report(emd, run_dir, text, show_progress=True, figures=bool(cfg.get("figures", True)))
         print(f"emdsim: results in {run_dir}")
         return summary
 
@@ -67,14 +67,14 @@ def run(cfg: DictConfig) -> dict | None:
                                "sweep into a new hydra.sweep.dir")
         if emd.cohort.n_jobs == 0 and hc.launcher.get("_target_", "").split(".")[-1] != "BasicLauncher":
             emd.cohort.n_jobs = 1  # parallel launcher: one process per job, not one per core each
-        return _run_and_report(emd, run_dir, text, show_progress=False)
+        return _run_and_report(emd, run_dir, text, show_progress=False, figures=bool(cfg.get("figures", True)))
     except Exception as err:  # one job's crash must not end the sweep
         sweep.write_failure(run_dir, err)
         log.error("job %s failed: %s: %s", hc.job.num, type(err).__name__, err)
         return None
 
 
-def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool) -> dict:
+def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool, figures: bool = True) -> dict:
     from .tasks import run_task
 
     summary = run_task(emd, run_dir, config_text=config_text, show_progress=show_progress)
@@ -82,7 +82,8 @@ def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool
     try:
         from .viz.figures import cohort_figures
 
-        cohort_figures(run_dir)
+        if figures:
+            cohort_figures(run_dir)
     except Exception as err:  # the results are written; a figure problem must not hide them
         log.error("figures not drawn: %s: %s", type(err).__name__, err)
     print(f"emdsim: {summary['n_patients']} patients, EMD at diagnosis {summary['emd_at_diagnosis']:.1%} "

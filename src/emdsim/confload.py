@@ -18,7 +18,7 @@ from .config.schema import ConfigError, EmdConfig
 __all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml", "apply_design"]
 
 #: top-level nodes of ``conf/config.yaml`` that steer the command line, not the model
-CLI_NODES = ("hydra", "design")
+CLI_NODES = ("hydra", "design", "figures")
 
 
 def _find_conf_dir() -> Path:
@@ -45,7 +45,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _plain(cfg: DictConfig) -> DictConfig:
-    """The model's config: resolved, without the command-line nodes (``hydra``, ``design``)."""
+    """The model's config: resolved, without the command-line nodes (``hydra``, ``design``, ``figures``)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
     for node in CLI_NODES:

@@ -79,14 +79,19 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _scalar_metrics(summary: dict[str, Any]) -> dict[str, Any]:
-    """The scalar entries of a summary (numbers, flags, text), NaN for a missing median."""
+def _scalar_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The scalar entries of a summary (numbers, flags, text), NaN for a missing median; nested
+    mappings are flattened with dotted keys (``cumulative_incidence.EM_60_months``,
+    ``sites_at_relapse.liver``); lists are left in ``summary.json``."""
     out: dict[str, Any] = {}
     for key, value in summary.items():
+        name = f"{prefix}{key}"
         if isinstance(value, bool | int | float | str):
-            out[key] = value
+            out[name] = value
         elif value is None:
-            out[key] = math.nan
+            out[name] = math.nan
+        elif isinstance(value, dict):
+            out.update(_scalar_metrics(value, f"{name}."))
     return out
 
 

@@ -81,8 +81,11 @@ def sites_figure(sites: pd.DataFrame, path: Path, *, top: int = 14, title: str =
         ax.legend(loc="lower right")
     else:
         ax.text(0.5, 0.5, "no soft-tissue lesion detected", ha="center", transform=ax.transAxes)
-    n_dx = int(sites.loc[sites["timepoint"] == "diagnosis", "n"].max()) if len(sites) else 0
-    n_rel = int(sites.loc[sites["timepoint"] == "relapse", "n"].max()) if len(sites) else 0
+    def _n(point: str) -> int:
+        n = sites.loc[sites["timepoint"] == point, "n"]
+        return int(n.max()) if len(n) else 0
+
+    n_dx, n_rel = _n("diagnosis"), _n("relapse")
     ax.set_xlabel(f"% of patients with a lesion at the site (diagnosed n = {n_dx}, relapsed n = {n_rel})")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "Sites of soft-tissue disease")

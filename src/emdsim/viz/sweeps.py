@@ -247,3 +247,30 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def plot_comparison(table: pd.DataFrame, reference: str, path: Path, *, title: str = "") -> Path:
+    """Forest plot: each arm's paired difference from ``reference`` with its 95% interval, per metric."""
+    diffs = table[table["arm"] != reference]
+    metrics = list(dict.fromkeys(diffs["metric"]))
+    rows, cols = _grid(max(len(metrics), 1))
+    n_arms = max(diffs["arm"].nunique(), 1)
+    fig = Figure(figsize=(4.4 * cols, (0.45 * n_arms + 1.3) * rows), layout="constrained")
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        sel = diffs[diffs["metric"] == metric].reset_index(drop=True)
+        label, scale, _ = METRIC_LABELS.get(metric, (metric, 1.0, None))
+        unit = "percentage points" if scale == 100.0 else ""
+        y = np.arange(len(sel))
+        d = sel["difference"].to_numpy(float) * scale
+        lo = np.nan_to_num(d - sel["lower"].to_numpy(float) * scale)
+        hi = np.nan_to_num(sel["upper"].to_numpy(float) * scale - d)
+        ax.errorbar(d, y, xerr=[lo, hi], fmt="o", color="tab:blue", capsize=3)
+        ax.axvline(0.0, color="gray", lw=1)
+        ax.set_yticks(y, [str(a) for a in sel["arm"]], fontsize=8)
+        ax.set_title(label if metric in METRIC_LABELS else metric, fontsize=8)
+        ax.set_xlabel(f"difference vs {reference} {unit}".strip(), fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    return path

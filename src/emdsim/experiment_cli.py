@@ -1,0 +1,213 @@
+"""``emdsim-experiment``: run the in-silico experiments of ``experiments/experiments.yaml``.
+
+::
+
+    emdsim-experiment list
+    emdsim-experiment run q1_novel_agents                      # -> experiments/q1_novel_agents/
+    emdsim-experiment run q1_novel_agents hydra/launcher=joblib hydra.launcher.n_jobs=2
+    emdsim-experiment run q1_novel_agents --tiny --out /tmp/q1 # a minutes-long check of the config
+
+Each run is one ``emdsim -m`` sweep (any launcher; re-running resumes) over the arms and the
+replicate seeds, then the paired comparison: ``comparison.csv``, ``comparison.png`` and a README
+with the question, the design, the command, the table, the figure and the limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import sweep
+from .config.schema import ConfigError, describe_parameters
+from .confload import CONF_DIR, load
+from .experiments import arm_table, compare, parse_experiment, wound_lesions
+from .rundir import atomic_write_parquet, atomic_write_text
+
+__all__ = ["main", "REGISTRY", "load_registry"]
+
+REGISTRY = CONF_DIR.parent / "experiments" / "experiments.yaml"
+TINY = ["figures=false", "cohort.block_size=6", "sim.followup_years=1.5", "sim.max_years_to_diagnosis=5", "sim.snapshot_patients=0"]
+
+
+def _groups() -> dict[str, list[str]]:
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in CONF_DIR.iterdir() if d.is_dir()}
+
+
+def load_registry(path: Path = REGISTRY) -> dict:
+    data = yaml.safe_load(Path(path).read_text())
+    groups = _groups()
+    return {name: parse_experiment(name, entry, groups) for name, entry in (data or {}).items()}
+
+
+def _arm_column(spec) -> str:
+    return f"override.{spec['arm_group']}" if spec.get("arm_group") else "override.design.row"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    if args.name not in registry:
+        raise ConfigError("NAME", args.name, f"one of {sorted(registry)}")
+    spec = registry[args.name]
+    out = Path(args.out or CONF_DIR.parent / "experiments" / args.name).resolve()
+    sweep_dir = out / "sweep"
+    n = 6 if args.tiny else spec["n_patients"]
+    replicates = 2 if args.tiny else spec["replicates"]
+    base = [f"experiment={spec['config']}", f"cohort.n_patients={n}", *spec.get("overrides", [])]
+    if spec.get("followup_years"):
+        base.append(f"sim.followup_years={spec['followup_years']}")
+    if args.tiny:
+        base += TINY
+    if spec.get("arm_group"):
+        axes = [f"{spec['arm_group']}={','.join(spec['arms'])}"]
+    else:
+        cfg = load(base)
+        defaults = {r["field"]: r["value"] for r in describe_parameters(cfg)}
+        defaults.update(_list_defaults(cfg, spec))
+        table = arm_table(spec, defaults)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(out / "arms.parquet", table)
+        axes = [f"design.file={out / 'arms.parquet'}", f"design.row=range(0,{len(table)})"]
+    command = [sys.executable, "-m", "emdsim.cli", "-m", *base, *axes, f"seed=range(1,{replicates + 1})",
+               f"hydra.sweep.dir={sweep_dir}", *args.overrides]
+    print("emdsim-experiment: " + " ".join(command[2:]), flush=True)
+    code = _in_process(command[3:]) if args.in_process else subprocess.call(command)
+    if code not in (0, 1):
+        return code
+    frame = sweep.write_table(sweep_dir)
+    arm = _arm_column(spec)
+    names = spec["arm_names"]
+    if not spec.get("arm_group"):
+        frame[arm] = frame[arm].map(lambda i: names[int(i)])
+    result = compare(frame, arm, spec["reference"], spec["metrics"], order=names)
+    extra = ""
+    if "wounds" in spec.get("analyses", []):
+        done = frame[frame["status"] == "done"]
+        wounds = wound_lesions({(a, d): sweep_dir / d for a, d in zip(done[arm], done["dir"])})
+        atomic_write_text(out / "wounds.csv", wounds.to_csv(index=False))
+        extra = _wound_summary(wounds, done, arm)
+    atomic_write_text(out / "comparison.csv", result.to_csv(index=False, float_format="%.6g"))
+    from .viz.sweeps import plot_comparison
+
+    plot_comparison(result, spec["reference"], out / "comparison.png", title=spec["question"])
+    command_text = " ".join(["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides])
+    atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
+    print(f"emdsim-experiment: {out / 'README.md'}", flush=True)
+    return code
+
+
+def _in_process(argv: list[str]) -> int:
+    """Run ``emdsim ARGV`` in this process (basic launcher; no interpreter start-up per job)."""
+    from . import cli
+
+    saved = sys.argv
+    sys.argv = ["emdsim", *argv]
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _list_defaults(cfg, spec) -> dict[str, float]:
+    """Current values of list-indexed parameter paths an arm sets (``traits.switches.0.rate_per_division``)."""
+    out = {}
+    for values in spec["arms"].values():
+        for path in values or {}:
+            node = cfg
+            try:
+                for part in path.split("."):
+                    node = node[int(part)] if part.isdigit() else (node[part] if isinstance(node, dict) else getattr(node, part))
+            except (AttributeError, IndexError, KeyError):
+                continue
+            if isinstance(node, int | float) and not isinstance(node, bool):
+                out[path] = float(node)
+    return out
+
+
+def _wound_summary(wounds: pd.DataFrame, done: pd.DataFrame, arm: str) -> str:
+    lines = ["", "### Wound-site plasmacytomas", "",
+             "Wound lesions seeded (any size) and detected by imaging, pooled over replicates.", "",
+             "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients | median months after the procedure | high-risk share |",
+             "|---|---|---|---|---|---|---|"]
+    for a, g in done.groupby(arm):
+        w = wounds[wounds["arm"].map(lambda x: x[0]) == a] if len(wounds) else wounds
+        n_pat = int(g["n_patients"].sum())
+        med = f"{w['months_after_procedure'].median():.1f}" if len(w) else "-"
+        hr = f"{w['high_risk'].mean():.0%}" if len(w) else "-"
+        det = int(w["detected"].sum()) if len(w) else 0
+        lines.append(f"| {a} | {n_pat} | {len(w)} | {det} | {1000 * len(w) / max(n_pat, 1):.1f} | {med} | {hr} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return "-" if pd.isna(v) else f"{v:.3g}"
+
+
+def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, extra: str, frame) -> str:
+    arms = spec["arms"]
+    lines = [f"# {spec['name']}: {spec['question']}", "",
+             "## Design", "",
+             f"- Model: `experiment={spec['config']}` (the fitted biology), {n} virtual patients per cohort, "
+             f"{replicates} replicate cohorts (seeds 1..{replicates}); every arm runs on the same patients and "
+             "streams (common random numbers).",
+             f"- Arms ({'config group `' + spec['arm_group'] + '`' if spec.get('arm_group') else 'parameter sets'}), "
+             f"reference `{spec['reference']}`:"]
+    if spec.get("arm_group"):
+        lines += [f"  - `{a}`" for a in arms]
+    else:
+        lines += [f"  - `{a}`: " + (", ".join(f"`{k}={v}`" for k, v in (arms[a] or {}).items()) or "defaults")
+                  for a in arms]
+    if spec.get("overrides"):
+        lines.append(f"- Fixed overrides: {', '.join('`' + o + '`' for o in spec['overrides'])}")
+    n_failed = int((frame["status"] != "done").sum())
+    lines += ["", "## Reproduce", "", "```bash", command, "```", "",
+              f"{int((frame['status'] == 'done').sum())} jobs finished, {n_failed} did not.", "",
+              "## Result", "",
+              "Mean over replicate cohorts per arm; difference from the reference arm paired by replicate, "
+              "with its 95% interval across replicates (fractions are of diagnosed or relapsed patients; "
+              "months for medians).", "",
+              "| metric | arm | mean | difference vs reference | 95% interval |", "|---|---|---|---|---|"]
+    for r in result.itertuples():
+        diff = getattr(r, "difference", float("nan"))
+        ci = "(reference)" if r.arm == spec["reference"] else f"{_fmt(r.lower)} to {_fmt(r.upper)}"
+        lines.append(f"| {r.metric} | {r.arm} | {_fmt(r.mean)} | {_fmt(diff)} | {ci} |")
+    lines += [extra, "![comparison](comparison.png)", "", "## Limits", "", spec.get("limits", "").strip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="emdsim-experiment", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the experiments and their questions")
+    run = sub.add_parser("run", help="run one experiment's sweep and compare its arms")
+    run.add_argument("name")
+    run.add_argument("--tiny", action="store_true", help="6 patients, 2 replicates, 1.5 years: checks the config only")
+    run.add_argument("--out", type=Path, help="output folder (default experiments/NAME)")
+    run.add_argument("--in-process", action="store_true",
+                     help="run the jobs in this process with the basic launcher (tests, notebooks)")
+    args, extra = parser.parse_known_args(argv)
+    if [a for a in extra if a.startswith("-")] or (extra and args.command != "run"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    try:
+        if args.command == "list":
+            for name, spec in load_registry().items():
+                print(f"{name}: {spec['question']}")
+            code = 0
+        else:
+            code = cmd_run(args)
+    except ConfigError as err:
+        print(f"emdsim-experiment: invalid experiment: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""In-silico experiments: the registry is valid, comparisons are paired, and every experiment runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emdsim.config.schema import ConfigError
+from emdsim.experiment_cli import load_registry, main
+from emdsim.experiments import compare, parse_experiment
+
+REGISTRY = load_registry()
+
+
+def test_registry_covers_the_six_questions():
+    assert len(REGISTRY) == 6
+    for spec in REGISTRY.values():
+        assert spec["question"].endswith("?") or "knock-down" in spec["question"]
+        assert spec["reference"] in spec["arm_names"] and spec["limits"].strip()
+
+
+def test_paired_comparison_uses_replicate_differences():
+    # arm b = arm a + 0.1 in every replicate, with large between-replicate spread
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.5, 0.2, size=6)
+    frame = pd.DataFrame({"status": "done", "override.seed": list(range(6)) * 2, "arm": ["a"] * 6 + ["b"] * 6,
+                          "x": np.concatenate([base, base + 0.1])})
+    table = compare(frame, "arm", "a", ["x"], order=["a", "b"]).set_index("arm")
+    assert table.loc["b", "difference"] == pytest.approx(0.1)
+    assert table.loc["b", "lower"] == pytest.approx(0.1) and table.loc["b", "upper"] == pytest.approx(0.1)
+    assert table.loc["a", "mean"] == pytest.approx(base.mean()) and table.loc["b", "n_pairs"] == 6
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"reference": "nobody"}, "experiments.x.reference"),
+    ({"arms": ["vrd_asct", "no_such_plan"]}, "experiments.x.arms"),
+    ({"replicates": 1}, "experiments.x.replicates"),
+    ({"config": "missing"}, "experiments.x.config"),
+])
+def test_bad_experiments_are_rejected(change, field):
+    entry = {"question": "q?", "config": "fitted", "arm_group": "treatment", "arms": ["vrd_asct", "vtd_asct"],
+             "reference": "vrd_asct", "replicates": 2, "n_patients": 4, "metrics": ["em_ever"], **change}
+    groups = {"treatment": ["vrd_asct", "vtd_asct"], "experiment": ["fitted"]}
+    with pytest.raises(ConfigError) as err:
+        parse_experiment("x", entry, groups)
+    assert err.value.field_path == field
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_experiment_runs_on_a_tiny_cohort(name, tmp_path):
+    out = tmp_path / name
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", name, "--tiny", "--in-process", "--out", str(out)])
+    assert exit_.value.code == 0
+    spec = REGISTRY[name]
+    table = pd.read_csv(out / "comparison.csv")
+    assert set(table["arm"].astype(str)) == {str(a) for a in spec["arm_names"]}
+    assert set(table["metric"]) <= set(spec["metrics"]) and len(set(table["metric"])) >= 1
+    readme = (out / "README.md").read_text()
+    assert spec["question"] in readme and "## Limits" in readme and f"emdsim-experiment run {name}" in readme
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
