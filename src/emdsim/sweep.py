@@ -148,10 +148,10 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def progress_line(sweep_dir: Path, n_jobs: int | None) -> str:
     """``sweep: 5/27 finished (1 failed), 22 remaining; results in DIR``."""
-    frame = collect(sweep_dir)
-    done = int((frame["status"] == "done").sum()) if len(frame) else 0
-    failed = int((frame["status"] == "failed").sum()) if len(frame) else 0
-    total = n_jobs if n_jobs is not None else len(frame)
+    jobs = list(_job_dirs(sweep_dir))  # existence checks only: cheap after every job of a long sweep
+    done = sum((d / SUMMARY).is_file() for d in jobs)
+    failed = sum((d / FAILURE).is_file() and not (d / SUMMARY).is_file() for d in jobs)
+    total = n_jobs if n_jobs is not None else len(jobs)
     remaining = max(total - done - failed, 0)
     return (f"sweep: {done + failed}/{total} finished ({failed} failed), {remaining} remaining; "
             f"results in {sweep_dir}")

@@ -268,6 +268,7 @@ def plot_comparison(table: pd.DataFrame, reference: str, path: Path, *, title: s
         ax.errorbar(d, y, xerr=[lo, hi], fmt="o", color="tab:blue", capsize=3)
         ax.axvline(0.0, color="gray", lw=1)
         ax.set_yticks(y, [str(a) for a in sel["arm"]], fontsize=8)
+        ax.invert_yaxis()  # arms top to bottom in their listed order
         ax.set_title(label if metric in METRIC_LABELS else metric, fontsize=8)
         ax.set_xlabel(f"difference vs {reference} {unit}".strip(), fontsize=8)
         ax.grid(axis="x", alpha=0.3)
