@@ -31,7 +31,7 @@ from .rundir import atomic_write_parquet, atomic_write_text
 __all__ = ["main", "REGISTRY", "load_registry"]
 
 REGISTRY = CONF_DIR.parent / "experiments" / "experiments.yaml"
-TINY = ["figures=false", "cohort.block_size=6", "sim.followup_years=1.5", "sim.max_years_to_diagnosis=5", "sim.snapshot_patients=0"]
+TINY = ["cohort.block_size=6", "sim.followup_years=1.5", "sim.max_years_to_diagnosis=5"]
 
 
 def _groups() -> dict[str, list[str]]:
@@ -57,7 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep_dir = out / "sweep"
     n = 6 if args.tiny else spec["n_patients"]
     replicates = 2 if args.tiny else spec["replicates"]
-    base = [f"experiment={spec['config']}", f"cohort.n_patients={n}", *spec.get("overrides", [])]
+    base = [f"experiment={spec['config']}", f"cohort.n_patients={n}", "figures=false", "sim.snapshot_patients=0",
+            *spec.get("overrides", [])]
     if spec.get("followup_years"):
         base.append(f"sim.followup_years={spec['followup_years']}")
     if args.tiny:
