@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from emdsim.config.schema import ConfigError, describe_parameters
-from emdsim.fit import (FitConstraint, distance, parse_fit_spec, simulation_seed, weighted_quantile,
+from emdsim.fit import (distance, parse_fit_spec, simulation_seed, weighted_quantile,
                         with_parameters, z_squared)
 from emdsim.fit_cli import load_fit_spec
 from emdsim.targets import load_targets

@@ -8,7 +8,6 @@ failed and left; at the end it rebuilds ``sweep.parquet`` from the job directori
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from datetime import datetime, timezone
@@ -46,13 +45,6 @@ def n_jobs_of(overrides: Sequence[str]) -> int:
     for _, values in expand_sweep(overrides):
         n *= len(values)
     return n
-
-
-def combinations(overrides: Sequence[str]) -> list[list[str]]:
-    """Every job's override list, in the order of Hydra's basic sweeper."""
-    axes = expand_sweep(overrides)
-    return [[f"{k}={v}" for (k, _), v in zip(axes, combo)]
-            for combo in itertools.product(*(values for _, values in axes))]
 
 
 class SweepCallback(Callback):

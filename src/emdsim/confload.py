@@ -15,7 +15,7 @@ from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, MissingManda
 
 from .config.schema import ConfigError, EmdConfig
 
-__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml", "apply_design"]
+__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml", "apply_design", "select_values"]
 
 #: top-level nodes of ``conf/config.yaml`` that steer the command line, not the model
 CLI_NODES = ("hydra", "design", "figures")
@@ -110,6 +110,12 @@ def _value_at(cfg: DictConfig, key: str) -> Any:
         return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
     except OmegaConfBaseException:
         return None
+
+
+def select_values(cfg: DictConfig, paths: Sequence[str]) -> dict[str, Any]:
+    """Values at dotted paths (list items and mapping entries included: ``traits.switches.0.rate_per_division``);
+    None where a path does not exist."""
+    return {p: _value_at(cfg, p) for p in paths}
 
 
 def load(overrides: Sequence[str] = ()) -> EmdConfig:

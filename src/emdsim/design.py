@@ -22,7 +22,7 @@ import pandas as pd
 
 from .config.schema import ConfigError
 
-__all__ = ["METHODS", "ParameterRange", "DesignSpec", "parse_spec", "generate", "analyse"]
+__all__ = ["METHODS", "ParameterRange", "DesignSpec", "parse_range", "parse_spec", "generate", "analyse"]
 
 METHODS = ("morris", "sobol", "lhs")
 #: outputs of ``summary.json`` a design can analyse
@@ -80,6 +80,29 @@ def _number(where: str, value: Any) -> float:
     return out
 
 
+def parse_range(where: str, path: str, rng: Any, known: Mapping[str, Mapping[str, Any]]) -> ParameterRange:
+    """A range ``{lo, hi[, log]}`` over the parameter ``path``, checked against its declared
+    interval in ``known`` (path -> ``{lo, hi, lo_open, unit}``); problems name ``where``."""
+    if path not in known:
+        close = difflib.get_close_matches(path, list(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(where, rng, f"not a numeric parameter of the configuration (docs/parameters.md){hint}")
+    if not isinstance(rng, Mapping) or not {"lo", "hi"} <= set(rng) or set(rng) - {"lo", "hi", "log"}:
+        raise ConfigError(where, rng, "a range {lo: number, hi: number, log: bool (optional)}")
+    lo, hi = _number(f"{where}.lo", rng["lo"]), _number(f"{where}.hi", rng["hi"])
+    log = bool(rng.get("log", False))
+    if not lo < hi:
+        raise ConfigError(where, [lo, hi], "a non-empty range: lo < hi")
+    meta = known[path]
+    mlo, mhi = meta.get("lo"), meta.get("hi")
+    interval = f"[{mlo}, {mhi}]" if mhi is not None else f">= {mlo}"
+    if (mlo is not None and (lo < mlo or (meta.get("lo_open") and lo == mlo))) or (mhi is not None and hi > mhi):
+        raise ConfigError(where, [lo, hi], f"inside the allowed interval {interval} ({meta.get('unit', '')})")
+    if log and lo <= 0:
+        raise ConfigError(where, [lo, hi], "lo > 0 for a log-scale range")
+    return ParameterRange(path, lo, hi, log)
+
+
 def parse_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]]) -> DesignSpec:
     """Validate a design spec against ``known`` parameters (path -> ``{lo, hi, lo_open, unit}``).
 
@@ -104,25 +127,7 @@ def parse_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]]) 
         raise ConfigError("design.parameters", params_in, "a mapping of parameter path -> {lo, hi[, log]}")
     params = []
     for path, rng in params_in.items():
-        where = f"design.parameters.{path}"
-        if path not in known:
-            close = difflib.get_close_matches(str(path), list(known), n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(where, rng, f"not a numeric parameter of the configuration (docs/parameters.md){hint}")
-        if not isinstance(rng, Mapping) or not {"lo", "hi"} <= set(rng) or set(rng) - {"lo", "hi", "log"}:
-            raise ConfigError(where, rng, "a mapping {lo: number, hi: number, log: bool (optional)}")
-        lo, hi = _number(f"{where}.lo", rng["lo"]), _number(f"{where}.hi", rng["hi"])
-        log = bool(rng.get("log", False))
-        if not lo < hi:
-            raise ConfigError(where, [lo, hi], "a non-empty range: lo < hi")
-        meta = known[path]
-        mlo, mhi = meta.get("lo"), meta.get("hi")
-        interval = f"[{mlo}, {mhi}]" if mhi is not None else f">= {mlo}"
-        if (mlo is not None and (lo < mlo or (meta.get("lo_open") and lo == mlo))) or (mhi is not None and hi > mhi):
-            raise ConfigError(where, [lo, hi], f"within the parameter's allowed interval {interval} ({meta.get('unit', '')})")
-        if log and lo <= 0:
-            raise ConfigError(where, [lo, hi], "lo > 0 for a log-scale range")
-        params.append(ParameterRange(str(path), lo, hi, log))
+        params.append(parse_range(f"design.parameters.{path}", str(path), rng, known))
     outputs = tuple(data.get("outputs") or ())
     if not outputs:
         raise ConfigError("design.outputs", outputs, f"a non-empty list from {list(METRICS)}")

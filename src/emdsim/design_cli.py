@@ -27,6 +27,7 @@ import yaml
 from . import rng as seeds
 from . import sweep
 from .config.schema import ConfigError, describe_parameters
+from .cliutil import parse_with_overrides, run_command
 from .design import DesignSpec, analyse, generate, parse_spec
 from .rundir import atomic_write_parquet, atomic_write_text
 
@@ -127,18 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("overrides", nargs="*", help="more emdsim overrides, e.g. hydra/launcher=joblib")
     ana = sub.add_parser("analyse", help="sensitivity indices of a finished design run")
     ana.add_argument("dir", type=Path)
-    args, extra = parser.parse_known_args(argv)
-    flags = [a for a in extra if a.startswith("-")]
-    if flags or (extra and args.command != "run"):
-        parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
+    args, extra = parse_with_overrides(parser, argv)
     if args.command == "run":
         args.overrides = list(args.overrides) + extra
-    try:
-        code = cmd_run(args) if args.command == "run" else cmd_analyse(args)
-    except ConfigError as err:
-        print(f"emdsim-design: invalid design: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    raise SystemExit(code)
+    run_command("emdsim-design", "invalid design", cmd_run if args.command == "run" else cmd_analyse, args)
 
 
 if __name__ == "__main__":

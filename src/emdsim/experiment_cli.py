@@ -23,8 +23,9 @@ import pandas as pd
 import yaml
 
 from . import sweep
-from .config.schema import ConfigError, describe_parameters
-from .confload import CONF_DIR, load
+from .cliutil import parse_with_overrides, run_command
+from .config.schema import ConfigError
+from .confload import CONF_DIR, compose, select_values
 from .experiments import arm_table, compare, parse_experiment, wound_lesions
 from .rundir import atomic_write_parquet, atomic_write_text
 
@@ -66,10 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec.get("arm_group"):
         axes = [f"{spec['arm_group']}={','.join(spec['arms'])}"]
     else:
-        cfg = load(base)
-        defaults = {r["field"]: r["value"] for r in describe_parameters(cfg)}
-        defaults.update(_list_defaults(cfg, spec))
-        table = arm_table(spec, defaults)
+        paths = sorted({p for values in spec["arms"].values() for p in (values or {})})
+        table = arm_table(spec, select_values(compose(base), paths))
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_parquet(out / "arms.parquet", table)
         axes = [f"design.file={out / 'arms.parquet'}", f"design.row=range(0,{len(table)})"]
@@ -88,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = ""
     if "wounds" in spec.get("analyses", []):
         done = frame[frame["status"] == "done"]
-        wounds = wound_lesions({(a, d): sweep_dir / d for a, d in zip(done[arm], done["dir"])})
+        wounds = wound_lesions([(a, sweep_dir / d) for a, d in zip(done[arm], done["dir"])])
         atomic_write_text(out / "wounds.csv", wounds.to_csv(index=False))
         extra = _wound_summary(wounds, done, arm)
     atomic_write_text(out / "comparison.csv", result.to_csv(index=False, float_format="%.6g"))
@@ -116,29 +115,13 @@ def _in_process(argv: list[str]) -> int:
     return 0
 
 
-def _list_defaults(cfg, spec) -> dict[str, float]:
-    """Current values of list-indexed parameter paths an arm sets (``traits.switches.0.rate_per_division``)."""
-    out = {}
-    for values in spec["arms"].values():
-        for path in values or {}:
-            node = cfg
-            try:
-                for part in path.split("."):
-                    node = node[int(part)] if part.isdigit() else (node[part] if isinstance(node, dict) else getattr(node, part))
-            except (AttributeError, IndexError, KeyError):
-                continue
-            if isinstance(node, int | float) and not isinstance(node, bool):
-                out[path] = float(node)
-    return out
-
-
 def _wound_summary(wounds: pd.DataFrame, done: pd.DataFrame, arm: str) -> str:
     lines = ["", "### Wound-site plasmacytomas", "",
              "Wound lesions seeded (any size) and detected by imaging, pooled over replicates.", "",
              "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients | median months after the procedure | high-risk share |",
              "|---|---|---|---|---|---|---|"]
     for a, g in done.groupby(arm):
-        w = wounds[wounds["arm"].map(lambda x: x[0]) == a] if len(wounds) else wounds
+        w = wounds[wounds["arm"] == a]
         n_pat = int(g["n_patients"].sum())
         med = f"{w['months_after_procedure'].median():.1f}" if len(w) else "-"
         hr = f"{w['high_risk'].mean():.0%}" if len(w) else "-"
@@ -193,21 +176,14 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--out", type=Path, help="output folder (default experiments/NAME)")
     run.add_argument("--in-process", action="store_true",
                      help="run the jobs in this process with the basic launcher (tests, notebooks)")
-    args, extra = parser.parse_known_args(argv)
-    if [a for a in extra if a.startswith("-")] or (extra and args.command != "run"):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.overrides = extra
-    try:
-        if args.command == "list":
-            for name, spec in load_registry().items():
-                print(f"{name}: {spec['question']}")
-            code = 0
-        else:
-            code = cmd_run(args)
-    except ConfigError as err:
-        print(f"emdsim-experiment: invalid experiment: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    raise SystemExit(code)
+    args, args.overrides = parse_with_overrides(parser, argv)
+    run_command("emdsim-experiment", "invalid experiment", cmd_run if args.command == "run" else cmd_list, args)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name, spec in load_registry().items():
+        print(f"{name}: {spec['question']}")
+    return 0
 
 
 if __name__ == "__main__":

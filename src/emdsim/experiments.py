@@ -20,11 +20,9 @@ import pandas as pd
 from scipy import stats
 
 from .config.schema import ConfigError
+from .summary import DAYS_PER_MONTH
 
 __all__ = ["ExperimentSpec", "parse_experiment", "arm_table", "compare", "wound_lesions"]
-
-DAYS_PER_MONTH = 365.25 / 12
-
 
 class ExperimentSpec(dict):
     """A validated experiment entry (a dict with the keys documented in experiments.yaml)."""
@@ -65,11 +63,12 @@ def parse_experiment(name: str, data: Mapping[str, Any], groups: Mapping[str, li
     return ExperimentSpec(dict(data, name=name, arm_names=names))
 
 
-def arm_table(spec: ExperimentSpec, defaults: Mapping[str, float]) -> pd.DataFrame:
-    """Design table of parameter-set arms: one row per arm, the defaults where an arm sets nothing."""
+def arm_table(spec: ExperimentSpec, defaults: Mapping[str, Any]) -> pd.DataFrame:
+    """Design table of parameter-set arms: one row per arm, the defaults where an arm sets nothing
+    (``defaults``: the configuration's value at each path an arm sets; a non-number is an error)."""
     arms = spec["arms"]
     paths = sorted({p for values in arms.values() for p in (values or {})})
-    missing = [p for p in paths if p not in defaults]
+    missing = [p for p in paths if not isinstance(defaults.get(p), int | float) or isinstance(defaults.get(p), bool)]
     if missing:
         raise ConfigError(f"experiments.{spec['name']}.arms", missing, "parameter paths of the configuration")
     return pd.DataFrame([{p: float((arms[a] or {}).get(p, defaults[p])) for p in paths} for a in spec["arm_names"]])
@@ -101,11 +100,11 @@ def compare(frame: pd.DataFrame, arm: str, reference: str, metrics: Sequence[str
     return pd.DataFrame(rows)
 
 
-def wound_lesions(job_dirs: Mapping[Any, Path]) -> pd.DataFrame:
-    """Wound-site lesions of each arm's jobs: one row per lesion with the months from the
-    procedure to its seeding and the patient's risk group."""
+def wound_lesions(jobs: Sequence[tuple[Any, Path]]) -> pd.DataFrame:
+    """Wound-site lesions of the jobs ``(arm, job directory)``: one row per lesion with the months
+    from the procedure to its seeding and the patient's risk group."""
     rows = []
-    for arm_value, d in job_dirs.items():
+    for arm_value, d in jobs:
         les = pd.read_parquet(Path(d) / "lesions.parquet")
         pts = pd.read_parquet(Path(d) / "patients.parquet").set_index("patient_id")
         wound = les[les["kind"] == "wound"]

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .config.schema import ConfigError, EmdConfig, validate
+from .design import ParameterRange, parse_range
 from .summary import summarise
 from .targets import Target
 
@@ -51,24 +52,16 @@ CHECKS = ("top_em_site_at_diagnosis", "top_em_site_at_relapse", "em_more_in_high
 
 
 @dataclass(frozen=True)
-class FitParameter:
-    path: str
-    lo: float
-    hi: float
-    log: bool
-    unit: str
-    source: str
+class FitParameter(ParameterRange):
+    """A fitted parameter: its prior range (uniform in the sampled space) with unit and source."""
+
+    unit: str = ""
+    source: str = ""
 
     @property
     def key(self) -> str:
         """pyabc's name of the parameter (``log10__spread__p_colonisation``)."""
         return ("log10__" if self.log else "") + self.path.replace(".", "__")
-
-    def value(self, sampled: float) -> float:
-        return 10.0 ** sampled if self.log else sampled
-
-    def bounds(self) -> tuple[float, float]:
-        return (math.log10(self.lo), math.log10(self.hi)) if self.log else (self.lo, self.hi)
 
 
 @dataclass(frozen=True)
@@ -124,20 +117,9 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
             raise ConfigError(f"fit.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
     params = []
     for path, prior in (data.get("parameters") or {}).items():
-        where = f"fit.parameters.{path}"
-        if path not in known:
-            raise ConfigError(where, prior, "a numeric parameter of the configuration (docs/parameters.md)")
-        if not isinstance(prior, Mapping) or not {"lo", "hi"} <= set(prior) or set(prior) - {"lo", "hi", "log"}:
-            raise ConfigError(where, prior, "a prior {lo: number, hi: number, log: bool (optional)}")
-        lo, hi, log = float(prior["lo"]), float(prior["hi"]), bool(prior.get("log", False))
-        meta = known[path]
-        if not lo < hi:
-            raise ConfigError(where, [lo, hi], "a non-empty prior range: lo < hi")
-        if (meta.get("lo") is not None and lo < meta["lo"]) or (meta.get("hi") is not None and hi > meta["hi"]):
-            raise ConfigError(where, [lo, hi], f"inside the allowed interval [{meta.get('lo')}, {meta.get('hi')}]")
-        if log and lo <= 0:
-            raise ConfigError(where, [lo, hi], "lo > 0 for a log-uniform prior")
-        params.append(FitParameter(path, lo, hi, log, str(meta.get("unit", "")), str(meta.get("source", ""))))
+        r = parse_range(f"fit.parameters.{path}", str(path), prior, known)
+        meta = known[r.path]
+        params.append(FitParameter(r.path, r.lo, r.hi, r.log, str(meta.get("unit", "")), str(meta.get("source", ""))))
     if not params:
         raise ConfigError("fit.parameters", data.get("parameters"), "at least one parameter to fit")
     scenarios: dict[str, dict[str, Any]] = {}

@@ -20,9 +20,8 @@ import json
 import logging
 import math
 import os
-import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import yaml
 
 from . import rng as seeds
 from .cohort import run_cohort
+from .cliutil import run_command
 from .config.schema import ConfigError, EmdConfig, describe_parameters
 from .confload import CONF_DIR, load
 from .fit import FitSpec, distance, parse_fit_spec, simulate, weighted_quantile
@@ -80,7 +80,7 @@ class _Model:
         self.spec, self.bases = spec, bases
 
     def values(self, par: Any) -> dict[str, float]:
-        return {p.path: p.value(float(par[p.key])) for p in self.spec.parameters}
+        return {p.path: float(p.to_value(float(par[p.key]))) for p in self.spec.parameters}
 
     def __call__(self, par: Any) -> dict[str, float]:
         sim = simulate(self.spec, self.bases, self.values(par), _run_patients)
@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _posterior(spec: FitSpec, history) -> pd.DataFrame:
     df, w = history.get_distribution(m=0, t=history.max_t)
-    frame = pd.DataFrame({p.path: [p.value(v) for v in df[p.key]] for p in spec.parameters})
+    frame = pd.DataFrame({p.path: [float(p.to_value(v)) for v in df[p.key]] for p in spec.parameters})
     frame["weight"] = np.asarray(w, float) / np.sum(w)
     return frame
 
@@ -290,12 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("dir", type=Path)
     rep.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args(argv)
-    try:
-        code = cmd_run(args) if args.command == "run" else cmd_report(args)
-    except ConfigError as err:
-        print(f"emdsim-fit: invalid input: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    raise SystemExit(code)
+    run_command("emdsim-fit", "invalid input", cmd_run if args.command == "run" else cmd_report, args)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,10 @@ import pandas as pd
 
 from .rundir import CONFIG, SUMMARY, atomic_write_parquet, atomic_write_text
 
-__all__ = ["JOB", "FAILURE", "PLAN", "TABLE", "STATUSES", "write_job", "write_failure", "resume_state",
+__all__ = ["JOB", "FAILURE", "PLAN", "TABLE", "write_job", "write_failure", "resume_state",
            "collect", "write_table", "progress_line", "parse_value"]
 
 JOB, FAILURE, PLAN, TABLE = "job.json", "failure.json", "sweep.json", "sweep.parquet"
-#: ``done``: summary written; ``failed``: the run raised; ``incomplete``: started, never ended
-STATUSES = ("done", "failed", "incomplete")
 
 
 def write_job(run_dir: Path, *, num: int, overrides: list[str], seed: int | None,
@@ -101,7 +99,8 @@ def _job_dirs(sweep_dir: Path) -> Iterable[Path]:
 
 
 def collect(sweep_dir: Path) -> pd.DataFrame:
-    """One row per job of a sweep directory: ``job, status, error, seed, overrides``, one column
+    """One row per job of a sweep directory: ``job, status`` (``done``: summary written; ``failed``:
+    the run raised; ``incomplete``: started, never ended), ``error, seed, overrides``, one column
     per overridden key (prefixed ``override.``) and the scalar metrics of ``summary.json``."""
     rows = []
     for job_dir in _job_dirs(sweep_dir):

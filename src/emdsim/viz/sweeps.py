@@ -182,7 +182,7 @@ def plot_sweep(frame: pd.DataFrame, out_dir: Path, metrics: Sequence[str] = DEFA
         raise ValueError("none of the chosen outputs has a value in the finished jobs")
     out_dir = Path(out_dir)
     title = f"{out_dir.name}: {len(done)} finished jobs"
-    if "param." in "".join(done.columns) and "override.design.row" in done:
+    if "override.design.row" in done and any(c.startswith("param.") for c in done.columns):
         return [plot_design(done, metrics, out_dir / "sweep_design.png", title)]
     axes = swept_axes(done)
     if len(axes) == 2:
