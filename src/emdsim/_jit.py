@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numba
 
-__all__ = ["JIT"]
+__all__ = ["JIT", "JIT_INLINE"]
 
 _HERE = Path(__file__).resolve().parent
 _COMPILED_SOURCES = ("_jit.py", "rates.py", "kernels.py", "niches.py", "spread.py", "treatment.py")
@@ -30,4 +30,7 @@ def _source_hash() -> str:
 numba.config.CACHE_DIR = str(_HERE / "__pycache__" / f"numba-{_source_hash()}")
 
 #: ``@JIT``: nopython, cached (in the directory above), releasing the GIL
-JIT = numba.njit(cache=True, nogil=True)
+JIT = numba.njit(cache=True, nogil=True, error_model="numpy")
+#: ``@JIT_INLINE``: the same, inlined into its callers by numba (for small functions called per
+#: entry from the compiled loops: a call boundary costs reference counting of its array arguments)
+JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")

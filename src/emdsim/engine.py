@@ -25,10 +25,10 @@ from numpy.typing import NDArray
 from .anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
 from .config.schema import EmdConfig, RegimenSpec
 from . import kernels
-from .niches import adhesion, occupancy
+from .niches import adhesion
 from .patients import PatientTable
 from .rates import competing_probabilities, event_probability, hazard_to_probability
-from .spread import disruption_rate, homing_weights
+from .spread import homing_weights
 from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
 from .treatment import regimen_kill_table
 
@@ -148,13 +148,12 @@ class CohortState:
     last_local: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
-    scratch: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
 
     #: per-row arrays (first axis = patient), kept in step when rows are retired
     #: fields that are not per-row arrays (shared by the block or rebuilt on take)
-    SHARED_FIELDS = ("patients", "t_days", "n_steps", "scratch", "tally")
+    SHARED_FIELDS = ("patients", "t_days", "n_steps", "tally")
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -167,7 +166,7 @@ class CohortState:
     def take(self, rows: NDArray[np.int64]) -> "CohortState":
         kw = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in self.SHARED_FIELDS}
         return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps,
-                           scratch=np.empty_like(kw["cells"]), tally=self.tally, **kw)
+                           tally=self.tally, **kw)
 
 
 def init_state(tb: Tables, patients: PatientTable) -> CohortState:
@@ -192,7 +191,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         lesion_onset=nan_pn.copy(), lesion_route=np.zeros((p, n), dtype=np.int8),
         lesion_detectable=nan_pn.copy(), dx_sites=np.zeros((p, n), dtype=bool),
         relapse_sites=np.zeros((p, n), dtype=bool), burden_at_dx=nan.copy(),
-        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)), scratch=np.zeros((p, n, k)),
+        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)),
     )
 
 
@@ -216,82 +215,27 @@ def _open_wound(st: CohortState, rows: NDArray[np.int64], node: int) -> None:
                                            st.wound_opened[rows, node])
 
 
-def _soil(st: CohortState, tb: Tables) -> NDArray[np.float64]:
-    """Per-patient soil (P, N): wounds only support growth while inflamed."""
-    soil = np.broadcast_to(tb.world.soil, st.inflammation.shape).copy()
-    soil[:, tb.wound_nodes] *= st.inflammation[:, tb.wound_nodes]
-    return soil
-
-
-def _grow(st: CohortState, tb: Tables, rng: np.random.Generator, soil: NDArray[np.float64],
-          occ: NDArray[np.float64]) -> None:
-    g, sim = tb.cfg.growth, tb.cfg.sim
-    kernels.grow(rng, st.tally, st.alive, st.cells, st.scratch, st.traits, st.patients.proliferation,
-                 st.patients.switch_factor, soil, occ, tb.in_marrow, tb.world.blood, g.birth_rate_per_day,
-                 g.death_rate_per_day, g.niche_loss_death_rate_per_day, sim.dt_days, sim.deterministic_threshold_cells, tb.switch_rates,
-                 _ND, _PROLIF, _EMPROLIF)
-
-
-def _release(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Egress from marrow and shedding from soft tissue; returns cells entering the blood (P, K)."""
-    entering = np.empty((len(st), tb.n_clones))
-    kernels.release(rng, st.tally, st.alive, st.cells, st.adhesion, occ, tb.release_base,
-                    tb.cfg.spread.crowding_egress_gain, tb.cfg.sim.dt_days,
-                    tb.cfg.sim.deterministic_threshold_cells, entering)
-    return entering
-
-
-def _extend_locally(st: CohortState, tb: Tables, rng: np.random.Generator, occ: NDArray[np.float64]) -> None:
-    sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
-    m, ps = tb.ps_marrow, tb.ps_nodes
-    if not ps.size:
-        st.last_local[:] = 0.0
-        return
-    hz = disruption_rate(occ[:, m], sp.cortical_disruption_occupancy, sp.cortical_disruption_rate_per_day)
-    at_risk = ~st.disrupted[:, m] & (hz > 0) & st.alive[:, None]
-    if at_risk.any():
-        newly = np.zeros_like(at_risk)
-        newly[at_risk] = rng.random(int(at_risk.sum())) < hazard_to_probability(hz[at_risk], dt)
-        st.tally[0] += int(at_risk.sum())
-        st.disrupted[:, m] |= newly
-    kernels.spill(rng, st.tally, st.alive, st.cells, st.disrupted, m, ps,
-                  float(event_probability(sp.local_extension_rate_per_day, dt)),
-                  tb.cfg.sim.deterministic_threshold_cells, st.last_local)
-    _record_onset(st, ps, st.last_local[:, ps].sum(axis=-1), ROUTE_LOCAL)
-
-
-def _circulate(st: CohortState, tb: Tables, rng: np.random.Generator, entering: NDArray[np.float64],
-               soil: NDArray[np.float64]) -> None:
-    sp, dt = tb.cfg.spread, tb.cfg.sim.dt_days
-    p = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
-    p_die_rest = min(p[1] / max(1.0 - p[0], 1e-300), 1.0)
-    kernels.circulate(rng, st.tally, st.alive, st.cells, entering, st.homing, st.inflammation, tb.dest,
-                      tb.dest_marrow, tb.dest_wound, soil, st.traits, _ND, tb.world.blood, float(p[0]),
-                      float(p_die_rest), sp.p_marrow_engraftment, sp.p_colonisation, tb.cfg.sim.deterministic_threshold_cells, st.last_haem)
-    em = tb.em_nodes
-    _record_onset(st, em, st.last_haem[:, em].sum(axis=-1), ROUTE_HAEMATOGENOUS)
-
-
-def _record_onset(st: CohortState, nodes: NDArray[np.int64], seeded: NDArray[np.float64], route: int) -> None:
-    """Book the first seeding (>= 1 cell) of a lesion at ``nodes`` and the route it came by."""
-    new = (seeded >= 1.0) & np.isnan(st.lesion_onset[:, nodes]) & st.alive[:, None]
-    if new.any():
-        rows, cols = np.nonzero(new)
-        st.lesion_onset[rows, nodes[cols]] = st.t_days
-        st.lesion_route[rows, nodes[cols]] = route
-
-
-def _forget_extinct_lesions(st: CohortState, node_total: NDArray[np.float64]) -> None:
-    """A lesion that died out before it was ever detectable was never a lesion: forget its onset."""
-    gone = ((node_total == 0) & ~np.isnan(st.lesion_onset) & np.isnan(st.lesion_detectable)
-            & st.alive[:, None])
-    st.lesion_onset[gone] = np.nan
-    st.lesion_route[gone] = 0
-
-
-def _treat(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
-    kernels.treat(rng, st.tally, st.alive, st.cells, st.regimen, tb.untreated, tb.kill_table, st.efficacy,
-                  st.traits, _SENS, tb.cfg.sim.dt_days, tb.cfg.sim.deterministic_threshold_cells)
+def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Processes 1-5 and the lesions' bookkeeping (:func:`emdsim.kernels.advance`); returns the
+    cells in each compartment after the step (P, N)."""
+    cfg, w = tb.cfg, tb.world
+    g, sp, sim = cfg.growth, cfg.spread, cfg.sim
+    dt = sim.dt_days
+    p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
+    p_die_rest = min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0)
+    node_total = np.empty(st.cells.shape[:2])
+    kernels.advance(
+        rng, st.tally, st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation, st.patients.switch_factor,
+        st.adhesion, st.homing, st.inflammation, st.disrupted, st.regimen, st.efficacy, tb.kill_table, w.soil,
+        w.is_wound, w.capacity, tb.in_marrow, w.blood, tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes,
+        tb.dest, tb.dest_marrow, tb.dest_wound, tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day,
+        g.niche_loss_death_rate_per_day, sp.crowding_egress_gain, sp.cortical_disruption_occupancy,
+        sp.cortical_disruption_rate_per_day, float(event_probability(sp.local_extension_rate_per_day, dt)),
+        float(p_circ[0]), float(p_die_rest), sp.p_marrow_engraftment, sp.p_colonisation, dt,
+        sim.deterministic_threshold_cells, sim.extinction_cells, _ND, _PROLIF, _EMPROLIF, _SENS, ROUTE_LOCAL,
+        ROUTE_HAEMATOGENOUS, st.last_local, st.last_haem, st.lesion_onset, st.lesion_route, st.lesion_detectable,
+        node_total)
+    return node_total
 
 
 def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:
@@ -394,15 +338,6 @@ def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
     cfg = tb.cfg
     st.t_days += cfg.sim.dt_days
     st.n_steps += 1
-    _events(st, tb)
-    soil = _soil(st, tb)
-    _grow(st, tb, rng, soil, occupancy(st.cells.sum(axis=-1), tb.world.capacity))   # 1
-    occ = occupancy(st.cells.sum(axis=-1), tb.world.capacity)
-    entering = _release(st, tb, rng, occ)                     # 2
-    _extend_locally(st, tb, rng, occ)                         # 3
-    _circulate(st, tb, rng, entering, soil)                   # 4
-    _treat(st, tb, rng)                                       # 5
-    kernels.extinguish(st.cells, cfg.sim.extinction_cells)
-    node_total = st.cells.sum(axis=-1)
-    _forget_extinct_lesions(st, node_total)
+    _events(st, tb)                                           # 0
+    node_total = _advance(st, tb, rng)                        # 1-5, lesion onsets and routes
     _clinic(st, tb, rng, node_total)                          # 6

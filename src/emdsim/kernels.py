@@ -1,11 +1,16 @@
-"""Compiled loops over patients x compartments x clones (numba).
+"""Compiled loops over patients x compartments x clones (numba): one pass per patient and step.
 
-Patients whose course has ended (``alive`` false) are frozen.  The loops hold no biology of their
-own: every rate comes from the rule functions of
+:func:`advance` runs processes 1-5 of :mod:`emdsim.engine` (growth, release, local extension,
+haematogenous spread, treatment) for each living patient in turn, then removes extinct
+populations, books the onset and route of new lesions and returns each compartment's total.
+Each process is a function of one patient, called in the documented order, so a patient's arrays
+stay in cache for the whole step and no array over the whole block is built between processes.
+Patients whose course has ended (``alive`` false) are frozen.
+
+The loops hold no biology of their own: every rate comes from the rule functions of
 :mod:`emdsim.niches`, :mod:`emdsim.spread` and :mod:`emdsim.treatment` — the same source that
 numpy code calls on arrays, compiled here for scalars — and every flow is realised by
-:func:`emdsim.rates.flow_one` / :func:`emdsim.rates.split_one`.  Looping in compiled code touches
-only occupied entries and keeps Python overhead independent of the number of patients.
+:func:`emdsim.rates.flow_one` / :func:`emdsim.rates.split_one`.  Loops touch only occupied entries.
 """
 
 from __future__ import annotations
@@ -13,209 +18,309 @@ from __future__ import annotations
 import numpy as np
 
 from . import niches, spread, treatment
-from ._jit import JIT
+from ._jit import JIT, JIT_INLINE
 from .rates import birth_probability, event_probability, flow_one, split_one
 
-__all__ = ["grow", "release", "spill", "circulate", "treat", "extinguish"]
-
+__all__ = ["advance"]
 
 _support = JIT(niches.support)
 _proliferation = JIT(niches.proliferation)
 _birth_rate = JIT(niches.birth_rate)
 _death_rate = JIT(niches.death_rate)
 _egress_rate = JIT(niches.egress_rate)
+_disruption_rate = JIT(spread.disruption_rate)
 _colonisation_probability = JIT(spread.colonisation_probability)
 _kill_rate = JIT(treatment.kill_rate)
 _event_probability = JIT(event_probability)
 _birth_probability = JIT(birth_probability)
 
 
-@JIT
-def grow(rng, tally, alive, cells, gain, traits, patient_prolif, switch_factor, soil, occ, in_marrow, blood,
-         birth_base, death_base, niche_loss, dt, thr, switch_rates, i_nd, i_prolif, i_em):  # pragma: no cover
-    """Process 1: births and deaths of every occupied entry; newborns that switch go to their subclone."""
-    n_p, n_n, n_k = cells.shape
-    n_s = switch_rates.size
-    mu_s = np.zeros(max(n_s, 1))
-    to_s = np.zeros(max(n_s, 1))
+@JIT_INLINE
+def _node_sum(cells_p, n):  # pragma: no cover - compiled
+    """Cells in node ``n`` of one patient (four partial sums: the additions run in parallel)."""
+    n_k = cells_p.shape[1]
+    a = b = c = d = 0.0
+    k = 0
+    while k + 4 <= n_k:
+        a += cells_p[n, k]
+        b += cells_p[n, k + 1]
+        c += cells_p[n, k + 2]
+        d += cells_p[n, k + 3]
+        k += 4
+    while k < n_k:
+        a += cells_p[n, k]
+        k += 1
+    return (a + b) + (c + d)
+
+
+@JIT_INLINE
+def _occupancy(total, capacity):  # pragma: no cover - compiled
+    """Occupancy of a node (total / capacity; 0 without capacity), as :func:`emdsim.niches.occupancy`."""
+    return total / capacity if capacity > 0.0 else 0.0
+
+
+@JIT_INLINE
+def _node_occupancy(cells_p, capacity, occ):  # pragma: no cover - compiled
+    """Occupancy of each node of one patient."""
+    for n in range(cells_p.shape[0]):
+        occ[n] = _occupancy(_node_sum(cells_p, n), capacity[n])
+
+
+@JIT_INLINE
+def _switch_table(switch_rates, factor, mu_ks, mu_k):  # pragma: no cover - compiled
+    """Per clone state k: the rate per division of each switch it lacks (``mu_ks (K, S)``) and their
+    sum, capped at 1 (``mu_k (K,)``), for a patient whose switch rates are scaled by ``factor``."""
+    n_k, n_s = mu_ks.shape
+    for k in range(n_k):
+        tot = 0.0
+        for s in range(n_s):
+            mu_ks[k, s] = 0.0 if (k >> s) & 1 else switch_rates[s] * factor
+            tot += mu_ks[k, s]
+        mu_k[k] = min(tot, 1.0)
+
+
+@JIT_INLINE
+def _grow(rng, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity, in_marrow, blood, birth_base,
+          death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em):  # pragma: no cover
+    """Process 1: births and deaths of every occupied entry; newborns that switch go to their subclone.
+    ``occ`` holds the occupancy before the step on entry and after growth on return."""
+    n_n, n_k = cells_p.shape
+    n_s = mu_ks.shape[1]
     gain[:] = 0.0
-    for p in range(n_p):
-        if not alive[p]:
-            continue
-        for n in range(n_n):
-            o = occ[p, n]
-            so = soil[p, n]
-            im = in_marrow[n]
-            for k in range(n_k):
-                c = cells[p, n, k]
-                if c <= 0.0:
-                    continue
-                supp = _support(traits[p, k, i_nd], so)
-                d = _death_rate(death_base, niche_loss, supp)
-                deaths = flow_one(rng, c, _event_probability(d, dt), thr, tally)
-                births = 0.0
-                if n != blood:
-                    prol = _proliferation(patient_prolif[p] * traits[p, k, i_prolif], traits[p, k, i_em], im)
-                    b = _birth_rate(birth_base, prol, o, supp)
-                    births = flow_one(rng, c, _birth_probability(b, d, dt), thr, tally)
-                left = births
-                if births > 0.0 and n_s > 0:
-                    # newborns that switch: one flow with the summed rate of the switches the clone
-                    # lacks, then a multinomial among them (drawn only when some switch)
-                    total_mu = 0.0
+    for n in range(n_n):
+        o = occ[n]
+        so = soil[n]
+        im = in_marrow[n]
+        for k in range(n_k):
+            c = cells_p[n, k]
+            if c <= 0.0:
+                continue
+            supp = _support(traits_p[k, i_nd], so)
+            d = _death_rate(death_base, niche_loss, supp)
+            deaths = flow_one(rng, c, _event_probability(d, dt), thr, tally)
+            births = 0.0
+            if n != blood:
+                prol = _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im)
+                b = _birth_rate(birth_base, prol, o, supp)
+                births = flow_one(rng, c, _birth_probability(b, d, dt), thr, tally)
+            left = births
+            if births > 0.0 and n_s > 0:
+                # newborns that switch: one flow with the summed rate of the switches the clone
+                # lacks, then a multinomial among them (drawn only when some switch)
+                moved = flow_one(rng, births, mu_k[k], thr, tally)
+                if moved > 0.0:
+                    split_one(rng, moved, mu_ks[k], thr, to_s, tally)
                     for s in range(n_s):
-                        mu_s[s] = 0.0 if (k >> s) & 1 else switch_rates[s] * switch_factor[p]
-                        total_mu += mu_s[s]
-                    moved = flow_one(rng, births, min(total_mu, 1.0), thr, tally)
-                    if moved > 0.0:
-                        split_one(rng, moved, mu_s, thr, to_s, tally)
-                        for s in range(n_s):
-                            if to_s[s] > 0.0:
-                                gain[p, n, k | (1 << s)] += to_s[s]
-                        left -= moved
-                cells[p, n, k] = max(c - deaths + left, 0.0)
-    for p in range(n_p):
-        for n in range(n_n):
-            for k in range(n_k):
-                cells[p, n, k] += gain[p, n, k]
+                        if to_s[s] > 0.0:
+                            gain[n, k | (1 << s)] += to_s[s]
+                    left -= moved
+            cells_p[n, k] = max(c - deaths + left, 0.0)
+    for n in range(n_n):
+        for k in range(n_k):
+            cells_p[n, k] += gain[n, k]
+        occ[n] = _occupancy(_node_sum(cells_p, n), capacity[n])
 
 
-@JIT
-def release(rng, tally, alive, cells, adhesion, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
-    """Process 2: egress from marrow and shedding from soft tissue into ``entering (P, K)``."""
-    n_p, n_n, n_k = cells.shape
+@JIT_INLINE
+def _release(rng, tally, cells_p, adhesion_p, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
+    """Process 2: egress from marrow and shedding from soft tissue into ``entering (K,)``."""
+    n_n, n_k = cells_p.shape
     entering[:] = 0.0
-    for p in range(n_p):
-        if not alive[p]:
+    for n in range(n_n):
+        base = release_base[n]
+        if base <= 0.0:
             continue
-        for n in range(n_n):
-            base = release_base[n]
-            if base <= 0.0:
+        for k in range(n_k):
+            c = cells_p[n, k]
+            if c <= 0.0:
                 continue
-            for k in range(n_k):
-                c = cells[p, n, k]
-                if c <= 0.0:
-                    continue
-                rate = _egress_rate(base, adhesion[p, n, k], occ[p, n], crowding_gain)
-                out = flow_one(rng, c, _event_probability(rate, dt), thr, tally)
-                cells[p, n, k] = c - out
-                entering[p, k] += out
+            rate = _egress_rate(base, adhesion_p[n, k], occ[n], crowding_gain)
+            out = flow_one(rng, c, _event_probability(rate, dt), thr, tally)
+            cells_p[n, k] = c - out
+            entering[k] += out
 
 
-@JIT
-def spill(rng, tally, alive, cells, disrupted, ps_marrow, ps_nodes, p_spill, thr, last_local):  # pragma: no cover
-    """Process 3: cells of breached marrow sites spill into the paraskeletal compartment beside them."""
-    n_p, _, n_k = cells.shape
-    last_local[:] = 0.0
-    for p in range(n_p):
-        if not alive[p]:
+@JIT_INLINE
+def _extend(rng, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt, p_spill,
+            thr, last_local_p):  # pragma: no cover
+    """Process 3: marrow sites above the occupancy threshold break their cortex (a hazard); cells of
+    breached sites spill into the paraskeletal compartment beside them."""
+    n_k = cells_p.shape[1]
+    last_local_p[:, :] = 0.0
+    for i in range(ps_nodes.size):
+        m = ps_marrow[i]
+        if not disrupted_p[m]:
+            hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
+            if hz > 0.0:
+                tally[0] += 1
+                if rng.random() < _event_probability(hz, dt):
+                    disrupted_p[m] = True
+        if not disrupted_p[m]:
             continue
-        for i in range(ps_nodes.size):
-            m = ps_marrow[i]
-            if not disrupted[p, m]:
+        ps = ps_nodes[i]
+        for k in range(n_k):
+            c = cells_p[m, k]
+            if c <= 0.0:
                 continue
-            ps = ps_nodes[i]
-            for k in range(n_k):
-                c = cells[p, m, k]
-                if c <= 0.0:
-                    continue
-                moved = flow_one(rng, c, p_spill, thr, tally)
-                cells[p, m, k] = c - moved
-                cells[p, ps, k] += moved
-                last_local[p, ps, k] = moved
+            moved = flow_one(rng, c, p_spill, thr, tally)
+            cells_p[m, k] = c - moved
+            cells_p[ps, k] += moved
+            last_local_p[ps, k] = moved
 
 
-@JIT
-def circulate(rng, tally, alive, cells, entering, homing, inflammation, dest, dest_marrow, dest_wound, soil, traits, i_nd,
-              blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem):  # pragma: no cover
+@JIT_INLINE
+def _circulate(rng, tally, cells_p, entering, homing_p, inflammation_p, dest, dest_marrow, dest_wound, soil, traits_p,
+               i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem_p, weights, settle, share,
+               arrived):  # pragma: no cover
     """Process 4: death in the blood, arrest by destination, engraftment (marrow) or colonisation."""
-    n_p, _, n_k = cells.shape
+    n_k = cells_p.shape[1]
     n_d = dest.size
+    last_haem_p[:, :] = 0.0
+    for k in range(n_k):
+        b = cells_p[blood, k] + entering[k]
+        if b <= 0.0:
+            continue
+        arrest = flow_one(rng, b, p_arrest, thr, tally)
+        b -= arrest
+        b -= flow_one(rng, b, p_die_rest, thr, tally)
+        cells_p[blood, k] = b
+        if arrest <= 0.0:
+            continue
+        total_w = 0.0
+        for j in range(n_d):
+            w = homing_p[k, dest[j]]
+            if dest_wound[j]:
+                w *= inflammation_p[dest[j]]
+            weights[j] = w
+            total_w += w
+        if total_w <= 0.0:
+            continue
+        # each arrested cell settles at one destination j with probability (w_j / W) x s_j
+        # (s_j: engraftment in marrow, colonisation elsewhere) or dies: a multinomial drawn as
+        # the number settling in marrow, then in other tissue, each shared among its sites
+        d_k = traits_p[k, i_nd]
+        p_marrow = 0.0
+        p_tissue = 0.0
+        for j in range(n_d):
+            if dest_marrow[j]:
+                s_j = p_engraft
+            else:
+                s_j = _colonisation_probability(p_col, _support(d_k, soil[dest[j]]))
+            settle[j] = weights[j] / total_w * s_j
+            if dest_marrow[j]:
+                p_marrow += settle[j]
+            else:
+                p_tissue += settle[j]
+        left = arrest
+        rest = 1.0
+        for g in range(2):
+            p_g = p_marrow if g == 0 else p_tissue
+            q = min(p_g / rest, 1.0) if rest > 0.0 else 0.0
+            n_g = flow_one(rng, left, q, thr, tally)
+            rest -= p_g
+            if n_g <= 0.0:
+                continue
+            left -= n_g
+            for j in range(n_d):
+                share[j] = settle[j] if dest_marrow[j] == (g == 0) else 0.0
+            split_one(rng, n_g, share, thr, arrived, tally)
+            for j in range(n_d):
+                if arrived[j] > 0.0:
+                    cells_p[dest[j], k] += arrived[j]
+                    last_haem_p[dest[j], k] = arrived[j]
+
+
+@JIT_INLINE
+def _treat(rng, tally, cells_p, node_kill, efficacy_p, traits_p, i_sens, dt, thr):  # pragma: no cover
+    """Process 5: kill by the current regimen (``node_kill``: its hazard per node), per clone sensitivity."""
+    n_n, n_k = cells_p.shape
+    for n in range(n_n):
+        kn = node_kill[n]
+        if kn <= 0.0:
+            continue
+        for k in range(n_k):
+            c = cells_p[n, k]
+            if c <= 0.0:
+                continue
+            rate = _kill_rate(kn, efficacy_p, traits_p[k, i_sens])
+            cells_p[n, k] = c - flow_one(rng, c, _event_probability(rate, dt), thr, tally)
+
+
+@JIT_INLINE
+def _record_onset(t, nodes, flow_p, route, onset_p, route_p):  # pragma: no cover - compiled
+    """Book the first seeding (>= 1 cell arrived this step) of a lesion at ``nodes`` and its route."""
+    n_k = flow_p.shape[1]
+    for i in range(nodes.size):
+        n = nodes[i]
+        seeded = 0.0
+        for k in range(n_k):
+            seeded += flow_p[n, k]
+        if seeded >= 1.0 and np.isnan(onset_p[n]):
+            onset_p[n] = t
+            route_p[n] = route
+
+
+@JIT_INLINE
+def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_total_p):  # pragma: no cover
+    """Remove populations below ``extinction`` cells, total each node, and forget a lesion that died
+    out before it was ever detectable (it was never a lesion)."""
+    n_n, n_k = cells_p.shape
+    for n in range(n_n):
+        for k in range(n_k):
+            if cells_p[n, k] < extinction:
+                cells_p[n, k] = 0.0
+        tot = _node_sum(cells_p, n)
+        node_total_p[n] = tot
+        if tot == 0.0 and not np.isnan(onset_p[n]) and np.isnan(detectable_p[n]):
+            onset_p[n] = np.nan
+            route_p[n] = 0
+
+
+@JIT
+def advance(rng, tally, alive, t, cells, traits, patient_prolif, switch_factor, adhesion, homing, inflammation,
+            disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood, release_base,
+            ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base, death_base,
+            niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest, p_engraft,
+            p_col, dt, thr, extinction, i_nd, i_prolif, i_em, i_sens, route_local, route_haem, last_local, last_haem,
+            lesion_onset, lesion_route, lesion_detectable, node_total):  # pragma: no cover
+    """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
+    route of new lesions, extinction); ``node_total (P, N)`` receives each compartment's cells after
+    the step, for every patient."""
+    n_p, n_n, n_k = cells.shape
+    n_d = dest.size
+    occ = np.empty(n_n)
+    soil = np.empty(n_n)
+    gain = np.empty((n_n, n_k))
+    entering = np.empty(n_k)
+    mu_ks = np.zeros((n_k, switch_rates.size))
+    mu_k = np.zeros(n_k)
+    to_s = np.zeros(switch_rates.size)
     weights = np.empty(n_d)
     settle = np.empty(n_d)
     share = np.empty(n_d)
     arrived = np.empty(n_d)
-    p_group = np.zeros(2)
-    last_haem[:] = 0.0
+    untreated = kill_table.shape[0] - 1
     for p in range(n_p):
+        cells_p = cells[p]
         if not alive[p]:
+            for n in range(n_n):
+                node_total[p, n] = _node_sum(cells_p, n)
             continue
-        for k in range(n_k):
-            b = cells[p, blood, k] + entering[p, k]
-            if b <= 0.0:
-                continue
-            arrest = flow_one(rng, b, p_arrest, thr, tally)
-            b -= arrest
-            b -= flow_one(rng, b, p_die_rest, thr, tally)
-            cells[p, blood, k] = b
-            if arrest <= 0.0:
-                continue
-            total_w = 0.0
-            for j in range(n_d):
-                w = homing[p, k, dest[j]]
-                if dest_wound[j]:
-                    w *= inflammation[p, dest[j]]
-                weights[j] = w
-                total_w += w
-            if total_w <= 0.0:
-                continue
-            # each arrested cell settles at one destination j with probability (w_j / W) x s_j
-            # (s_j: engraftment in marrow, colonisation elsewhere) or dies: a multinomial drawn as
-            # the number settling in marrow, then in other tissue, each shared among its sites
-            d_k = traits[p, k, i_nd]
-            p_group[0] = 0.0
-            p_group[1] = 0.0
-            for j in range(n_d):
-                if dest_marrow[j]:
-                    s_j = p_engraft
-                else:
-                    s_j = _colonisation_probability(p_col, _support(d_k, soil[p, dest[j]]))
-                settle[j] = weights[j] / total_w * s_j
-                p_group[0 if dest_marrow[j] else 1] += settle[j]
-            left = arrest
-            rest = 1.0
-            for g in range(2):
-                q = min(p_group[g] / rest, 1.0) if rest > 0.0 else 0.0
-                n_g = flow_one(rng, left, q, thr, tally)
-                rest -= p_group[g]
-                if n_g <= 0.0:
-                    continue
-                left -= n_g
-                for j in range(n_d):
-                    share[j] = settle[j] if dest_marrow[j] == (g == 0) else 0.0
-                split_one(rng, n_g, share, thr, arrived, tally)
-                for j in range(n_d):
-                    if arrived[j] > 0.0:
-                        cells[p, dest[j], k] += arrived[j]
-                        last_haem[p, dest[j], k] = arrived[j]
-
-
-@JIT
-def treat(rng, tally, alive, cells, regimen, untreated, kill_table, efficacy, traits, i_sens, dt, thr):  # pragma: no cover
-    """Process 5: kill by the current regimen, per compartment and clone sensitivity."""
-    n_p, n_n, n_k = cells.shape
-    for p in range(n_p):
-        if not alive[p]:
-            continue
-        r = regimen[p]
-        if r == untreated:
-            continue
-        for n in range(n_n):
-            kn = kill_table[r, n]
-            if kn <= 0.0:
-                continue
-            for k in range(n_k):
-                c = cells[p, n, k]
-                if c <= 0.0:
-                    continue
-                rate = _kill_rate(kn, efficacy[p], traits[p, k, i_sens])
-                cells[p, n, k] = c - flow_one(rng, c, _event_probability(rate, dt), thr, tally)
-
-
-@JIT
-def extinguish(cells, extinction):  # pragma: no cover
-    """Remove populations below ``extinction`` cells."""
-    flat = cells.reshape(-1)
-    for i in range(flat.size):
-        if flat[i] < extinction:
-            flat[i] = 0.0
+        for n in range(n_n):  # wounds only support growth while inflamed
+            soil[n] = soil_base[n] * inflammation[p, n] if is_wound[n] else soil_base[n]
+        traits_p = traits[p]
+        _node_occupancy(cells_p, capacity, occ)
+        _switch_table(switch_rates, switch_factor[p], mu_ks, mu_k)
+        _grow(rng, tally, cells_p, gain, traits_p, patient_prolif[p], soil, occ, capacity, in_marrow, blood,
+              birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em)          # 1
+        _release(rng, tally, cells_p, adhesion[p], occ, release_base, crowding_gain, dt, thr, entering)   # 2
+        _extend(rng, tally, cells_p, disrupted[p], occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt,
+                p_spill, thr, last_local[p])                                                                  # 3
+        _circulate(rng, tally, cells_p, entering, homing[p], inflammation[p], dest, dest_marrow, dest_wound, soil,
+                   traits_p, i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem[p], weights,
+                   settle, share, arrived)                                                                    # 4
+        if regimen[p] != untreated:
+            _treat(rng, tally, cells_p, kill_table[regimen[p]], efficacy[p], traits_p, i_sens, dt, thr)      # 5
+        _record_onset(t, ps_nodes, last_local[p], route_local, lesion_onset[p], lesion_route[p])
+        _record_onset(t, em_nodes, last_haem[p], route_haem, lesion_onset[p], lesion_route[p])
+        _book_lesions(cells_p, extinction, lesion_onset[p], lesion_route[p], lesion_detectable[p], node_total[p])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._jit import JIT
+from ._jit import JIT, JIT_INLINE
 
 __all__ = ["hazard_to_probability", "event_probability", "birth_probability", "competing_probabilities", "draw_binomial", "flow_one",
            "split_one",
@@ -73,7 +73,7 @@ def competing_probabilities(rates_per_day: ArrayLike, dt_days: float, axis: int 
     return share * p_any
 
 
-@JIT
+@JIT_INLINE
 def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarray) -> float:
     """A binomial(n, p) count: exact by inversion below ``GAUSSIAN_MIN_MEAN``, else its normal limit.
 
@@ -90,6 +90,10 @@ def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarra
         return min(max(np.floor(x + 0.5), 0.0), n)
     tally[0] += 1
     u = rng.random()
+    if u <= 1.0 - mean:
+        # squeeze: P(X = 0) = (1 - p)^n >= 1 - n p, so inversion would stop at 0 here too; the
+        # result is the same as below, without its exp and log (most small flows move nothing)
+        return 0.0
     pmf = np.exp(n * np.log1p(-p))
     cdf = pmf
     k = 0.0
@@ -103,7 +107,7 @@ def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarra
     return k
 
 
-@JIT
+@JIT_INLINE
 def flow_one(rng: np.random.Generator, cells: float, p: float, threshold: float, tally: np.ndarray) -> float:
     """Cells, out of ``cells``, that undergo an event of probability ``p`` (never more than ``cells``)."""
     if cells <= 0.0 or p <= 0.0:
@@ -118,7 +122,7 @@ def flow_one(rng: np.random.Generator, cells: float, p: float, threshold: float,
     return min(drawn, cells)
 
 
-@JIT
+@JIT_INLINE
 def split_one(rng: np.random.Generator, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray,
               tally: np.ndarray) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out`` (sums to ``cells``).

@@ -36,16 +36,21 @@ class SnapshotRecorder:
         self.every = int(every)
         self._ended: set[int] = set()
         self._parts: list[dict[str, np.ndarray]] = []
+        self._rows_of: object = None
+        self._rows = self.ids[:0]
 
     def record(self, st: "CohortState") -> None:
         if self.every <= 0 or not len(self.ids) or st.n_steps % self.every:
             return
         pid = st.patients.patient_id
-        rows = np.flatnonzero(np.isin(pid, self.ids))
+        if self._rows_of is not st.patients:  # the block's rows change only when patients are retired
+            self._rows_of, self._rows = st.patients, np.flatnonzero(np.isin(pid, self.ids))
+        rows = self._rows
         if not len(rows):
             return
         alive = st.alive[rows]
-        rows = rows[alive | np.array([int(p) not in self._ended for p in pid[rows]], dtype=bool)]
+        if not alive.all():
+            rows = rows[alive | np.array([int(p) not in self._ended for p in pid[rows]], dtype=bool)]
         if not len(rows):
             return
         self._ended.update(int(p) for p in pid[rows][~st.alive[rows]])
@@ -56,18 +61,21 @@ class SnapshotRecorder:
         keep = (cells > 0) | (local > 0) | (haem > 0) | wound
         r, n = np.nonzero(keep)
         row = rows[r]
-        w = self.tb.world
         self._parts.append({
             "patient_id": pid[row], "step": np.full(len(r), st.n_steps, np.int64),
             "t_days": np.full(len(r), st.t_days), "status": st.status[row], "line": st.line[row],
-            "regimen": st.regimen[row], "node": np.asarray(w.names, dtype=object)[n],
-            "kind": np.asarray(w.kinds, dtype=object)[n], "cells": cells[r, n], "local_flow": local[r, n],
+            "regimen": st.regimen[row], "node": n, "cells": cells[r, n], "local_flow": local[r, n],
             "haematogenous_flow": haem[r, n], "inflammation": st.inflammation[row, n], "wound_open": wound[r, n],
         })
 
     def table(self) -> pd.DataFrame:
         if not self._parts:
             return empty_table()
-        data = {c: np.concatenate([p[c] for p in self._parts]) for c in SNAPSHOT_COLUMNS}
+        data = {c: np.concatenate([p[c] for p in self._parts]) for c in SNAPSHOT_COLUMNS if c != "kind"}
+        w = self.tb.world
+        node = data["node"]  # node indices while recording, names in the table
+        data["node"] = np.asarray(w.names, dtype=object)[node]
+        data["kind"] = np.asarray(w.kinds, dtype=object)[node]
+        data = {c: data[c] for c in SNAPSHOT_COLUMNS}
         frame = pd.DataFrame(data)
         return frame.sort_values(["patient_id", "step", "node"], kind="stable").reset_index(drop=True)
