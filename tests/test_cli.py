@@ -95,3 +95,17 @@ def test_bad_input_is_one_clear_message(tmp_path, override, needle):
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "summary.json").exists()
     assert not (tmp_path / "patients.parquet").exists()
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
+    """Results are written through a private temporary file but end up as readable as ``open()``
+    would leave them (under the process's umask), not 0600."""
+    from emdsim.rundir import atomic_write_parquet, atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    atomic_write_parquet(tmp_path / "b.parquet", pd.DataFrame({"x": [1]}))
+    (tmp_path / "plain.txt").write_text("x")
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    for name in ("a.txt", "b.parquet"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == plain, name
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -26,12 +26,24 @@ SUMMARY, PATIENTS, LESIONS, PROVENANCE, CONFIG = (
     "summary.json", "patients.parquet", "lesions.parquet", "provenance.json", "config.yaml")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: permissions of a written file: those of a plain ``open()`` under the process's umask (mkstemp
+#: creates its temporary file 0600, which would leave results unreadable to the rest of a group)
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
