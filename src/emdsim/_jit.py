@@ -29,7 +29,9 @@ def _source_hash() -> str:
 
 numba.config.CACHE_DIR = str(_HERE / "__pycache__" / f"numba-{_source_hash()}")
 
-#: ``@JIT``: nopython, cached (in the directory above), releasing the GIL
+#: ``@JIT``: nopython, cached (in the directory above), releasing the GIL; ``error_model="numpy"``:
+#: a float division by zero gives inf/nan as in numpy instead of a check and exception per division
+#: (the rules guard their own denominators)
 JIT = numba.njit(cache=True, nogil=True, error_model="numpy")
 #: ``@JIT_INLINE``: the same, inlined into its callers by numba (for small functions called per
 #: entry from the compiled loops: a call boundary costs reference counting of its array arguments)
