@@ -40,6 +40,16 @@ def test_every_number_has_unit_and_source():
         assert dist.source, name
 
 
+def test_list_items_are_parameters_with_their_own_source():
+    """Switch rates are parameters (designs and fits can vary them) named as Hydra overrides name
+    them, with each switch's own source."""
+    cfg = load(["traits.switches.2.rate_per_division=3e-10"])
+    rows = {r["field"]: r for r in describe_parameters(cfg)}
+    row = rows["traits.switches.2.rate_per_division"]
+    assert row["value"] == 3e-10 and (row["lo"], row["hi"]) == (0.0, 1.0)
+    assert row["source"].startswith("niche_independence: ") and cfg.traits.switches[2].source in row["source"]
+
+
 @pytest.mark.parametrize("override,field", [
     ("cohort.n_patients=-5", "cohort.n_patients"),
     ("cohort.n_patients=abc", "cohort.n_patients"),

@@ -98,6 +98,11 @@ class FitSpec:
     seed: int
     overrides: tuple[str, ...] = ()
     fixed: dict[str, Any] = field(default_factory=dict)
+    #: point estimate shipped as fitted.yaml: 0 = weighted posterior medians; k > 0 = the one of the
+    #: k last-generation particles closest to the targets (ABC distance) whose re-simulation on
+    #: cohorts ``point_scale`` times larger is closest (marginal medians can fall off a ridge)
+    point_candidates: int = 0
+    point_scale: int = 4
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
@@ -111,7 +116,8 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     """Validate a fit spec: parameters against the schema, targets against the targets file,
     scenarios against ``conf/scenario``; every problem is a :class:`ConfigError`."""
     allowed = {"name", "parameters", "scenarios", "targets", "constraints", "population_size", "max_generations",
-               "max_walltime_minutes", "min_acceptance_rate", "predictive_draws", "seed", "overrides", "targets_file"}
+               "max_walltime_minutes", "min_acceptance_rate", "predictive_draws", "seed", "overrides", "targets_file",
+               "point_estimate"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"fit.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
@@ -147,7 +153,8 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
             raise ConfigError(f"{where}.statistic", m.get("statistic"), f"one of {sorted(STATISTICS)}")
         if not isinstance(t.value, int | float) or t.unit != "%":
             raise ConfigError(where, t.value, "a single percentage in the targets file")
-        n = t.n or m.get("n")
+        # the spec may state the denominator that a report leaves open (an approximate figure)
+        n = _positive_int(f"{where}.n", m["n"]) if m.get("n") is not None else t.n
         if n is None:
             raise ConfigError(f"{where}.n", None, "the target's cohort size (n) in the targets file or here")
         fit_targets.append(FitTarget(name, m["scenario"], m["statistic"], float(t.value) / 100.0, int(n), t))
@@ -172,7 +179,13 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     wall = data.get("max_walltime_minutes")
     if not isinstance(wall, int | float) or wall <= 0:
         raise ConfigError("fit.max_walltime_minutes", wall, "a positive number of minutes")
+    point = data.get("point_estimate") or {}
+    if not isinstance(point, Mapping) or set(point) - {"candidates", "scale"}:
+        raise ConfigError("fit.point_estimate", point, "a mapping {candidates: int >= 1, scale: int >= 1}")
+    candidates = _positive_int("fit.point_estimate.candidates", point["candidates"]) if point else 0
+    scale = _positive_int("fit.point_estimate.scale", point.get("scale", 4))
     return FitSpec(name=str(data.get("name", "fit")), parameters=tuple(params), scenarios=scenarios,
+                   point_candidates=candidates, point_scale=scale,
                    targets=tuple(fit_targets), constraints=tuple(constraints),
                    population_size=data["population_size"], max_generations=data["max_generations"],
                    max_walltime_minutes=float(wall), min_acceptance_rate=float(rate),
@@ -186,8 +199,11 @@ def with_parameters(cfg: EmdConfig, values: Mapping[str, float], *, seed: int | 
     for path, value in values.items():
         *parents, leaf = path.split(".")
         node = out
-        for p in parents:
-            node = getattr(node, p)
+        try:
+            for p in parents:  # list items by index (traits.switches.2.rate_per_division)
+                node = node[int(p)] if isinstance(node, list) else getattr(node, p)
+        except (AttributeError, IndexError, ValueError):
+            raise ConfigError(path, value, "a parameter path of the configuration") from None
         if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
             raise ConfigError(path, value, "a parameter path of the configuration")
         setattr(node, leaf, float(value))

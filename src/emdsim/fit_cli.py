@@ -16,6 +16,7 @@ posterior (``posterior.parquet``), the posterior-predictive check (``predictive.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -41,9 +42,9 @@ from .targets import TARGETS_FILE, load_targets
 __all__ = ["main", "load_fit_spec", "scenario_bases"]
 
 log = logging.getLogger("emdsim.fit")
-DB, SPEC, POSTERIOR, PREDICTIVE, REPORT, FITTED, STATE = (
+DB, SPEC, POSTERIOR, PREDICTIVE, REPORT, FITTED, STATE, POINT = (
     "fit.db", "fit_spec.yaml", "posterior.parquet", "predictive.parquet", "fit_report.md", "fitted.yaml",
-    "fit_state.json")
+    "fit_state.json", "point_estimate.parquet")
 #: block size of fit simulations (small cohorts: little padding)
 FIT_BLOCK = 64
 
@@ -61,10 +62,11 @@ def load_fit_spec(path: Path) -> tuple[FitSpec, dict]:
     return parse_fit_spec(data, known, load_targets(targets_file), scenarios), data
 
 
-def scenario_bases(spec: FitSpec) -> dict[str, EmdConfig]:
-    """The validated configuration of every cohort scenario (before the fitted parameters)."""
-    return {name: load([*spec.overrides, f"scenario={name}", f"cohort.n_patients={sc['n_patients']}",
-                        f"cohort.block_size={min(FIT_BLOCK, sc['n_patients'])}", "cohort.n_jobs=1",
+def scenario_bases(spec: FitSpec, scale: int = 1) -> dict[str, EmdConfig]:
+    """The validated configuration of every cohort scenario (before the fitted parameters), with
+    ``scale`` times the spec's simulated cohort."""
+    return {name: load([*spec.overrides, f"scenario={name}", f"cohort.n_patients={scale * sc['n_patients']}",
+                        f"cohort.block_size={min(FIT_BLOCK, scale * sc['n_patients'])}", "cohort.n_jobs=1",
                         "sim.snapshot_patients=0", *sc["overrides"]])
             for name, sc in spec.scenarios.items()}
 
@@ -169,14 +171,7 @@ def _predictive(spec: FitSpec, posterior: pd.DataFrame, n_procs: int) -> pd.Data
     gen = seeds.stream(spec.seed, seeds.DESIGN, 2)
     idx = gen.choice(len(posterior), size=spec.predictive_draws, p=posterior["weight"].to_numpy())
     draws = [{p.path: float(posterior[p.path].iloc[i]) for p in spec.parameters} for i in idx]
-    bases = scenario_bases(spec)
-    if n_procs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=n_procs) as pool:
-            sims = list(pool.map(_simulate_one, [(spec, bases, d) for d in draws]))
-    else:
-        sims = [_simulate_one((spec, bases, d)) for d in draws]
+    sims = _simulate_many(spec, scenario_bases(spec), draws, n_procs)
     rows = []
     from .fit import STATISTICS
 
@@ -203,16 +198,77 @@ def _simulate_one(job) -> dict:
     return simulate(spec, bases, values, _run_patients)
 
 
-def _fitted_yaml(spec: FitSpec, posterior: pd.DataFrame, out: Path) -> str:
+def _simulate_many(spec: FitSpec, bases: dict[str, EmdConfig], draws: list[dict], n_procs: int) -> list[dict]:
+    if n_procs > 1 and len(draws) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=n_procs) as pool:
+            return list(pool.map(_simulate_one, [(spec, bases, d) for d in draws]))
+    return [_simulate_one((spec, bases, d)) for d in draws]
+
+
+def _point_estimate(spec: FitSpec, posterior: pd.DataFrame, history, n_procs: int) -> tuple[dict[str, float], pd.DataFrame]:
+    """The parameter set shipped as fitted.yaml and the table of candidates it was chosen from.
+
+    Without ``point_estimate`` in the spec: the weighted posterior medians.  With it: the
+    ``candidates`` last-generation particles of smallest ABC distance are simulated again on cohorts
+    ``scale`` times larger, and the one closest to the targets there is chosen (a joint point of the
+    posterior; marginal medians of correlated parameters can fall off the ridge the data allow)."""
+    w = posterior["weight"].to_numpy()
+    medians = {p.path: float(weighted_quantile(posterior[p.path].to_numpy(), w, 0.5)) for p in spec.parameters}
+    if not spec.point_candidates:
+        return medians, pd.DataFrame()
+    particles = history.get_population(t=history.max_t).particles
+    best = sorted(particles, key=lambda q: q.distance)[:spec.point_candidates]
+    draws = [{p.path: float(p.to_value(q.parameter[p.key])) for p in spec.parameters} for q in best]
+    print(f"emdsim-fit: point estimate: {len(draws)} candidates on {spec.point_scale}x larger cohorts", flush=True)
+    sims = _simulate_many(spec, scenario_bases(spec, spec.point_scale), draws, n_procs)
+    rows = []
+    for q, d, sim in zip(best, draws, sims, strict=True):
+        total, terms = distance(sim, spec)
+        rows.append({**d, "abc_distance": float(q.distance), "rescored_distance": total,
+                     **{f"z2.{k}": v for k, v in terms.items()}})
+    table = pd.DataFrame(rows).sort_values("rescored_distance", kind="stable").reset_index(drop=True)
+    table["chosen"] = table.index == 0
+    return {p.path: float(table[p.path].iloc[0]) for p in spec.parameters}, table
+
+
+def _fitted_yaml(spec: FitSpec, values: dict[str, float], out: Path) -> str:
+    how = ("the posterior particle chosen by re-simulation (fit_report.md, 'Point estimate')"
+           if spec.point_candidates else "weighted posterior medians")
     lines = ["# @package _global_",
-             f"# Fitted by emdsim-fit ({spec.name}) in {out.name}: weighted posterior medians of the",
+             f"# Fitted by emdsim-fit ({spec.name}) in {out.name}: {how} of the",
              "# parameters the targets identify; every other parameter keeps its sourced default.",
              "# Reproduce a fitted cohort: emdsim experiment=fitted scenario=usmani cohort.n_patients=1965"]
-    nested: dict[str, dict[str, float]] = {}
+    nested: dict[str, Any] = {}
+    base = None
     for p in spec.parameters:
-        med = float(weighted_quantile(posterior[p.path].to_numpy(), posterior["weight"].to_numpy(), 0.5))
-        group, name = p.path.split(".", 1)
-        nested.setdefault(group, {})[name] = float(f"{med:.4g}")
+        med = float(f"{values[p.path]:.4g}")
+        parts = p.path.split(".")
+        at = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        if at is None:
+            node = nested
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = med
+            continue
+        # a list item (traits.switches.2.rate_per_division): Hydra replaces lists whole, so the file
+        # carries the configured list with the fitted value in place
+        if base is None:
+            base = load(list(spec.overrides))
+            lines.append("# A fitted list item comes with its whole list as configured when fitted.")
+        node = nested
+        for part in parts[:at - 1]:
+            node = node.setdefault(part, {})
+        if parts[at - 1] not in node:
+            items = base
+            for part in parts[:at]:
+                items = getattr(items, part)
+            node[parts[at - 1]] = [dataclasses.asdict(item) for item in items]
+        item = node[parts[at - 1]][int(parts[at])]
+        for part in parts[at + 1:-1]:
+            item = item[part]
+        item[parts[-1]] = med
     return "\n".join(lines) + "\n" + yaml.safe_dump(nested, sort_keys=False)
 
 
@@ -237,15 +293,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     plot_posterior(posterior, spec, out / "fit_posterior.png")
     if len(predictive):
         plot_predictive(predictive, out / "fit_predictive.png")
-    atomic_write_text(out / FITTED, _fitted_yaml(spec, posterior, out))
-    atomic_write_text(out / REPORT, _report(spec, posterior, predictive, pops, state, history))
+    point, candidates = _point_estimate(spec, posterior, history, getattr(args, "n_procs", 1))
+    if len(candidates):
+        atomic_write_parquet(out / POINT, candidates)
+    atomic_write_text(out / FITTED, _fitted_yaml(spec, point, out))
+    atomic_write_text(out / REPORT, _report(spec, posterior, predictive, pops, state, history, candidates))
     print(f"emdsim-fit: {len(pops)} generations, {int(pops['samples'].sum())} simulations, "
           f"{state['wall_s'] / 60:.1f} min; report {out / REPORT}, fitted parameters {out / FITTED}", flush=True)
     return 0
 
 
 def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, pops: pd.DataFrame, state: dict,
-            history) -> str:
+            history, candidates: pd.DataFrame) -> str:
     w = posterior["weight"].to_numpy()
     lines = [f"# Fit report: {spec.name}", "",
              f"ABC-SMC (pyabc), population {spec.population_size}, {len(pops)} generations, "
@@ -271,6 +330,18 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
         rep = f"{r.reported:.1f}" + (f" ({r.reported_lower}-{r.reported_upper})" if pd.notna(r.reported_lower) else "")
         lines.append(f"| {r.target} | {r.scenario} | {r.statistic} | {rep} | {r.simulated_median:.1f} "
                      f"({r.simulated_lower:.1f}-{r.simulated_upper:.1f}) |")
+    if len(candidates):
+        sizes = ", ".join(f"{name} {spec.point_scale * sc['n_patients']}" for name, sc in spec.scenarios.items())
+        lines += ["", "## Point estimate (fitted.yaml)", "",
+                  f"The {len(candidates)} last-generation particles closest to the targets, simulated again on "
+                  f"cohorts {spec.point_scale}x larger ({sizes} patients); the one closest there is shipped.", "",
+                  "| " + " | ".join([f"`{p.path}`" for p in spec.parameters] + ["ABC distance", "re-simulated distance",
+                                                                                "chosen"]) + " |",
+                  "|" + "---|" * (len(spec.parameters) + 3)]
+        for row in candidates.to_dict("records"):
+            cells = [f"{row[p.path]:.3g}" for p in spec.parameters]
+            lines.append("| " + " | ".join(cells + [f"{row['abc_distance']:.2f}", f"{row['rescored_distance']:.2f}",
+                                                    "yes" if row["chosen"] else ""]) + " |")
     lines += ["", "Scenarios:", ""]
     for name, sc in spec.scenarios.items():
         lines.append(f"- `{name}`: {sc['n_patients']} simulated patients, overrides {sc['overrides'] or 'none'}")

@@ -58,6 +58,9 @@ def param(unit: str, source: str, lo: float | None = None, hi: float | None = No
     return field(metadata={"unit": unit, "source": source, "lo": lo, "hi": hi, "lo_open": lo_open})
 
 
+#: the source of a list item's parameter is the item's own ``source`` (e.g. each switch in conf/traits)
+ITEM_SOURCE = "see the item's source"
+
 PROB = dict(lo=0.0, hi=1.0)
 NONNEG = dict(lo=0.0)
 
@@ -144,7 +147,7 @@ class SwitchSpec:
 
     name: str
     #: probability per division (per cell birth)
-    rate_per_division: float
+    rate_per_division: float = param("probability per division", ITEM_SOURCE, **PROB)
     #: trait multipliers applied when the switch is acquired
     effects: dict[str, float]
     source: str = ""
@@ -536,8 +539,14 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
         path = f"{prefix}{f.name}"
         if is_dataclass(value):
             rows.extend(describe_parameters(value, path + "."))
+        elif isinstance(value, list) and value and all(is_dataclass(v) for v in value):
+            for i, item in enumerate(value):  # list items by index, as Hydra overrides name them
+                rows.extend(describe_parameters(item, f"{path}.{i}."))
         elif "unit" in f.metadata:
+            source = f.metadata["source"]
+            if source == ITEM_SOURCE:
+                source = f"{getattr(obj, 'name', '')}: {getattr(obj, 'source', '')}".strip(": ")
             rows.append({"field": path, "value": value, "unit": f.metadata["unit"],
-                         "source": f.metadata["source"], "lo": f.metadata["lo"], "hi": f.metadata["hi"],
+                         "source": source, "lo": f.metadata["lo"], "hi": f.metadata["hi"],
                          "lo_open": f.metadata["lo_open"]})
     return rows

@@ -18,7 +18,9 @@ def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
     fig = Figure(figsize=(2.6 * d + 1, 2.4 * d + 0.6), layout="constrained")
     w = posterior["weight"].to_numpy()
     cols = [np.log10(posterior[p.path]) if p.log else posterior[p.path] for p in params]
-    labels = [("log10 " if p.log else "") + p.path + (f" ({p.unit})" if p.unit else "") for p in params]
+    # the path without its config group, the unit on a second line: long list-item paths fit the panel
+    labels = [("log10 " if p.log else "") + p.path.split(".", 1)[-1] + (f"\n({p.unit})" if p.unit else "")
+              for p in params]
     for i in range(d):
         for j in range(d):
             if j > i:
