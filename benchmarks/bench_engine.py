@@ -9,6 +9,8 @@ Cases
                    (goal >= 50x); also the vectorized engine on all cores
   vs_rng_floor     engine time / time numpy needs to draw the same number of uniform and normal
                    variates in large vectorised calls (goal <= 5), one core
+  breakdown        the same block: seconds in the compiled pass (processes 1-5), in the rest of the
+                   step (clinical course) and outside the step (records, snapshots)
   scale_patients   500 -> 2,000 -> 8,000 patients at 10 years: seconds per simulated patient-year
   scale_horizon    5 -> 10 -> 20 years of follow-up at 1,000 patients: seconds per patient-year
   memory           peak resident memory of the main process and of the workers (KiB)
@@ -43,6 +45,35 @@ def _run(overrides: list[str]):
     wall = time.perf_counter() - t0
     years = float(res.patients["simulated_days"].sum()) / 365.25
     return cfg, res, wall, years
+
+
+def _breakdown(overrides: list[str]) -> dict[str, float]:
+    """Seconds in the compiled pass, in the rest of ``engine.step`` and outside the step."""
+    from emdsim import engine
+
+    spent = {"advance": 0.0, "step": 0.0}
+    advance, step = engine._advance, engine.step
+
+    def timed(fn, key):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[key] += time.perf_counter() - t0
+        return wrapper
+
+    engine._advance, engine.step = timed(advance, "advance"), timed(step, "step")
+    import emdsim.cohort as cohort_mod
+    cohort_step = cohort_mod.step
+    cohort_mod.step = engine.step
+    try:
+        _, _, wall, _ = _run(overrides)
+    finally:
+        engine._advance, engine.step, cohort_mod.step = advance, step, cohort_step
+    return {"wall_s": round(wall, 2), "compiled_pass_s": round(spent["advance"], 2),
+            "rest_of_step_s": round(spent["step"] - spent["advance"], 2),
+            "outside_step_s": round(wall - spent["step"], 2)}
 
 
 def _emit(case: str, **fields) -> None:
@@ -94,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     floor = rng_floor_seconds(*res_f.draws)
     _emit("vs_rng_floor", patients=n_f, engine_wall_s=round(wall_f, 2), uniform_variates=res_f.draws[0],
           normal_variates=res_f.draws[1], rng_floor_s=round(floor, 3), vs_rng_floor=round(wall_f / floor, 1), goal=5)
+
+    # where one block's time goes: the compiled pass (processes 1-5) vs the rest of the step
+    # (clinical course, events) vs the block's bookkeeping (records, snapshots)
+    _emit("breakdown", patients=n_f, **_breakdown([f"cohort.n_patients={n_f}", "cohort.n_jobs=1",
+                                                    "cohort.block_size=256"]))
 
     # scaling in patients and horizon
     sizes = (250, 1000, 4000) if q else (500, 2000, 8000)

@@ -99,6 +99,44 @@ def test_with_parameters_sets_and_validates(make_cfg):
         with_parameters(cfg, {"spread.nothing": 1.0})
 
 
+def test_with_parameters_reaches_list_items(make_cfg):
+    cfg = make_cfg()
+    out = with_parameters(cfg, {"traits.switches.2.rate_per_division": 3e-10})
+    assert out.traits.switches[2].rate_per_division == 3e-10
+    assert [s.rate_per_division for s in out.traits.switches[:2]] == [s.rate_per_division for s in cfg.traits.switches[:2]]
+    for bad in ("traits.switches.9.rate_per_division", "traits.switches.x.rate_per_division"):
+        with pytest.raises(ConfigError):
+            with_parameters(cfg, {bad: 1e-9})
+
+
+def test_a_spec_may_state_the_denominator_of_an_approximate_target(known):
+    targets = {"usmani_em_at_relapse": {"scenario": "usmani", "statistic": "em_at_relapse", "n": 500}}
+    assert _parse(known, targets=targets).targets[0].n == 500
+    assert _parse(known).targets[0].n == 1965  # otherwise the targets file's n
+    with pytest.raises(ConfigError) as err:
+        _parse(known, targets={"usmani_em_at_relapse": dict(targets["usmani_em_at_relapse"], n=0)})
+    assert err.value.field_path == "fit.targets.usmani_em_at_relapse.n"
+
+
+def test_fitted_yaml_with_a_list_item_composes_as_an_experiment(tmp_path, known):
+    """A fitted switch rate is written with its whole list (Hydra replaces lists); composed as an
+    experiment it sets the fitted values and leaves the rest of the list as configured."""
+    from emdsim.confload import load
+    from emdsim.fit_cli import _fitted_yaml
+
+    spec = _parse(known, parameters={"spread.p_colonisation": {"lo": 1e-5, "hi": 1e-3, "log": True},
+                                     "traits.switches.2.rate_per_division": {"lo": 1e-11, "hi": 1e-8, "log": True}})
+    values = {"spread.p_colonisation": 2e-4, "traits.switches.2.rate_per_division": 3e-10}
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "probe.yaml").write_text(_fitted_yaml(spec, values, tmp_path))
+    cfg = load([f"hydra.searchpath=[file://{tmp_path}]", "experiment=probe", *spec.overrides])
+    base = load(list(spec.overrides))
+    assert cfg.spread.p_colonisation == 2e-4 and cfg.traits.switches[2].rate_per_division == 3e-10
+    assert [s.name for s in cfg.traits.switches] == [s.name for s in base.traits.switches]
+    for i in (0, 1, 3):
+        assert cfg.traits.switches[i] == base.traits.switches[i]
+
+
 def test_simulation_seeds_are_deterministic_and_distinct():
     a = simulation_seed(1, "usmani", {"x": 0.1})
     assert a == simulation_seed(1, "usmani", {"x": 0.1})
@@ -211,20 +249,35 @@ def test_recovery_of_a_known_colonisation_probability(tmp_path, make_cfg):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known model gap (fits/README.md): the shipped fit gives 1.7% EM at diagnosis "
-                   "on 1,965 Usmani-like patients against 3.4% reported; strict, so a fit that closes it shows")
 def test_the_fitted_configuration_reproduces_the_usmani_figures(make_cfg):
-    """experiment=fitted scenario=usmani on 1,965 patients: EM at diagnosis (3.4%, n 1965) and at
-    relapse (~5%) agree with the report within the sampling error of both (two-sample z < 1.96)."""
+    """experiment=fitted scenario=usmani on 1,965 patients, followed as in the fit: EM at diagnosis
+    (3.4%, n 1965) and at relapse (~5%, with the denominator the fit spec states) agree with the
+    report within the sampling error of both (two-sample z < 1.96)."""
     from emdsim.cohort import run_cohort
     from emdsim.fit import cohort_statistics
 
+    spec, _ = load_fit_spec(ROOT / "fits" / "incidence.yaml")
     cfg = make_cfg("experiment=fitted", "scenario=usmani", "cohort.n_patients=1965", "sim.snapshot_patients=0",
-                   small=False)
+                   *spec.overrides, small=False)
     stats = cohort_statistics(run_cohort(cfg).patients, cfg.seed)
-    targets = {t.name: t for t in load_targets()}
+    targets = {t.name: t for t in spec.targets}
     for name, key, denom in (("usmani_em_at_diagnosis", "em_at_diagnosis", "n_diagnosed"),
                              ("usmani_em_at_relapse", "em_at_relapse", "n_relapsed")):
         t = targets[name]
-        z2 = z_squared(stats[key], stats[denom], t.value / 100, t.n)
+        z2 = z_squared(stats[key], stats[denom], t.value, t.n)
         assert z2 < 1.96 ** 2, (name, stats[key], stats[denom], t.value)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap (fits/README.md): the shipped fit's crowding-driven egress "
+                   "(gain 75) keeps many marrows below the diagnostic burden: about 55% of virtual patients are "
+                   "diagnosed within sim.max_years_to_diagnosis, against about 88% at the default gain; strict, "
+                   "so a fit constrained on time to diagnosis shows")
+def test_the_fitted_configuration_diagnoses_most_patients(make_cfg):
+    """Myeloma is a progressive disease: under the fitted biology, as under the defaults, most virtual
+    patients reach the diagnostic marrow burden within the cap (at least 80%)."""
+    from emdsim.cohort import run_cohort
+
+    cfg = make_cfg("experiment=fitted", "scenario=usmani", "cohort.n_patients=512", "sim.snapshot_patients=0",
+                   "sim.followup_years=6", small=False)
+    assert run_cohort(cfg).patients["diagnosed"].mean() >= 0.80
