@@ -71,6 +71,9 @@ class Tables:
     dest_wound: NDArray[np.bool_]
     phase_wound_node: NDArray[np.int64]      # (n_first,) wound node opened by each first-line phase, -1 none
     surgery_node: NDArray[np.int64]          # (n_surgeries,)
+    p_spill: float                           # per step: a cell of a breached site spills (local extension)
+    p_arrest: float                          # per step: a circulating cell arrests ...
+    p_die_rest: float                        # ... or, if it does not, dies in the blood
 
     @property
     def untreated(self) -> int:
@@ -85,6 +88,8 @@ def build_tables(cfg: EmdConfig) -> Tables:
                        np.where(np.arange(world.n_nodes) == world.blood, 0.0, cfg.spread.shedding_rate_per_day))
     src, tgt = switch_targets(len(cfg.traits.switches))
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
+    sp, dt = cfg.spread, cfg.sim.dt_days
+    p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
     return Tables(
         cfg=cfg, world=world, regimens=regimens,
         kill_table=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
@@ -103,6 +108,8 @@ def build_tables(cfg: EmdConfig) -> Tables:
         dest_wound=world.is_wound[world.is_marrow | world.is_tissue_target],
         phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
+        p_spill=float(event_probability(sp.local_extension_rate_per_day, dt)), p_arrest=float(p_circ[0]),
+        p_die_rest=float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0)),
     )
 
 
@@ -220,9 +227,6 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
     cells in each compartment after the step (P, N)."""
     cfg, w = tb.cfg, tb.world
     g, sp, sim = cfg.growth, cfg.spread, cfg.sim
-    dt = sim.dt_days
-    p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
-    p_die_rest = min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0)
     node_total = np.empty(st.cells.shape[:2])
     kernels.advance(
         rng, st.tally, st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation, st.patients.switch_factor,
@@ -230,8 +234,8 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
         w.is_wound, w.capacity, tb.in_marrow, w.blood, tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes,
         tb.dest, tb.dest_marrow, tb.dest_wound, tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day,
         g.niche_loss_death_rate_per_day, sp.crowding_egress_gain, sp.cortical_disruption_occupancy,
-        sp.cortical_disruption_rate_per_day, float(event_probability(sp.local_extension_rate_per_day, dt)),
-        float(p_circ[0]), float(p_die_rest), sp.p_marrow_engraftment, sp.p_colonisation, dt,
+        sp.cortical_disruption_rate_per_day, tb.p_spill, tb.p_arrest, tb.p_die_rest, sp.p_marrow_engraftment,
+        sp.p_colonisation, sim.dt_days,
         sim.deterministic_threshold_cells, sim.extinction_cells, _ND, _PROLIF, _EMPROLIF, _SENS, ROUTE_LOCAL,
         ROUTE_HAEMATOGENOUS, st.last_local, st.last_haem, st.lesion_onset, st.lesion_route, st.lesion_detectable,
         node_total)

@@ -35,7 +35,7 @@ from .cohort import run_cohort
 from .cliutil import run_command
 from .config.schema import ConfigError, EmdConfig, describe_parameters
 from .confload import CONF_DIR, load
-from .fit import FitSpec, distance, parse_fit_spec, simulate, weighted_quantile
+from .fit import FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
 from .rundir import atomic_write_parquet, atomic_write_text, provenance
 from .targets import TARGETS_FILE, load_targets
 
@@ -240,35 +240,27 @@ def _fitted_yaml(spec: FitSpec, values: dict[str, float], out: Path) -> str:
              f"# Fitted by emdsim-fit ({spec.name}) in {out.name}: {how} of the",
              "# parameters the targets identify; every other parameter keeps its sourced default.",
              "# Reproduce a fitted cohort: emdsim experiment=fitted scenario=usmani cohort.n_patients=1965"]
+    # the fitted configuration itself (with_parameters walks and validates the paths); a list item
+    # (traits.switches.2.rate_per_division) is written with its whole list, since Hydra replaces lists
+    rounded = {path: float(f"{v:.4g}") for path, v in values.items()}
+    fitted = with_parameters(load(list(spec.overrides)), rounded)
     nested: dict[str, Any] = {}
-    base = None
     for p in spec.parameters:
-        med = float(f"{values[p.path]:.4g}")
         parts = p.path.split(".")
         at = next((i for i, part in enumerate(parts) if part.isdigit()), None)
-        if at is None:
-            node = nested
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = med
-            continue
-        # a list item (traits.switches.2.rate_per_division): Hydra replaces lists whole, so the file
-        # carries the configured list with the fitted value in place
-        if base is None:
-            base = load(list(spec.overrides))
-            lines.append("# A fitted list item comes with its whole list as configured when fitted.")
+        key_path = parts if at is None else parts[:at]   # the value, or the list that holds it
         node = nested
-        for part in parts[:at - 1]:
+        for part in key_path[:-1]:
             node = node.setdefault(part, {})
-        if parts[at - 1] not in node:
-            items = base
-            for part in parts[:at]:
+        if at is None:
+            node[key_path[-1]] = rounded[p.path]
+        else:
+            items = fitted
+            for part in key_path:
                 items = getattr(items, part)
-            node[parts[at - 1]] = [dataclasses.asdict(item) for item in items]
-        item = node[parts[at - 1]][int(parts[at])]
-        for part in parts[at + 1:-1]:
-            item = item[part]
-        item[parts[-1]] = med
+            node[key_path[-1]] = [dataclasses.asdict(item) for item in items]
+    if any(part.isdigit() for p in spec.parameters for part in p.path.split(".")):
+        lines.append("# A fitted list item comes with its whole list as configured when fitted.")
     return "\n".join(lines) + "\n" + yaml.safe_dump(nested, sort_keys=False)
 
 

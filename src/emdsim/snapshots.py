@@ -71,11 +71,9 @@ class SnapshotRecorder:
     def table(self) -> pd.DataFrame:
         if not self._parts:
             return empty_table()
-        data = {c: np.concatenate([p[c] for p in self._parts]) for c in SNAPSHOT_COLUMNS if c != "kind"}
-        w = self.tb.world
+        data = {c: np.concatenate([p[c] for p in self._parts]) for c in self._parts[0]}
         node = data["node"]  # node indices while recording, names in the table
-        data["node"] = np.asarray(w.names, dtype=object)[node]
-        data["kind"] = np.asarray(w.kinds, dtype=object)[node]
-        data = {c: data[c] for c in SNAPSHOT_COLUMNS}
-        frame = pd.DataFrame(data)
+        data["node"] = np.asarray(self.tb.world.names, dtype=object)[node]
+        data["kind"] = np.asarray(self.tb.world.kinds, dtype=object)[node]
+        frame = pd.DataFrame(data, columns=list(SNAPSHOT_COLUMNS))
         return frame.sort_values(["patient_id", "step", "node"], kind="stable").reset_index(drop=True)
