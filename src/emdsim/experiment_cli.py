@@ -138,7 +138,8 @@ def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, e
     arms = spec["arms"]
     lines = [f"# {spec['name']}: {spec['question']}", "",
              "## Design", "",
-             f"- Model: `experiment={spec['config']}` (the fitted biology), {n} virtual patients per cohort, "
+             f"- Model: `experiment={spec['config']}` (the parameter set of `conf/experiment/{spec['config']}.yaml`), "
+             f"{n} virtual patients per cohort, "
              f"{replicates} replicate cohorts (seeds 1..{replicates}); every arm runs on the same patients and "
              "streams (common random numbers).",
              f"- Arms ({'config group `' + spec['arm_group'] + '`' if spec.get('arm_group') else 'parameter sets'}), "

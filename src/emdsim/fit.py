@@ -8,7 +8,11 @@ A fit spec (``fits/*.yaml``) names
   simulation size;
 * the **targets**: each reported figure of ``data/targets`` is matched by a scenario and a
   statistic of its simulated cohort (``em_at_diagnosis`` ...), and qualitative findings (the
-  commonest site, the high-risk association) enter as **constraints** with a penalty.
+  commonest site, the high-risk association) enter as **constraints** with a penalty;
+* **requirements**: properties of the virtual cohort that no report states but the model must keep
+  (``diagnosed``: most virtual patients reach diagnosis), a bound with its reason; a simulated
+  fraction beyond the bound adds its one-sided squared z-score ``(bound - p_sim)^2 / (p_sim (1 -
+  p_sim) / n_sim)``.
 
 The distance respects the binomial sampling error of both the report and the simulation:
 ``sum_t (p_sim - p_obs)^2 / (p_obs (1 - p_obs) / n_obs + p_sim (1 - p_sim) / n_sim)`` (a sum of
@@ -37,7 +41,7 @@ from .design import ParameterRange, parse_range
 from .summary import summarise
 from .targets import Target
 
-__all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitSpec", "STATISTICS", "CHECKS", "parse_fit_spec",
+__all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitRequirement", "FitSpec", "STATISTICS", "CHECKS", "parse_fit_spec",
            "with_parameters", "cohort_statistics", "distance", "simulate", "weighted_quantile"]
 
 #: statistics of a simulated cohort a target can be matched with: name -> (summary key, denominator)
@@ -46,6 +50,7 @@ STATISTICS = {
     "emd_at_diagnosis": ("emd_at_diagnosis", "n_diagnosed"), "ps_at_relapse": ("ps_at_relapse", "n_relapsed"),
     "em_at_relapse": ("em_at_relapse", "n_relapsed"), "emd_at_relapse": ("emd_at_relapse", "n_relapsed"),
     "em_ever": ("em_ever", "n_diagnosed"), "emd_ever": ("emd_ever", "n_diagnosed"),
+    "diagnosed": ("diagnosed_fraction", "n_patients"),
 }
 #: qualitative checks on a simulated cohort
 CHECKS = ("top_em_site_at_diagnosis", "top_em_site_at_relapse", "em_more_in_high_risk")
@@ -83,6 +88,18 @@ class FitConstraint:
     penalty: float
 
 
+@dataclass(frozen=True)
+class FitRequirement:
+    """A bound on a statistic of a simulated cohort that the model must keep (not a reported figure)."""
+
+    name: str
+    scenario: str
+    statistic: str
+    minimum: float | None   # fraction
+    maximum: float | None
+    source: str
+
+
 @dataclass
 class FitSpec:
     name: str
@@ -103,6 +120,7 @@ class FitSpec:
     #: cohorts ``point_scale`` times larger is closest (marginal medians can fall off a ridge)
     point_candidates: int = 0
     point_scale: int = 4
+    requirements: tuple[FitRequirement, ...] = ()
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
@@ -117,7 +135,7 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     scenarios against ``conf/scenario``; every problem is a :class:`ConfigError`."""
     allowed = {"name", "parameters", "scenarios", "targets", "constraints", "population_size", "max_generations",
                "max_walltime_minutes", "min_acceptance_rate", "predictive_draws", "seed", "overrides", "targets_file",
-               "point_estimate"}
+               "point_estimate", "requirements"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"fit.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
@@ -171,6 +189,11 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
         if penalty < 0:
             raise ConfigError(f"{where}.penalty", penalty, ">= 0")
         constraints.append(FitConstraint(name, c["scenario"], c["check"], str(by_name[name].value), penalty))
+    requirements = tuple(_requirement(name, r, scenarios) for name, r in (data.get("requirements") or {}).items())
+    taken = {t.name for t in fit_targets} | {c.name for c in constraints}
+    for r in requirements:
+        if r.name in taken:
+            raise ConfigError(f"fit.requirements.{r.name}", r.name, "a name not used by a target or constraint")
     for key, lo in (("population_size", 2), ("max_generations", 1), ("predictive_draws", 0)):
         _positive_int(f"fit.{key}", data.get(key), lo)
     rate = data.get("min_acceptance_rate", 0.0)
@@ -185,12 +208,35 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
     candidates = _positive_int("fit.point_estimate.candidates", point["candidates"]) if point else 0
     scale = _positive_int("fit.point_estimate.scale", point.get("scale", 4))
     return FitSpec(name=str(data.get("name", "fit")), parameters=tuple(params), scenarios=scenarios,
-                   point_candidates=candidates, point_scale=scale,
+                   point_candidates=candidates, point_scale=scale, requirements=requirements,
                    targets=tuple(fit_targets), constraints=tuple(constraints),
                    population_size=data["population_size"], max_generations=data["max_generations"],
                    max_walltime_minutes=float(wall), min_acceptance_rate=float(rate),
                    predictive_draws=data["predictive_draws"], seed=_positive_int("fit.seed", data.get("seed", 0), 0),
                    overrides=tuple(str(o) for o in data.get("overrides") or ()))
+
+
+def _requirement(name: str, r: Any, scenarios: Mapping[str, Any]) -> FitRequirement:
+    where = f"fit.requirements.{name}"
+    if not isinstance(r, Mapping) or set(r) - {"scenario", "statistic", "min", "max", "source"}:
+        raise ConfigError(where, r, "a mapping {scenario, statistic, min and/or max (%), source}")
+    if r.get("scenario") not in scenarios:
+        raise ConfigError(f"{where}.scenario", r.get("scenario"), f"one of the fit's scenarios {sorted(scenarios)}")
+    if r.get("statistic") not in STATISTICS:
+        raise ConfigError(f"{where}.statistic", r.get("statistic"), f"one of {sorted(STATISTICS)}")
+    bounds = {}
+    for key in ("min", "max"):
+        v = r.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 100.0):
+            raise ConfigError(f"{where}.{key}", v, "a percentage in [0, 100]")
+        bounds[key] = None if v is None else float(v) / 100.0
+    if bounds["min"] is None and bounds["max"] is None:
+        raise ConfigError(where, dict(r), "at least one of min, max")
+    if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
+        raise ConfigError(f"{where}.min", r["min"], f"<= max ({r['max']})")
+    if not str(r.get("source") or "").strip():
+        raise ConfigError(f"{where}.source", r.get("source"), "the reason for the bound (a citation or 'assumption: ...')")
+    return FitRequirement(name, r["scenario"], r["statistic"], bounds["min"], bounds["max"], str(r["source"]))
 
 
 def with_parameters(cfg: EmdConfig, values: Mapping[str, float], *, seed: int | None = None) -> EmdConfig:
@@ -232,6 +278,7 @@ def cohort_statistics(patients: pd.DataFrame, seed: int) -> dict[str, Any]:
     s = summarise(patients, seed=seed)
     dx = patients[patients["diagnosed"]]
     s["emd_ever"] = float((dx["em_ever"] | dx["ps_ever"]).mean()) if len(dx) else 0.0
+    s["diagnosed_fraction"] = float(len(dx) / len(patients)) if len(patients) else 0.0
     hr, sr = dx[dx["high_risk"]], dx[~dx["high_risk"]]
     s["em_ever_high_risk"] = float(hr["em_ever"].mean()) if len(hr) else math.nan
     s["em_ever_standard_risk"] = float(sr["em_ever"].mean()) if len(sr) else math.nan
@@ -262,14 +309,32 @@ def z_squared(p_sim: float, n_sim: int, p_obs: float, n_obs: int) -> float:
     return (p_sim - p_obs) ** 2 / (var(p_obs, n_obs) + var(p_sim, max(n_sim, 1)))
 
 
+def bound_z_squared(p_sim: float, n_sim: int, minimum: float | None, maximum: float | None) -> float:
+    """One-sided squared z-score of a simulated fraction beyond a bound (0 inside the bounds); the
+    variance is the simulation's binomial one, floored at half an event as in :func:`z_squared`."""
+    n = max(n_sim, 1)
+    p = min(max(p_sim, 0.5 / n), 1.0 - 0.5 / n)
+    var = p * (1.0 - p) / n
+    if minimum is not None and p_sim < minimum:
+        return (minimum - p_sim) ** 2 / var
+    if maximum is not None and p_sim > maximum:
+        return (p_sim - maximum) ** 2 / var
+    return 0.0
+
+
 def distance(sim: Mapping[str, Any], spec: FitSpec) -> tuple[float, dict[str, float]]:
-    """Total distance and its terms (per target z^2 and per violated constraint its penalty)."""
+    """Total distance and its terms (per target z^2, per violated constraint its penalty and per
+    requirement its one-sided z^2 beyond the bound)."""
     terms: dict[str, float] = {}
     for t in spec.targets:
         key, denom = STATISTICS[t.statistic]
         terms[t.name] = z_squared(float(sim[f"{t.scenario}.{key}"]), int(sim[f"{t.scenario}.{denom}"]), t.value, t.n)
     for c in spec.constraints:
         terms[c.name] = 0.0 if sim[f"{c.scenario}.{c.name}"] else c.penalty
+    for r in spec.requirements:
+        key, denom = STATISTICS[r.statistic]
+        terms[r.name] = bound_z_squared(float(sim[f"{r.scenario}.{key}"]), int(sim[f"{r.scenario}.{denom}"]),
+                                        r.minimum, r.maximum)
     return float(sum(terms.values())), terms
 
 

@@ -147,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     budget = spec.max_walltime_minutes - state["wall_s"] / 60.0
     print(f"emdsim-fit: {len(spec.parameters)} parameters, {len(spec.scenarios)} scenarios, {len(spec.targets)} "
-          f"targets, {len(spec.constraints)} constraints; population {spec.population_size}, {left} generations "
+          f"targets, {len(spec.constraints)} constraints, {len(spec.requirements)} requirements; "
+          f"population {spec.population_size}, {left} generations "
           f"to go, at most {budget:.1f} min; results in {out}", flush=True)
     if left > 0 and budget > 0:
         abc.run(max_nr_populations=left, max_walltime=timedelta(minutes=budget),
@@ -155,6 +156,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     state["wall_s"] += time.perf_counter() - start
     atomic_write_text(out / STATE, json.dumps(state) + "\n")
     return cmd_report(argparse.Namespace(dir=out, n_procs=args.n_procs))
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size of importance weights: ``(sum w)^2 / sum w^2``."""
+    w = np.asarray(weights, float)
+    return float(w.sum() ** 2 / np.sum(w ** 2)) if w.size and np.sum(w ** 2) > 0 else 0.0
 
 
 def _posterior(spec: FitSpec, history) -> pd.DataFrame:
@@ -190,6 +197,14 @@ def _predictive(spec: FitSpec, posterior: pd.DataFrame, n_procs: int) -> pd.Data
         rows.append({"target": c.name, "scenario": c.scenario, "statistic": c.check, "reported": math.nan,
                      "simulated_median": 100 * float(np.mean(ok)), "simulated_lower": math.nan,
                      "simulated_upper": math.nan, "constraint": c.expected})
+    for r in spec.requirements:
+        key, _ = STATISTICS[r.statistic]
+        values = 100 * np.array([s[f"{r.scenario}.{key}"] for s in sims])
+        rows.append({"target": r.name, "scenario": r.scenario, "statistic": r.statistic, "reported": math.nan,
+                     "simulated_median": float(np.median(values)), "simulated_lower": float(np.quantile(values, 0.05)),
+                     "simulated_upper": float(np.quantile(values, 0.95)),
+                     "required_min": math.nan if r.minimum is None else 100 * r.minimum,
+                     "required_max": math.nan if r.maximum is None else 100 * r.maximum})
     return pd.DataFrame(rows)
 
 
@@ -302,10 +317,16 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
              f"ABC-SMC (pyabc), population {spec.population_size}, {len(pops)} generations, "
              f"{int(pops['samples'].sum())} simulations (each = every scenario's cohort), "
              f"wall time {state['wall_s'] / 60:.1f} min.", "",
-             "| generation | epsilon | simulations | acceptance |", "|---|---|---|---|"]
+             "| generation | epsilon | simulations | acceptance | effective sample size |", "|---|---|---|---|---|"]
     for r in pops.itertuples():
-        lines.append(f"| {r.t} | {r.epsilon:.3g} | {r.samples} | {r.particles / max(r.samples, 1):.2f} |")
+        _, weights = history.get_distribution(m=0, t=r.t)
+        lines.append(f"| {r.t} | {r.epsilon:.3g} | {r.samples} | {r.particles / max(r.samples, 1):.2f} | "
+                     f"{effective_sample_size(np.asarray(weights, float)):.1f} |")
+    ess = effective_sample_size(w)
     lines += ["", "## Posterior (weighted median and 95% credible interval)", "",
+              f"Effective sample size of the last generation: {ess:.1f} of {len(w)} particles (Kish)."
+              + (" Few particles carry the weight: read the intervals as rough, and the posterior-predictive "
+                 "draws below repeat those particles." if ess < len(w) / 4 else ""), "",
               "| parameter | median | 2.5% | 97.5% | prior | unit | source |", "|---|---|---|---|---|---|---|"]
     for p in spec.parameters:
         lo, med, hi = weighted_quantile(posterior[p.path].to_numpy(), w, np.array([0.025, 0.5, 0.975]))
@@ -315,6 +336,12 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
               "Simulated median and 90% interval over posterior draws vs the reported value (95% interval).", "",
               "| target | scenario | statistic | reported % | simulated % (90% interval) |", "|---|---|---|---|---|"]
     for r in predictive.itertuples():
+        if pd.notna(getattr(r, "required_min", math.nan)) or pd.notna(getattr(r, "required_max", math.nan)):
+            bound = " and ".join(f"{op} {v:g}" for op, v in ((">=", r.required_min), ("<=", r.required_max))
+                                 if pd.notna(v))
+            lines.append(f"| {r.target} | {r.scenario} | {r.statistic} | required {bound} (model requirement) | "
+                         f"{r.simulated_median:.1f} ({r.simulated_lower:.1f}-{r.simulated_upper:.1f}) |")
+            continue
         if isinstance(getattr(r, "constraint", None), str):
             lines.append(f"| {r.target} | {r.scenario} | {r.statistic} = {r.constraint} | (qualitative) | "
                          f"satisfied in {r.simulated_median:.0f}% of draws |")
@@ -334,6 +361,11 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
             cells = [f"{row[p.path]:.3g}" for p in spec.parameters]
             lines.append("| " + " | ".join(cells + [f"{row['abc_distance']:.2f}", f"{row['rescored_distance']:.2f}",
                                                     "yes" if row["chosen"] else ""]) + " |")
+    if spec.requirements:
+        lines += ["", "Requirements (bounds the virtual cohort must keep; no report states them):", ""]
+        for r in spec.requirements:
+            bound = " and ".join(f"{op} {100 * v:g}%" for op, v in ((">=", r.minimum), ("<=", r.maximum)) if v is not None)
+            lines.append(f"- `{r.name}` ({r.scenario}, {r.statistic} {bound}): {r.source}")
     lines += ["", "Scenarios:", ""]
     for name, sc in spec.scenarios.items():
         lines.append(f"- `{name}`: {sc['n_patients']} simulated patients, overrides {sc['overrides'] or 'none'}")

@@ -47,24 +47,39 @@ def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
 
 
 def plot_predictive(predictive: pd.DataFrame, path: Path) -> Figure:
-    """Per target: simulated median and 90% interval beside the reported value and its interval."""
-    rows = predictive[predictive["reported"].notna()].reset_index(drop=True)
-    fig = Figure(figsize=(8, 0.6 * len(rows) + 1.6), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    y = np.arange(len(rows))
-    med = rows["simulated_median"].to_numpy(float)
-    ax.errorbar(med, y + 0.15,
-                xerr=[med - rows["simulated_lower"].to_numpy(float), rows["simulated_upper"].to_numpy(float) - med],
-                fmt="o", color="tab:blue", capsize=3, label="simulated: median, 90% interval")
-    rep = rows["reported"].to_numpy(float)
-    lo = pd.to_numeric(rows["reported_lower"], errors="coerce").to_numpy(float)
-    hi = pd.to_numeric(rows["reported_upper"], errors="coerce").to_numpy(float)
-    ax.errorbar(rep, y - 0.15, xerr=[np.nan_to_num(rep - lo), np.nan_to_num(hi - rep)],
-                fmt="D", color="black", capsize=3, label="reported: value, 95% interval")
-    ax.set_yticks(y, [f"{t} ({s})" for t, s in zip(rows["target"], rows["scenario"])], fontsize=8)
-    ax.set_xlabel("% of the cohort's denominator (diagnosed or relapsed patients)")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("posterior-predictive check")
+    """Per target: simulated median and 90% interval beside the reported value and its interval;
+    requirements (bounds the model must keep) in a panel of their own below."""
+    bound = predictive.reindex(columns=["required_min", "required_max"])
+    required = bound.notna().any(axis=1).to_numpy()
+    reported = predictive["reported"].notna().to_numpy()
+    panels = [(predictive[reported], "reported")] + ([(predictive[required], "required")] if required.any() else [])
+    heights = [max(len(rows), 1) for rows, _ in panels]
+    fig = Figure(figsize=(8, 0.6 * sum(heights) + 1.6 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (rows, kind) in zip(axes, panels, strict=True):
+        rows = rows.reset_index(drop=True)
+        y = np.arange(len(rows))
+        med = rows["simulated_median"].to_numpy(float)
+        ax.errorbar(med, y + 0.15,
+                    xerr=[med - rows["simulated_lower"].to_numpy(float), rows["simulated_upper"].to_numpy(float) - med],
+                    fmt="o", color="tab:blue", capsize=3, label="simulated: median, 90% interval")
+        if kind == "reported":
+            rep = rows["reported"].to_numpy(float)
+            lo = pd.to_numeric(rows["reported_lower"], errors="coerce").to_numpy(float)
+            hi = pd.to_numeric(rows["reported_upper"], errors="coerce").to_numpy(float)
+            ax.errorbar(rep, y - 0.15, xerr=[np.nan_to_num(rep - lo), np.nan_to_num(hi - rep)],
+                        fmt="D", color="black", capsize=3, label="reported: value, 95% interval")
+            ax.set_xlabel("% of the cohort's denominator (diagnosed or relapsed patients)")
+            ax.set_title("posterior-predictive check")
+        else:
+            for col, marker, op in (("required_min", ">", ">="), ("required_max", "<", "<=")):
+                v = rows[col].to_numpy(float) if col in rows else np.full(len(rows), np.nan)
+                if np.isfinite(v).any():
+                    ax.plot(v, y - 0.15, marker, color="tab:red", linestyle="none", label=f"required bound ({op})")
+            ax.set_xlabel("% of the cohort's virtual patients")
+            ax.set_title("model requirements (no report states them)", fontsize=10)
+        ax.set_yticks(y, [f"{t} ({s})" for t, s in zip(rows["target"], rows["scenario"])], fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=110)
     return fig
