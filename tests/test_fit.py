@@ -258,7 +258,7 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path):
     report = (out / "fit_report.md").read_text()
     assert "usmani_em_at_diagnosis" in report and "3 generations" in report
     assert "| effective sample size |" in report and "Effective sample size of the last generation" in report
-    assert "progressive | usmani | diagnosed | required >= 50" in report and "assumption: a test bound" in report
+    assert "progressive | usmani | diagnosed | required >= 50%" in report and "assumption: a test bound" in report
     predictive = pd.read_parquet(out / "predictive.parquet").set_index("target")
     assert predictive.loc["progressive", "required_min"] == 50.0
     assert 0.0 <= predictive.loc["progressive", "simulated_median"] <= 100.0

@@ -42,7 +42,8 @@ from .summary import summarise
 from .targets import Target
 
 __all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitRequirement", "FitSpec", "STATISTICS", "CHECKS", "parse_fit_spec",
-           "with_parameters", "cohort_statistics", "distance", "simulate", "weighted_quantile"]
+           "with_parameters", "cohort_statistics", "z_squared", "bound_z_squared", "distance", "simulate",
+           "weighted_quantile"]
 
 #: statistics of a simulated cohort a target can be matched with: name -> (summary key, denominator)
 STATISTICS = {
@@ -98,6 +99,11 @@ class FitRequirement:
     minimum: float | None   # fraction
     maximum: float | None
     source: str
+
+    def bound_text(self) -> str:
+        """``>= 80%`` / ``<= 5%`` / both."""
+        return " and ".join(f"{op} {100 * v:g}%" for op, v in ((">=", self.minimum), ("<=", self.maximum))
+                            if v is not None)
 
 
 @dataclass
@@ -302,19 +308,19 @@ def z_squared(p_sim: float, n_sim: int, p_obs: float, n_obs: int) -> float:
     Each variance is floored at that of half an event (``0.5 / n``), so a fraction of 0 or 1 in a
     small cohort still carries its sampling error.
     """
-    def var(p: float, n: int) -> float:
-        p = min(max(p, 0.5 / n), 1.0 - 0.5 / n)
-        return p * (1.0 - p) / n
+    return (p_sim - p_obs) ** 2 / (_binomial_variance(p_obs, n_obs) + _binomial_variance(p_sim, max(n_sim, 1)))
 
-    return (p_sim - p_obs) ** 2 / (var(p_obs, n_obs) + var(p_sim, max(n_sim, 1)))
+
+def _binomial_variance(p: float, n: int) -> float:
+    """``p (1 - p) / n`` with ``p`` kept half an event away from 0 and 1."""
+    p = min(max(p, 0.5 / n), 1.0 - 0.5 / n)
+    return p * (1.0 - p) / n
 
 
 def bound_z_squared(p_sim: float, n_sim: int, minimum: float | None, maximum: float | None) -> float:
     """One-sided squared z-score of a simulated fraction beyond a bound (0 inside the bounds); the
     variance is the simulation's binomial one, floored at half an event as in :func:`z_squared`."""
-    n = max(n_sim, 1)
-    p = min(max(p_sim, 0.5 / n), 1.0 - 0.5 / n)
-    var = p * (1.0 - p) / n
+    var = _binomial_variance(p_sim, max(n_sim, 1))
     if minimum is not None and p_sim < minimum:
         return (minimum - p_sim) ** 2 / var
     if maximum is not None and p_sim > maximum:

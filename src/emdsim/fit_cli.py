@@ -335,11 +335,11 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
     lines += ["", "## Posterior-predictive check", "",
               "Simulated median and 90% interval over posterior draws vs the reported value (95% interval).", "",
               "| target | scenario | statistic | reported % | simulated % (90% interval) |", "|---|---|---|---|---|"]
+    required = {r.name: r for r in spec.requirements}
     for r in predictive.itertuples():
-        if pd.notna(getattr(r, "required_min", math.nan)) or pd.notna(getattr(r, "required_max", math.nan)):
-            bound = " and ".join(f"{op} {v:g}" for op, v in ((">=", r.required_min), ("<=", r.required_max))
-                                 if pd.notna(v))
-            lines.append(f"| {r.target} | {r.scenario} | {r.statistic} | required {bound} (model requirement) | "
+        if r.target in required:
+            lines.append(f"| {r.target} | {r.scenario} | {r.statistic} | required {required[r.target].bound_text()} "
+                         f"(model requirement) | "
                          f"{r.simulated_median:.1f} ({r.simulated_lower:.1f}-{r.simulated_upper:.1f}) |")
             continue
         if isinstance(getattr(r, "constraint", None), str):
@@ -364,8 +364,7 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
     if spec.requirements:
         lines += ["", "Requirements (bounds the virtual cohort must keep; no report states them):", ""]
         for r in spec.requirements:
-            bound = " and ".join(f"{op} {100 * v:g}%" for op, v in ((">=", r.minimum), ("<=", r.maximum)) if v is not None)
-            lines.append(f"- `{r.name}` ({r.scenario}, {r.statistic} {bound}): {r.source}")
+            lines.append(f"- `{r.name}` ({r.scenario}, {r.statistic} {r.bound_text()}): {r.source}")
     lines += ["", "Scenarios:", ""]
     for name, sc in spec.scenarios.items():
         lines.append(f"- `{name}`: {sc['n_patients']} simulated patients, overrides {sc['overrides'] or 'none'}")
