@@ -23,20 +23,27 @@ def test_sliders_start_at_the_config_defaults_inside_their_ranges():
     params = model_params()
     cfg = load([])
     for path in SLIDER_PARAMETERS:
-        group, name = path.split(".")
+        value = cfg
+        for part in path.split("."):
+            value = value[int(part)] if part.isdigit() else getattr(value, part)
         slider = params[path.replace(".", SEP)]
-        assert slider["value"] == getattr(getattr(cfg, group), name)
+        assert slider["value"] == value
         assert slider["min"] <= slider["value"] <= slider["max"] and slider["step"] > 0
     assert params["treatment"]["value"] == cfg.treatment.name and cfg.treatment.name in params["treatment"]["values"]
     assert params["seed"]["value"] == str(cfg.seed)
+    # a list item is labelled by the item's name
+    assert params["traits__switches__2__rate_per_division"]["label"].startswith("niche_independence rate_per_division")
 
 
 def test_dashboard_model_applies_the_inputs_and_its_components_render():
     initial = {k: v["value"] for k, v in model_params().items()}
     initial["spread__p_colonisation"] = 1e-4
+    initial["traits__switches__2__rate_per_division"] = 5e-9
     initial["treatment"] = "vtd_asct"
     model = DashboardModel(**initial)
-    assert model.tables.cfg.spread.p_colonisation == 1e-4 and model.tables.cfg.treatment.name == "vtd_asct"
+    cfg = model.tables.cfg
+    assert cfg.spread.p_colonisation == 1e-4 and cfg.treatment.name == "vtd_asct"
+    assert cfg.traits.switches[2].rate_per_division == 5e-9 and cfg.traits.switches[2].name == "niche_independence"
     for _ in range(3):
         model.step()
     assert model.state.n_steps == 3

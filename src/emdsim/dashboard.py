@@ -30,9 +30,10 @@ from .outcomes import lesion_records, patient_records
 __all__ = ["SLIDER_PARAMETERS", "model_params", "DashboardModel", "BodyMap", "Burden", "Events", "page", "main"]
 
 #: parameters offered as sliders (config paths); values and ranges come from the config and schema
-SLIDER_PARAMETERS = ("spread.p_colonisation", "spread.egress_rate_per_day", "spread.beta_cxcr4",
-                     "spread.w_cd56", "spread.cortical_disruption_rate_per_day",
-                     "spread.local_extension_rate_per_day", "growth.niche_loss_death_rate_per_day")
+SLIDER_PARAMETERS = ("spread.p_colonisation", "spread.egress_rate_per_day", "spread.crowding_egress_gain",
+                     "spread.beta_cxcr4", "spread.w_cd56", "spread.cortical_disruption_rate_per_day",
+                     "spread.local_extension_rate_per_day", "growth.niche_loss_death_rate_per_day",
+                     "traits.switches.2.rate_per_division")
 SEP = "__"  # spread.p_colonisation -> keyword spread__p_colonisation
 #: the events panel lists soft-tissue populations of at least this many cells (display choice)
 DISPLAY_MIN_CELLS = 1e3
@@ -42,15 +43,28 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def _slider(row: dict[str, Any]) -> dict[str, Any]:
+def _slider(row: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     value = float(row["value"])
     lo = float(row["lo"]) if row["lo"] is not None else 0.0
     hi = float(row["hi"]) if row["hi"] is not None else max(10 * value, 1.0)
     hi = min(hi, max(10 * value, lo + 1e-12)) if value > 0 else hi
     step = 10 ** math.floor(math.log10((hi - lo) / 200)) if hi > lo else 1.0
-    name = row["field"].split(".")[-1].removesuffix("_per_day")
+    name = label or row["field"].split(".")[-1].removesuffix("_per_day")
     return {"type": "SliderFloat", "value": value, "min": lo, "max": hi, "step": step,
             "label": f"{name} ({row['unit']})"}
+
+
+def _item_label(cfg: Any, path: str) -> str | None:
+    """``traits.switches.2.rate_per_division`` -> ``niche_independence rate_per_division`` (a list
+    item is named by its own ``name``); None for a plain field."""
+    parts = path.split(".")
+    at = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+    if at is None:
+        return None
+    item = cfg
+    for part in parts[:at + 1]:
+        item = item[int(part)] if part.isdigit() else getattr(item, part)
+    return f"{getattr(item, 'name', parts[at])} {'.'.join(parts[at + 1:])}"
 
 
 def model_params(overrides: list[str] = ()) -> dict[str, Any]:
@@ -66,7 +80,7 @@ def model_params(overrides: list[str] = ()) -> dict[str, Any]:
                      "label": "scenario"},
     }
     for path in SLIDER_PARAMETERS:
-        params[path.replace(".", SEP)] = _slider(rows[path])
+        params[path.replace(".", SEP)] = _slider(rows[path], _item_label(cfg, path))
     return params
 
 
