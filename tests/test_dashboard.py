@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from emdsim.config.schema import resolve_path
 from emdsim.confload import load
 from emdsim.dashboard import SEP, SLIDER_PARAMETERS, Burden, BodyMap, DashboardModel, Events, model_params
 
@@ -23,11 +24,8 @@ def test_sliders_start_at_the_config_defaults_inside_their_ranges():
     params = model_params()
     cfg = load([])
     for path in SLIDER_PARAMETERS:
-        value = cfg
-        for part in path.split("."):
-            value = value[int(part)] if part.isdigit() else getattr(value, part)
         slider = params[path.replace(".", SEP)]
-        assert slider["value"] == value
+        assert slider["value"] == resolve_path(cfg, path)
         assert slider["min"] <= slider["value"] <= slider["max"] and slider["step"] > 0
     assert params["treatment"]["value"] == cfg.treatment.name and cfg.treatment.name in params["treatment"]["values"]
     assert params["seed"]["value"] == str(cfg.seed)

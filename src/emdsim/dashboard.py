@@ -43,28 +43,17 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def _slider(row: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+def _slider(row: dict[str, Any]) -> dict[str, Any]:
     value = float(row["value"])
     lo = float(row["lo"]) if row["lo"] is not None else 0.0
     hi = float(row["hi"]) if row["hi"] is not None else max(10 * value, 1.0)
     hi = min(hi, max(10 * value, lo + 1e-12)) if value > 0 else hi
     step = 10 ** math.floor(math.log10((hi - lo) / 200)) if hi > lo else 1.0
-    name = label or row["field"].split(".")[-1].removesuffix("_per_day")
+    name = row["field"].split(".")[-1].removesuffix("_per_day")
+    if row["item"]:  # a list item is named by its own name (niche_independence rate_per_division)
+        name = f"{row['item']} {name}"
     return {"type": "SliderFloat", "value": value, "min": lo, "max": hi, "step": step,
             "label": f"{name} ({row['unit']})"}
-
-
-def _item_label(cfg: Any, path: str) -> str | None:
-    """``traits.switches.2.rate_per_division`` -> ``niche_independence rate_per_division`` (a list
-    item is named by its own ``name``); None for a plain field."""
-    parts = path.split(".")
-    at = next((i for i, part in enumerate(parts) if part.isdigit()), None)
-    if at is None:
-        return None
-    item = cfg
-    for part in parts[:at + 1]:
-        item = item[int(part)] if part.isdigit() else getattr(item, part)
-    return f"{getattr(item, 'name', parts[at])} {'.'.join(parts[at + 1:])}"
 
 
 def model_params(overrides: list[str] = ()) -> dict[str, Any]:
@@ -80,7 +69,7 @@ def model_params(overrides: list[str] = ()) -> dict[str, Any]:
                      "label": "scenario"},
     }
     for path in SLIDER_PARAMETERS:
-        params[path.replace(".", SEP)] = _slider(rows[path], _item_label(cfg, path))
+        params[path.replace(".", SEP)] = _slider(rows[path])
     return params
 
 

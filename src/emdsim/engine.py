@@ -154,6 +154,8 @@ class CohortState:
     #: flows of the last step, (P, N, K): cells that arrived by each route
     last_local: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: cells per compartment (P, N), kept by the compiled pass (occupancy at the next step's start)
+    node_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
     #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
@@ -184,6 +186,8 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
     cells[:, :, 0] = np.round(cfg.growth.onset_cells * patients.onset_share)
     nan = np.full(p, np.nan)
     nan_pn = np.full((p, n), np.nan)
+    node_total = np.empty((p, n))
+    kernels.node_totals(cells, node_total)
     return CohortState(
         patients=patients, traits=traits,
         adhesion=adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], cfg.spread),
@@ -198,7 +202,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         lesion_onset=nan_pn.copy(), lesion_route=np.zeros((p, n), dtype=np.int8),
         lesion_detectable=nan_pn.copy(), dx_sites=np.zeros((p, n), dtype=bool),
         relapse_sites=np.zeros((p, n), dtype=bool), burden_at_dx=nan.copy(),
-        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)),
+        last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)), node_total=node_total,
     )
 
 
@@ -227,7 +231,6 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
     cells in each compartment after the step (P, N)."""
     cfg, w = tb.cfg, tb.world
     g, sp, sim = cfg.growth, cfg.spread, cfg.sim
-    node_total = np.empty(st.cells.shape[:2])
     kernels.advance(
         rng, st.tally, st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation, st.patients.switch_factor,
         st.adhesion, st.homing, st.inflammation, st.disrupted, st.regimen, st.efficacy, tb.kill_table, w.soil,
@@ -238,8 +241,8 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
         sp.p_colonisation, sim.dt_days,
         sim.deterministic_threshold_cells, sim.extinction_cells, _ND, _PROLIF, _EMPROLIF, _SENS, ROUTE_LOCAL,
         ROUTE_HAEMATOGENOUS, st.last_local, st.last_haem, st.lesion_onset, st.lesion_route, st.lesion_detectable,
-        node_total)
-    return node_total
+        st.node_total)
+    return st.node_total
 
 
 def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:

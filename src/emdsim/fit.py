@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from .config.schema import ConfigError, EmdConfig, validate
+from .config.schema import ConfigError, EmdConfig, resolve_path, validate
 from .design import ParameterRange, parse_range
 from .summary import summarise
 from .targets import Target
@@ -249,12 +249,10 @@ def with_parameters(cfg: EmdConfig, values: Mapping[str, float], *, seed: int | 
     """A validated copy of ``cfg`` with parameter paths set (``{"spread.p_colonisation": 1e-4}``)."""
     out = copy.deepcopy(cfg)
     for path, value in values.items():
-        *parents, leaf = path.split(".")
-        node = out
-        try:
-            for p in parents:  # list items by index (traits.switches.2.rate_per_division)
-                node = node[int(p)] if isinstance(node, list) else getattr(node, p)
-        except (AttributeError, IndexError, ValueError):
+        parent, _, leaf = path.rpartition(".")
+        try:  # list items by index (traits.switches.2.rate_per_division)
+            node = resolve_path(out, parent)
+        except ConfigError:
             raise ConfigError(path, value, "a parameter path of the configuration") from None
         if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
             raise ConfigError(path, value, "a parameter path of the configuration")

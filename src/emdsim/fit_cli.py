@@ -33,9 +33,9 @@ import yaml
 from . import rng as seeds
 from .cohort import run_cohort
 from .cliutil import run_command
-from .config.schema import ConfigError, EmdConfig, describe_parameters
+from .config.schema import ConfigError, EmdConfig, describe_parameters, resolve_path
 from .confload import CONF_DIR, load
-from .fit import FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
+from .fit import STATISTICS, FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
 from .rundir import atomic_write_parquet, atomic_write_text, provenance
 from .targets import TARGETS_FILE, load_targets
 
@@ -180,8 +180,6 @@ def _predictive(spec: FitSpec, posterior: pd.DataFrame, n_procs: int) -> pd.Data
     draws = [{p.path: float(posterior[p.path].iloc[i]) for p in spec.parameters} for i in idx]
     sims = _simulate_many(spec, scenario_bases(spec), draws, n_procs)
     rows = []
-    from .fit import STATISTICS
-
     for t in spec.targets:
         key, denom = STATISTICS[t.statistic]
         values = np.array([s[f"{t.scenario}.{key}"] for s in sims])
@@ -260,21 +258,18 @@ def _fitted_yaml(spec: FitSpec, values: dict[str, float], out: Path) -> str:
     rounded = {path: float(f"{v:.4g}") for path, v in values.items()}
     fitted = with_parameters(load(list(spec.overrides)), rounded)
     nested: dict[str, Any] = {}
+    lists = False
     for p in spec.parameters:
         parts = p.path.split(".")
-        at = next((i for i, part in enumerate(parts) if part.isdigit()), None)
-        key_path = parts if at is None else parts[:at]   # the value, or the list that holds it
+        at = next((i for i, part in enumerate(parts) if part.isdigit()), len(parts))
+        key_path = parts[:at]   # the value, or the list that holds it
+        value = resolve_path(fitted, ".".join(key_path))
+        lists |= isinstance(value, list)
         node = nested
         for part in key_path[:-1]:
             node = node.setdefault(part, {})
-        if at is None:
-            node[key_path[-1]] = rounded[p.path]
-        else:
-            items = fitted
-            for part in key_path:
-                items = getattr(items, part)
-            node[key_path[-1]] = [dataclasses.asdict(item) for item in items]
-    if any(part.isdigit() for p in spec.parameters for part in p.path.split(".")):
+        node[key_path[-1]] = [dataclasses.asdict(item) for item in value] if isinstance(value, list) else value
+    if lists:
         lines.append("# A fitted list item comes with its whole list as configured when fitted.")
     return "\n".join(lines) + "\n" + yaml.safe_dump(nested, sort_keys=False)
 

@@ -21,7 +21,7 @@ from . import niches, spread, treatment
 from ._jit import JIT, JIT_INLINE
 from .rates import birth_probability, event_probability, flow_one, split_one
 
-__all__ = ["advance"]
+__all__ = ["advance", "node_totals"]
 
 _support = JIT(niches.support)
 _proliferation = JIT(niches.proliferation)
@@ -59,11 +59,12 @@ def _occupancy(total, capacity):  # pragma: no cover - compiled
     return total / capacity if capacity > 0.0 else 0.0
 
 
-@JIT_INLINE
-def _node_occupancy(cells_p, capacity, occ):  # pragma: no cover - compiled
-    """Occupancy of each node of one patient."""
-    for n in range(cells_p.shape[0]):
-        occ[n] = _occupancy(_node_sum(cells_p, n), capacity[n])
+@JIT
+def node_totals(cells, out):  # pragma: no cover - compiled
+    """Cells in each compartment (P, N) into ``out``, summed as :func:`advance` sums them."""
+    for p in range(cells.shape[0]):
+        for n in range(cells.shape[1]):
+            out[p, n] = _node_sum(cells[p], n)
 
 
 @JIT_INLINE
@@ -284,8 +285,9 @@ def advance(rng, tally, alive, t, cells, traits, patient_prolif, switch_factor, 
             p_col, dt, thr, extinction, i_nd, i_prolif, i_em, i_sens, route_local, route_haem, last_local, last_haem,
             lesion_onset, lesion_route, lesion_detectable, node_total):  # pragma: no cover
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
-    route of new lesions, extinction); ``node_total (P, N)`` receives each compartment's cells after
-    the step, for every patient."""
+    route of new lesions, extinction).  ``node_total (P, N)`` holds each compartment's cells before
+    the step (:func:`node_totals`, or the previous step's) and receives them after it; nothing
+    outside this pass changes the cells, and a frozen patient's do not change."""
     n_p, n_n, n_k = cells.shape
     n_d = dest.size
     occ = np.empty(n_n)
@@ -303,13 +305,12 @@ def advance(rng, tally, alive, t, cells, traits, patient_prolif, switch_factor, 
     for p in range(n_p):
         cells_p = cells[p]
         if not alive[p]:
-            for n in range(n_n):
-                node_total[p, n] = _node_sum(cells_p, n)
             continue
         for n in range(n_n):  # wounds only support growth while inflamed
             soil[n] = soil_base[n] * inflammation[p, n] if is_wound[n] else soil_base[n]
         traits_p = traits[p]
-        _node_occupancy(cells_p, capacity, occ)
+        for n in range(n_n):
+            occ[n] = _occupancy(node_total[p, n], capacity[n])
         _switch_table(switch_rates, switch_factor[p], mu_ks, mu_k)
         _grow(rng, tally, cells_p, gain, traits_p, patient_prolif[p], soil, occ, capacity, in_marrow, blood,
               birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em)          # 1

@@ -532,7 +532,8 @@ def _validate_treatment(cfg: EmdConfig) -> None:
 
 
 def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
-    """Flatten a config into rows ``{field, value, unit, source, lo, hi, lo_open}`` (docs, designs)."""
+    """Flatten a config into rows ``{field, value, unit, source, lo, hi, lo_open, item}`` (docs,
+    designs, fits, dashboard); ``item`` names the list item a row belongs to (None otherwise)."""
     rows: list[dict[str, Any]] = []
     for f in fields(obj):
         value = getattr(obj, f.name)
@@ -541,12 +542,25 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
             rows.extend(describe_parameters(value, path + "."))
         elif isinstance(value, list) and value and all(is_dataclass(v) for v in value):
             for i, item in enumerate(value):  # list items by index, as Hydra overrides name them
-                rows.extend(describe_parameters(item, f"{path}.{i}."))
+                name = str(getattr(item, "name", i))
+                for row in describe_parameters(item, f"{path}.{i}."):
+                    if row["source"] == ITEM_SOURCE:  # the item's own source (each switch in conf/traits)
+                        row["source"] = f"{name}: {getattr(item, 'source', '')}".strip(": ")
+                    rows.append(dict(row, item=name))
         elif "unit" in f.metadata:
-            source = f.metadata["source"]
-            if source == ITEM_SOURCE:
-                source = f"{getattr(obj, 'name', '')}: {getattr(obj, 'source', '')}".strip(": ")
             rows.append({"field": path, "value": value, "unit": f.metadata["unit"],
-                         "source": source, "lo": f.metadata["lo"], "hi": f.metadata["hi"],
-                         "lo_open": f.metadata["lo_open"]})
+                         "source": f.metadata["source"], "lo": f.metadata["lo"], "hi": f.metadata["hi"],
+                         "lo_open": f.metadata["lo_open"], "item": None})
     return rows
+
+
+def resolve_path(obj: Any, path: str) -> Any:
+    """The value at a dotted parameter path of a config, list items by index
+    (``traits.switches.2`` -> the third switch); a :class:`ConfigError` if there is none."""
+    node = obj
+    try:
+        for part in path.split(".") if path else ():
+            node = node[int(part)] if isinstance(node, list) else getattr(node, part)
+    except (AttributeError, IndexError, ValueError):
+        raise ConfigError(path, None, "a parameter path of the configuration") from None
+    return node
