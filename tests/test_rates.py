@@ -89,3 +89,18 @@ def test_split_flow_is_multinomial():
     draws = split_flow(rng, np.full(50_000, 40.0), np.tile(w, (50_000, 1)), 1000.0)
     assert draws.mean(axis=0) == pytest.approx(40 * w, rel=0.01)
     assert draws.var(axis=0) == pytest.approx(40 * w * (1 - w), rel=0.05)
+
+
+def test_flows_draw_from_the_generators_own_stream():
+    """The compiled flows draw from the Generator's bit generator: a binomial by inversion is the
+    quantile of the Generator's own uniforms, and the Generator's state moves on (no copy)."""
+    from scipy.stats import binom
+
+    n, p = 3.0, 0.5  # mean 1.5: exact inversion, one uniform per flow
+    rng = np.random.default_rng(11)
+    drawn = realise_flow(rng, np.full(2000, n), p, 1000.0)
+    expected = binom.ppf(np.random.default_rng(11).random(2000), n, p)
+    np.testing.assert_array_equal(drawn, expected)
+    ref = np.random.default_rng(11)
+    ref.random(2000)
+    assert rng.random() == ref.random()

@@ -27,7 +27,7 @@ from .config.schema import EmdConfig, RegimenSpec
 from . import kernels
 from .niches import adhesion
 from .patients import PatientTable
-from .rates import competing_probabilities, event_probability, hazard_to_probability
+from .rates import competing_probabilities, event_probability, hazard_to_probability, tally_record
 from .spread import homing_weights
 from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
 from .treatment import regimen_kill_table
@@ -232,7 +232,7 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
     cfg, w = tb.cfg, tb.world
     g, sp, sim = cfg.growth, cfg.spread, cfg.sim
     kernels.advance(
-        rng, st.tally, st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation, st.patients.switch_factor,
+        rng, tally_record(st.tally), st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation, st.patients.switch_factor,
         st.adhesion, st.homing, st.inflammation, st.disrupted, st.regimen, st.efficacy, tb.kill_table, w.soil,
         w.is_wound, w.capacity, tb.in_marrow, w.blood, tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes,
         tb.dest, tb.dest_marrow, tb.dest_wound, tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day,

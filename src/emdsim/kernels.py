@@ -16,6 +16,7 @@ numpy code calls on arrays, compiled here for scalars — and every flow is real
 from __future__ import annotations
 
 import numpy as np
+from numba.np.random.generator_core import next_double
 
 from . import niches, spread, treatment
 from ._jit import JIT, JIT_INLINE
@@ -81,7 +82,7 @@ def _switch_table(switch_rates, factor, mu_ks, mu_k):  # pragma: no cover - comp
 
 
 @JIT_INLINE
-def _grow(rng, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity, in_marrow, blood, birth_base,
+def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity, in_marrow, blood, birth_base,
           death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em):  # pragma: no cover
     """Process 1: births and deaths of every occupied entry; newborns that switch go to their subclone.
     ``occ`` holds the occupancy before the step on entry and after growth on return."""
@@ -98,19 +99,19 @@ def _grow(rng, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity, in
                 continue
             supp = _support(traits_p[k, i_nd], so)
             d = _death_rate(death_base, niche_loss, supp)
-            deaths = flow_one(rng, c, _event_probability(d, dt), thr, tally)
+            deaths = flow_one(bitgen, c, _event_probability(d, dt), thr, tally)
             births = 0.0
             if n != blood:
                 prol = _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im)
                 b = _birth_rate(birth_base, prol, o, supp)
-                births = flow_one(rng, c, _birth_probability(b, d, dt), thr, tally)
+                births = flow_one(bitgen, c, _birth_probability(b, d, dt), thr, tally)
             left = births
             if births > 0.0 and n_s > 0:
                 # newborns that switch: one flow with the summed rate of the switches the clone
                 # lacks, then a multinomial among them (drawn only when some switch)
-                moved = flow_one(rng, births, mu_k[k], thr, tally)
+                moved = flow_one(bitgen, births, mu_k[k], thr, tally)
                 if moved > 0.0:
-                    split_one(rng, moved, mu_ks[k], thr, to_s, tally)
+                    split_one(bitgen, moved, mu_ks[k], thr, to_s, tally)
                     for s in range(n_s):
                         if to_s[s] > 0.0:
                             gain[n, k | (1 << s)] += to_s[s]
@@ -123,7 +124,7 @@ def _grow(rng, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity, in
 
 
 @JIT_INLINE
-def _release(rng, tally, cells_p, adhesion_p, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
+def _release(bitgen, tally, cells_p, adhesion_p, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
     """Process 2: egress from marrow and shedding from soft tissue into ``entering (K,)``."""
     n_n, n_k = cells_p.shape
     entering[:] = 0.0
@@ -136,13 +137,13 @@ def _release(rng, tally, cells_p, adhesion_p, occ, release_base, crowding_gain, 
             if c <= 0.0:
                 continue
             rate = _egress_rate(base, adhesion_p[n, k], occ[n], crowding_gain)
-            out = flow_one(rng, c, _event_probability(rate, dt), thr, tally)
+            out = flow_one(bitgen, c, _event_probability(rate, dt), thr, tally)
             cells_p[n, k] = c - out
             entering[k] += out
 
 
 @JIT_INLINE
-def _extend(rng, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt, p_spill,
+def _extend(bitgen, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt, p_spill,
             thr, last_local_p):  # pragma: no cover
     """Process 3: marrow sites above the occupancy threshold break their cortex (a hazard); cells of
     breached sites spill into the paraskeletal compartment beside them."""
@@ -153,8 +154,8 @@ def _extend(rng, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disrupti
         if not disrupted_p[m]:
             hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
             if hz > 0.0:
-                tally[0] += 1
-                if rng.random() < _event_probability(hz, dt):
+                tally.uniform += 1
+                if next_double(bitgen) < _event_probability(hz, dt):
                     disrupted_p[m] = True
         if not disrupted_p[m]:
             continue
@@ -163,14 +164,14 @@ def _extend(rng, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disrupti
             c = cells_p[m, k]
             if c <= 0.0:
                 continue
-            moved = flow_one(rng, c, p_spill, thr, tally)
+            moved = flow_one(bitgen, c, p_spill, thr, tally)
             cells_p[m, k] = c - moved
             cells_p[ps, k] += moved
             last_local_p[ps, k] = moved
 
 
 @JIT_INLINE
-def _circulate(rng, tally, cells_p, entering, homing_p, inflammation_p, dest, dest_marrow, dest_wound, soil, traits_p,
+def _circulate(bitgen, tally, cells_p, entering, homing_p, inflammation_p, dest, dest_marrow, dest_wound, soil, traits_p,
                i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem_p, weights, settle, share,
                arrived):  # pragma: no cover
     """Process 4: death in the blood, arrest by destination, engraftment (marrow) or colonisation."""
@@ -181,9 +182,9 @@ def _circulate(rng, tally, cells_p, entering, homing_p, inflammation_p, dest, de
         b = cells_p[blood, k] + entering[k]
         if b <= 0.0:
             continue
-        arrest = flow_one(rng, b, p_arrest, thr, tally)
+        arrest = flow_one(bitgen, b, p_arrest, thr, tally)
         b -= arrest
-        b -= flow_one(rng, b, p_die_rest, thr, tally)
+        b -= flow_one(bitgen, b, p_die_rest, thr, tally)
         cells_p[blood, k] = b
         if arrest <= 0.0:
             continue
@@ -217,14 +218,14 @@ def _circulate(rng, tally, cells_p, entering, homing_p, inflammation_p, dest, de
         for g in range(2):
             p_g = p_marrow if g == 0 else p_tissue
             q = min(p_g / rest, 1.0) if rest > 0.0 else 0.0
-            n_g = flow_one(rng, left, q, thr, tally)
+            n_g = flow_one(bitgen, left, q, thr, tally)
             rest -= p_g
             if n_g <= 0.0:
                 continue
             left -= n_g
             for j in range(n_d):
                 share[j] = settle[j] if dest_marrow[j] == (g == 0) else 0.0
-            split_one(rng, n_g, share, thr, arrived, tally)
+            split_one(bitgen, n_g, share, thr, arrived, tally)
             for j in range(n_d):
                 if arrived[j] > 0.0:
                     cells_p[dest[j], k] += arrived[j]
@@ -232,7 +233,7 @@ def _circulate(rng, tally, cells_p, entering, homing_p, inflammation_p, dest, de
 
 
 @JIT_INLINE
-def _treat(rng, tally, cells_p, node_kill, efficacy_p, traits_p, i_sens, dt, thr):  # pragma: no cover
+def _treat(bitgen, tally, cells_p, node_kill, efficacy_p, traits_p, i_sens, dt, thr):  # pragma: no cover
     """Process 5: kill by the current regimen (``node_kill``: its hazard per node), per clone sensitivity."""
     n_n, n_k = cells_p.shape
     for n in range(n_n):
@@ -244,7 +245,7 @@ def _treat(rng, tally, cells_p, node_kill, efficacy_p, traits_p, i_sens, dt, thr
             if c <= 0.0:
                 continue
             rate = _kill_rate(kn, efficacy_p, traits_p[k, i_sens])
-            cells_p[n, k] = c - flow_one(rng, c, _event_probability(rate, dt), thr, tally)
+            cells_p[n, k] = c - flow_one(bitgen, c, _event_probability(rate, dt), thr, tally)
 
 
 @JIT_INLINE
@@ -278,7 +279,7 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
 
 
 @JIT
-def advance(rng, tally, alive, t, cells, traits, patient_prolif, switch_factor, adhesion, homing, inflammation,
+def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor, adhesion, homing, inflammation,
             disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood, release_base,
             ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base, death_base,
             niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest, p_engraft,
@@ -287,7 +288,9 @@ def advance(rng, tally, alive, t, cells, traits, patient_prolif, switch_factor, 
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
     route of new lesions, extinction).  ``node_total (P, N)`` holds each compartment's cells before
     the step (:func:`node_totals`, or the previous step's) and receives them after it; nothing
-    outside this pass changes the cells, and a frozen patient's do not change."""
+    outside this pass changes the cells, and a frozen patient's do not change.  ``counts`` is a
+    one-element :data:`emdsim.rates.TALLY` array (:func:`emdsim.rates.tally_record`)."""
+    bitgen, tally = rng.bit_generator, counts[0]
     n_p, n_n, n_k = cells.shape
     n_d = dest.size
     occ = np.empty(n_n)
@@ -312,16 +315,16 @@ def advance(rng, tally, alive, t, cells, traits, patient_prolif, switch_factor, 
         for n in range(n_n):
             occ[n] = _occupancy(node_total[p, n], capacity[n])
         _switch_table(switch_rates, switch_factor[p], mu_ks, mu_k)
-        _grow(rng, tally, cells_p, gain, traits_p, patient_prolif[p], soil, occ, capacity, in_marrow, blood,
+        _grow(bitgen, tally, cells_p, gain, traits_p, patient_prolif[p], soil, occ, capacity, in_marrow, blood,
               birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em)          # 1
-        _release(rng, tally, cells_p, adhesion[p], occ, release_base, crowding_gain, dt, thr, entering)   # 2
-        _extend(rng, tally, cells_p, disrupted[p], occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt,
+        _release(bitgen, tally, cells_p, adhesion[p], occ, release_base, crowding_gain, dt, thr, entering)   # 2
+        _extend(bitgen, tally, cells_p, disrupted[p], occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt,
                 p_spill, thr, last_local[p])                                                                  # 3
-        _circulate(rng, tally, cells_p, entering, homing[p], inflammation[p], dest, dest_marrow, dest_wound, soil,
+        _circulate(bitgen, tally, cells_p, entering, homing[p], inflammation[p], dest, dest_marrow, dest_wound, soil,
                    traits_p, i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem[p], weights,
                    settle, share, arrived)                                                                    # 4
         if regimen[p] != untreated:
-            _treat(rng, tally, cells_p, kill_table[regimen[p]], efficacy[p], traits_p, i_sens, dt, thr)      # 5
+            _treat(bitgen, tally, cells_p, kill_table[regimen[p]], efficacy[p], traits_p, i_sens, dt, thr)      # 5
         _record_onset(t, ps_nodes, last_local[p], route_local, lesion_onset[p], lesion_route[p])
         _record_onset(t, em_nodes, last_haem[p], route_haem, lesion_onset[p], lesion_route[p])
         _book_lesions(cells_p, extinction, lesion_onset[p], lesion_route[p], lesion_detectable[p], node_total[p])

@@ -15,6 +15,11 @@ among destinations the same way (a multinomial drawn as conditional binomials).
 
 These scalar functions are compiled with numba and called from the loops in
 :mod:`emdsim.kernels`; :func:`realise_flow` and :func:`split_flow` apply them to whole arrays.
+They draw from a Generator's bit generator (``rng.bit_generator`` inside compiled code) with the
+very functions numba's ``Generator.random`` and ``Generator.standard_normal`` call, so the draws are
+those of the Generator; and they count their draws in a record of :data:`TALLY`.  Neither is
+reference-counted, where a Generator or an array passed to a function inlined per flow costs two
+atomic increments and decrements on every flow.
 """
 
 from __future__ import annotations
@@ -22,11 +27,21 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from numba.np.random.distributions import random_standard_normal
+from numba.np.random.generator_core import next_double
+
 from ._jit import JIT, JIT_INLINE
 
-__all__ = ["hazard_to_probability", "event_probability", "birth_probability", "competing_probabilities", "draw_binomial", "flow_one",
-           "split_one",
-           "realise_flow", "split_flow"]
+__all__ = ["TALLY", "tally_record", "hazard_to_probability", "event_probability", "birth_probability",
+           "competing_probabilities", "draw_binomial", "flow_one", "split_one", "realise_flow", "split_flow"]
+
+#: counts of the random variates drawn, as one record (compiled code takes ``tally_record(a)[0]``)
+TALLY = np.dtype([("uniform", np.int64), ("normal", np.int64)])
+
+
+def tally_record(counts: NDArray[np.int64]) -> NDArray[np.void]:
+    """``counts (2,)`` ([uniform, normal]) seen as a one-element array of :data:`TALLY` (same memory)."""
+    return counts.view(TALLY)
 
 
 #: flows with an expected size between this and the deterministic threshold are drawn from the
@@ -74,10 +89,11 @@ def competing_probabilities(rates_per_day: ArrayLike, dt_days: float, axis: int 
 
 
 @JIT_INLINE
-def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarray) -> float:
+def draw_binomial(bitgen, n: float, p: float, tally) -> float:
     """A binomial(n, p) count: exact by inversion below ``GAUSSIAN_MIN_MEAN``, else its normal limit.
 
-    ``tally[0]`` counts the uniform and ``tally[1]`` the normal variates drawn.
+    ``bitgen`` is a Generator's bit generator; ``tally`` (a :data:`TALLY` record) counts the uniform
+    and the normal variates drawn.
     """
     if n <= 0.0 or p <= 0.0:
         return 0.0
@@ -85,11 +101,11 @@ def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarra
         return n
     mean = n * p
     if mean >= GAUSSIAN_MIN_MEAN:  # chemical-Langevin regime
-        tally[1] += 1
-        x = mean + np.sqrt(mean * (1.0 - p)) * rng.standard_normal()
+        tally.normal += 1
+        x = mean + np.sqrt(mean * (1.0 - p)) * random_standard_normal(bitgen)
         return min(max(np.floor(x + 0.5), 0.0), n)
-    tally[0] += 1
-    u = rng.random()
+    tally.uniform += 1
+    u = next_double(bitgen)
     if u <= 1.0 - mean:
         # squeeze: P(X = 0) = (1 - p)^n >= 1 - n p, so inversion would stop at 0 here too; the
         # result is the same as below, without its exp and log (most small flows move nothing)
@@ -108,7 +124,7 @@ def draw_binomial(rng: np.random.Generator, n: float, p: float, tally: np.ndarra
 
 
 @JIT_INLINE
-def flow_one(rng: np.random.Generator, cells: float, p: float, threshold: float, tally: np.ndarray) -> float:
+def flow_one(bitgen, cells: float, p: float, threshold: float, tally) -> float:
     """Cells, out of ``cells``, that undergo an event of probability ``p`` (never more than ``cells``)."""
     if cells <= 0.0 or p <= 0.0:
         return 0.0
@@ -118,13 +134,12 @@ def flow_one(rng: np.random.Generator, cells: float, p: float, threshold: float,
     if mean >= threshold:
         return mean
     whole = np.floor(cells)
-    drawn = draw_binomial(rng, whole, p, tally) + (cells - whole) * p
+    drawn = draw_binomial(bitgen, whole, p, tally) + (cells - whole) * p
     return min(drawn, cells)
 
 
 @JIT_INLINE
-def split_one(rng: np.random.Generator, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray,
-              tally: np.ndarray) -> None:
+def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray, tally) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out`` (sums to ``cells``).
 
     Large totals are split by their means; small ones are a multinomial drawn as conditional
@@ -149,22 +164,24 @@ def split_one(rng: np.random.Generator, cells: float, weights: np.ndarray, thres
         w = weights[j]
         out[j] = frac * w / total
         if left > 0.0 and w > 0.0:
-            x = draw_binomial(rng, left, w / rest if rest > w else 1.0, tally)
+            x = draw_binomial(bitgen, left, w / rest if rest > w else 1.0, tally)
             out[j] += x
             left -= x
         rest -= w
 
 
 @JIT
-def _flow_many(rng, cells, p, threshold, out, tally):  # pragma: no cover - compiled
+def _flow_many(rng, cells, p, threshold, out, counts):  # pragma: no cover - compiled
+    bitgen, tally = rng.bit_generator, counts[0]
     for i in range(cells.size):
-        out[i] = flow_one(rng, cells[i], p[i], threshold, tally)
+        out[i] = flow_one(bitgen, cells[i], p[i], threshold, tally)
 
 
 @JIT
-def _split_many(rng, cells, weights, threshold, out, tally):  # pragma: no cover - compiled
+def _split_many(rng, cells, weights, threshold, out, counts):  # pragma: no cover - compiled
+    bitgen, tally = rng.bit_generator, counts[0]
     for i in range(cells.size):
-        split_one(rng, cells[i], weights[i], threshold, out[i], tally)
+        split_one(bitgen, cells[i], weights[i], threshold, out[i], tally)
 
 
 def realise_flow(rng: np.random.Generator, cells: ArrayLike, p: ArrayLike, threshold: float) -> NDArray[np.float64]:
@@ -172,7 +189,7 @@ def realise_flow(rng: np.random.Generator, cells: ArrayLike, p: ArrayLike, thres
     c, q = np.broadcast_arrays(np.asarray(cells, dtype=float), np.asarray(p, dtype=float))
     out = np.empty(c.shape)
     _flow_many(rng, np.ascontiguousarray(c).reshape(-1), np.ascontiguousarray(q).reshape(-1), float(threshold),
-               out.reshape(-1), np.zeros(2, np.int64))
+               out.reshape(-1), np.zeros(1, TALLY))
     return out
 
 
@@ -181,5 +198,5 @@ def split_flow(rng: np.random.Generator, cells: ArrayLike, weights: ArrayLike, t
     c = np.ascontiguousarray(cells, dtype=float).reshape(-1)
     w = np.ascontiguousarray(weights, dtype=float).reshape(c.size, -1)
     out = np.empty(w.shape)
-    _split_many(rng, c, w, float(threshold), out, np.zeros(2, np.int64))
+    _split_many(rng, c, w, float(threshold), out, np.zeros(1, TALLY))
     return out
