@@ -125,6 +125,11 @@ class CohortState:
     patients: PatientTable
     traits: NDArray[np.float64]          # (P, K, T)
     adhesion: NDArray[np.float64]        # (P, N, K) retention score (static per patient)
+    #: static per patient (P, N, K), from :func:`emdsim.kernels.static_rates`: per-step death and
+    #: survival probabilities on each compartment's own soil, and the uncrowded egress hazard
+    p_death: NDArray[np.float64]
+    survival: NDArray[np.float64]
+    retained: NDArray[np.float64]
     homing: NDArray[np.float64]          # (P, K, N) destination weights before inflammation
     cells: NDArray[np.float64]           # (P, N, K)
     t_days: float = 0.0
@@ -188,9 +193,13 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
     nan_pn = np.full((p, n), np.nan)
     node_total = np.empty((p, n))
     kernels.node_totals(cells, node_total)
+    adh = adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], cfg.spread)
+    p_death, survival, retained = np.empty((p, n, k)), np.empty((p, n, k)), np.empty((p, n, k))
+    g = cfg.growth
+    kernels.static_rates(traits, adh, w.soil, tb.release_base, g.death_rate_per_day, g.niche_loss_death_rate_per_day,
+                         cfg.sim.dt_days, _ND, p_death, survival, retained)
     return CohortState(
-        patients=patients, traits=traits,
-        adhesion=adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], cfg.spread),
+        patients=patients, traits=traits, adhesion=adh, p_death=p_death, survival=survival, retained=retained,
         homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, cfg.spread),
         cells=cells,
         status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64), t_dx=nan.copy(), t_prog=nan.copy(),
@@ -232,9 +241,9 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
     cfg, w = tb.cfg, tb.world
     g, sp, sim = cfg.growth, cfg.spread, cfg.sim
     kernels.advance(
-        rng, tally_record(st.tally), st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation, st.patients.switch_factor,
-        st.adhesion, st.homing, st.inflammation, st.disrupted, st.regimen, st.efficacy, tb.kill_table, w.soil,
-        w.is_wound, w.capacity, tb.in_marrow, w.blood, tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes,
+        rng, tally_record(st.tally), st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation,
+        st.patients.switch_factor, st.p_death, st.survival, st.retained, st.homing, st.inflammation, st.disrupted,
+        st.regimen, st.efficacy, tb.kill_table, w.soil, w.is_wound, w.capacity, tb.in_marrow, w.blood, tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes,
         tb.dest, tb.dest_marrow, tb.dest_wound, tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day,
         g.niche_loss_death_rate_per_day, sp.crowding_egress_gain, sp.cortical_disruption_occupancy,
         sp.cortical_disruption_rate_per_day, tb.p_spill, tb.p_arrest, tb.p_die_rest, sp.p_marrow_engraftment,

@@ -20,20 +20,22 @@ from numba.np.random.generator_core import next_double
 
 from . import niches, spread, treatment
 from ._jit import JIT, JIT_INLINE
-from .rates import birth_probability, event_probability, flow_one, split_one
+from .rates import birth_probability_given_survival, event_probability, flow_one, split_one, survival_probability
 
-__all__ = ["advance", "node_totals"]
+__all__ = ["advance", "node_totals", "static_rates"]
 
 _support = JIT(niches.support)
 _proliferation = JIT(niches.proliferation)
 _birth_rate = JIT(niches.birth_rate)
 _death_rate = JIT(niches.death_rate)
-_egress_rate = JIT(niches.egress_rate)
+_retained_release = JIT(niches.retained_release)
+_crowded_release = JIT(niches.crowded_release)
 _disruption_rate = JIT(spread.disruption_rate)
 _colonisation_probability = JIT(spread.colonisation_probability)
 _kill_rate = JIT(treatment.kill_rate)
 _event_probability = JIT(event_probability)
-_birth_probability = JIT(birth_probability)
+_survival_probability = JIT(survival_probability)
+_birth_probability_given_survival = JIT(birth_probability_given_survival)
 
 
 @JIT_INLINE
@@ -69,6 +71,29 @@ def node_totals(cells, out):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _death_and_survival(death_base, niche_loss, supp, dt):  # pragma: no cover - compiled
+    """Per-step death probability and survival probability of a clone with niche support ``supp``."""
+    d = _death_rate(death_base, niche_loss, supp)
+    return _event_probability(d, dt), _survival_probability(d, dt)
+
+
+@JIT
+def static_rates(traits, adhesion, soil, release_base, death_base, niche_loss, dt, i_nd, p_death, survival,
+                 retained):  # pragma: no cover - compiled
+    """Per patient, compartment and clone state (P, N, K), what does not change during a course:
+    the per-step death and survival probabilities on the compartment's own soil (``soil``; a wound's
+    changes with its inflammation, so :func:`advance` computes those per step) and the uncrowded
+    egress hazard (:func:`emdsim.niches.retained_release`)."""
+    n_p, n_n, n_k = p_death.shape
+    for p in range(n_p):
+        for n in range(n_n):
+            for k in range(n_k):
+                supp = _support(traits[p, k, i_nd], soil[n])
+                p_death[p, n, k], survival[p, n, k] = _death_and_survival(death_base, niche_loss, supp, dt)
+                retained[p, n, k] = _retained_release(release_base[n], adhesion[p, n, k])
+
+
+@JIT_INLINE
 def _switch_table(switch_rates, factor, mu_ks, mu_k):  # pragma: no cover - compiled
     """Per clone state k: the rate per division of each switch it lacks (``mu_ks (K, S)``) and their
     sum, capped at 1 (``mu_k (K,)``), for a patient whose switch rates are scaled by ``factor``."""
@@ -82,10 +107,12 @@ def _switch_table(switch_rates, factor, mu_ks, mu_k):  # pragma: no cover - comp
 
 
 @JIT_INLINE
-def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity, in_marrow, blood, birth_base,
-          death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em):  # pragma: no cover
+def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, is_wound, p_death_p, survival_p, occ, capacity,
+          in_marrow, blood, birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif,
+          i_em):  # pragma: no cover
     """Process 1: births and deaths of every occupied entry; newborns that switch go to their subclone.
-    ``occ`` holds the occupancy before the step on entry and after growth on return."""
+    ``occ`` holds the occupancy before the step on entry and after growth on return; death and
+    survival probabilities come from :func:`static_rates` except in wounds."""
     n_n, n_k = cells_p.shape
     n_s = mu_ks.shape[1]
     gain[:] = 0.0
@@ -93,18 +120,22 @@ def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity,
         o = occ[n]
         so = soil[n]
         im = in_marrow[n]
+        wound = is_wound[n]
         for k in range(n_k):
             c = cells_p[n, k]
             if c <= 0.0:
                 continue
             supp = _support(traits_p[k, i_nd], so)
-            d = _death_rate(death_base, niche_loss, supp)
-            deaths = flow_one(bitgen, c, _event_probability(d, dt), thr, tally)
+            if wound:
+                pd, sd = _death_and_survival(death_base, niche_loss, supp, dt)
+            else:
+                pd, sd = p_death_p[n, k], survival_p[n, k]
+            deaths = flow_one(bitgen, c, pd, thr, tally)
             births = 0.0
             if n != blood:
                 prol = _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im)
                 b = _birth_rate(birth_base, prol, o, supp)
-                births = flow_one(bitgen, c, _birth_probability(b, d, dt), thr, tally)
+                births = flow_one(bitgen, c, _birth_probability_given_survival(b, sd, dt), thr, tally)
             left = births
             if births > 0.0 and n_s > 0:
                 # newborns that switch: one flow with the summed rate of the switches the clone
@@ -124,8 +155,9 @@ def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, occ, capacity,
 
 
 @JIT_INLINE
-def _release(bitgen, tally, cells_p, adhesion_p, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
-    """Process 2: egress from marrow and shedding from soft tissue into ``entering (K,)``."""
+def _release(bitgen, tally, cells_p, retained_p, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
+    """Process 2: egress from marrow and shedding from soft tissue into ``entering (K,)`` (``retained_p``:
+    the uncrowded hazards from :func:`static_rates`)."""
     n_n, n_k = cells_p.shape
     entering[:] = 0.0
     for n in range(n_n):
@@ -136,7 +168,7 @@ def _release(bitgen, tally, cells_p, adhesion_p, occ, release_base, crowding_gai
             c = cells_p[n, k]
             if c <= 0.0:
                 continue
-            rate = _egress_rate(base, adhesion_p[n, k], occ[n], crowding_gain)
+            rate = _crowded_release(retained_p[n, k], occ[n], crowding_gain)
             out = flow_one(bitgen, c, _event_probability(rate, dt), thr, tally)
             cells_p[n, k] = c - out
             entering[k] += out
@@ -279,7 +311,8 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
 
 
 @JIT
-def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor, adhesion, homing, inflammation,
+def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor, p_death, survival, retained, homing,
+            inflammation,
             disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood, release_base,
             ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base, death_base,
             niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest, p_engraft,
@@ -315,9 +348,10 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
         for n in range(n_n):
             occ[n] = _occupancy(node_total[p, n], capacity[n])
         _switch_table(switch_rates, switch_factor[p], mu_ks, mu_k)
-        _grow(bitgen, tally, cells_p, gain, traits_p, patient_prolif[p], soil, occ, capacity, in_marrow, blood,
-              birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif, i_em)          # 1
-        _release(bitgen, tally, cells_p, adhesion[p], occ, release_base, crowding_gain, dt, thr, entering)   # 2
+        _grow(bitgen, tally, cells_p, gain, traits_p, patient_prolif[p], soil, is_wound, p_death[p], survival[p], occ,
+              capacity, in_marrow, blood, birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd,
+              i_prolif, i_em)                                                                                # 1
+        _release(bitgen, tally, cells_p, retained[p], occ, release_base, crowding_gain, dt, thr, entering)  # 2
         _extend(bitgen, tally, cells_p, disrupted[p], occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt,
                 p_spill, thr, last_local[p])                                                                  # 3
         _circulate(bitgen, tally, cells_p, entering, homing[p], inflammation[p], dest, dest_marrow, dest_wound, soil,

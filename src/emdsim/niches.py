@@ -22,7 +22,8 @@ from .anatomy import LIGANDS
 from .config.schema import SpreadConfig
 from .traits import TRAIT_INDEX
 
-__all__ = ["occupancy", "support", "proliferation", "birth_rate", "death_rate", "adhesion", "egress_rate"]
+__all__ = ["occupancy", "support", "proliferation", "birth_rate", "death_rate", "adhesion", "retained_release",
+           "crowded_release", "egress_rate"]
 
 _L = {name: i for i, name in enumerate(LIGANDS)}
 _T = TRAIT_INDEX
@@ -67,6 +68,16 @@ def adhesion(traits: NDArray[np.float64], ligands: NDArray[np.float64], sp: Spre
             + sp.w_tetraspanin * lg[..., _L["vcam1"]] * t[..., _T["tetraspanin"]])
 
 
+def retained_release(base_rate_per_day: ArrayLike, adh: ArrayLike) -> NDArray[np.float64]:
+    """The uncrowded part of the egress hazard, ``base * exp(-adhesion)`` (static per clone and site)."""
+    return base_rate_per_day * np.exp(-adh)
+
+
+def crowded_release(retained: ArrayLike, occ: ArrayLike, crowding_gain: float) -> NDArray[np.float64]:
+    """Egress hazard from its uncrowded part (:func:`retained_release`): ``retained * (1 + crowding_gain * occupancy)``."""
+    return retained * (1.0 + crowding_gain * occ)
+
+
 def egress_rate(base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike, crowding_gain: float) -> NDArray[np.float64]:
     """Egress (release) hazard: ``base * exp(-adhesion) * (1 + crowding_gain * occupancy)``."""
-    return base_rate_per_day * np.exp(-adh) * (1.0 + crowding_gain * occ)
+    return crowded_release(retained_release(base_rate_per_day, adh), occ, crowding_gain)

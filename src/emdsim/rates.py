@@ -33,6 +33,7 @@ from numba.np.random.generator_core import next_double
 from ._jit import JIT, JIT_INLINE
 
 __all__ = ["TALLY", "tally_record", "hazard_to_probability", "event_probability", "birth_probability",
+           "survival_probability", "birth_probability_given_survival",
            "competing_probabilities", "draw_binomial", "flow_one", "split_one", "realise_flow", "split_flow"]
 
 #: counts of the random variates drawn, as one record (compiled code takes ``tally_record(a)[0]``)
@@ -63,7 +64,17 @@ def birth_probability(birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLi
     ``1 - exp(-birth dt)`` instead would let each cell divide at most once per step and make the
     growth rate depend on the step size.
     """
-    return np.minimum(np.exp(-death_rate_per_day * dt_days) * np.expm1(birth_rate_per_day * dt_days), 1.0)
+    return birth_probability_given_survival(birth_rate_per_day, survival_probability(death_rate_per_day, dt_days), dt_days)
+
+
+def survival_probability(death_rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+    """Probability that a cell escapes a death hazard for ``dt_days``: ``exp(-death dt)``."""
+    return np.exp(-death_rate_per_day * dt_days)
+
+
+def birth_probability_given_survival(birth_rate_per_day: ArrayLike, survival: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+    """:func:`birth_probability` from the survival probability (:func:`survival_probability`) of the death hazard."""
+    return np.minimum(survival * np.expm1(birth_rate_per_day * dt_days), 1.0)
 
 
 def hazard_to_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
