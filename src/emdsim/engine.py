@@ -27,7 +27,7 @@ from .config.schema import EmdConfig, RegimenSpec
 from . import kernels
 from .niches import adhesion
 from .patients import PatientTable
-from .rates import competing_probabilities, event_probability, hazard_to_probability, tally_record
+from .rates import competing_probabilities, event_probability, tally_record
 from .spread import homing_weights
 from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
 from .treatment import regimen_kill_table
@@ -70,6 +70,8 @@ class Tables:
     dest_marrow: NDArray[np.bool_]
     dest_wound: NDArray[np.bool_]
     phase_wound_node: NDArray[np.int64]      # (n_first,) wound node opened by each first-line phase, -1 none
+    phase_days: NDArray[np.float64]          # (R + 1,) duration of each regimen's phase (0: until progression)
+    clinic_constants: NDArray[np.float64]    # the clinical course's constants (kernels.CLINIC_CONSTANTS)
     surgery_node: NDArray[np.int64]          # (n_surgeries,)
     p_spill: float                           # per step: a cell of a breached site spills (local extension)
     p_arrest: float                          # per step: a circulating cell arrests ...
@@ -107,10 +109,21 @@ def build_tables(cfg: EmdConfig) -> Tables:
         dest_marrow=world.is_marrow[world.is_marrow | world.is_tissue_target],
         dest_wound=world.is_wound[world.is_marrow | world.is_tissue_target],
         phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
+        phase_days=np.array([r.duration_days for r in regimens] + [0.0], dtype=float),
+        clinic_constants=_clinic_constants(cfg),
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
         p_spill=float(event_probability(sp.local_extension_rate_per_day, dt)), p_arrest=float(p_circ[0]),
         p_die_rest=float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0)),
     )
+
+
+def _clinic_constants(cfg: EmdConfig) -> NDArray[np.float64]:
+    """The constants of :func:`emdsim.kernels.clinic`, in the order of ``kernels.CLINIC_CONSTANTS``."""
+    cl, sim = cfg.clinical, cfg.sim
+    values = {"detection_threshold_cells": cl.imaging[cfg.scenario.imaging].detection_threshold_cells,
+              "line_efficacy_factor": cfg.treatment.line_efficacy_factor, "dt_days": sim.dt_days,
+              "followup_days": sim.followup_years * 365.25, "max_days_to_diagnosis": sim.max_years_to_diagnosis * 365.25}
+    return np.array([values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_CONSTANTS], dtype=float)
 
 
 def max_steps(cfg: EmdConfig) -> int:
@@ -254,99 +267,19 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
     return st.node_total
 
 
-def _start_phase(st: CohortState, tb: Tables, rows: NDArray[np.int64], regimen: NDArray[np.int64]) -> None:
-    st.regimen[rows] = regimen
-    dur = np.array([r.duration_days for r in tb.regimens] + [0.0])[regimen]
-    st.phase_end[rows] = np.where(dur > 0, st.t_days + dur, np.inf)
-
-
-def _advance_first_line(st: CohortState, tb: Tables, rows: NDArray[np.int64]) -> None:
-    """Move ``rows`` to their next first-line phase (or off treatment after the last)."""
-    st.phase_pos[rows] += 1
-    pos = st.phase_pos[rows]
-    inside = pos < tb.n_first
-    on = rows[inside]
-    _start_phase(st, tb, on, pos[inside])
-    off = rows[~inside]
-    st.regimen[off] = tb.untreated
-    st.phase_end[off] = np.inf
-    for ph, node in enumerate(tb.phase_wound_node):
-        if node >= 0:
-            opened = on[(st.phase_pos[on] == ph) & st.patients.phase_wound[on, ph]]
-            _open_wound(st, opened, int(node))
-
-
 def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator, node_total: NDArray[np.float64]) -> None:
-    cfg, cl, w = tb.cfg, tb.cfg.clinical, tb.world
-    t = st.t_days
-    total = node_total.sum(axis=1)
-    marrow = node_total[:, tb.marrow_nodes].sum(axis=1)
-    detectable = (node_total >= tb.detection_cells) & tb.soft_tissue
-    first_seen = detectable & np.isnan(st.lesion_detectable) & (st.status <= Status.FOLLOWED)[:, None]
-    st.lesion_detectable[first_seen] = t
-
-    # diagnosis: marrow burden crosses the threshold; imaging records the soft-tissue lesions
-    dx = np.flatnonzero((st.status == Status.UNDIAGNOSED) & (marrow >= cl.diagnosis_marrow_cells))
-    if dx.size:
-        st.status[dx] = Status.FOLLOWED
-        st.t_dx[dx] = t
-        st.burden_at_dx[dx] = total[dx]
-        st.dx_sites[dx] = detectable[dx]
-        st.nadir[dx] = total[dx]
-        st.lesion_nadir[dx] = node_total[dx]
-        st.line_start[dx] = t
-        _advance_first_line(st, tb, dx)
-
-    followed = st.status == Status.FOLLOWED
-    # end of a finite phase
-    done = np.flatnonzero(followed & (st.phase_end <= t))
-    if done.size:
-        first = done[st.phase_pos[done] >= 0]
-        _advance_first_line(st, tb, first)
-        salv = done[st.phase_pos[done] < 0]
-        st.regimen[salv] = tb.untreated
-        st.phase_end[salv] = np.inf
-
-    # progression: IMWG-like rise from nadir, or a growing symptomatic soft-tissue lesion
-    rise = cl.progression_rise_fraction
-    serological = (total >= st.nadir * (1 + rise)) & (total - st.nadir >= cl.progression_min_cells)
-    lesion = ((node_total >= cl.symptomatic_lesion_cells) & (node_total >= st.lesion_nadir * (1 + rise))
-              & tb.soft_tissue).any(axis=1)
-    assessable = followed & (t - st.line_start >= cl.min_days_on_line)
-    prog = np.flatnonzero(assessable & (serological | lesion))
-    if prog.size:
-        first_prog = prog[np.isnan(st.t_prog[prog])]
-        st.t_prog[first_prog] = t
-        st.relapse_sites[first_prog] = detectable[first_prog]
-        st.line[prog] += 1
-        st.line_start[prog] = t
-        st.phase_pos[prog] = -1
-        st.efficacy[prog] = cfg.treatment.line_efficacy_factor ** st.line[prog]
-        n_salv = len(cfg.treatment.salvage)
-        _start_phase(st, tb, prog, tb.n_first + np.minimum(st.line[prog] - 1, n_salv - 1))
-        st.nadir[prog] = total[prog]
-        st.lesion_nadir[prog] = node_total[prog]
-    np.minimum(st.nadir, total, out=st.nadir)
-    np.minimum(st.lesion_nadir, node_total, out=st.lesion_nadir)
-
-    # death: background (Gompertz) + tumour burden + lethal sites (CNS)
-    alive = np.flatnonzero(st.status <= Status.FOLLOWED)
-    age = st.patients.age_years[alive] + t / 365.25
-    h = (cl.gompertz_a_per_year * np.exp(cl.gompertz_b_per_year * age) / 365.25
-         + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
-         + (detectable[alive] * w.lesion_death_rate).sum(axis=1))
-    dead = alive[rng.random(alive.size) < hazard_to_probability(h, cfg.sim.dt_days)]
-    st.tally[0] += alive.size
-    st.status[dead] = Status.DEAD
-    st.t_death[dead] = t
-    st.t_end[dead] = t
-
-    # censoring: end of follow-up, or never diagnosed within the cap
-    end_fu = (st.status == Status.FOLLOWED) & (t >= st.t_dx + cfg.sim.followup_years * 365.25)
-    never = (st.status == Status.UNDIAGNOSED) & (t >= cfg.sim.max_years_to_diagnosis * 365.25)
-    cens = end_fu | never
-    st.status[cens] = Status.CENSORED
-    st.t_end[cens] = t
+    """Process 6, the clinical course (:func:`emdsim.kernels.clinic`): imaging, diagnosis, phases of
+    the plan, progression, death and censoring of every patient."""
+    cfg, cl = tb.cfg, tb.cfg.clinical
+    kernels.clinic(
+        rng, tally_record(st.tally), st.t_days, node_total, node_total.sum(axis=1),
+        node_total[:, tb.marrow_nodes].sum(axis=1), tb.soft_tissue, tb.world.lesion_death_rate,
+        st.patients.age_years, st.patients.phase_wound, tb.clinic_constants, tb.phase_days, tb.phase_wound_node,
+        tb.n_first, len(cfg.treatment.salvage), tb.untreated,
+        Status.UNDIAGNOSED, Status.FOLLOWED, Status.DEAD, Status.CENSORED, st.status, st.t_dx, st.t_prog,
+        st.t_death, st.t_end, st.burden_at_dx, st.dx_sites, st.relapse_sites, st.lesion_detectable, st.nadir,
+        st.lesion_nadir, st.line, st.line_start, st.phase_pos, st.phase_end, st.regimen, st.efficacy,
+        st.inflammation, st.wound_opened)
 
 
 def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:

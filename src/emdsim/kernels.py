@@ -22,7 +22,7 @@ from . import niches, spread, treatment
 from ._jit import JIT, JIT_INLINE
 from .rates import birth_probability_given_survival, event_probability, flow_one, split_one, survival_probability
 
-__all__ = ["advance", "node_totals", "static_rates"]
+__all__ = ["CLINIC_CONSTANTS", "advance", "clinic", "node_totals", "static_rates"]
 
 _support = JIT(niches.support)
 _proliferation = JIT(niches.proliferation)
@@ -362,3 +362,125 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
         _record_onset(t, ps_nodes, last_local[p], route_local, lesion_onset[p], lesion_route[p])
         _record_onset(t, em_nodes, last_haem[p], route_haem, lesion_onset[p], lesion_route[p])
         _book_lesions(cells_p, extinction, lesion_onset[p], lesion_route[p], lesion_detectable[p], node_total[p])
+
+
+# ---------------------------------------------------------------------------- clinical course
+#: the constants :func:`clinic` reads from its ``cl`` array, in order
+CLINIC_CONSTANTS = ("detection_threshold_cells", "diagnosis_marrow_cells", "progression_rise_fraction",
+                    "progression_min_cells", "symptomatic_lesion_cells", "min_days_on_line", "line_efficacy_factor",
+                    "gompertz_a_per_year", "gompertz_b_per_year", "tumour_death_rate_per_day", "lethal_burden_cells",
+                    "tumour_death_exponent", "dt_days", "followup_days", "max_days_to_diagnosis")
+@JIT_INLINE
+def _start_phase(p, r, t, regimen, phase_end, durations):  # pragma: no cover - compiled
+    """Patient ``p`` starts regimen ``r``; a finite phase ends after its duration."""
+    regimen[p] = r
+    phase_end[p] = t + durations[r] if durations[r] > 0 else np.inf
+
+
+@JIT_INLINE
+def _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, untreated, phase_wound_p,
+                     phase_wound_node, inflammation_p, wound_opened_p):  # pragma: no cover - compiled
+    """Patient ``p`` moves to its next first-line phase (off treatment after the last); a phase
+    that makes a wound (a catheter, a procedure) opens it."""
+    phase_pos[p] += 1
+    pos = phase_pos[p]
+    if pos < n_first:
+        _start_phase(p, pos, t, regimen, phase_end, durations)
+        node = phase_wound_node[pos]
+        if node >= 0 and phase_wound_p[pos]:
+            inflammation_p[node] = 1.0
+            if np.isnan(wound_opened_p[node]):
+                wound_opened_p[node] = t
+    else:
+        regimen[p] = untreated
+        phase_end[p] = np.inf
+
+
+@JIT
+def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_rate, age_years, phase_wound, cl,
+           durations, phase_wound_node, n_first, n_salvage, untreated, undiagnosed, followed, dead, censored, status,
+           t_dx, t_prog, t_death,
+           t_end, burden_at_dx, dx_sites, relapse_sites, lesion_detectable, nadir, lesion_nadir, line, line_start,
+           phase_pos, phase_end, regimen, efficacy, inflammation, wound_opened):  # pragma: no cover - compiled
+    """Process 6 for every patient, in this order: imaging (soft-tissue lesions above the detection
+    threshold), diagnosis when the marrow burden crosses its threshold (imaging records the lesions,
+    first-line treatment starts), the end of finite phases, progression (an IMWG-like rise from the
+    nadir or a growing symptomatic soft-tissue lesion: next line), the nadirs, death (Gompertz
+    background + tumour burden + lethal sites; one uniform per living patient) and censoring (end of
+    follow-up, or never diagnosed within the cap).
+
+    ``total`` and ``marrow`` (P,) are each patient's cells and marrow cells; ``cl`` the clinical
+    constants, an array in the order of :data:`CLINIC_CONSTANTS` (an array, not a tuple: numba types
+    a tuple argument in Python on every call)."""
+    detection_cells, dx_cells, rise, min_rise_cells, symptomatic_cells = cl[0], cl[1], cl[2], cl[3], cl[4]
+    min_days_on_line, line_factor, gompertz_a, gompertz_b, tumour_rate = cl[5], cl[6], cl[7], cl[8], cl[9]
+    lethal_cells, tumour_exponent, dt, followup_days, dx_cap_days = cl[10], cl[11], cl[12], cl[13], cl[14]
+    bitgen, tally = rng.bit_generator, counts[0]
+    n_p, n_n = node_total.shape
+    grow = 1.0 + rise
+    age_offset = t / 365.25
+    detectable = np.empty(n_n, dtype=np.bool_)
+    for p in range(n_p):
+        living = status[p] <= followed
+        for n in range(n_n):
+            detectable[n] = node_total[p, n] >= detection_cells and soft_tissue[n]
+            if detectable[n] and living and np.isnan(lesion_detectable[p, n]):
+                lesion_detectable[p, n] = t
+        if status[p] == undiagnosed and marrow[p] >= dx_cells:
+            status[p] = followed
+            t_dx[p] = t
+            burden_at_dx[p] = total[p]
+            nadir[p] = total[p]
+            for n in range(n_n):
+                dx_sites[p, n] = detectable[n]
+                lesion_nadir[p, n] = node_total[p, n]
+            line_start[p] = t
+            _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, untreated, phase_wound[p],
+                             phase_wound_node, inflammation[p], wound_opened[p])
+        if status[p] == followed:
+            if phase_end[p] <= t:
+                if phase_pos[p] >= 0:
+                    _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, untreated,
+                                     phase_wound[p], phase_wound_node, inflammation[p], wound_opened[p])
+                else:
+                    regimen[p] = untreated
+                    phase_end[p] = np.inf
+            if t - line_start[p] >= min_days_on_line:
+                progressed = total[p] >= nadir[p] * grow and total[p] - nadir[p] >= min_rise_cells
+                n = 0
+                while not progressed and n < n_n:
+                    progressed = (node_total[p, n] >= symptomatic_cells
+                                  and node_total[p, n] >= lesion_nadir[p, n] * grow and soft_tissue[n])
+                    n += 1
+                if progressed:
+                    if np.isnan(t_prog[p]):
+                        t_prog[p] = t
+                        for n in range(n_n):
+                            relapse_sites[p, n] = detectable[n]
+                    line[p] += 1
+                    line_start[p] = t
+                    phase_pos[p] = -1
+                    efficacy[p] = line_factor ** float(line[p])
+                    _start_phase(p, n_first + min(line[p] - 1, n_salvage - 1), t, regimen, phase_end, durations)
+                    nadir[p] = total[p]
+                    for n in range(n_n):
+                        lesion_nadir[p, n] = node_total[p, n]
+        nadir[p] = min(nadir[p], total[p])
+        for n in range(n_n):
+            lesion_nadir[p, n] = min(lesion_nadir[p, n], node_total[p, n])
+        if status[p] <= followed:
+            lethal = 0.0
+            for n in range(n_n):
+                if detectable[n]:
+                    lethal += lesion_death_rate[n]
+            h = (gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / 365.25
+                 + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent + lethal)
+            tally.uniform += 1
+            if next_double(bitgen) < _event_probability(h, dt):
+                status[p] = dead
+                t_death[p] = t
+                t_end[p] = t
+        if ((status[p] == followed and t >= t_dx[p] + followup_days)
+                or (status[p] == undiagnosed and t >= dx_cap_days)):
+            status[p] = censored
+            t_end[p] = t
