@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from emdsim.confload import load
 from emdsim.paramdoc import parameter_markdown
 
@@ -21,3 +23,17 @@ def test_odd_and_readme_exist_and_link_the_parameters():
     assert "parameters.md" in odd
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_paramdoc_help_writes_nothing(tmp_path, monkeypatch, capsys):
+    """``python -m emdsim.paramdoc --help`` prints its usage instead of writing a file named --help."""
+    from emdsim.paramdoc import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "usage" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    main([str(tmp_path / "p.md")])
+    assert (tmp_path / "p.md").read_text().startswith("# emdsim parameters")

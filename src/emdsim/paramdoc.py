@@ -3,7 +3,7 @@ field, value, unit and source.  ``python -m emdsim.paramdoc [OUT]``; a test keep
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from .config.schema import EmdConfig, describe_parameters
@@ -54,8 +54,10 @@ def parameter_markdown(cfg: EmdConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    target = Path(argv[0]) if argv else Path("docs/parameters.md")
+    ap = argparse.ArgumentParser(prog="python -m emdsim.paramdoc", description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", type=Path, default=Path("docs/parameters.md"),
+                    help="file to write (default: docs/parameters.md)")
+    target = ap.parse_args(argv).out
     target.write_text(parameter_markdown(load([])))
     print(f"wrote {target}")
 
