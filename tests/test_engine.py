@@ -178,7 +178,8 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     """The per-patient tables the compiled pass reads (death and survival probabilities, uncrowded
     egress) are the rule functions evaluated with numpy on the same inputs."""
     from emdsim.niches import crowded_release, death_rate, egress_rate, retained_release, support
-    from emdsim.rates import birth_probability, birth_probability_given_survival, event_probability, survival_probability
+    from emdsim.rates import (birth_probability, birth_probability_given_survival, event_probability,
+                              survival_probability)
     from emdsim.traits import TRAIT_INDEX
 
     cfg = make_cfg()
@@ -190,5 +191,34 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     np.testing.assert_allclose(st.survival, survival_probability(d, dt), rtol=1e-14)
     np.testing.assert_allclose(st.retained, retained_release(tb.release_base[None, :, None], st.adhesion), rtol=1e-14)
     occ, b = np.linspace(0, 1.2, 7), 0.03
-    np.testing.assert_array_equal(egress_rate(0.02, 1.5, occ, 3.0), crowded_release(retained_release(0.02, 1.5), occ, 3.0))
-    np.testing.assert_array_equal(birth_probability(b, d, dt), birth_probability_given_survival(b, survival_probability(d, dt), dt))
+    np.testing.assert_array_equal(egress_rate(0.02, 1.5, occ, 3.0),
+                                  crowded_release(retained_release(0.02, 1.5), occ, 3.0))
+    np.testing.assert_array_equal(birth_probability(b, d, dt),
+                                  birth_probability_given_survival(b, survival_probability(d, dt), dt))
+
+
+def test_kill_probabilities_follow_the_regimen_and_efficacy(make_cfg):
+    """The compiled pass tables a patient's kill probabilities per regimen and efficacy and recomputes
+    them when either changes; the table is the rule (treatment.kill_rate) evaluated with numpy."""
+    from emdsim.engine import _advance
+    from emdsim.rates import event_probability
+    from emdsim.traits import TRAIT_INDEX
+    from emdsim.treatment import kill_rate
+
+    cfg = make_cfg()
+    tb, st = _state(cfg, n=4)
+    rng = np.random.default_rng(3)
+    sens = st.traits[:, :, TRAIT_INDEX["drug_sensitivity"]]
+
+    def expected(p):
+        kn = tb.kill_table[st.regimen[p]][:, None]
+        prob = event_probability(kill_rate(kn, st.efficacy[p], sens[p][None, :]), cfg.sim.dt_days)
+        return np.where(kn > 0, prob, 0.0)
+
+    st.status[:] = 1
+    for r, eff in ((0, 1.0), (0, 0.6), (len(tb.regimens) - 1, 0.6)):
+        st.regimen[:], st.efficacy[:] = r, eff
+        _advance(st, tb, rng)
+        for p in range(4):
+            np.testing.assert_allclose(st.kill_prob[p], expected(p), rtol=1e-14, atol=0)
+        assert (st.kill_regimen == r).all() and (st.kill_efficacy == eff).all()

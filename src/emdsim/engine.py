@@ -122,7 +122,8 @@ def _clinic_constants(cfg: EmdConfig) -> NDArray[np.float64]:
     cl, sim = cfg.clinical, cfg.sim
     values = {"detection_threshold_cells": cl.imaging[cfg.scenario.imaging].detection_threshold_cells,
               "line_efficacy_factor": cfg.treatment.line_efficacy_factor, "dt_days": sim.dt_days,
-              "followup_days": sim.followup_years * 365.25, "max_days_to_diagnosis": sim.max_years_to_diagnosis * 365.25}
+              "followup_days": sim.followup_years * 365.25,
+              "max_days_to_diagnosis": sim.max_years_to_diagnosis * 365.25}
     return np.array([values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_CONSTANTS], dtype=float)
 
 
@@ -174,6 +175,11 @@ class CohortState:
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     #: cells per compartment (P, N), kept by the compiled pass (occupancy at the next step's start)
     node_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: per-step kill probabilities (P, N, K) of the regimen and efficacy they were computed for (the
+    #: compiled pass recomputes a patient's when either changes)
+    kill_prob: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    kill_regimen: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    kill_efficacy: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
     #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
@@ -225,6 +231,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         lesion_detectable=nan_pn.copy(), dx_sites=np.zeros((p, n), dtype=bool),
         relapse_sites=np.zeros((p, n), dtype=bool), burden_at_dx=nan.copy(),
         last_local=np.zeros((p, n, k)), last_haem=np.zeros((p, n, k)), node_total=node_total,
+        kill_prob=np.zeros((p, n, k)), kill_regimen=np.full(p, -1, dtype=np.int64), kill_efficacy=nan.copy(),
     )
 
 
@@ -256,14 +263,14 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
     kernels.advance(
         rng, tally_record(st.tally), st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation,
         st.patients.switch_factor, st.p_death, st.survival, st.retained, st.homing, st.inflammation, st.disrupted,
-        st.regimen, st.efficacy, tb.kill_table, w.soil, w.is_wound, w.capacity, tb.in_marrow, w.blood, tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes,
-        tb.dest, tb.dest_marrow, tb.dest_wound, tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day,
-        g.niche_loss_death_rate_per_day, sp.crowding_egress_gain, sp.cortical_disruption_occupancy,
-        sp.cortical_disruption_rate_per_day, tb.p_spill, tb.p_arrest, tb.p_die_rest, sp.p_marrow_engraftment,
-        sp.p_colonisation, sim.dt_days,
+        st.regimen, st.efficacy, tb.kill_table, w.soil, w.is_wound, w.capacity, tb.in_marrow, w.blood,
+        tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes, tb.dest, tb.dest_marrow, tb.dest_wound,
+        tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day, g.niche_loss_death_rate_per_day,
+        sp.crowding_egress_gain, sp.cortical_disruption_occupancy, sp.cortical_disruption_rate_per_day, tb.p_spill,
+        tb.p_arrest, tb.p_die_rest, sp.p_marrow_engraftment, sp.p_colonisation, sim.dt_days,
         sim.deterministic_threshold_cells, sim.extinction_cells, _ND, _PROLIF, _EMPROLIF, _SENS, ROUTE_LOCAL,
         ROUTE_HAEMATOGENOUS, st.last_local, st.last_haem, st.lesion_onset, st.lesion_route, st.lesion_detectable,
-        st.node_total)
+        st.node_total, st.kill_prob, st.kill_regimen, st.kill_efficacy)
     return st.node_total
 
 

@@ -155,7 +155,8 @@ def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, is_wound, p_de
 
 
 @JIT_INLINE
-def _release(bitgen, tally, cells_p, retained_p, occ, release_base, crowding_gain, dt, thr, entering):  # pragma: no cover
+def _release(bitgen, tally, cells_p, retained_p, occ, release_base, crowding_gain, dt, thr,
+             entering):  # pragma: no cover
     """Process 2: egress from marrow and shedding from soft tissue into ``entering (K,)`` (``retained_p``:
     the uncrowded hazards from :func:`static_rates`)."""
     n_n, n_k = cells_p.shape
@@ -203,8 +204,8 @@ def _extend(bitgen, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disru
 
 
 @JIT_INLINE
-def _circulate(bitgen, tally, cells_p, entering, homing_p, inflammation_p, dest, dest_marrow, dest_wound, soil, traits_p,
-               i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem_p, weights, settle, share,
+def _circulate(bitgen, tally, cells_p, entering, homing_p, inflammation_p, dest, dest_marrow, dest_wound, soil,
+               traits_p, i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem_p, weights, settle, share,
                arrived):  # pragma: no cover
     """Process 4: death in the blood, arrest by destination, engraftment (marrow) or colonisation."""
     n_k = cells_p.shape[1]
@@ -265,19 +266,30 @@ def _circulate(bitgen, tally, cells_p, entering, homing_p, inflammation_p, dest,
 
 
 @JIT_INLINE
-def _treat(bitgen, tally, cells_p, node_kill, efficacy_p, traits_p, i_sens, dt, thr):  # pragma: no cover
-    """Process 5: kill by the current regimen (``node_kill``: its hazard per node), per clone sensitivity."""
-    n_n, n_k = cells_p.shape
+def _kill_probabilities(node_kill, efficacy_p, traits_p, i_sens, dt, kill_p):  # pragma: no cover - compiled
+    """Per-step kill probability (N, K) of one patient under a regimen (``node_kill``: its hazard per
+    node) at the patient's efficacy, per clone sensitivity; 0 where the regimen does not reach."""
+    n_n, n_k = kill_p.shape
     for n in range(n_n):
         kn = node_kill[n]
-        if kn <= 0.0:
+        for k in range(n_k):
+            kill_p[n, k] = (_event_probability(_kill_rate(kn, efficacy_p, traits_p[k, i_sens]), dt) if kn > 0.0
+                            else 0.0)
+
+
+@JIT_INLINE
+def _treat(bitgen, tally, cells_p, node_kill, kill_p, thr):  # pragma: no cover
+    """Process 5: kill by the current regimen (``node_kill``: its hazard per node; ``kill_p``: the
+    per-step probabilities from :func:`_kill_probabilities`)."""
+    n_n, n_k = cells_p.shape
+    for n in range(n_n):
+        if node_kill[n] <= 0.0:
             continue
         for k in range(n_k):
             c = cells_p[n, k]
             if c <= 0.0:
                 continue
-            rate = _kill_rate(kn, efficacy_p, traits_p[k, i_sens])
-            cells_p[n, k] = c - flow_one(bitgen, c, _event_probability(rate, dt), thr, tally)
+            cells_p[n, k] = c - flow_one(bitgen, c, kill_p[n, k], thr, tally)
 
 
 @JIT_INLINE
@@ -317,11 +329,14 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
             ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base, death_base,
             niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest, p_engraft,
             p_col, dt, thr, extinction, i_nd, i_prolif, i_em, i_sens, route_local, route_haem, last_local, last_haem,
-            lesion_onset, lesion_route, lesion_detectable, node_total):  # pragma: no cover
+            lesion_onset, lesion_route, lesion_detectable, node_total, kill_prob, kill_regimen,
+            kill_efficacy):  # pragma: no cover
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
     route of new lesions, extinction).  ``node_total (P, N)`` holds each compartment's cells before
     the step (:func:`node_totals`, or the previous step's) and receives them after it; nothing
-    outside this pass changes the cells, and a frozen patient's do not change.  ``counts`` is a
+    outside this pass changes the cells, and a frozen patient's do not change.  ``kill_prob (P, N, K)``
+    holds each patient's per-step kill probabilities for the regimen ``kill_regimen`` at the efficacy
+    ``kill_efficacy`` (P,), recomputed when the patient's regimen or efficacy differs.  ``counts`` is a
     one-element :data:`emdsim.rates.TALLY` array (:func:`emdsim.rates.tally_record`)."""
     bitgen, tally = rng.bit_generator, counts[0]
     n_p, n_n, n_k = cells.shape
@@ -357,8 +372,12 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
         _circulate(bitgen, tally, cells_p, entering, homing[p], inflammation[p], dest, dest_marrow, dest_wound, soil,
                    traits_p, i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem[p], weights,
                    settle, share, arrived)                                                                    # 4
-        if regimen[p] != untreated:
-            _treat(bitgen, tally, cells_p, kill_table[regimen[p]], efficacy[p], traits_p, i_sens, dt, thr)      # 5
+        r = regimen[p]
+        if r != untreated:
+            if kill_regimen[p] != r or kill_efficacy[p] != efficacy[p]:  # tabled until either changes
+                _kill_probabilities(kill_table[r], efficacy[p], traits_p, i_sens, dt, kill_prob[p])
+                kill_regimen[p], kill_efficacy[p] = r, efficacy[p]
+            _treat(bitgen, tally, cells_p, kill_table[r], kill_prob[p], thr)                                   # 5
         _record_onset(t, ps_nodes, last_local[p], route_local, lesion_onset[p], lesion_route[p])
         _record_onset(t, em_nodes, last_haem[p], route_haem, lesion_onset[p], lesion_route[p])
         _book_lesions(cells_p, extinction, lesion_onset[p], lesion_route[p], lesion_detectable[p], node_total[p])

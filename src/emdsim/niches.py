@@ -74,7 +74,8 @@ def retained_release(base_rate_per_day: ArrayLike, adh: ArrayLike) -> NDArray[np
 
 
 def crowded_release(retained: ArrayLike, occ: ArrayLike, crowding_gain: float) -> NDArray[np.float64]:
-    """Egress hazard from its uncrowded part (:func:`retained_release`): ``retained * (1 + crowding_gain * occupancy)``."""
+    """Egress hazard from its uncrowded part (:func:`retained_release`):
+    ``retained * (1 + crowding_gain * occupancy)``."""
     return retained * (1.0 + crowding_gain * occ)
 
 

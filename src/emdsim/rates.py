@@ -64,7 +64,8 @@ def birth_probability(birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLi
     ``1 - exp(-birth dt)`` instead would let each cell divide at most once per step and make the
     growth rate depend on the step size.
     """
-    return birth_probability_given_survival(birth_rate_per_day, survival_probability(death_rate_per_day, dt_days), dt_days)
+    survival = survival_probability(death_rate_per_day, dt_days)
+    return birth_probability_given_survival(birth_rate_per_day, survival, dt_days)
 
 
 def survival_probability(death_rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
@@ -72,7 +73,8 @@ def survival_probability(death_rate_per_day: ArrayLike, dt_days: float) -> NDArr
     return np.exp(-death_rate_per_day * dt_days)
 
 
-def birth_probability_given_survival(birth_rate_per_day: ArrayLike, survival: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+def birth_probability_given_survival(birth_rate_per_day: ArrayLike, survival: ArrayLike,
+                                     dt_days: float) -> NDArray[np.float64]:
     """:func:`birth_probability` from the survival probability (:func:`survival_probability`) of the death hazard."""
     return np.minimum(survival * np.expm1(birth_rate_per_day * dt_days), 1.0)
 
