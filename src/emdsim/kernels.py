@@ -5,7 +5,12 @@ haematogenous spread, treatment) for each living patient in turn, then removes e
 populations, books the onset and route of new lesions and returns each compartment's total.
 Each process is a function of one patient, called in the documented order, so a patient's arrays
 stay in cache for the whole step and no array over the whole block is built between processes.
-Patients whose course has ended (``alive`` false) are frozen.
+Patients whose course has ended (``alive`` false) are frozen.  :func:`clinic` runs process 6, the
+clinical course, as a second loop over the patients; its criteria (diagnosis, progression, death,
+censoring) are written once, there, with every constant from the configuration, and
+``tests/test_clinic.py`` holds the numpy formulation it must match exactly.  What does not change
+during a course is tabled per patient (:func:`static_rates`; the kill probabilities per regimen and
+efficacy inside :func:`advance`).
 
 The loops hold no biology of their own: every rate comes from the rule functions of
 :mod:`emdsim.niches`, :mod:`emdsim.spread` and :mod:`emdsim.treatment` — the same source that
