@@ -177,7 +177,7 @@ def test_outcomes_do_not_depend_on_the_step_size(make_cfg):
 def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     """The per-patient tables the compiled pass reads (death and survival probabilities, uncrowded
     egress) are the rule functions evaluated with numpy on the same inputs."""
-    from emdsim.niches import crowded_release, death_rate, egress_rate, retained_release, support
+    from emdsim.niches import adhesion, crowded_release, death_rate, egress_rate, retained_release, support
     from emdsim.rates import (birth_probability, birth_probability_given_survival, event_probability,
                               survival_probability)
     from emdsim.traits import TRAIT_INDEX
@@ -189,7 +189,8 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     d = death_rate(g.death_rate_per_day, g.niche_loss_death_rate_per_day, supp)
     np.testing.assert_allclose(st.p_death, event_probability(d, dt), rtol=1e-14)
     np.testing.assert_allclose(st.survival, survival_probability(d, dt), rtol=1e-14)
-    np.testing.assert_allclose(st.retained, retained_release(tb.release_base[None, :, None], st.adhesion), rtol=1e-14)
+    adh = adhesion(st.traits[:, None, :, :], tb.world.ligands[None, :, None, :], cfg.spread)
+    np.testing.assert_allclose(st.retained, retained_release(tb.release_base[None, :, None], adh), rtol=1e-14)
     occ, b = np.linspace(0, 1.2, 7), 0.03
     np.testing.assert_array_equal(egress_rate(0.02, 1.5, occ, 3.0),
                                   crowded_release(retained_release(0.02, 1.5), occ, 3.0))

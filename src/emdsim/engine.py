@@ -89,6 +89,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
     release = np.where(world.is_marrow, cfg.spread.egress_rate_per_day,
                        np.where(np.arange(world.n_nodes) == world.blood, 0.0, cfg.spread.shedding_rate_per_day))
     src, tgt = switch_targets(len(cfg.traits.switches))
+    detection = cfg.clinical.imaging[cfg.scenario.imaging].detection_threshold_cells
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
     sp, dt = cfg.spread, cfg.sim.dt_days
     p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
@@ -99,7 +100,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         switch_sources=src, switch_targets=tgt,
         switch_rates=np.array([s.rate_per_division for s in cfg.traits.switches]),
         n_clones=n_clone_states(cfg.traits.switches),
-        detection_cells=cfg.clinical.imaging[cfg.scenario.imaging].detection_threshold_cells,
+        detection_cells=detection,
         wound_nodes=np.flatnonzero(world.is_wound), marrow_nodes=np.flatnonzero(world.is_marrow),
         ps_nodes=ps_nodes, ps_marrow=world.adjacent_marrow[ps_nodes],
         soft_tissue=world.is_paraskeletal | world.is_tissue_target, is_em=world.is_tissue_target,
@@ -110,17 +111,17 @@ def build_tables(cfg: EmdConfig) -> Tables:
         dest_wound=world.is_wound[world.is_marrow | world.is_tissue_target],
         phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
         phase_days=np.array([r.duration_days for r in regimens] + [0.0], dtype=float),
-        clinic_constants=_clinic_constants(cfg),
+        clinic_constants=_clinic_constants(cfg, detection),
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
         p_spill=float(event_probability(sp.local_extension_rate_per_day, dt)), p_arrest=float(p_circ[0]),
         p_die_rest=float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0)),
     )
 
 
-def _clinic_constants(cfg: EmdConfig) -> NDArray[np.float64]:
+def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> NDArray[np.float64]:
     """The constants of :func:`emdsim.kernels.clinic`, in the order of ``kernels.CLINIC_CONSTANTS``."""
     cl, sim = cfg.clinical, cfg.sim
-    values = {"detection_threshold_cells": cl.imaging[cfg.scenario.imaging].detection_threshold_cells,
+    values = {"detection_threshold_cells": detection_cells,
               "line_efficacy_factor": cfg.treatment.line_efficacy_factor, "dt_days": sim.dt_days,
               "followup_days": sim.followup_years * 365.25,
               "max_days_to_diagnosis": sim.max_years_to_diagnosis * 365.25}
@@ -138,9 +139,9 @@ class CohortState:
 
     patients: PatientTable
     traits: NDArray[np.float64]          # (P, K, T)
-    adhesion: NDArray[np.float64]        # (P, N, K) retention score (static per patient)
     #: static per patient (P, N, K), from :func:`emdsim.kernels.static_rates`: per-step death and
-    #: survival probabilities on each compartment's own soil, and the uncrowded egress hazard
+    #: survival probabilities on each compartment's own soil, and the uncrowded egress hazard (from
+    #: the clones' retention score, :func:`emdsim.niches.adhesion`)
     p_death: NDArray[np.float64]
     survival: NDArray[np.float64]
     retained: NDArray[np.float64]
@@ -218,7 +219,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
     kernels.static_rates(traits, adh, w.soil, tb.release_base, g.death_rate_per_day, g.niche_loss_death_rate_per_day,
                          cfg.sim.dt_days, _ND, p_death, survival, retained)
     return CohortState(
-        patients=patients, traits=traits, adhesion=adh, p_death=p_death, survival=survival, retained=retained,
+        patients=patients, traits=traits, p_death=p_death, survival=survival, retained=retained,
         homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, cfg.spread),
         cells=cells,
         status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64), t_dx=nan.copy(), t_prog=nan.copy(),
@@ -277,7 +278,8 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[n
 def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator, node_total: NDArray[np.float64]) -> None:
     """Process 6, the clinical course (:func:`emdsim.kernels.clinic`): imaging, diagnosis, phases of
     the plan, progression, death and censoring of every patient."""
-    cfg, cl = tb.cfg, tb.cfg.clinical
+    cfg = tb.cfg
+    # the totals are summed here by numpy (pairwise), as the clinical course has always summed them
     kernels.clinic(
         rng, tally_record(st.tally), st.t_days, node_total, node_total.sum(axis=1),
         node_total[:, tb.marrow_nodes].sum(axis=1), tb.soft_tissue, tb.world.lesion_death_rate,

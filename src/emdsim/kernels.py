@@ -329,12 +329,11 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
 
 @JIT
 def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor, p_death, survival, retained, homing,
-            inflammation,
-            disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood, release_base,
-            ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base, death_base,
-            niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest, p_engraft,
-            p_col, dt, thr, extinction, i_nd, i_prolif, i_em, i_sens, route_local, route_haem, last_local, last_haem,
-            lesion_onset, lesion_route, lesion_detectable, node_total, kill_prob, kill_regimen,
+            inflammation, disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood,
+            release_base, ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base,
+            death_base, niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest,
+            p_engraft, p_col, dt, thr, extinction, i_nd, i_prolif, i_em, i_sens, route_local, route_haem, last_local,
+            last_haem, lesion_onset, lesion_route, lesion_detectable, node_total, kill_prob, kill_regimen,
             kill_efficacy):  # pragma: no cover
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
     route of new lesions, extinction).  ``node_total (P, N)`` holds each compartment's cells before
@@ -394,6 +393,8 @@ CLINIC_CONSTANTS = ("detection_threshold_cells", "diagnosis_marrow_cells", "prog
                     "progression_min_cells", "symptomatic_lesion_cells", "min_days_on_line", "line_efficacy_factor",
                     "gompertz_a_per_year", "gompertz_b_per_year", "tumour_death_rate_per_day", "lethal_burden_cells",
                     "tumour_death_exponent", "dt_days", "followup_days", "max_days_to_diagnosis")
+
+
 @JIT_INLINE
 def _start_phase(p, r, t, regimen, phase_end, durations):  # pragma: no cover - compiled
     """Patient ``p`` starts regimen ``r``; a finite phase ends after its duration."""
@@ -423,15 +424,16 @@ def _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, un
 @JIT
 def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_rate, age_years, phase_wound, cl,
            durations, phase_wound_node, n_first, n_salvage, untreated, undiagnosed, followed, dead, censored, status,
-           t_dx, t_prog, t_death,
-           t_end, burden_at_dx, dx_sites, relapse_sites, lesion_detectable, nadir, lesion_nadir, line, line_start,
-           phase_pos, phase_end, regimen, efficacy, inflammation, wound_opened):  # pragma: no cover - compiled
+           t_dx, t_prog, t_death, t_end, burden_at_dx, dx_sites, relapse_sites, lesion_detectable, nadir, lesion_nadir,
+           line, line_start, phase_pos, phase_end, regimen, efficacy, inflammation,
+           wound_opened):  # pragma: no cover - compiled
     """Process 6 for every patient, in this order: imaging (soft-tissue lesions above the detection
     threshold), diagnosis when the marrow burden crosses its threshold (imaging records the lesions,
     first-line treatment starts), the end of finite phases, progression (an IMWG-like rise from the
     nadir or a growing symptomatic soft-tissue lesion: next line), the nadirs, death (Gompertz
     background + tumour burden + lethal sites; one uniform per living patient) and censoring (end of
-    follow-up, or never diagnosed within the cap).
+    follow-up, or never diagnosed within the cap).  A patient whose course had ended before the step
+    is skipped: its compartments are frozen, so nothing of this would change for it.
 
     ``total`` and ``marrow`` (P,) are each patient's cells and marrow cells; ``cl`` the clinical
     constants, an array in the order of :data:`CLINIC_CONSTANTS` (an array, not a tuple: numba types
@@ -445,10 +447,11 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
     age_offset = t / 365.25
     detectable = np.empty(n_n, dtype=np.bool_)
     for p in range(n_p):
-        living = status[p] <= followed
+        if status[p] > followed:
+            continue
         for n in range(n_n):
             detectable[n] = node_total[p, n] >= detection_cells and soft_tissue[n]
-            if detectable[n] and living and np.isnan(lesion_detectable[p, n]):
+            if detectable[n] and np.isnan(lesion_detectable[p, n]):
                 lesion_detectable[p, n] = t
         if status[p] == undiagnosed and marrow[p] >= dx_cells:
             status[p] = followed
@@ -492,18 +495,18 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
         nadir[p] = min(nadir[p], total[p])
         for n in range(n_n):
             lesion_nadir[p, n] = min(lesion_nadir[p, n], node_total[p, n])
-        if status[p] <= followed:
-            lethal = 0.0
-            for n in range(n_n):
-                if detectable[n]:
-                    lethal += lesion_death_rate[n]
-            h = (gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / 365.25
-                 + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent + lethal)
-            tally.uniform += 1
-            if next_double(bitgen) < _event_probability(h, dt):
-                status[p] = dead
-                t_death[p] = t
-                t_end[p] = t
+        # death (the patient is living here)
+        lethal = 0.0
+        for n in range(n_n):
+            if detectable[n]:
+                lethal += lesion_death_rate[n]
+        h = (gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / 365.25
+             + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent + lethal)
+        tally.uniform += 1
+        if next_double(bitgen) < _event_probability(h, dt):
+            status[p] = dead
+            t_death[p] = t
+            t_end[p] = t
         if ((status[p] == followed and t >= t_dx[p] + followup_days)
                 or (status[p] == undiagnosed and t >= dx_cap_days)):
             status[p] = censored
