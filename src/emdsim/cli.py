@@ -57,14 +57,18 @@ def run(cfg: DictConfig) -> dict | None:
 
     state = sweep.resume_state(run_dir, text)
     if state == "skip":
+        sweep.clear_conflict(run_dir)
         log.info("job %s already finished with this configuration: skipped (resume)", hc.job.num)
         return json.loads((run_dir / sweep.SUMMARY).read_text())
+    if state == "conflict":  # nothing of the earlier run is touched: its job.json, summary and tables stay
+        message = (f"{run_dir} holds a finished run of another configuration; its results are kept. "
+                   "Sweep into a new hydra.sweep.dir")
+        sweep.write_conflict(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), message=message)
+        log.error("job %s failed: %s", hc.job.num, message)
+        return None
     sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=emd.seed,
                     parameters=design_values)
     try:
-        if state == "conflict":
-            raise RuntimeError(f"{run_dir} holds a finished run of another configuration; "
-                               "sweep into a new hydra.sweep.dir")
         if emd.cohort.n_jobs == 0 and hc.launcher.get("_target_", "").split(".")[-1] != "BasicLauncher":
             emd.cohort.n_jobs = 1  # parallel launcher: one process per job, not one per core each
         return _run_and_report(emd, run_dir, text, show_progress=False, figures=bool(cfg.get("figures", True)))
@@ -192,6 +196,10 @@ def _as_int(text: str) -> int:
 
 
 def main() -> None:
+    import warnings
+
+    # conf/hydra/launcher/joblib.yaml shadows the plugin's config of the same name on purpose
+    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
     argv = sys.argv[1:]
     problem = check_group_choices(argv)
     if problem is None and not {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"} & set(argv):

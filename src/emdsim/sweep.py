@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,10 +20,10 @@ import pandas as pd
 
 from .rundir import CONFIG, SUMMARY, atomic_write_parquet, atomic_write_text
 
-__all__ = ["JOB", "FAILURE", "PLAN", "TABLE", "write_job", "write_failure", "resume_state",
-           "collect", "write_table", "progress_line", "parse_value"]
+__all__ = ["JOB", "FAILURE", "CONFLICT", "PLAN", "TABLE", "write_job", "write_failure", "write_conflict",
+           "clear_conflict", "resume_state", "collect", "write_table", "progress_line", "parse_value"]
 
-JOB, FAILURE, PLAN, TABLE = "job.json", "failure.json", "sweep.json", "sweep.parquet"
+JOB, FAILURE, CONFLICT, PLAN, TABLE = "job.json", "failure.json", "conflict.json", "sweep.json", "sweep.parquet"
 
 
 def write_job(run_dir: Path, *, num: int, overrides: list[str], seed: int | None,
@@ -33,8 +34,22 @@ def write_job(run_dir: Path, *, num: int, overrides: list[str], seed: int | None
     """
     run_dir = Path(run_dir)
     (run_dir / FAILURE).unlink(missing_ok=True)
+    clear_conflict(run_dir)
     atomic_write_text(run_dir / JOB, json.dumps({"job": num, "overrides": list(overrides), "seed": seed,
-                                                 "parameters": dict(parameters or {})}, indent=1) + "\n")
+                                                 "parameters": dict(parameters or {}), "pid": os.getpid()},
+                                                indent=1) + "\n")
+
+
+def write_conflict(run_dir: Path, *, num: int, overrides: list[str], message: str) -> None:
+    """Record that a job was refused because its directory holds a finished run of another
+    configuration (``conflict.json``); the earlier run's files are left as they are, and the
+    sweep table shows the job as failed, with the refused overrides and no metrics."""
+    atomic_write_text(Path(run_dir) / CONFLICT, json.dumps(
+        {"job": num, "overrides": list(overrides), "error": f"conflict: {message}"}, indent=1) + "\n")
+
+
+def clear_conflict(run_dir: Path) -> None:
+    (Path(run_dir) / CONFLICT).unlink(missing_ok=True)
 
 
 def write_failure(run_dir: Path, err: BaseException) -> None:
@@ -107,6 +122,9 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         job = _read_json(job_dir / JOB) or {}
         summary = _read_json(job_dir / SUMMARY)
         failure = _read_json(job_dir / FAILURE)
+        conflict = _read_json(job_dir / CONFLICT)
+        if conflict is not None:  # refused: the refused job's overrides, never the earlier run's metrics
+            job, summary, failure = conflict, None, conflict
         status = "done" if summary is not None else "failed" if failure is not None else "incomplete"
         overrides = [str(o) for o in job.get("overrides", [])]
         row: dict[str, Any] = {"job": int(job.get("job", -1)), "dir": job_dir.name, "status": status,
@@ -148,8 +166,9 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def progress_line(sweep_dir: Path, n_jobs: int | None) -> str:
     """``sweep: 5/27 finished (1 failed), 22 remaining; results in DIR``."""
     jobs = list(_job_dirs(sweep_dir))  # existence checks only: cheap after every job of a long sweep
-    done = sum((d / SUMMARY).is_file() for d in jobs)
-    failed = sum((d / FAILURE).is_file() and not (d / SUMMARY).is_file() for d in jobs)
+    conflicts = sum((d / CONFLICT).is_file() for d in jobs)
+    done = sum((d / SUMMARY).is_file() and not (d / CONFLICT).is_file() for d in jobs)
+    failed = conflicts + sum((d / FAILURE).is_file() and not (d / SUMMARY).is_file() for d in jobs)
     total = n_jobs if n_jobs is not None else len(jobs)
     remaining = max(total - done - failed, 0)
     return (f"sweep: {done + failed}/{total} finished ({failed} failed), {remaining} remaining; "
