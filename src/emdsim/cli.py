@@ -51,9 +51,7 @@ def run(cfg: DictConfig) -> dict | None:
         raise SystemExit(2) from None
     text = config_yaml(cfg)
     if not multirun:
-        summary = _run_and_report(emd, run_dir, text, show_progress=True, figures=bool(cfg.get("figures", True)))
-        print(f"emdsim: results in {run_dir}")
-        return summary
+        return _run_and_report(emd, run_dir, text, show_progress=True, figures=bool(cfg.get("figures", True)))
 
     state = sweep.resume_state(run_dir, text)
     if state == "skip":
@@ -81,19 +79,43 @@ def run(cfg: DictConfig) -> dict | None:
 def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool, figures: bool = True) -> dict:
     from .tasks import run_task
 
-    summary = run_task(emd, run_dir, config_text=config_text, show_progress=show_progress)
+    draw = None
+    if figures:
+        from .viz.figures import cohort_figures as draw
+    summary = run_task(emd, run_dir, config_text=config_text, show_progress=show_progress, figures=draw)
     log.info("results written to %s", run_dir)
-    try:
-        from .viz.figures import cohort_figures
-
-        if figures:
-            cohort_figures(run_dir)
-    except Exception as err:  # the results are written; a figure problem must not hide them
-        log.error("figures not drawn: %s: %s", type(err).__name__, err)
-    print(f"emdsim: {summary['n_patients']} patients, EMD at diagnosis {summary['emd_at_diagnosis']:.1%} "
-          f"(PS {summary['ps_at_diagnosis']:.1%}, EM {summary['em_at_diagnosis']:.1%}), at relapse "
-          f"{summary['emd_at_relapse']:.1%} (PS {summary['ps_at_relapse']:.1%}, EM {summary['em_at_relapse']:.1%})")
+    print(summary_lines(summary, run_dir), flush=True)
     return summary
+
+
+def _share(summary: dict, key: str, n: int) -> str:
+    value = summary.get(key)
+    return "n/a" if value is None else f"{value:.1%} ({round(value * n)}/{n})"
+
+
+def _months(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.1f} months"
+
+
+def summary_lines(summary: dict, run_dir: Path) -> str:
+    """The closing lines of a run: each fraction with its denominator, median PFS and OS, the files."""
+    n, n_dx, n_rel = summary["n_patients"], summary["n_diagnosed"], summary["n_relapsed"]
+    lines = [f"emdsim: {n} patients, {n_dx} diagnosed, {n_rel} relapsed"]
+    if n_dx == 0:
+        lines.append("  no patient was diagnosed within sim.max_years_to_diagnosis: every fraction is n/a")
+    else:
+        lines.append(f"  at diagnosis (of {n_dx} diagnosed): EMD {_share(summary, 'emd_at_diagnosis', n_dx)}, "
+                     f"PS {_share(summary, 'ps_at_diagnosis', n_dx)}, EM {_share(summary, 'em_at_diagnosis', n_dx)}")
+        if n_rel == 0:
+            lines.append("  at first relapse: n/a (no patient relapsed during follow-up)")
+        else:
+            lines.append(f"  at first relapse (of {n_rel} relapsed): EMD {_share(summary, 'emd_at_relapse', n_rel)}, "
+                         f"PS {_share(summary, 'ps_at_relapse', n_rel)}, EM {_share(summary, 'em_at_relapse', n_rel)}")
+        lines.append(f"  median PFS {_months(summary.get('median_pfs_months'))}, median OS "
+                     f"{_months(summary.get('median_os_months'))} (Kaplan-Meier, diagnosed patients)")
+    files = summary.get("files", [])
+    lines.append(f"  {len(files)} files in {run_dir}: {', '.join(files)}")
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -134,6 +156,7 @@ def check_sweep(argv: list[str]) -> str | None:
     from hydra.errors import HydraException
 
     from .callbacks import expand_sweep
+    from .cohort import check_resources
 
     overrides = _task_overrides(argv)
     try:
@@ -158,7 +181,7 @@ def check_sweep(argv: list[str]) -> str | None:
             return _composition_problem(combo, err)
         try:
             apply_design(cfg)
-            to_config(cfg)
+            check_resources(to_config(cfg))
         except ConfigError as err:
             return str(err)
     return None

@@ -81,8 +81,16 @@ def apply_design(cfg: DictConfig) -> dict[str, float]:
     return values
 
 
+def check_cli_nodes(cfg: DictConfig) -> None:
+    """The command-line switches outside the model: ``figures`` is a boolean."""
+    figures = OmegaConf.select(cfg, "figures", default=True)
+    if not isinstance(figures, bool):
+        raise ConfigError("figures", figures, "true or false")
+
+
 def to_config(cfg: DictConfig) -> EmdConfig:
     """Convert and validate; every problem becomes one :class:`ConfigError`."""
+    check_cli_nodes(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(EmdConfig), _plain(cfg))
         obj = OmegaConf.to_object(merged)

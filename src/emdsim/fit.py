@@ -352,7 +352,9 @@ def simulate(spec: FitSpec, bases: Mapping[str, EmdConfig], values: Mapping[str,
         cfg = with_parameters(base, values, seed=seed)
         stats = cohort_statistics(run(cfg), seed)
         for key, denom in STATISTICS.values():
-            out[f"{name}.{key}"] = float(stats[key])
+            # a fraction over no patient (None) enters as 0 beside its denominator 0: z_squared then
+            # gives it the variance of half an event in one patient, i.e. almost no weight
+            out[f"{name}.{key}"] = 0.0 if stats[key] is None else float(stats[key])
             out[f"{name}.{denom}"] = int(stats[denom])
         for c in spec.constraints:
             if c.scenario == name:

@@ -8,6 +8,7 @@ reader never sees half a file and a crash leaves no partial result under a final
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -20,10 +21,14 @@ import pandas as pd
 
 from . import rng as seeds
 
-__all__ = ["atomic_write_text", "atomic_write_parquet", "provenance", "write_run", "SUMMARY", "PATIENTS"]
+__all__ = ["atomic_write_text", "atomic_write_parquet", "provenance", "write_run", "begin_run", "finish_run",
+           "json_safe", "SUMMARY", "PATIENTS"]
 
 SUMMARY, PATIENTS, LESIONS, PROVENANCE, CONFIG = (
     "summary.json", "patients.parquet", "lesions.parquet", "provenance.json", "config.yaml")
+#: what a run writes into its directory (glob patterns); a re-run in place removes them first
+RUN_OUTPUTS = (SUMMARY, CONFIG, PROVENANCE, PATIENTS, LESIONS, "incidence.parquet", "survival.parquet",
+               "sites.parquet", "snapshots.parquet", "fig_*.png", "patient_*.gif", "patient_*.mp4")
 
 
 def _umask() -> int:
@@ -89,9 +94,32 @@ def provenance(seed: int, engine: str) -> dict[str, Any]:
     }
 
 
+def begin_run(run_dir: Path) -> None:
+    """Make ``run_dir`` hold no earlier run's outputs before a run writes into it: ``summary.json``
+    goes first (a killed re-run must not look finished), then every other file a run writes
+    (tables, figures, animations), so nothing stale sits beside the new results."""
+    run_dir = Path(run_dir)
+    (run_dir / SUMMARY).unlink(missing_ok=True)
+    for pattern in RUN_OUTPUTS:
+        for path in run_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON has no NaN; a fraction over no patients is null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_run(run_dir: Path, *, config_yaml: str, prov: dict[str, Any], patients: pd.DataFrame,
-              lesions: pd.DataFrame, summary: dict[str, Any],
-              extra_tables: dict[str, pd.DataFrame] | None = None) -> None:
+              lesions: pd.DataFrame, extra_tables: dict[str, pd.DataFrame] | None = None) -> list[str]:
+    """Write the configuration, provenance and tables (not the summary: see :func:`finish_run`);
+    returns the names written."""
     run_dir = Path(run_dir)
     (run_dir / SUMMARY).unlink(missing_ok=True)  # a rerun in place is unfinished until it ends
     atomic_write_text(run_dir / CONFIG, config_yaml)
@@ -100,4 +128,12 @@ def write_run(run_dir: Path, *, config_yaml: str, prov: dict[str, Any], patients
     atomic_write_parquet(run_dir / LESIONS, lesions)
     for name, table in (extra_tables or {}).items():
         atomic_write_parquet(run_dir / name, table)
-    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return [CONFIG, PROVENANCE, PATIENTS, LESIONS, *(extra_tables or {})]
+
+
+def finish_run(run_dir: Path, summary: dict[str, Any], files: list[str]) -> dict[str, Any]:
+    """Write ``summary.json`` last, listing every file of the run (itself included): its presence
+    marks a finished run."""
+    summary = json_safe(dict(summary, files=[*files, SUMMARY]))
+    atomic_write_text(Path(run_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary

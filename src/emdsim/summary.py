@@ -1,7 +1,7 @@
 """Cohort summary statistics (``summary.json``) from the patient table.
 
 Fractions at diagnosis are over diagnosed patients; fractions at relapse over patients who
-relapsed (first progression).  Medians of PFS and OS are Kaplan-Meier medians (lifelines), in
+relapsed (first progression); a fraction over no patient is ``None`` (null), never 0.  Medians of PFS and OS are Kaplan-Meier medians (lifelines), in
 months of 30.4375 days, ``None`` when the curve never falls to 0.5.
 """
 
@@ -29,8 +29,9 @@ def km_median_months(days: pd.Series, event: pd.Series) -> float | None:
     return med if np.isfinite(med) else None
 
 
-def _fraction(mask: pd.Series) -> float:
-    return float(mask.mean()) if len(mask) else 0.0
+def _fraction(mask: pd.Series) -> float | None:
+    """The share of True in ``mask``; None (null in JSON, NaN in tables) over no patients."""
+    return float(mask.mean()) if len(mask) else None
 
 
 def _site_counts(lists: pd.Series) -> dict[str, int]:

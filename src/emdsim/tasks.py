@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .analysis import analyse
 from .cohort import run_cohort
 from .config.schema import EmdConfig
-from .rundir import provenance, write_run
+from .rundir import begin_run, finish_run, provenance, write_run
 from .summary import summarise
 
 __all__ = ["run_task"]
+
+log = logging.getLogger("emdsim")
 
 
 def _progress(total: int):
@@ -23,8 +26,14 @@ def _progress(total: int):
     return bar
 
 
-def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, show_progress: bool = True) -> dict[str, Any]:
-    """Simulate ``cfg``'s cohort and write the run directory; returns the summary."""
+def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, show_progress: bool = True,
+             figures: Callable[[Path], list[Path]] | None = None) -> dict[str, Any]:
+    """Simulate ``cfg``'s cohort and write the run directory; returns the summary.
+
+    The directory first loses any earlier run's outputs; then the tables are written, then
+    ``figures(run_dir)`` if given (a figure problem is logged, never hides the results), and
+    ``summary.json`` last, listing every file written."""
+    begin_run(run_dir)
     bar = _progress(cfg.cohort.n_patients) if show_progress else None
     try:
         result = run_cohort(cfg, progress=bar.update if bar else None)
@@ -37,6 +46,11 @@ def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, s
     text = config_text if config_text is not None else json.dumps(dataclasses.asdict(cfg), indent=1)
     if result.snapshots is not None:
         tables["snapshots.parquet"] = result.snapshots
-    write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
-              patients=result.patients, lesions=result.lesions, summary=summary, extra_tables=tables)
-    return summary
+    files = write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
+                      patients=result.patients, lesions=result.lesions, extra_tables=tables)
+    if figures is not None:
+        try:
+            files += [Path(p).name for p in figures(Path(run_dir))]
+        except Exception as err:  # noqa: BLE001 - the results are written; a figure problem must not hide them
+            log.error("figures not drawn: %s: %s", type(err).__name__, err)
+    return finish_run(run_dir, summary, files)

@@ -53,9 +53,43 @@ class ConfigError(ValueError):
 
 
 def param(unit: str, source: str, lo: float | None = None, hi: float | None = None,
-          *, lo_open: bool = False) -> Any:
-    """A required config field with its unit, source and allowed interval [lo, hi]."""
-    return field(metadata={"unit": unit, "source": source, "lo": lo, "hi": hi, "lo_open": lo_open})
+          *, lo_open: bool = False, why: str = "") -> Any:
+    """A required config field with its unit, source and allowed interval [lo, hi]; ``why`` is the
+    source of the interval (what makes a value outside it implausible)."""
+    return field(metadata={"unit": unit, "source": source, "lo": lo, "hi": hi, "lo_open": lo_open,
+                           "range_source": why})
+
+
+# Sources of the allowed intervals: a value outside is not biology (or not this machine) but a typo.
+PROLIF = ("plausibility: the plasma-cell labelling index spans ~0.1-10 % between patients (Greipp, Blood "
+          "1993;81:3382), so a subgroup multiplier above 10x exceeds the whole observed spread")
+CIN = ("plausibility: chromosomal instability raises rates of chromosome change ~10-100x "
+       "(Lengauer, Nature 1997;386:623); 1000x bounds it generously")
+CYCLE = ("plausibility: the shortest human plasmablast cell cycle is ~0.7 day (hazard <= ~1/day; "
+         "Ucci 1987 measured 46.8 d potential doubling in myeloma)")
+HOURS = "plausibility: a hazard above 10/day means the process completes within ~2 hours"
+MINUTE = "plausibility: one pass of the circulation takes ~1 minute, so a blood hazard is <= 1440/day"
+MARROW = "plausibility: the whole red marrow holds ~1e12-1e13 cells (Durie & Salmon 1975 tumour mass scale)"
+NEVER = ("plausibility: the body holds ~3e13 cells (Bianconi, Ann Hum Biol 2013); 1e15 is allowed as "
+         "'never' (a threshold no patient reaches)")
+BODY = "plausibility: the body holds ~3e13 cells (Bianconi, Ann Hum Biol 2013)"
+DIRICHLET = "numerical: above 1e6 the Dirichlet is indistinguishable from an even split"
+SMM = ("plausibility: even high-risk smouldering myeloma progresses at <= ~50 %/year "
+       "(Lakshman, Blood Cancer J 2018;8:59)")
+WEIGHT = "numerical: exp(-20) ~ 2e-9 already switches the process off; larger weights only overflow"
+GAIN = "numerical: a dimensionless multiplier above 100 makes the process saturate within a step"
+RISE = "plausibility: IMWG progression is a >= 25 % rise; a 10-fold rise is already far past any definition"
+DECADE = "plausibility: no line of therapy is assessed only after ten years"
+EXPONENT = "numerical: an exponent above 10 is a step function of the burden"
+GOMPERTZ = "plausibility: adult human mortality h(65) ~ 1 %/year doubling every ~8 years (life tables)"
+COHORT = ("engineering: ~10 KB of memory per patient at the peak; a cohort larger than the machine's "
+          "memory is refused with an estimate (emdsim.cohort.check_resources)")
+BLOCK = "engineering: a block's arrays grow with its patients; 1e5 needs ~10 GB"
+ENGINEERING = "engineering: no machine has more"
+AGE = "plausibility: human age, years"
+STEP = "numerical: the step must resolve treatment phases of days to months"
+LIFETIME = "plausibility: a human lifetime after myeloma onset"
+EXTINCT = "numerical: a population of up to 1e6 cells may be declared extinct; more is a live tumour"
 
 
 #: the source of a list item's parameter is the item's own ``source`` (e.g. each switch in conf/traits)
@@ -164,15 +198,15 @@ class TraitsConfig:
     #: prevalence of centrosome amplification
     p_centrosome_amplification: float = param("fraction", "Chng WJ et al. Cancer Res 2008;68:2269 (about one third)", **PROB)
     #: proliferation multiplier of the PR subgroup
-    pr_proliferation_factor: float = param("1", "assumption: PR = high proliferation signature (Zhan 2006); free parameter", lo=0.0, lo_open=True)
+    pr_proliferation_factor: float = param("1", "assumption: PR = high proliferation signature (Zhan 2006); free parameter", lo=0.0, lo_open=True, hi=10, why=PROLIF)
     #: proliferation multiplier of GEP70 high risk
-    high_risk_proliferation_factor: float = param("1", "assumption: GEP70 genes are proliferation-rich (Shaughnessy 2007); free parameter", lo=0.0, lo_open=True)
+    high_risk_proliferation_factor: float = param("1", "assumption: GEP70 genes are proliferation-rich (Shaughnessy 2007); free parameter", lo=0.0, lo_open=True, hi=10, why=PROLIF)
     #: multiplier on every switch rate with centrosome amplification (chromosomal instability)
-    centrosome_switch_factor: float = param("1", "assumption: centrosome amplification -> chromosomal instability (Chng 2008); free parameter", lo=0.0, lo_open=True)
+    centrosome_switch_factor: float = param("1", "assumption: centrosome amplification -> chromosomal instability (Chng 2008); free parameter", lo=0.0, lo_open=True, hi=1000, why=CIN)
     #: multiplier on every switch rate in the MF subgroup
-    mf_switch_factor: float = param("1", "assumption: MAF drives integrin beta7 / adhesion changes (Hurt, Cancer Cell 2004); free parameter", lo=0.0, lo_open=True)
+    mf_switch_factor: float = param("1", "assumption: MAF drives integrin beta7 / adhesion changes (Hurt, Cancer Cell 2004); free parameter", lo=0.0, lo_open=True, hi=1000, why=CIN)
     #: multiplier on every switch rate in GEP70 high risk
-    high_risk_switch_factor: float = param("1", "assumption: genomic instability of high-risk disease; free parameter", lo=0.0, lo_open=True)
+    high_risk_switch_factor: float = param("1", "assumption: genomic instability of high-risk disease; free parameter", lo=0.0, lo_open=True, hi=1000, why=CIN)
     distributions: dict[str, TraitDistribution] = field(default_factory=dict)
     switches: list[SwitchSpec] = field(default_factory=list)
 
@@ -180,47 +214,47 @@ class TraitsConfig:
 # ---------------------------------------------------------------------------------------- growth
 @dataclass
 class GrowthConfig:
-    birth_rate_per_day: float = param("1/day", "ln2 / 46.8 d potential doubling time, Ucci, Cell Tissue Kinet 1987 (in mechanism_parameters.yaml)", **NONNEG)
-    death_rate_per_day: float = param("1/day", "assumption: sets the net doubling time of untreated myeloma to ~4 months (calibrated)", **NONNEG)
+    birth_rate_per_day: float = param("1/day", "ln2 / 46.8 d potential doubling time, Ucci, Cell Tissue Kinet 1987 (in mechanism_parameters.yaml)", lo=0.0, hi=1.0, why=CYCLE)
+    death_rate_per_day: float = param("1/day", "assumption: sets the net doubling time of untreated myeloma to ~4 months (calibrated)", lo=0.0, hi=1.0, why=CYCLE)
     #: extra death of niche-dependent cells outside the marrow, scaled by (1 - support)
-    niche_loss_death_rate_per_day: float = param("1/day", "assumption (anoikis of niche-dependent cells); free parameter", **NONNEG)
+    niche_loss_death_rate_per_day: float = param("1/day", "assumption (anoikis of niche-dependent cells); free parameter", lo=0.0, hi=10.0, why=HOURS)
     #: plasma cells (clonal) in the marrow when MGUS turns into myeloma
-    onset_cells: float = param("cells", "assumption: MGUS <10% marrow plasma cells of ~1e12 marrow cells (Kyle, NEJM 2002)", lo=1.0)
+    onset_cells: float = param("cells", "assumption: MGUS <10% marrow plasma cells of ~1e12 marrow cells (Kyle, NEJM 2002)", lo=1.0, hi=1e13, why=MARROW)
     #: concentration of the Dirichlet that spreads the founder over marrow sites (large = even)
-    onset_site_concentration: float = param("1", "assumption: focal vs diffuse infiltration; free parameter", lo=0.0, lo_open=True)
+    onset_site_concentration: float = param("1", "assumption: focal vs diffuse infiltration; free parameter", lo=0.0, lo_open=True, hi=1e6, why=DIRICHLET)
     #: MGUS -> myeloma progression hazard
-    mgus_progression_rate_per_year: float = param("1/year", "Kyle RA et al. NEJM 2002;346:564 (1% per year)", lo=0.0, lo_open=True)
+    mgus_progression_rate_per_year: float = param("1/year", "Kyle RA et al. NEJM 2002;346:564 (1% per year)", lo=0.0, lo_open=True, hi=1.0, why=SMM)
 
 
 # ---------------------------------------------------------------------------------------- spread
 @dataclass
 class SpreadConfig:
     # --- retention and egress (process 2)
-    egress_rate_per_day: float = param("1/day", "assumption: egress hazard of a non-adherent cell; free parameter", **NONNEG)
-    w_vla4: float = param("1", "VLA-4/VCAM-1 retention, Br J Haematol 1999;107:825; weight is a free parameter", **NONNEG)
-    w_cd44: float = param("1", "CD44/hyaluronan retention (seed editorial refs 1-2); weight is a free parameter", **NONNEG)
-    w_cd56: float = param("1", "CD56 homotypic adhesion; CD56 absent in plasma-cell leukaemia (Pellat-Deceunynck 1998); weight free", **NONNEG)
-    w_cxcr4: float = param("1", "CXCR4/SDF-1 retention (Alsayed, Blood 2007;109:2708); weight free", **NONNEG)
-    w_tetraspanin: float = param("1", "CD81/CD82 tetraspanin adhesion complexes (seed editorial); weight free", **NONNEG)
+    egress_rate_per_day: float = param("1/day", "assumption: egress hazard of a non-adherent cell; free parameter", lo=0.0, hi=10.0, why=HOURS)
+    w_vla4: float = param("1", "VLA-4/VCAM-1 retention, Br J Haematol 1999;107:825; weight is a free parameter", lo=0.0, hi=20.0, why=WEIGHT)
+    w_cd44: float = param("1", "CD44/hyaluronan retention (seed editorial refs 1-2); weight is a free parameter", lo=0.0, hi=20.0, why=WEIGHT)
+    w_cd56: float = param("1", "CD56 homotypic adhesion; CD56 absent in plasma-cell leukaemia (Pellat-Deceunynck 1998); weight free", lo=0.0, hi=20.0, why=WEIGHT)
+    w_cxcr4: float = param("1", "CXCR4/SDF-1 retention (Alsayed, Blood 2007;109:2708); weight free", lo=0.0, hi=20.0, why=WEIGHT)
+    w_tetraspanin: float = param("1", "CD81/CD82 tetraspanin adhesion complexes (seed editorial); weight free", lo=0.0, hi=20.0, why=WEIGHT)
     #: egress multiplier per unit of niche occupancy (crowding pushes cells out)
-    crowding_egress_gain: float = param("1", "assumption: crowding-driven egress; free parameter", **NONNEG)
+    crowding_egress_gain: float = param("1", "assumption: crowding-driven egress; free parameter", lo=0.0, hi=100.0, why=GAIN)
     # --- local extension (process 3)
     cortical_disruption_occupancy: float = param("fraction of site capacity", "assumption: lytic lesion breaches cortex above this burden (67% lytic at diagnosis, Blood 2019;133:644)", **PROB)
-    cortical_disruption_rate_per_day: float = param("1/day", "assumption; calibrated to paraskeletal incidence (EBMT 14.5%)", **NONNEG)
-    local_extension_rate_per_day: float = param("1/day", "assumption: spill of marrow cells through a breached cortex; free parameter", **NONNEG)
+    cortical_disruption_rate_per_day: float = param("1/day", "assumption; calibrated to paraskeletal incidence (EBMT 14.5%)", lo=0.0, hi=10.0, why=HOURS)
+    local_extension_rate_per_day: float = param("1/day", "assumption: spill of marrow cells through a breached cortex; free parameter", lo=0.0, hi=10.0, why=HOURS)
     # --- circulation and homing (process 4)
-    extravasation_rate_per_day: float = param("1/day", "assumption: mean circulation time ~1 h (mouse homing within 1 h, Hofgaard PLoS One 2012)", **NONNEG)
-    blood_death_rate_per_day: float = param("1/day", "assumption: shear and anoikis in blood; free parameter", **NONNEG)
+    extravasation_rate_per_day: float = param("1/day", "assumption: mean circulation time ~1 h (mouse homing within 1 h, Hofgaard PLoS One 2012)", lo=0.0, hi=1440.0, why=MINUTE)
+    blood_death_rate_per_day: float = param("1/day", "assumption: shear and anoikis in blood; free parameter", lo=0.0, hi=1440.0, why=MINUTE)
     #: arrest = perfusion x (this + selectin and integrin binding)
-    arrest_baseline: float = param("1", "assumption: non-specific trapping; free parameter", **NONNEG)
-    beta_cxcr4: float = param("1", "CXCR4-CXCL12 homing (plerixafor blocks homing in vivo); free parameter", **NONNEG)
-    beta_ccr: float = param("1", "CCR1/CCR2 chemotaxis (Br J Cancer 2003;88:6); free parameter", **NONNEG)
+    arrest_baseline: float = param("1", "assumption: non-specific trapping; free parameter", lo=0.0, hi=100.0, why=GAIN)
+    beta_cxcr4: float = param("1", "CXCR4-CXCL12 homing (plerixafor blocks homing in vivo); free parameter", lo=0.0, hi=20.0, why=WEIGHT)
+    beta_ccr: float = param("1", "CCR1/CCR2 chemotaxis (Br J Cancer 2003;88:6); free parameter", lo=0.0, hi=20.0, why=WEIGHT)
     #: marrow-to-marrow homing succeeds with this probability (re-seeding other skeletal sites)
     p_marrow_engraftment: float = param("probability", "assumption; free parameter", **PROB)
     #: probability that one arrested cell founds a lesion outside the marrow, at support 1
     p_colonisation: float = param("probability", "metastatic inefficiency: ~0.02% of arrested B16F1 cells formed macrometastases (Luzzi, Am J Pathol 1998;153:865); per-pass homing efficiency of myeloma cells not found", **PROB)
     #: soft-tissue lesions shed cells back into the blood
-    shedding_rate_per_day: float = param("1/day", "assumption; free parameter", **NONNEG)
+    shedding_rate_per_day: float = param("1/day", "assumption; free parameter", lo=0.0, hi=10.0, why=HOURS)
 
 
 # ------------------------------------------------------------------------------------- treatment
@@ -272,22 +306,22 @@ class ImagingModality:
 @dataclass
 class ClinicalConfig:
     #: myeloma is diagnosed when the marrow tumour mass reaches this many cells
-    diagnosis_marrow_cells: float = param("cells", "Durie & Salmon, Cancer 1975;36:842 (stage III > 1.2e12 cells/m2, 73% at presentation)", lo=1.0)
+    diagnosis_marrow_cells: float = param("cells", "Durie & Salmon, Cancer 1975;36:842 (stage III > 1.2e12 cells/m2, 73% at presentation)", lo=1.0, hi=1e15, why=NEVER)
     #: progression: total burden rises by this fraction above its nadir (IMWG >= 25% rise of M-protein)
-    progression_rise_fraction: float = param("fraction", "Kumar S et al. Lancet Oncol 2016;17:e328 (IMWG response criteria)", lo=0.0, lo_open=True)
+    progression_rise_fraction: float = param("fraction", "Kumar S et al. Lancet Oncol 2016;17:e328 (IMWG response criteria)", lo=0.0, lo_open=True, hi=10.0, why=RISE)
     #: progression is assessed only after this long on a line (IMWG: confirmed, after >= 1 cycle)
-    min_days_on_line: float = param("days", "Kumar S et al. Lancet Oncol 2016 (IMWG): progression needs confirmation; ~2 cycles", **NONNEG)
+    min_days_on_line: float = param("days", "Kumar S et al. Lancet Oncol 2016 (IMWG): progression needs confirmation; ~2 cycles", lo=0.0, hi=3650.0, why=DECADE)
     #: ... and exceeds this absolute burden (the IMWG absolute increase)
-    progression_min_cells: float = param("cells", "assumption: IMWG absolute M-protein rise of 0.5 g/dl ~ 1e10 cells; free parameter", **NONNEG)
+    progression_min_cells: float = param("cells", "assumption: IMWG absolute M-protein rise of 0.5 g/dl ~ 1e10 cells; free parameter", lo=0.0, hi=1e15, why=NEVER)
     #: an extramedullary lesion this large causes symptoms: progression even with a marrow response
-    symptomatic_lesion_cells: float = param("cells", "assumption: ~5 cm mass (Rosinol, Haematologica 2004: EM progression despite serological response)", lo=1.0)
+    symptomatic_lesion_cells: float = param("cells", "assumption: ~5 cm mass (Rosinol, Haematologica 2004: EM progression despite serological response)", lo=1.0, hi=1e15, why=NEVER)
     #: tumour-related death hazard at the lethal burden
-    tumour_death_rate_per_day: float = param("1/day", "assumption; calibrated to median OS", **NONNEG)
-    lethal_burden_cells: float = param("cells", "assumption: ~5e12 cells (Durie & Salmon 1975 scale)", lo=1.0)
-    tumour_death_exponent: float = param("1", "assumption; free parameter", lo=0.0, lo_open=True)
+    tumour_death_rate_per_day: float = param("1/day", "assumption; calibrated to median OS", lo=0.0, hi=10.0, why=HOURS)
+    lethal_burden_cells: float = param("cells", "assumption: ~5e12 cells (Durie & Salmon 1975 scale)", lo=1.0, hi=1e14, why=BODY)
+    tumour_death_exponent: float = param("1", "assumption; free parameter", lo=0.0, lo_open=True, hi=10.0, why=EXPONENT)
     #: Gompertz background mortality h(age) = a exp(b age)
-    gompertz_a_per_year: float = param("1/year", "Gompertz fit to adult life tables (h(65) ~ 1.2%/year)", **NONNEG)
-    gompertz_b_per_year: float = param("1/year", "Gompertz fit to adult life tables (mortality doubling ~8 years)", **NONNEG)
+    gompertz_a_per_year: float = param("1/year", "Gompertz fit to adult life tables (h(65) ~ 1.2%/year)", lo=0.0, hi=1.0, why=GOMPERTZ)
+    gompertz_b_per_year: float = param("1/year", "Gompertz fit to adult life tables (mortality doubling ~8 years)", lo=0.0, hi=0.5, why=GOMPERTZ)
     imaging: dict[str, ImagingModality] = field(default_factory=dict)
 
 
@@ -318,35 +352,35 @@ class ScenarioConfig:
 # ---------------------------------------------------------------------------------------- cohort
 @dataclass
 class CohortConfig:
-    n_patients: int = param("patients", "user choice", lo=1)
+    n_patients: int = param("patients", "user choice", lo=1, hi=10_000_000, why=COHORT)
     #: patients simulated together by the vectorized engine; a patient's result depends on the seed,
     #: its index and this block size, never on the cohort size
-    block_size: int = param("patients", "engineering choice", lo=1)
+    block_size: int = param("patients", "engineering choice", lo=1, hi=100_000, why=BLOCK)
     #: worker processes for the blocks (0 = one per core); results do not depend on it
-    n_jobs: int = param("processes", "engineering choice", lo=0)
-    age_mean_years: float = param("years", "SEER: median age at myeloma diagnosis 69 y; ASCT cohorts younger (~57 y, Usmani 2012)", lo=0.0)
-    age_sd_years: float = param("years", "assumption", **NONNEG)
-    age_min_years: float = param("years", "eligibility", lo=0.0)
-    age_max_years: float = param("years", "eligibility", lo=0.0)
+    n_jobs: int = param("processes", "engineering choice", lo=0, hi=4096, why=ENGINEERING)
+    age_mean_years: float = param("years", "SEER: median age at myeloma diagnosis 69 y; ASCT cohorts younger (~57 y, Usmani 2012)", lo=0.0, hi=120.0, why=AGE)
+    age_sd_years: float = param("years", "assumption", lo=0.0, hi=120.0, why=AGE)
+    age_min_years: float = param("years", "eligibility", lo=0.0, hi=120.0, why=AGE)
+    age_max_years: float = param("years", "eligibility", lo=0.0, hi=120.0, why=AGE)
 
 
 # ------------------------------------------------------------------------------------------- sim
 @dataclass
 class SimConfig:
-    dt_days: float = param("days", "numerical choice (rates are hazards: results do not depend on it to first order)", lo=0.0, lo_open=True)
+    dt_days: float = param("days", "numerical choice (rates are hazards: results do not depend on it to first order)", lo=0.0, lo_open=True, hi=365.0, why=STEP)
     #: follow every patient this long after diagnosis (censoring)
-    followup_years: float = param("years", "Usmani 2012 and targets: up to 10 years follow-up", lo=0.0, lo_open=True)
+    followup_years: float = param("years", "Usmani 2012 and targets: up to 10 years follow-up", lo=0.0, lo_open=True, hi=50.0, why=LIFETIME)
     #: patients not diagnosed within this time after myeloma onset are reported as undiagnosed
-    max_years_to_diagnosis: float = param("years", "numerical cap", lo=0.0, lo_open=True)
+    max_years_to_diagnosis: float = param("years", "numerical cap", lo=0.0, lo_open=True, hi=50.0, why=LIFETIME)
     #: a flow whose expected size is at least this is taken as its mean; smaller flows are drawn
     #: (hybrid tau-leaping: relative noise < 1/sqrt(threshold) is ignored)
-    deterministic_threshold_cells: float = param("cells", "numerical choice (Cao, Gillespie & Petzold 2005 hybrid tau-leaping)", lo=1.0)
+    deterministic_threshold_cells: float = param("cells", "numerical choice (Cao, Gillespie & Petzold 2005 hybrid tau-leaping)", lo=1.0, hi=1e12, why=MARROW)
     #: populations below one cell are extinct
-    extinction_cells: float = param("cells", "numerical choice", lo=0.0, lo_open=True)
+    extinction_cells: float = param("cells", "numerical choice", lo=0.0, lo_open=True, hi=1e6, why=EXTINCT)
     #: save a snapshot of cells per node every this many steps (0 = none)
-    snapshot_every: int = param("steps", "output choice", lo=0)
+    snapshot_every: int = param("steps", "output choice", lo=0, hi=1_000_000, why=ENGINEERING)
     #: patients 0 .. N-1 of a cohort are recorded in snapshots.parquet (animations, dashboard)
-    snapshot_patients: int = param("patients", "output choice", lo=0)
+    snapshot_patients: int = param("patients", "output choice", lo=0, hi=100_000, why=BLOCK)
 
 
 @dataclass
@@ -380,12 +414,13 @@ def _check_number(path: str, value: Any, meta: dict[str, Any]) -> None:
     if not math.isfinite(value):
         raise ConfigError(path, value, "must be finite")
     lo, hi = meta.get("lo"), meta.get("hi")
-    unit = meta.get("unit", "")
-    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
-        rng = f"[{lo}, {hi}]" if hi is not None else (f"> {lo}" if meta.get("lo_open") else f">= {lo}")
-        raise ConfigError(path, value, f"allowed {rng} ({unit})")
-    if hi is not None and value > hi:
-        raise ConfigError(path, value, f"allowed [{lo}, {hi}] ({unit})")
+    low_bad = lo is not None and (value < lo or (meta.get("lo_open") and value == lo))
+    if low_bad or (hi is not None and value > hi):
+        left = "-inf" if lo is None else f"{lo:g}"
+        interval = (f"({left}, " if meta.get("lo_open") or lo is None else f"[{left}, ") + (
+            f"{hi:g}]" if hi is not None else "inf)")
+        why = "; ".join(x for x in (meta.get("unit", ""), meta.get("range_source", "")) if x)
+        raise ConfigError(path, value, f"allowed {interval}" + (f" ({why})" if why else ""))
 
 
 def check_fields(obj: Any, prefix: str) -> None:
@@ -396,8 +431,8 @@ def check_fields(obj: Any, prefix: str) -> None:
             _check_number(f"{prefix}.{f.name}", value, f.metadata)
 
 
-def _nonneg(path: str, value: float) -> None:
-    _check_number(path, value, {"lo": 0.0})
+def _nonneg(path: str, value: float, hi: float | None = None, unit: str = "") -> None:
+    _check_number(path, value, {"lo": 0.0, "hi": hi, "unit": unit})
 
 
 def _prob(path: str, value: float) -> None:
@@ -428,7 +463,7 @@ def validate(cfg: EmdConfig) -> None:
     _validate_treatment(cfg)  # after sim: phase durations are checked against the step
     for name, mod in cfg.clinical.imaging.items():
         _check_number(f"clinical.imaging.{name}.detection_threshold_cells",
-                      mod.detection_threshold_cells, {"lo": 1.0, "unit": "cells"})
+                      mod.detection_threshold_cells, {"lo": 1.0, "hi": 1e13, "unit": "cells"})
     _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
     _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
     wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
@@ -436,7 +471,7 @@ def validate(cfg: EmdConfig) -> None:
         p = f"scenario.surgeries[{i}]"
         _one_of(f"{p}.wound", s.wound, wounds)
         _prob(f"{p}.probability", s.probability)
-        _nonneg(f"{p}.earliest_days", s.earliest_days)
+        _nonneg(f"{p}.earliest_days", s.earliest_days, 36525.0, "days")
         if s.latest_days < s.earliest_days:
             raise ConfigError(f"{p}.latest_days", s.latest_days, f"must be >= earliest_days={s.earliest_days}")
 
@@ -450,9 +485,12 @@ def _validate_anatomy(an: AnatomyConfig) -> None:
     for i, n in enumerate(an.nodes):
         p = f"anatomy.nodes[{i}]({n.name})"
         _one_of(f"{p}.kind", n.kind, NODE_KINDS)
-        for attr in ("share", "capacity_cells", "cxcl12", "vcam1", "hyaluronan", "ncam", "selectin",
-                     "ccl", "inflammation_half_life_days", "death_rate_per_day"):
-            _nonneg(f"{p}.{attr}", getattr(n, attr))
+        for attr, hi, unit in (("share", 1.0, "fraction"), ("capacity_cells", 1e13, "cells"),
+                               ("inflammation_half_life_days", 3650.0, "days"),
+                               ("death_rate_per_day", 10.0, "1/day")) + tuple(
+                (ligand, 100.0, "relative to normal marrow") for ligand in
+                ("cxcl12", "vcam1", "hyaluronan", "ncam", "selectin", "ccl")):
+            _nonneg(f"{p}.{attr}", getattr(n, attr), hi, unit)
         for attr in ("soil", "barrier"):
             _prob(f"{p}.{attr}", getattr(n, attr))
         if n.kind != "blood" and n.capacity_cells <= 0:
@@ -483,10 +521,10 @@ def _validate_traits(tr: TraitsConfig) -> None:
         p = f"traits.distributions.{name}"
         _one_of(p, name, TRAIT_NAMES)
         _prob(f"{p}.p_positive", d.p_positive)
-        _nonneg(f"{p}.level", d.level)
-        _nonneg(f"{p}.log_sd", d.log_sd)
-        _nonneg(f"{p}.high_risk_factor", d.high_risk_factor)
-        _nonneg(f"{p}.high_risk_p_factor", d.high_risk_p_factor)
+        _nonneg(f"{p}.level", d.level, 100.0, "relative to the reference clone")
+        _nonneg(f"{p}.log_sd", d.log_sd, 5.0, "sd of log level")
+        _nonneg(f"{p}.high_risk_factor", d.high_risk_factor, 100.0, "multiplier")
+        _nonneg(f"{p}.high_risk_p_factor", d.high_risk_p_factor, 100.0, "multiplier")
     for name in ("niche_dependence", "drug_sensitivity"):
         d = tr.distributions[name]
         if d.level * max(d.high_risk_factor, 1.0) > 1.0 and d.log_sd == 0:
@@ -501,13 +539,13 @@ def _validate_traits(tr: TraitsConfig) -> None:
         _prob(f"{p}.rate_per_division", s.rate_per_division)
         for trait, factor in s.effects.items():
             _one_of(f"{p}.effects", trait, TRAIT_NAMES)
-            _nonneg(f"{p}.effects.{trait}", factor)
+            _nonneg(f"{p}.effects.{trait}", factor, 100.0, "multiplier")
 
 
 def _validate_treatment(cfg: EmdConfig) -> None:
     for name, d in cfg.drugs.items():
         for kind in COMPARTMENT_KINDS:
-            _nonneg(f"drugs.{name}.{kind}", getattr(d, kind))
+            _nonneg(f"drugs.{name}.{kind}", getattr(d, kind), 10.0, "1/day")
     wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
     tr = cfg.treatment
     if not tr.first_line:
@@ -519,7 +557,7 @@ def _validate_treatment(cfg: EmdConfig) -> None:
             p = f"treatment.{group}[{i}]({r.name})"
             for drug in r.drugs:
                 _one_of(f"{p}.drugs", drug, list(cfg.drugs))
-            _nonneg(f"{p}.duration_days", r.duration_days)
+            _nonneg(f"{p}.duration_days", r.duration_days, 36525.0, "days")
             steps = r.duration_days / cfg.sim.dt_days
             if abs(steps - round(steps)) > 1e-9:
                 raise ConfigError(f"{p}.duration_days", r.duration_days,
@@ -550,7 +588,8 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
         elif "unit" in f.metadata:
             rows.append({"field": path, "value": value, "unit": f.metadata["unit"],
                          "source": f.metadata["source"], "lo": f.metadata["lo"], "hi": f.metadata["hi"],
-                         "lo_open": f.metadata["lo_open"], "item": None})
+                         "lo_open": f.metadata["lo_open"], "range_source": f.metadata.get("range_source", ""),
+                         "item": None})
     return rows
 
 
