@@ -126,18 +126,44 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def check_group_choices(argv: list[str]) -> str | None:
     """One-line error for a config-group override naming an option that does not exist, else None."""
-    groups = {d.name for d in CONF_DIR.iterdir() if d.is_dir()}
+    groups = {d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "hydra"}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
         key, value = arg.lstrip("+~").split("=", 1)
-        if key not in groups or "(" in value:
+        if not key.strip():
+            return f"{ConfigError(arg, None, 'an override key=value with a key (e.g. seed=5)')}"
+        if key.startswith("hydra/"):
+            options = _hydra_options(key)
+        elif key in groups and "(" not in value:
+            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+        else:
             continue
-        options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
         for choice in value.split(","):
             if choice and choice != "null" and choice not in options:
                 return f"{ConfigError(key, choice, f'must be one of {options}')}"
     return None
+
+
+def _hydra_options(group: str) -> list[str]:
+    """The options of a Hydra config group (``hydra/launcher``: basic, joblib, submitit_local, ...)."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # registers the installed plugins' configs
+    stored = {Path(name).stem for name in ConfigStore.instance().list(group)} if _has_group(group) else set()
+    local = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    return sorted(stored | local)
+
+
+def _has_group(group: str) -> bool:
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        ConfigStore.instance().list(group)
+    except OSError:
+        return False
+    return True
 
 
 def _task_overrides(argv: list[str]) -> list[str]:
@@ -177,38 +203,14 @@ def check_sweep(argv: list[str]) -> str | None:
     for combo in checks:
         try:
             cfg = compose(combo)
-        except HydraException as err:
-            return _composition_problem(combo, err)
+        except ConfigError as err:
+            return str(err)
         try:
             apply_design(cfg)
             check_resources(to_config(cfg))
         except ConfigError as err:
             return str(err)
     return None
-
-
-def _composition_problem(overrides: list[str], err: Exception) -> str:
-    """One line for an override Hydra cannot apply, naming the closest existing keys."""
-    import difflib
-
-    from omegaconf import OmegaConf
-
-    message = str(err).strip().splitlines()[0]
-    if "Could not override" not in message and "Key '" not in message:
-        return f"{' '.join(overrides)}: {message}"
-    bad = next((o for o in overrides if f"'{o.split('=', 1)[0].lstrip('+~')}'" in message), overrides[0])
-    key, _, value = bad.lstrip("+~").partition("=")
-    known = _leaf_keys(OmegaConf.to_container(compose([]), resolve=False))
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return str(ConfigError(key, value, f"not a parameter of the configuration (see docs/parameters.md){hint}"))
-
-
-def _leaf_keys(node, prefix: str = "") -> list[str]:
-    if isinstance(node, dict):
-        return [k for key, value in node.items() if key != "hydra"
-                for k in _leaf_keys(value, f"{prefix}{key}.")]
-    return [prefix.rstrip(".")]
 
 
 def _as_int(text: str) -> int:

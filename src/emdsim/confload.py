@@ -33,15 +33,44 @@ CONF_DIR = _find_conf_dir()
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides (``["cohort.n_patients=10", ...]``)."""
+    """Compose ``conf/config.yaml`` with Hydra overrides (``["cohort.n_patients=10", ...]``); an
+    override Hydra cannot parse or apply is one :class:`ConfigError` naming it (and the closest keys)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=[str(o) for o in overrides])
+    except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises ValueError too
+        raise composition_error(list(overrides), err) from None
+
+
+def composition_error(overrides: Sequence[str], err: Exception) -> ConfigError:
+    """One line for an override Hydra cannot apply, naming the closest existing keys."""
+    import difflib
+
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "Could not override" not in message and "Key '" not in message:
+        return ConfigError("overrides", " ".join(overrides), f"overrides Hydra can apply ({message})")
+    bad = next((o for o in overrides if f"'{o.split('=', 1)[0].lstrip('+~')}'" in message), overrides[0])
+    key, _, value = bad.lstrip("+~").partition("=")
+    known = _leaf_keys(OmegaConf.to_container(compose([]), resolve=False))
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(key, value, f"not a parameter of the configuration (see docs/parameters.md){hint}")
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [k for key, value in node.items() if key != "hydra"
+                for k in _leaf_keys(value, f"{prefix}{key}.")]
+    return [prefix.rstrip(".")]
+
+
 
 
 def _plain(cfg: DictConfig) -> DictConfig:

@@ -26,6 +26,7 @@ import yaml
 
 from . import rng as seeds
 from . import sweep
+from .inputs import check_name, read_json, read_parquet, read_yaml
 from .config.schema import ConfigError, describe_parameters
 from .cliutil import parse_with_overrides, run_command
 from .design import DesignSpec, analyse, generate, parse_spec
@@ -45,12 +46,7 @@ def known_parameters(overrides: list[str]) -> dict[str, dict]:
 
 
 def load_spec(path: Path, extra_overrides: list[str] = ()) -> DesignSpec:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError("design", str(path), f"a readable YAML design spec ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("design", str(path), "a YAML mapping")
+    data = read_yaml(path, "design spec")
     overrides = [str(o) for o in data.get("overrides") or ()] + list(extra_overrides)
     return parse_spec(data, known_parameters(overrides))
 
@@ -64,7 +60,7 @@ def _spec_json(spec: DesignSpec, path: Path, extra: list[str]) -> str:
 
 
 def _spec_from_json(out: Path) -> DesignSpec:
-    data = json.loads((out / DESIGN_SPEC).read_text())
+    data = read_json(out / DESIGN_SPEC, "design record")
     params = {p["path"]: {"lo": p["lo"], "hi": p["hi"], "log": p["log"]} for p in data["parameters"]}
     known = {p: {"lo": None, "hi": None} for p in params}
     return parse_spec({"name": data["name"], "method": data["method"], "n": data["n"], "seed": data["seed"],
@@ -74,10 +70,11 @@ def _spec_from_json(out: Path) -> DesignSpec:
 
 def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
+    check_name("design.name", spec.name)
     out = Path(args.out or f"sweeps/{spec.name}").resolve()
     design = generate(spec, seeds.stream(spec.seed, seeds.DESIGN, 0))
     table = out / DESIGN_TABLE
-    if table.is_file() and not pd.read_parquet(table).equals(design):
+    if table.is_file() and not read_parquet(table, "design table").equals(design):
         raise ConfigError("--out", str(out), "a new directory: it holds a different design")
     atomic_write_parquet(table, design)
     atomic_write_text(out / DESIGN_SPEC, _spec_json(spec, args.spec, args.overrides))
@@ -99,7 +96,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if not (out / DESIGN_SPEC).is_file() or not (out / DESIGN_TABLE).is_file():
         raise ConfigError("DIR", str(out), f"a directory written by `emdsim-design run` ({DESIGN_SPEC} missing)")
     spec = _spec_from_json(out)
-    design = pd.read_parquet(out / DESIGN_TABLE)
+    design = read_parquet(out / DESIGN_TABLE, "design table")
     frame = sweep.write_table(out)
     done = frame[frame["status"] == "done"] if len(frame) else frame
     by_row = done.set_index("override.design.row") if len(done) else pd.DataFrame()

@@ -40,7 +40,9 @@ def _groups() -> dict[str, list[str]]:
 
 
 def load_registry(path: Path = REGISTRY) -> dict:
-    data = yaml.safe_load(Path(path).read_text())
+    from .inputs import read_yaml
+
+    data = read_yaml(path, "experiment registry")
     groups = _groups()
     return {name: parse_experiment(name, entry, groups) for name, entry in (data or {}).items()}
 

@@ -37,6 +37,7 @@ from .config.schema import ConfigError, EmdConfig, describe_parameters, resolve_
 from .confload import CONF_DIR, load
 from .fit import STATISTICS, FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
 from .rundir import atomic_write_parquet, atomic_write_text, provenance
+from .inputs import check_name, read_yaml
 from .targets import TARGETS_FILE, load_targets
 
 __all__ = ["main", "load_fit_spec", "scenario_bases"]
@@ -50,12 +51,7 @@ FIT_BLOCK = 64
 
 
 def load_fit_spec(path: Path) -> tuple[FitSpec, dict]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError("fit", str(path), f"a readable YAML fit spec ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("fit", str(path), "a YAML mapping")
+    data = read_yaml(path, "fit spec")
     known = {r["field"]: r for r in describe_parameters(load([str(o) for o in data.get("overrides") or ()]))}
     scenarios = sorted(p.stem for p in (CONF_DIR / "scenario").glob("*.yaml"))
     targets_file = Path(data["targets_file"]) if data.get("targets_file") else TARGETS_FILE
@@ -120,13 +116,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     import pyabc
 
     spec, raw = load_fit_spec(args.spec)
+    check_name("fit.name", spec.name)
+    bases = scenario_bases(spec)  # every scenario composed and validated before anything is written
     out = Path(args.out or f"fits/runs/{spec.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}").resolve()
+    if (out / SPEC).is_file() and read_yaml(out / SPEC, "fit spec") != raw:
+        raise ConfigError("--out", str(out), "a new directory: it holds a fit with another spec")
     out.mkdir(parents=True, exist_ok=True)
     db = out / DB
-    if (out / SPEC).is_file() and yaml.safe_load((out / SPEC).read_text()) != raw:
-        raise ConfigError("--out", str(out), "a new directory: it holds a fit with another spec")
     atomic_write_text(out / SPEC, yaml.safe_dump(raw, sort_keys=False))
-    bases = scenario_bases(spec)
     prov = provenance(spec.seed, "vectorized")
     prov["fit"] = {"spec_file": str(args.spec), "n_procs": args.n_procs, "dask": args.dask}
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2) + "\n")
@@ -139,6 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if db.is_file():
         history = abc.load(f"sqlite:///{db}", 1)
         done = history.max_t + 1
+        spent = pd.to_numeric(history.get_all_populations()["wall_time"], errors="coerce").fillna(0.0).sum()
+        state["wall_s"] = max(state["wall_s"], float(spent))  # a killed run recorded no fit_state.json
         print(f"emdsim-fit: resuming {out}: {done} generations done", flush=True)
     else:
         abc.new(f"sqlite:///{db}", observed)
@@ -287,9 +286,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"emdsim-fit: posterior-predictive check ({spec.predictive_draws} simulations)", flush=True)
     predictive = _predictive(spec, posterior, getattr(args, "n_procs", 1))
     atomic_write_parquet(out / PREDICTIVE, predictive)
-    pops = history.get_all_populations()
-    pops = pops[pops["t"] >= 0]
-    state = json.loads((out / STATE).read_text()) if (out / STATE).is_file() else {"wall_s": math.nan}
+    all_pops = history.get_all_populations()
+    pops = all_pops[all_pops["t"] >= 0]
+    # pyabc stores each generation's wall time as it ends, so a killed fit keeps what it spent
+    state = {"wall_s": float(pd.to_numeric(all_pops["wall_time"], errors="coerce").fillna(0.0).sum())}
     from .viz.fitplots import plot_posterior, plot_predictive
 
     plot_posterior(posterior, spec, out / "fit_posterior.png")
@@ -312,11 +312,13 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
              f"ABC-SMC (pyabc), population {spec.population_size}, {len(pops)} generations, "
              f"{int(pops['samples'].sum())} simulations (each = every scenario's cohort), "
              f"wall time {state['wall_s'] / 60:.1f} min.", "",
-             "| generation | epsilon | simulations | acceptance | effective sample size |", "|---|---|---|---|---|"]
+             "| generation | epsilon | simulations | acceptance | effective sample size | wall time (min) |",
+             "|---|---|---|---|---|---|"]
     for r in pops.itertuples():
         _, weights = history.get_distribution(m=0, t=r.t)
+        wall = f"{r.wall_time / 60:.1f}" if pd.notna(r.wall_time) else "n/a"
         lines.append(f"| {r.t} | {r.epsilon:.3g} | {r.samples} | {r.particles / max(r.samples, 1):.2f} | "
-                     f"{effective_sample_size(np.asarray(weights, float)):.1f} |")
+                     f"{effective_sample_size(np.asarray(weights, float)):.1f} | {wall} |")
     ess = effective_sample_size(w)
     lines += ["", "## Posterior (weighted median and 95% credible interval)", "",
               f"Effective sample size of the last generation: {ess:.1f} of {len(w)} particles (Kish)."

@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from .config.schema import ConfigError
+from .inputs import read_json
 from .rundir import CONFIG, SUMMARY, atomic_write_parquet, atomic_write_text
 
 __all__ = ["JOB", "FAILURE", "CONFLICT", "PLAN", "TABLE", "write_job", "write_failure", "write_conflict",
@@ -86,10 +88,33 @@ def parse_value(text: str) -> Any:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A job record, or None when the file is absent; a damaged record is one ConfigError naming it
+    (a sweep table must never pair a job's metrics with a guessed identity)."""
+    if not path.is_file():
         return None
+    data = read_json(path, "sweep record")
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), type(data).__name__, "a JSON object (written by emdsim)")
+    return data
+
+
+def check_sweep_dir(sweep_dir: Path) -> None:
+    """A :class:`ConfigError` unless ``sweep_dir`` is a sweep directory (``sweep.json`` or job folders)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError("SWEEP_DIR", str(sweep_dir), "an existing directory")
+    if not (sweep_dir / PLAN).is_file() and not any(True for _ in _job_dirs(sweep_dir)):
+        raise ConfigError("SWEEP_DIR", str(sweep_dir),
+                          f"a sweep directory of `emdsim -m` ({PLAN} or job folders with {JOB}); nothing written")
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """The number of jobs ``sweep.json`` announced, or None."""
+    plan = _read_json(Path(sweep_dir) / PLAN)
+    n = (plan or {}).get("n_jobs")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ConfigError(str(Path(sweep_dir) / PLAN), n, "n_jobs as a non-negative integer")
+    return n
 
 
 def _scalar_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -127,6 +152,8 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
             job, summary, failure = conflict, None, conflict
         status = "done" if summary is not None else "failed" if failure is not None else "incomplete"
         overrides = [str(o) for o in job.get("overrides", [])]
+        if not isinstance(job.get("job", -1), int) or not isinstance(job.get("overrides", []), list):
+            raise ConfigError(str(job_dir / JOB), job, "a job record with an integer job and a list of overrides")
         row: dict[str, Any] = {"job": int(job.get("job", -1)), "dir": job_dir.name, "status": status,
                                "error": (failure or {}).get("error", ""), "seed": job.get("seed"),
                                "overrides": " ".join(overrides)}

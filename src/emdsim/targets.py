@@ -59,10 +59,9 @@ def _check_percentage(where: str, value: Any) -> None:
 
 def load_targets(path: Path = TARGETS_FILE) -> list[Target]:
     """All targets of a targets file, validated (:class:`ConfigError` names the entry and field)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError("targets", str(path), f"a readable YAML file ({str(err).splitlines()[0]})") from None
+    from .inputs import read_yaml
+
+    data = read_yaml(path, "targets file")
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list):
         raise ConfigError("targets", str(path), "a mapping with a `targets` list and a `sources` mapping")
     sources = data.get("sources") or {}

@@ -49,7 +49,8 @@ class ConfigError(ValueError):
         self.field_path = field_path
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field_path}={value!r} is invalid: {allowed}")
+        shown = f"{field_path}" if value is None else f"{field_path}={value!r}"
+        super().__init__(f"{shown} is invalid: {allowed}")
 
 
 def param(unit: str, source: str, lo: float | None = None, hi: float | None = None,

@@ -284,10 +284,12 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
     """Write the animation of one recorded patient; returns (path, number of frames)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
+    from ..inputs import read_parquet
+
     run_dir = Path(run_dir)
-    snaps = pd.read_parquet(run_dir / "snapshots.parquet")
-    patients = pd.read_parquet(run_dir / "patients.parquet")
-    lesions = pd.read_parquet(run_dir / "lesions.parquet")
+    snaps = read_parquet(run_dir / "snapshots.parquet", "snapshot table", SNAPSHOT_COLUMNS)
+    patients = read_parquet(run_dir / "patients.parquet", "patient table", PATIENT_COLUMNS)
+    lesions = read_parquet(run_dir / "lesions.parquet", "lesion table", LESION_COLUMNS)
     pid = select_patient(patients, snaps, patient)
     nodes = anatomy_nodes(run_dir)
     psnaps = snaps[snaps["patient_id"] == pid]
@@ -314,13 +316,26 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
     return out, len(steps)
 
 
+#: the columns the animation reads from a run directory's tables
+SNAPSHOT_COLUMNS = ("patient_id", "step", "t_days", "status", "line", "regimen", "node", "kind", "cells",
+                    "local_flow", "haematogenous_flow", "inflammation", "wound_open")
+PATIENT_COLUMNS = ("patient_id", "diagnosed", "onset_to_diagnosis_days", "relapsed", "pfs_days", "pfs_event",
+                   "os_days", "os_event", "em_ever", "ps_ever", "emd_at_relapse", "em_at_relapse", "emd_at_diagnosis")
+LESION_COLUMNS = ("patient_id", "site", "kind", "route", "onset_days", "detectable_days")
+
+
 def anatomy_nodes(run_dir: Path) -> pd.DataFrame:
     """The compartments of the run's anatomy (from its ``config.yaml``): name, kind, adjacent_to."""
-    import yaml
+    from ..config.schema import ConfigError
+    from ..inputs import read_yaml
 
-    cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    rows = [{"name": n["name"], "kind": n["kind"], "adjacent_to": n.get("adjacent_to", "") or ""}
-            for n in cfg["anatomy"]["nodes"]]
+    path = Path(run_dir) / "config.yaml"
+    cfg = read_yaml(path, "run configuration")
+    nodes = (cfg.get("anatomy") or {}).get("nodes") if isinstance(cfg.get("anatomy"), dict) else None
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) and {"name", "kind"} <= set(n) for n in nodes):
+        raise ConfigError(f"{path}: anatomy.nodes", type(nodes).__name__,
+                          "the run's resolved configuration, with anatomy.nodes as a list of {name, kind, ...}")
+    rows = [{"name": n["name"], "kind": n["kind"], "adjacent_to": n.get("adjacent_to", "") or ""} for n in nodes]
     return pd.DataFrame(rows)
 
 
@@ -334,19 +349,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-frames", type=int, default=120)
     parser.add_argument("--fps", type=int, default=8)
     args = parser.parse_args(argv)
+
+    def refuse(text: str) -> None:
+        print(f"emdsim-animate: {text}", file=sys.stderr)
+        raise SystemExit(2)
+
     for name in ("snapshots.parquet", "patients.parquet", "lesions.parquet", "config.yaml"):
         if not (args.run_dir / name).is_file():
-            print(f"emdsim-animate: {args.run_dir} is not a finished run directory ({name} missing)", file=sys.stderr)
-            raise SystemExit(2)
-    if args.max_frames < 2:
-        print(f"emdsim-animate: --max-frames={args.max_frames} is invalid: at least 2", file=sys.stderr)
-        raise SystemExit(2)
+            refuse(f"{args.run_dir} is not a finished run directory ({name} missing)")
+    if not 2 <= args.max_frames <= 10_000:
+        refuse(f"--max-frames={args.max_frames} is invalid: allowed [2, 10000]")
+    if not 1 <= args.fps <= 60:
+        refuse(f"--fps={args.fps} is invalid: allowed [1, 60] frames per second")
+    if args.out is not None:
+        if not args.out.parent.is_dir():
+            refuse(f"--out={args.out} is invalid: its folder {args.out.parent} does not exist")
+        if args.out.suffix.lower() != f".{args.format}":
+            refuse(f"--out={args.out} is invalid: a .{args.format} file (or choose --format)")
+    from ..config.schema import ConfigError
+
     try:
         path, n = render(args.run_dir, patient=args.patient, out=args.out, fmt=args.format,
                          max_frames=args.max_frames, fps=args.fps)
+    except ConfigError as err:
+        refuse(str(err))
     except ValueError as err:
-        print(f"emdsim-animate: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(str(err))
     print(f"emdsim-animate: {n} frames -> {path}")
 
 

@@ -226,15 +226,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status", action="store_true",
                         help="print jobs done, failed and remaining (e.g. of a running cluster sweep) and stop")
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        print(f"emdsim-report: {args.sweep_dir} is not a directory", file=sys.stderr)
-        raise SystemExit(2)
-    if args.status:
-        plan = args.sweep_dir / sweep.PLAN
-        n = json.loads(plan.read_text()).get("n_jobs") if plan.is_file() else None
-        print(sweep.progress_line(args.sweep_dir, n))
-        raise SystemExit(0)
-    frame = sweep.write_table(args.sweep_dir)
+    from ..config.schema import ConfigError
+
+    try:
+        sweep.check_sweep_dir(args.sweep_dir)
+        if args.status:
+            n = sweep.planned_jobs(args.sweep_dir)
+            print(sweep.progress_line(args.sweep_dir, n))
+            raise SystemExit(0)
+        frame = sweep.write_table(args.sweep_dir)
+    except ConfigError as err:
+        print(f"emdsim-report: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         paths = plot_sweep(frame, args.sweep_dir, args.metrics)
     except ValueError as err:
