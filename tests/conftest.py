@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -31,3 +32,55 @@ def make_cfg():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# --------------------------------------------------------------------------- no process left behind
+#: a command line that runs emdsim: `python -m emdsim...`, a console script, the dashboard's server
+_RUNS_EMDSIM = re.compile(r"-m emdsim\b|/bin/emdsim(-[a-z]+)?( |$)|emdsim\.dashboard:page")
+
+
+def _emdsim_processes() -> dict[int, str]:
+    """Processes of this machine whose command line runs emdsim (servers, CLI runs, job workers)."""
+    import os
+    from pathlib import Path
+
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if _RUNS_EMDSIM.search(cmd) and int(entry.name) != os.getpid():
+            found[int(entry.name)] = cmd.strip()
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config._emdsim_before = _emdsim_processes()  # noqa: SLF001 - our own attribute
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no emdsim process running (a dashboard server, a sweep job): any new one
+    still alive at the end is listed, killed, and fails the run."""
+    import os
+    import signal
+    import sys
+    import time
+
+    if hasattr(session.config, "workerinput") or not os.path.isdir("/proc"):
+        return  # xdist workers: the controller checks once for all of them
+    before = getattr(session.config, "_emdsim_before", {})
+    deadline = time.monotonic() + 10.0
+    left = {}
+    while time.monotonic() < deadline:  # a process being terminated gets a moment to end
+        left = {pid: cmd for pid, cmd in _emdsim_processes().items() if pid not in before}
+        if not left:
+            return
+        time.sleep(0.5)
+    for pid, cmd in left.items():
+        print(f"\nleft behind by the test suite: pid {pid}: {cmd}", file=sys.stderr)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    session.exitstatus = 1

@@ -166,6 +166,28 @@ def _has_group(group: str) -> bool:
     return True
 
 
+def check_sweep_dir(argv: list[str]) -> str | None:
+    """A sweep into a directory that holds a sweep of other overrides is refused before any job
+    starts (Hydra would rewrite each job's ``.hydra/`` beside the earlier results); the same
+    command again resumes it."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+    if not given:
+        return None
+    plan = Path(given[-1]) / sweep.PLAN
+    if not plan.is_file():
+        return None
+    try:
+        earlier = sweep.read_plan(plan)
+    except ConfigError as err:
+        return str(err)
+    task = _task_overrides(argv)
+    if sorted(earlier) != sorted(task):
+        return str(ConfigError("hydra.sweep.dir", given[-1],
+                               f"a new directory: it holds a sweep of other overrides ({' '.join(earlier)}); "
+                               "its results are kept. Run that command again to resume it"))
+    return None
+
+
 def _task_overrides(argv: list[str]) -> list[str]:
     """The model overrides of a command line (not flags, not ``hydra...`` settings)."""
     return [a for a in argv if not a.startswith("-") and "=" in a
@@ -229,6 +251,8 @@ def main() -> None:
     problem = check_group_choices(argv)
     if problem is None and not {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"} & set(argv):
         problem = check_sweep(argv)
+    if problem is None and {"-m", "--multirun"} & set(argv):
+        problem = check_sweep_dir(argv)
     if problem:
         print(f"emdsim: invalid configuration: {problem}", file=sys.stderr)
         raise SystemExit(2)

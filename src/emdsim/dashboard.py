@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -166,8 +165,12 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, EMDSIM_APP="1", SOLARA_TELEMETRY_MIXPANEL_ENABLE="False")
     command = [sys.executable, "-m", "solara", "run", "emdsim.dashboard:page", "--host", args.host,
                "--port", str(args.port), "--no-open", "--production"]
+    if not 1 <= args.port <= 65535:
+        print(f"emdsim-app: --port={args.port} is invalid: allowed [1, 65535]", file=sys.stderr)
+        raise SystemExit(2)
     print(f"emdsim-app: http://{args.host}:{args.port}", flush=True)
-    raise SystemExit(subprocess.call(command, env=env))
+    # the server replaces this process (exec): killing emdsim-app stops the server, no orphan is left
+    os.execve(sys.executable, command, env)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,15 @@ def check_sweep_dir(sweep_dir: Path) -> None:
                           f"a sweep directory of `emdsim -m` ({PLAN} or job folders with {JOB}); nothing written")
 
 
+def read_plan(path: Path) -> list[str]:
+    """The task overrides a sweep directory's ``sweep.json`` recorded."""
+    plan = _read_json(Path(path))
+    overrides = (plan or {}).get("overrides")
+    if not isinstance(overrides, list):
+        raise ConfigError(str(path), overrides, "a sweep record with its list of overrides")
+    return [str(o) for o in overrides]
+
+
 def planned_jobs(sweep_dir: Path) -> int | None:
     """The number of jobs ``sweep.json`` announced, or None."""
     plan = _read_json(Path(sweep_dir) / PLAN)

@@ -290,8 +290,8 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
     snaps = read_parquet(run_dir / "snapshots.parquet", "snapshot table", SNAPSHOT_COLUMNS)
     patients = read_parquet(run_dir / "patients.parquet", "patient table", PATIENT_COLUMNS)
     lesions = read_parquet(run_dir / "lesions.parquet", "lesion table", LESION_COLUMNS)
-    pid = select_patient(patients, snaps, patient)
     nodes = anatomy_nodes(run_dir)
+    pid = select_patient(patients, snaps, patient)
     psnaps = snaps[snaps["patient_id"] == pid]
     painter = BodyMapPainter(psnaps, nodes, patients[patients["patient_id"] == pid].iloc[0],
                        lesions[lesions["patient_id"] == pid], size)
