@@ -82,14 +82,17 @@ def test_a_job_whose_directory_holds_another_configuration_is_a_failed_row_witho
     assert not (d / sweep.CONFLICT).exists()
 
 
-def test_a_killed_job_process_fails_only_its_own_job_under_joblib(tmp_path):
-    """Four jobs, two at a time; job 1 (the largest cohort) is SIGKILLed once it has started: it is a
-    failed row naming the signal, the other three finish, sweep.parquet is written, exit status 1."""
+@pytest.mark.parametrize(("launcher", "needle"), [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "SIGKILL"),
+    (["hydra/launcher=submitit_local"], "ended without a result"),
+], ids=["joblib", "submitit_local"])
+def test_a_killed_job_process_fails_only_its_own_job(tmp_path, launcher, needle):
+    """Four jobs; job 1 (the largest cohort) is SIGKILLed once it has started: it is a failed row
+    saying why, the other three finish, sweep.parquet is written, exit status 1, no traceback."""
     d = tmp_path / "sw"
     proc = subprocess.Popen([PY, "-m", "emdsim.cli", "-m", "cohort.n_patients=8,400,9,10", *TINY,
-                             "cohort.n_jobs=1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                             f"hydra.sweep.dir={d}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=_env(), cwd=ROOT)
+                             "cohort.n_jobs=1", *launcher, f"hydra.sweep.dir={d}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
     job = d / "1" / sweep.JOB
     deadline = time.monotonic() + 120
     while not job.is_file() and time.monotonic() < deadline and proc.poll() is None:
@@ -100,7 +103,7 @@ def test_a_killed_job_process_fails_only_its_own_job_under_joblib(tmp_path):
     assert proc.returncode == 1, out
     assert "Traceback" not in out
     table = pd.read_parquet(d / sweep.TABLE).set_index("job")
-    assert table.loc[1, "status"] == "failed" and "SIGKILL" in table.loc[1, "error"]
+    assert table.loc[1, "status"] == "failed" and needle in table.loc[1, "error"]
     assert list(table.loc[[0, 2, 3], "status"]) == ["done"] * 3
     assert list(table.loc[[0, 2, 3], "n_patients"]) == [8, 9, 10]
 

@@ -246,7 +246,7 @@ def main() -> None:
     import warnings
 
     # conf/hydra/launcher/joblib.yaml shadows the plugin's config of the same name on purpose
-    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
     argv = sys.argv[1:]
     problem = check_group_choices(argv)
     if problem is None and not {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"} & set(argv):

@@ -117,14 +117,14 @@ class IsolatingJoblibLauncher(JoblibLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [r for r in results if r is not None]
 
-    def _lost(self, idx: int, overrides: list[str], cfg: DictConfig, exitcode: int | None,
+    def _lost(self: Any, idx: int, overrides: list[str], cfg: DictConfig, exitcode: int | None,
               error: BaseException | None) -> JobReturn:
         """Record a job whose process died (or raised outside the task) as failed, in its own
         directory, and return a result that does not stop the sweep."""
         HydraConfig.instance().set_config(cfg)
         job_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        reason = (f"{type(error).__name__}: {error}" if error is not None
-                  else f"the job's process {_describe_exit(exitcode)}")
+        reason = (str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+                  if error is not None else f"the job's process {_describe_exit(exitcode)}")
         if not (job_dir / sweep.JOB).is_file():
             sweep.write_job(job_dir, num=idx, overrides=overrides, seed=None)
         if not (job_dir / sweep.SUMMARY).is_file():
@@ -135,3 +135,57 @@ class IsolatingJoblibLauncher(JoblibLauncher):
         ret.status = JobStatus.COMPLETED
         ret.return_value = None
         return ret
+
+
+class _TolerantJob:
+    """A submitit job whose ``results()`` records a failure in the job's directory instead of
+    raising, so the sweeper (which reads every result) does not stop the whole sweep."""
+
+    def __init__(self, job: Any, launcher: Any, idx: int, overrides: list[str]) -> None:
+        self.job, self.launcher, self.idx, self.overrides = job, launcher, idx, overrides
+
+    def results(self) -> list[JobReturn]:
+        try:
+            return self.job.results()
+        except Exception as err:  # noqa: BLE001 - submitit raises several types for a dead job
+            cfg = _sweep_config(self.launcher, self.idx, self.overrides)
+            text = str(err).strip().splitlines()
+            reason = RuntimeError(f"the job's process ended without a result ({text[0] if text else type(err).__name__})")
+            return [IsolatingJoblibLauncher._lost(self.launcher, self.idx, self.overrides, cfg, None, reason)]
+
+
+def _tolerant_launch(launcher: Any, parent: type, job_overrides: Sequence[Sequence[str]],
+                     initial_job_idx: int) -> Sequence[JobReturn]:
+    import submitit
+
+    original = submitit.AutoExecutor.map_array
+
+    def map_array(executor: Any, fn: Any, *iterables: Any) -> list[_TolerantJob]:
+        jobs = original(executor, fn, *iterables)
+        return [_TolerantJob(j, launcher, initial_job_idx + i, list(job_overrides[i])) for i, j in enumerate(jobs)]
+
+    submitit.AutoExecutor.map_array = map_array
+    try:
+        return parent.launch(launcher, job_overrides, initial_job_idx)
+    finally:
+        submitit.AutoExecutor.map_array = original
+
+
+try:  # the submitit launchers (optional dependency of Hydra, declared by emdsim)
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+
+    class IsolatingSubmititLocalLauncher(LocalLauncher):
+        """submitit_local, where a job whose process dies is a failed row and the sweep goes on."""
+
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+            return _tolerant_launch(self, LocalLauncher, job_overrides, initial_job_idx)
+
+    class IsolatingSubmititSlurmLauncher(SlurmLauncher):
+        """submitit_slurm, where a job that dies (OOM, time limit, node failure) is a failed row."""
+
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+            return _tolerant_launch(self, SlurmLauncher, job_overrides, initial_job_idx)
+
+    __all__ += ["IsolatingSubmititLocalLauncher", "IsolatingSubmititSlurmLauncher"]
+except ImportError:  # pragma: no cover - submitit launcher not installed
+    pass
