@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test test-slow test-all bench clean
+.PHONY: setup run test test-fast test-slow test-all bench results lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "emdsim needs Python >= 3.11"'
@@ -23,6 +23,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# the inner loop (rules, invariants, config, tables): no command-line runs, no processes, <= 1 minute
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not e2e" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -14,6 +14,8 @@ import yaml
 
 from emdsim.outcomes import PATIENT_COLUMNS
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 EMDSIM = [sys.executable, "-m", "emdsim.cli"]
 SMALL = ["cohort.n_patients=6", "cohort.block_size=8", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
 SUMMARY_KEYS = {"n_patients", "seed", "em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "em_at_relapse",

@@ -17,6 +17,8 @@ from emdsim.config.schema import resolve_path
 from emdsim.confload import load
 from emdsim.dashboard import SEP, SLIDER_PARAMETERS, Burden, BodyMap, DashboardModel, Events, model_params
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 

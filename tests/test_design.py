@@ -109,6 +109,7 @@ def _design_cli(*args):
                           env=dict(os.environ, HYDRA_FULL_ERROR="0"), timeout=600, cwd=ROOT)
 
 
+@pytest.mark.e2e
 def test_design_command_runs_rows_through_the_launcher_and_analyses(tmp_path):
     out = tmp_path / "tiny"
     proc = _design_cli("run", "designs/tiny.yaml", "--out", str(out), "hydra/launcher=joblib",
@@ -125,6 +126,7 @@ def test_design_command_runs_rows_through_the_launcher_and_analyses(tmp_path):
     assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.e2e
 def test_design_command_rejects_a_bad_spec_before_running(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: bad\nmethod: lhs\nn: 4\noutputs: [em_at_diagnosis]\n"

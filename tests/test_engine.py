@@ -76,6 +76,7 @@ def test_patient_result_does_not_depend_on_cohort_size(make_cfg):
     pd.testing.assert_frame_equal(small, large.iloc[:5].reset_index(drop=True))
 
 
+@pytest.mark.e2e
 def test_result_does_not_depend_on_the_number_of_workers(make_cfg):
     one = run_cohort(make_cfg("cohort.n_patients=40", "cohort.block_size=16", "cohort.n_jobs=1"))
     two = run_cohort(make_cfg("cohort.n_patients=40", "cohort.block_size=16", "cohort.n_jobs=2"))
@@ -141,6 +142,7 @@ def _haematogenous_lesions_per_patient(cfg):
     return em.groupby("patient_id").size().reindex(range(cfg.cohort.n_patients), fill_value=0).to_numpy(float)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("knockdown", "arms"), [
     ("traits.distributions.cxcr4.level=0.2", ()),
     ("traits.distributions.cd56.p_positive=0.0", ("spread.w_cd56=3",)),

@@ -14,6 +14,8 @@ from scipy.stats import ks_2samp
 
 from emdsim.cohort import run_cohort
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 PROPORTIONS = ("ps_at_diagnosis", "em_ever", "ps_ever", "emd_at_relapse", "relapsed", "os_event")
 ALPHA = 0.01 / (len(PROPORTIONS) + 3)
 

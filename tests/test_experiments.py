@@ -10,6 +10,8 @@ from emdsim.config.schema import ConfigError
 from emdsim.experiment_cli import load_registry, main
 from emdsim.experiments import compare, parse_experiment
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 REGISTRY = load_registry()
 
 

@@ -230,6 +230,7 @@ def _generations(db: Path) -> int:
         return 0
 
 
+@pytest.mark.e2e
 def test_an_interrupted_fit_resumes_and_reports(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(dict(TINY, max_generations=3)))
@@ -264,6 +265,7 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path):
     assert 0.0 <= predictive.loc["progressive", "simulated_median"] <= 100.0
 
 
+@pytest.mark.e2e
 def test_a_fit_with_another_spec_refuses_the_directory(tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(TINY))

@@ -26,6 +26,8 @@ from emdsim import sweep
 from emdsim.config.schema import ConfigError
 from emdsim.rundir import atomic_write_text
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TINY = ["cohort.block_size=8", "sim.followup_years=2", "sim.max_years_to_diagnosis=5", "figures=false"]

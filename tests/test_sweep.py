@@ -13,6 +13,8 @@ import pytest
 
 from emdsim import sweep
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 EMDSIM = [sys.executable, "-m", "emdsim.cli"]
 TINY = ["cohort.n_patients=5", "cohort.block_size=5", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
 METRICS = ["n_diagnosed", "ps_at_diagnosis", "em_at_diagnosis", "emd_at_relapse", "median_os_months"]

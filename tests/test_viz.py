@@ -19,6 +19,8 @@ from emdsim.targets import incidence_targets, load_targets
 from emdsim.tasks import run_task
 from emdsim.viz import animate, figures
 
+pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
+
 RUN = ("cohort.n_patients=24", "cohort.block_size=24", "sim.followup_years=4", "sim.max_years_to_diagnosis=6",
        "sim.snapshot_patients=6", "seed=11")
 
