@@ -34,6 +34,10 @@ test-slow: setup
 test-all: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
+# the numbers the README quotes, regenerated with the machine and versions beside them
+results: setup
+	$(BIN)/python results/make_results.py
+
 bench: setup
 	$(BIN)/python benchmarks/bench_engine.py $(ARGS)
 
