@@ -165,18 +165,20 @@ def test_losing_homing_or_adhesion_traits_raises_haematogenous_emd(make_cfg, kno
 
 @pytest.mark.slow
 def test_outcomes_do_not_depend_on_the_step_size(make_cfg):
-    """Halving the step (7 -> 3.5 days) leaves the cohort's outcome distributions unchanged."""
+    """Halving the step (7 -> 3.5 days) leaves the cohort's outcome distributions unchanged: two
+    log-rank tests at p > 2e-4 and three proportions within 3.7 standard errors (two-sided p 2.2e-4
+    each), a family-wise false alarm below 1 in 1,000 runs."""
     from lifelines.statistics import logrank_test
 
     runs = [run_cohort(make_cfg("cohort.n_patients=768", "cohort.block_size=256", "sim.followup_years=10",
                                 f"sim.dt_days={dt}", "seed=3", small=False)).patients for dt in (7.0, 3.5)]
     a, b = (r[r["diagnosed"]] for r in runs)
     for end in ("pfs", "os"):
-        assert logrank_test(a[f"{end}_days"], b[f"{end}_days"], a[f"{end}_event"], b[f"{end}_event"]).p_value > 0.002
+        assert logrank_test(a[f"{end}_days"], b[f"{end}_days"], a[f"{end}_event"], b[f"{end}_event"]).p_value > 2e-4
     for col in ("em_ever", "ps_ever", "ps_at_diagnosis"):
         p = (a[col].sum() + b[col].sum()) / (len(a) + len(b))
         se = np.sqrt(p * (1 - p) * (1 / len(a) + 1 / len(b)))
-        assert abs(a[col].mean() - b[col].mean()) < 3.1 * se, col
+        assert abs(a[col].mean() - b[col].mean()) < 3.7 * se, col
 
 
 def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
