@@ -43,6 +43,7 @@ def _spec(**kw):
     ({"parameters": {}}, "design.parameters", "a mapping"),
     ({"method": "halton"}, "design.method", "one of"),
     ({"method": "sobol", "n": 12}, "design.n", "power of 2"),
+    ({"method": "lhs", "n": 6}, "design.n", "at least 20 for lhs"),
     ({"outputs": ["em_at_dx"]}, "design.outputs", "one of"),
     ({"overrides": ["spread.beta_cxcr4=1"]}, "design.overrides", "must not fix a parameter"),
     ({"nonsense": 1}, "design.nonsense", "unknown key"),
@@ -53,7 +54,7 @@ def test_bad_specs_name_field_value_and_what_is_allowed(known, change, field, ne
     assert err.value.field_path == field and needle in str(err.value)
 
 
-@pytest.mark.parametrize("method, n, rows", [("morris", 4, 4 * 3), ("sobol", 8, 8 * 4), ("lhs", 10, 10)])
+@pytest.mark.parametrize("method, n, rows", [("morris", 4, 4 * 3), ("sobol", 8, 8 * 4), ("lhs", 20, 20)])
 def test_designs_have_the_documented_size_stay_in_range_and_are_reproducible(known, method, n, rows):
     spec = parse_spec(_spec(method=method, n=n), known)
     a = generate(spec, seeds.stream(1, seeds.DESIGN, 0))
@@ -96,7 +97,7 @@ def test_morris_ranks_the_stronger_parameter_first(known):
 
 
 def test_analysis_refuses_missing_outputs(known):
-    spec = parse_spec(_spec(method="lhs", n=6), known)
+    spec = parse_spec(_spec(method="lhs", n=20), known)
     design = generate(spec, seeds.stream(5, seeds.DESIGN, 0))
     outputs = _linear(design, spec)
     outputs.loc[2, "em_at_diagnosis"] = np.nan
@@ -117,12 +118,13 @@ def test_design_command_runs_rows_through_the_launcher_and_analyses(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     design = pd.read_parquet(out / "design.parquet")
     table = pd.read_parquet(out / "sweep.parquet")
-    assert len(table) == len(design) == 6 and (table["status"] == "done").all()
+    assert len(table) == len(design) == 20 and (table["status"] == "done").all()
     for col in design.columns:  # each job ran its own row
         np.testing.assert_allclose(table.sort_values("override.design.row")[f"param.{col}"], design[col])
     assert table["seed"].nunique() == 1  # common random numbers across rows
     sens = pd.read_parquet(out / "sensitivity.parquet")
     assert set(sens["output"]) == {"ps_at_diagnosis", "em_at_relapse"} and set(sens["index"]) == {"delta", "S1"}
+    assert sens["value"].notna().any()  # 20 runs: SALib computes the indices (6 gave all NaN)
     assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
 
 

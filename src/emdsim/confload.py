@@ -32,6 +32,22 @@ def _find_conf_dir() -> Path:
 CONF_DIR = _find_conf_dir()
 
 
+def _suffix(text: str) -> str:
+    """``_<overrides>`` for a run directory's name (``""`` without overrides); long ones are cut and
+    end in a short hash so that two different runs never share a folder."""
+    import hashlib
+
+    text = str(text or "").replace("/", "-")
+    if not text:
+        return ""
+    if len(text) > 120:
+        text = text[:100] + "..." + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"_{text}"
+
+
+OmegaConf.register_new_resolver("emdsim_suffix", _suffix, replace=True)
+
+
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides (``["cohort.n_patients=10", ...]``); an
     override Hydra cannot parse or apply is one :class:`ConfigError` naming it (and the closest keys)."""

@@ -25,6 +25,12 @@ from .config.schema import ConfigError
 __all__ = ["METHODS", "ParameterRange", "DesignSpec", "parse_range", "parse_spec", "generate", "analyse"]
 
 METHODS = ("morris", "sobol", "lhs")
+#: the smallest sample each method's indices can be computed from (checked before anything runs)
+MIN_N = {"morris": 2, "sobol": 2, "lhs": 20}
+MIN_N_WHY = {"morris": "mu* and its bootstrap interval need two trajectories",
+             "sobol": "Saltelli's estimators need two base samples",
+             "lhs": "SALib's delta and S1 estimators bin the outputs in classes of >= 10 runs and need two "
+                    "classes (measured: fewer runs give all-NaN indices)"}
 #: outputs of ``summary.json`` a design can analyse
 METRICS = ("ps_at_diagnosis", "em_at_diagnosis", "emd_at_diagnosis", "ps_at_relapse", "em_at_relapse",
            "emd_at_relapse", "em_ever", "ps_ever", "median_pfs_months", "median_os_months",
@@ -125,6 +131,8 @@ def parse_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]]) 
         raise ConfigError("design.n", n, "an integer >= 2")
     if method == "sobol" and n & (n - 1):
         raise ConfigError("design.n", n, "a power of 2 for Sobol designs")
+    if n < MIN_N[method]:
+        raise ConfigError("design.n", n, f"at least {MIN_N[method]} for {method}: {MIN_N_WHY[method]}")
     params_in = data.get("parameters") or {}
     if not isinstance(params_in, Mapping) or not params_in:
         raise ConfigError("design.parameters", params_in, "a mapping of parameter path -> {lo, hi[, log]}")

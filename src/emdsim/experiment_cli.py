@@ -15,6 +15,7 @@ with the question, the design, the command, the table, the figure and the limits
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.name not in registry:
         raise ConfigError("NAME", args.name, f"one of {sorted(registry)}")
     spec = registry[args.name]
-    out = Path(args.out or CONF_DIR.parent / "experiments" / args.name).resolve()
+    # committed results (experiments/NAME) are written only when asked for with --out
+    out = Path(args.out or Path("outputs") / "experiments" / f"{args.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}").resolve()
     sweep_dir = out / "sweep"
     n = 6 if args.tiny else spec["n_patients"]
     replicates = 2 if args.tiny else spec["replicates"]
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("run", help="run one experiment's sweep and compare its arms")
     run.add_argument("name")
     run.add_argument("--tiny", action="store_true", help="6 patients, 2 replicates, 1.5 years: checks the config only")
-    run.add_argument("--out", type=Path, help="output folder (default experiments/NAME)")
+    run.add_argument("--out", type=Path, help="output folder (default outputs/experiments/NAME-<time>; "
+                     "--out experiments/NAME updates the committed results)")
     run.add_argument("--in-process", action="store_true",
                      help="run the jobs in this process with the basic launcher (tests, notebooks)")
     args, args.overrides = parse_with_overrides(parser, argv)

@@ -117,6 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, raw = load_fit_spec(args.spec)
     check_name("fit.name", spec.name)
+    if args.install:
+        check_name("--install", args.install)
     bases = scenario_bases(spec)  # every scenario composed and validated before anything is written
     out = Path(args.out or f"fits/runs/{spec.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}").resolve()
     if (out / SPEC).is_file() and read_yaml(out / SPEC, "fit spec") != raw:
@@ -154,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 min_acceptance_rate=spec.min_acceptance_rate)
     state["wall_s"] += time.perf_counter() - start
     atomic_write_text(out / STATE, json.dumps(state) + "\n")
-    return cmd_report(argparse.Namespace(dir=out, n_procs=args.n_procs))
+    return cmd_report(argparse.Namespace(dir=out, n_procs=args.n_procs, install=args.install))
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -300,6 +302,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         atomic_write_parquet(out / POINT, candidates)
     atomic_write_text(out / FITTED, _fitted_yaml(spec, point, out))
     atomic_write_text(out / REPORT, _report(spec, posterior, predictive, pops, state, history, candidates))
+    install = getattr(args, "install", None)
+    if install:
+        target = CONF_DIR / "experiment" / f"{check_name('--install', install)}.yaml"
+        atomic_write_text(target, (out / FITTED).read_text())
+        print(f"emdsim-fit: installed {target} (run it with: emdsim experiment={install})", flush=True)
     print(f"emdsim-fit: {len(pops)} generations, {int(pops['samples'].sum())} simulations, "
           f"{state['wall_s'] / 60:.1f} min; report {out / REPORT}, fitted parameters {out / FITTED}", flush=True)
     return 0
@@ -377,9 +384,12 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--out", type=Path, help="run directory (default fits/runs/<name>-<time>); an existing one resumes")
     run.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)), help="local processes (default: all cores)")
     run.add_argument("--dask", help="address of a Dask scheduler (pyabc DaskDistributedSampler) instead of local processes")
+    run.add_argument("--install", metavar="NAME", help="also copy fitted.yaml to conf/experiment/NAME.yaml "
+                     "(then: emdsim experiment=NAME); committed configs change only when asked")
     rep = sub.add_parser("report", help="posterior, predictive check, figures, fit_report.md, fitted.yaml")
     rep.add_argument("dir", type=Path)
     rep.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)))
+    rep.add_argument("--install", metavar="NAME", help="also copy fitted.yaml to conf/experiment/NAME.yaml")
     args = parser.parse_args(argv)
     run_command("emdsim-fit", "invalid input", cmd_run if args.command == "run" else cmd_report, args)
 
