@@ -54,8 +54,20 @@ def test_cohort_figures_have_the_expected_axes(run_dir):
     surv = figures.survival_figure(pd.read_parquet(run_dir / "survival.parquet"), run_dir / "y.png")
     assert [a.get_xlabel() for a in surv.axes] == ["months from diagnosis"] * 2
     assert "progression-free" in surv.axes[0].get_ylabel() and "overall" in surv.axes[1].get_ylabel()
-    sites = figures.sites_figure(pd.read_parquet(run_dir / "sites.parquet"), run_dir / "z.png")
-    assert sites.axes[0].get_xlabel().startswith("% of patients with a lesion")
+    site_table = pd.read_parquet(run_dir / "sites.parquet")
+    sites = figures.sites_figure(site_table, run_dir / "z.png")
+    assert sites.axes[0].get_xlabel().startswith("% of patients with a detected lesion")
+    labels = [t.get_text() for t in sites.axes[0].get_yticklabels()]
+    assert len(labels) == site_table["site"].nunique()  # every site, none dropped silently
+    assert not any("_" in label for label in labels)  # readable names, not identifiers
+    patients = pd.read_parquet(run_dir / "patients.parquet")
+    at_risk = figures.survival_figure(pd.read_parquet(run_dir / "survival.parquet"), run_dir / "y2.png",
+                                      patients=patients)
+    tables = [a for a in at_risk.axes if a.get_title(loc="left") == "number at risk"]
+    assert len(tables) == 2  # a numbers-at-risk table under each Kaplan-Meier plot
+    dx = patients[patients["diagnosed"]]
+    shown = sorted(int(t.get_text()) for t in tables[0].texts if t.get_position()[0] == 0)
+    assert shown == sorted([int((~dx["emd_at_diagnosis"]).sum()), int(dx["emd_at_diagnosis"].sum())])
     cif = figures.cumulative_incidence_figure(pd.read_parquet(run_dir / "survival.parquet"), run_dir / "c.png")
     assert "cumulative incidence" in cif.axes[0].get_ylabel()
 
@@ -64,8 +76,10 @@ def test_every_reported_point_on_the_incidence_figure_comes_from_the_targets_fil
     targets = incidence_targets(load_targets())
     fig = figures.incidence_figure(pd.read_parquet(run_dir / "incidence.parquet"), targets, run_dir / "x.png")
     plotted = sorted(round(float(y), 6) for ax in fig.axes for line in ax.get_lines()
-                     if line.get_marker() == "D" for y in line.get_ydata())
+                     if line.get_marker() in figures._MARKERS for y in line.get_ydata())
     assert plotted == sorted(round(float(t.value), 6) for t in targets)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "Usmani 2012" in legend and not any("_" in text for text in legend)  # citations, not keys
 
 
 def test_snapshots_cover_the_recorded_patients_only(run_dir):

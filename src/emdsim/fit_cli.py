@@ -296,7 +296,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     plot_posterior(posterior, spec, out / "fit_posterior.png")
     if len(predictive):
-        plot_predictive(predictive, out / "fit_predictive.png")
+        plot_predictive(predictive, out / "fit_predictive.png", name=spec.name)
     point, candidates = _point_estimate(spec, posterior, history, getattr(args, "n_procs", 1))
     if len(candidates):
         atomic_write_parquet(out / POINT, candidates)

@@ -15,7 +15,7 @@ import yaml
 
 from .config.schema import ConfigError
 
-__all__ = ["Target", "TARGETS_FILE", "load_targets", "incidence_targets"]
+__all__ = ["Target", "TARGETS_FILE", "load_targets", "incidence_targets", "short_citation"]
 
 TARGETS_FILE = Path(__file__).resolve().parents[2] / "data" / "targets" / "clinical_targets.yaml"
 DEFINITIONS = ("PS", "EM", "MIX")
@@ -102,6 +102,18 @@ def load_targets(path: Path = TARGETS_FILE) -> list[Target]:
                           setting=str(entry.get("setting", "")), note=str(entry.get("note", "")),
                           extra={k: v for k, v in entry.items() if k not in known}))
     return out
+
+
+def short_citation(target: Target) -> str:
+    """``Usmani 2012``: the first author's surname (the citation's first word) and the first year in
+    it, for figure labels; the source key if the citation has no year."""
+    import re
+
+    years = re.findall(r"\b(?:19|20)\d\d\b", target.citation)
+    first = target.citation.split()[0].rstrip(",.") if target.citation.split() else target.source
+    institutional = {"editorial": "seed editorial", "hospital": "Hospital Clínic Barcelona", "greek": "Greek MSG"}
+    name = institutional.get(first.lower(), first)
+    return f"{name} {years[0]}" if years else name
 
 
 def incidence_targets(targets: list[Target]) -> list[Target]:

@@ -15,7 +15,7 @@ def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
     """Weighted marginal histograms on the diagonal, weighted scatter below (log10 axes for log priors)."""
     params = list(spec.parameters)
     d = len(params)
-    fig = Figure(figsize=(2.6 * d + 1, 2.4 * d + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(2.6 * d + 1, 6.5), 2.4 * d + 1.0), layout="constrained")
     w = posterior["weight"].to_numpy()
     cols = [np.log10(posterior[p.path]) if p.log else posterior[p.path] for p in params]
     # the path without its config group, the unit on a second line: long list-item paths fit the panel
@@ -41,12 +41,14 @@ def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
             if i == d - 1:
                 ax.set_xlabel(labels[j], fontsize=7)
             ax.tick_params(labelsize=7)
-    fig.suptitle("posterior (last generation; axes span the prior)")
+    ess = float(w.sum() ** 2 / np.sum(w ** 2)) if np.sum(w ** 2) > 0 else 0.0
+    fig.suptitle(f"fit '{spec.name}': posterior of the last generation\n({len(w)} particles, effective "
+                 f"sample size {ess:.1f}; axes span the prior)", fontsize=10)
     fig.savefig(path, dpi=110)
     return fig
 
 
-def plot_predictive(predictive: pd.DataFrame, path: Path) -> Figure:
+def plot_predictive(predictive: pd.DataFrame, path: Path, *, name: str = "") -> Figure:
     """Per target: simulated median and 90% interval beside the reported value and its interval;
     requirements (bounds the model must keep) in a panel of their own below."""
     bound = predictive.reindex(columns=["required_min", "required_max"])
@@ -54,7 +56,7 @@ def plot_predictive(predictive: pd.DataFrame, path: Path) -> Figure:
     reported = predictive["reported"].notna().to_numpy()
     panels = [(predictive[reported], "reported")] + ([(predictive[required], "required")] if required.any() else [])
     heights = [max(len(rows), 1) for rows, _ in panels]
-    fig = Figure(figsize=(8, 0.6 * sum(heights) + 1.6 * len(panels)), layout="constrained")
+    fig = Figure(figsize=(8, 0.6 * sum(heights) + 2.0 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (rows, kind) in zip(axes, panels, strict=True):
         rows = rows.reset_index(drop=True)
@@ -70,7 +72,7 @@ def plot_predictive(predictive: pd.DataFrame, path: Path) -> Figure:
             ax.errorbar(rep, y - 0.15, xerr=[np.nan_to_num(rep - lo), np.nan_to_num(hi - rep)],
                         fmt="D", color="black", capsize=3, label="reported: value, 95% interval")
             ax.set_xlabel("% of the cohort's denominator (diagnosed or relapsed patients)")
-            ax.set_title("posterior-predictive check")
+            ax.set_title(f"fit '{name}': posterior-predictive check" if name else "posterior-predictive check")
         else:
             for col, marker, op in (("required_min", ">", ">="), ("required_max", "<", "<=")):
                 v = rows[col].to_numpy(float) if col in rows else np.full(len(rows), np.nan)
@@ -80,6 +82,8 @@ def plot_predictive(predictive: pd.DataFrame, path: Path) -> Figure:
             ax.set_title("model requirements (no report states them)", fontsize=10)
         ax.set_yticks(y, [f"{t} ({s})" for t, s in zip(rows["target"], rows["scenario"])], fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        # below the panel, never over a point
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     fig.savefig(path, dpi=110)
     return fig
