@@ -97,15 +97,40 @@ def _positions(values: pd.Series) -> tuple[np.ndarray, list[str], bool]:
     return np.arange(len(values), dtype=float), labels, False
 
 
+def log_spaced(values: pd.Series | np.ndarray) -> bool:
+    """Whether positive values are spread on a log scale: over two decades, or a geometric series
+    (their log10 steps are more even than their linear steps), e.g. 2e-5, 5e-5, 1e-4."""
+    v = np.unique(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or (v <= 0).any():
+        return False
+    if v.max() / v.min() >= 100:
+        return True
+    if len(v) < 3 or v.max() / v.min() < 4:
+        return False
+    lin, log = np.diff(v), np.diff(np.log10(v))
+    return float(log.std() / log.mean()) < float(lin.std() / lin.mean())
+
+
 def _line_panel(ax, table: pd.DataFrame, col: str, metric: str) -> None:
     x, labels, numeric = _positions(table[col])
-    ax.plot(x, table["mean"], "o-", color="tab:blue")
+    ax.plot(x, table["mean"], "o-", color="tab:blue", label="mean")
     if table["lower"].notna().any():
-        ax.fill_between(x, table["lower"], table["upper"], color="tab:blue", alpha=0.2, label="95% interval")
+        mean = table["mean"].to_numpy(float)
+        lo = np.nan_to_num(mean - table["lower"].to_numpy(float))
+        hi = np.nan_to_num(table["upper"].to_numpy(float) - mean)
+        ax.errorbar(x, mean, yerr=[lo, hi], fmt="none", color="tab:blue",
+                    capsize=5, lw=1.5, label="95% interval")
+        if len(x) > 1:
+            ax.fill_between(x, table["lower"], table["upper"], color="tab:blue", alpha=0.15)
     if not numeric:
-        ax.set_xticks(x, labels, rotation=30, ha="right")
-    elif (table[col] > 0).all() and table[col].max() / table[col].min() >= 50:
+        ax.set_xticks(x, labels, rotation=30 if len(x) > 1 else 0, ha="right" if len(x) > 1 else "center")
+    elif log_spaced(table[col]):
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:g}" for v in x])  # the swept values, not overlapping minor labels
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(_short(col))
     ax.set_ylabel(METRIC_LABELS.get(metric, (metric,))[0])
     ax.grid(alpha=0.3)
@@ -121,7 +146,7 @@ def plot_lines(frame: pd.DataFrame, col: str, metrics: Sequence[str], path: Path
     fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
     for i, metric in enumerate(metrics):
         _line_panel(fig.add_subplot(rows, cols, i + 1), summarise_axis(frame, [col], metric), col, metric)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     return path
 
@@ -147,12 +172,14 @@ def plot_heatmaps(frame: pd.DataFrame, cols2: Sequence[str], metrics: Sequence[s
                 ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=8,
                         color="white" if v < mid else "black")
         fig.colorbar(im, ax=ax, label=METRIC_LABELS.get(metric, (metric,))[0])
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     return path
 
 
-def plot_design(frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: str) -> Path:
+def plot_design(frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: str,
+                log_params: Sequence[str] = ()) -> Path:
+    """Each output against each design parameter (log axes for parameters sampled in log10)."""
     params = [c for c in frame.columns if c.startswith("param.")]
     fig = Figure(figsize=(3.2 * len(params), 2.8 * len(metrics)), layout="constrained")
     for i, metric in enumerate(metrics):
@@ -160,14 +187,14 @@ def plot_design(frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: 
         for j, p in enumerate(params):
             ax = fig.add_subplot(len(metrics), len(params), i * len(params) + j + 1)
             ax.scatter(frame[p], frame[metric] * scale, s=10, alpha=0.7)
-            if (frame[p] > 0).all() and frame[p].max() / frame[p].min() >= 50:
+            if p.removeprefix("param.") in log_params or ((frame[p] > 0).all() and frame[p].max() / frame[p].min() >= 50):
                 ax.set_xscale("log")
             if i == len(metrics) - 1:
                 ax.set_xlabel(_short(p), fontsize=8)
             if j == 0:
                 ax.set_ylabel(label, fontsize=8)
             ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=100)
     return path
 
@@ -181,9 +208,9 @@ def plot_sweep(frame: pd.DataFrame, out_dir: Path, metrics: Sequence[str] = DEFA
     if not metrics:
         raise ValueError("none of the chosen outputs has a value in the finished jobs")
     out_dir = Path(out_dir)
-    title = f"{out_dir.name}: {len(done)} finished jobs"
+    title = sweep_title(out_dir, frame)
     if "override.design.row" in done and any(c.startswith("param.") for c in done.columns):
-        return [plot_design(done, metrics, out_dir / "sweep_design.png", title)]
+        return [plot_design(done, metrics, out_dir / "sweep_design.png", title, _design_log_params(out_dir))]
     axes = swept_axes(done)
     if len(axes) == 2:
         return [plot_heatmaps(done, axes, metrics, out_dir / "sweep_heatmap.png", title)]
@@ -191,6 +218,33 @@ def plot_sweep(frame: pd.DataFrame, out_dir: Path, metrics: Sequence[str] = DEFA
         done["replicate"] = "all jobs"
         axes = ["replicate"]
     return [plot_lines(done, col, metrics, out_dir / f"sweep_{_short(col)}.png", title) for col in axes]
+
+
+def sweep_title(out_dir: Path, frame: pd.DataFrame) -> str:
+    """What was run: the sweep's overrides (from ``sweep.json``), jobs finished and replicates."""
+    try:
+        overrides = sweep.read_plan(Path(out_dir) / sweep.PLAN)
+    except Exception:  # noqa: BLE001 - a title must not stop the figure
+        overrides = []
+    shown = [o for o in overrides if not o.startswith(("design.file=", "hydra"))]
+    done = int((frame["status"] == "done").sum())
+    seeds = frame["seed"].nunique() if "seed" in frame else 1
+    text = "emdsim -m " + " ".join(shown) if shown else Path(out_dir).name
+    if len(text) > 110:
+        text = text[:107] + "..."
+    return f"{text}\n{done} of {len(frame)} jobs finished" + (f", {seeds} replicate seeds" if seeds > 1 else "")
+
+
+def _design_log_params(out_dir: Path) -> list[str]:
+    from ..inputs import read_json
+
+    path = Path(out_dir) / "design.json"
+    if not path.is_file():
+        return []
+    try:
+        return [p["path"] for p in read_json(path, "design record").get("parameters", []) if p.get("log")]
+    except Exception:  # noqa: BLE001
+        return []
 
 
 def plot_sensitivity(indices: pd.DataFrame, method: str, path: Path) -> Path:
