@@ -36,3 +36,10 @@ JIT = numba.njit(cache=True, nogil=True, error_model="numpy")
 #: ``@JIT_INLINE``: the same, inlined into its callers by numba (for small functions called per
 #: entry from the compiled loops: a call boundary costs reference counting of its array arguments)
 JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+
+
+def kernels_cached() -> bool:
+    """Whether the compiled kernels of this source tree are already in the cache (else the first
+    cohort compiles them, ~35 s on 2 cores)."""
+    cache = Path(numba.config.CACHE_DIR)
+    return all(any(cache.rglob(f"kernels.{name}-*.nbi")) for name in ("advance", "clinic"))

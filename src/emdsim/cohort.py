@@ -52,9 +52,14 @@ def recorded_ids(cfg: EmdConfig, ids: np.ndarray) -> np.ndarray:
     return ids[(ids < min(cfg.sim.snapshot_patients, cfg.cohort.n_patients))]
 
 
-def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> CohortResult:
-    """Simulate patients ``ids`` together until each has died or been censored."""
+def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator, *,
+                   on_finished: Progress | None = None, n_real: int | None = None) -> CohortResult:
+    """Simulate patients ``ids`` together until each has died or been censored.
+
+    ``on_finished(k)`` is told, after each step, how many more patients with an id below ``n_real``
+    (the cohort's own, not the block's padding) have finished: progress within a block."""
     st = init_state(tb, sample_patients(tb.cfg, tb.world, ids))
+    counted = 0
     recorder = SnapshotRecorder(tb, recorded_ids(tb.cfg, ids), tb.cfg.sim.snapshot_every)
     recorder.record(st)
     done_p: list[pd.DataFrame] = []
@@ -64,12 +69,22 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> Coh
         step(st, tb, rng)
         recorder.record(st)
         finished = ~st.alive
+        if on_finished is not None:
+            real = finished if n_real is None else finished & (st.patients.patient_id < n_real)
+            now = int(real.sum()) + sum(int((p["patient_id"] < (n_real or np.inf)).sum()) for p in done_p)
+            if now > counted:
+                on_finished(now - counted)
+                counted = now
         # finished patients are frozen by the step; retire them in batches to keep copies rare
         if finished.sum() * RETIRE_FRACTION >= len(st) or finished.all():
             fin = st.take(np.flatnonzero(finished))
             done_p.append(patient_records(fin, tb))
             done_l.append(lesion_records(fin, tb))
             st = st.take(np.flatnonzero(~finished))
+    if on_finished is not None:  # the last batch retired on the final step
+        total = sum(int((p["patient_id"] < (n_real or np.inf)).sum()) for p in done_p)
+        if total > counted:
+            on_finished(total - counted)
     if len(st):  # cannot happen with a consistent max_steps, kept as a guard
         st.status[:] = Status.CENSORED
         st.t_end[:] = st.t_days
@@ -79,10 +94,11 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator) -> Coh
                         (int(st.tally[0]), int(st.tally[1])), recorder.table())
 
 
-def _run_block(cfg: EmdConfig, b: int) -> CohortResult:
+def _run_block(cfg: EmdConfig, b: int, on_finished: Progress | None = None) -> CohortResult:
     """Block ``b`` of the cohort (padded to the block size, trimmed to the cohort)."""
     ids = np.arange(b * cfg.cohort.block_size, (b + 1) * cfg.cohort.block_size)
-    res = simulate_block(build_tables(cfg), ids, seeds.stream(cfg.seed, seeds.BLOCK, b))
+    res = simulate_block(build_tables(cfg), ids, seeds.stream(cfg.seed, seeds.BLOCK, b), on_finished=on_finished,
+                         n_real=cfg.cohort.n_patients)
     n = cfg.cohort.n_patients
     return CohortResult(res.patients[res.patients["patient_id"] < n], res.lesions[res.lesions["patient_id"] < n],
                         res.draws, res.snapshots)
@@ -143,11 +159,9 @@ def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortRes
     if cfg.engine == "vectorized":
         n_blocks = -(-n // cfg.cohort.block_size)
         workers = min(n_workers(cfg.cohort.n_jobs), n_blocks)
-        if workers <= 1:
+        if workers <= 1:  # progress as patients finish, within each block
             for b in range(n_blocks):
-                parts.append(_run_block(cfg, b))
-                if progress:
-                    progress(len(parts[-1].patients))
+                parts.append(_run_block(cfg, b, on_finished=progress))
         else:
             # fork: workers inherit the compiled kernels and do not re-run the caller's script
             # (no threads are running in emdsim at this point); spawn elsewhere

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +23,7 @@ log = logging.getLogger("emdsim")
 def _progress(total: int):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="patients", unit="pt", leave=False, mininterval=1.0)
+    bar = tqdm(total=total, desc="emdsim: patients finished", unit="pt", leave=False, mininterval=0.5)
     return bar
 
 
@@ -34,12 +35,21 @@ def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, s
     ``figures(run_dir)`` if given (a figure problem is logged, never hides the results), and
     ``summary.json`` last, listing every file written."""
     begin_run(run_dir)
+    from ._jit import kernels_cached
+
+    if not kernels_cached() and cfg.engine == "vectorized":
+        note = "compiling the simulation kernels (first run on this machine only, ~35 s on 2 cores)"
+        if show_progress:
+            print(f"emdsim: {note}", file=sys.stderr, flush=True)
+        log.info(note)
     bar = _progress(cfg.cohort.n_patients) if show_progress else None
     try:
         result = run_cohort(cfg, progress=bar.update if bar else None)
     finally:
         if bar:
             bar.close()
+    if show_progress:
+        print("emdsim: analysing the cohort (incidence, survival, sites)", file=sys.stderr, flush=True)
     summary = summarise(result.patients, seed=cfg.seed)
     extra_summary, tables = analyse(result.patients)
     summary.update(extra_summary)
@@ -49,6 +59,8 @@ def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, s
     files = write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
                       patients=result.patients, lesions=result.lesions, extra_tables=tables)
     if figures is not None:
+        if show_progress:
+            print("emdsim: drawing the figures", file=sys.stderr, flush=True)
         try:
             files += [Path(p).name for p in figures(Path(run_dir))]
         except Exception as err:  # noqa: BLE001 - the results are written; a figure problem must not hide them

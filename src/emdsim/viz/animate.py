@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .figures import pretty_site
+
 __all__ = ["LAYOUT", "node_positions", "select_patient", "frame_steps", "render", "main"]
 
 DAYS_PER_YEAR = 365.25
@@ -40,6 +42,19 @@ BODY_LINES = [("cranium", "mandible"), ("mandible", "cervical_vertebrae"), ("cer
 BLOOD_AT = (6.2, 6.8)
 KIND_EDGE = {"marrow": "black", "paraskeletal": "tab:orange", "blood": "darkred", "organ": "tab:red",
              "wound": "tab:purple"}
+
+
+def _label_placement(name: str, kind: str, x: float, y: float) -> tuple[tuple[float, float], str, str]:
+    """Where a node's label goes (offset in points, alignment): marrow sites of the midline and the
+    right to the right, those of the left to the left (so the spine, sternum and ribs do not
+    collide), organs outward from the blood, the blood and wounds below."""
+    if kind == "marrow":
+        return ((9, 0), "left", "center") if x >= 0 else ((-9, 0), "right", "center")
+    if kind == "organ":
+        if x < BLOOD_AT[0] - 2.0:  # the ring's leftmost organs: below, clear of the spine's labels
+            return (0, -11), "center", "top"
+        return ((9, 0), "left", "center") if x >= BLOOD_AT[0] + 0.1 else ((-9, 0), "right", "center")
+    return (0, -11), "center", "top"
 
 
 def node_positions(nodes: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -173,15 +188,16 @@ class BodyMapPainter:
             if kind == "organ":
                 ax.plot([bx, x], [by, y], color="mistyrose", lw=1, zorder=0)
             if kind in ("organ", "blood", "wound") or (kind == "marrow" and name in LAYOUT):
-                label = ax.annotate(name.replace("_", " "), (x, y), textcoords="offset points", xytext=(0, -12),
-                                    ha="center", fontsize=6, color="dimgray", zorder=4)
+                offset, ha, va = _label_placement(name, kind, x, y)
+                label = ax.annotate(pretty_site(name), (x, y), textcoords="offset points", xytext=offset,
+                                    ha=ha, va=va, fontsize=7, color="dimgray", zorder=4)
                 if kind == "wound":
                     self.wound_labels[self.index[name]] = label
         self.dots = ax.scatter(self.xy[:, 0], self.xy[:, 1], s=12, c="white", zorder=3,
                                edgecolors=[KIND_EDGE.get(k, "gray") for k in self.kinds],
                                linewidths=[0.8 if k == "marrow" else 1.4 for k in self.kinds])
         self.arrows = None
-        ax.set_xlim(-4.4, 10.2)
+        ax.set_xlim(-5.2, 11.6)
         ax.set_ylim(0.4, 11.8)
         ax.set_aspect("equal")
         ax.axis("off")
@@ -280,7 +296,8 @@ def _line_label(line: int) -> str:
 
 
 def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | None = None, fmt: str = "gif",
-           max_frames: int = 120, fps: int = 8, size: tuple[float, float] = (8.0, 6.0)) -> tuple[Path, int]:
+           max_frames: int = 120, fps: int = 8, size: tuple[float, float] = (8.0, 6.0),
+           progress: bool = False) -> tuple[Path, int]:
     """Write the animation of one recorded patient; returns (path, number of frames)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -311,7 +328,16 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
     else:
         writer = PillowWriter(fps=fps)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    anim.save(str(tmp), writer=writer)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(steps), desc="emdsim-animate: frames", unit="frame", leave=False, mininterval=0.5)
+    try:
+        anim.save(str(tmp), writer=writer, progress_callback=(lambda i, n: bar.update(1)) if bar else None)
+    finally:
+        if bar:
+            bar.close()
     tmp.replace(out)
     return out, len(steps)
 
@@ -370,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         path, n = render(args.run_dir, patient=args.patient, out=args.out, fmt=args.format,
-                         max_frames=args.max_frames, fps=args.fps)
+                         max_frames=args.max_frames, fps=args.fps, progress=True)
     except ConfigError as err:
         refuse(str(err))
     except ValueError as err:
