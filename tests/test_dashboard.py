@@ -15,7 +15,7 @@ import pytest
 
 from emdsim.config.schema import resolve_path
 from emdsim.confload import load
-from emdsim.dashboard import SEP, SLIDER_PARAMETERS, Burden, BodyMap, DashboardModel, Events, model_params
+from emdsim.dashboard import SEP, SLIDER_PARAMETERS, Burden, BodyMap, DashboardModel, Events, events_html, model_params
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
@@ -49,7 +49,7 @@ def test_dashboard_model_applies_the_inputs_and_its_components_render():
     assert model.state.n_steps == 3
     for component in (BodyMap, Burden, Events):
         assert component(model) is not None
-    assert "(step 3)" in Events(model).args[0]
+    assert "(step 3)" in events_html(model)
 
 
 def _free_port() -> int:
@@ -97,6 +97,9 @@ def test_dashboard_in_a_real_browser_steps_and_is_screenshotted(server):
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            requests, console = [], []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.goto(server)
             clock = page.get_by_text("from myeloma onset (step", exact=False).first
             clock.wait_for(timeout=90_000)
@@ -105,6 +108,17 @@ def test_dashboard_in_a_real_browser_steps_and_is_screenshotted(server):
             page.get_by_text("(step 1)", exact=False).first.wait_for(timeout=60_000)
             assert "t = 7 days" in page.get_by_text("from myeloma onset (step", exact=False).first.inner_text()
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            assert page.title() == "emdsim: one virtual patient"  # a named page, not "PAGE 0"
+            defaults = model_params()
+            label = defaults["spread__p_colonisation"]["label"]
+            shown = page.get_by_text(f"{label}: ", exact=False).first.inner_text()
+            assert shown == f"{label}: {defaults['spread__p_colonisation']['value']:.3g}"  # sliders show values
+            body = page.locator("img").first.bounding_box()
+            assert body is not None and body["width"] >= 700  # the body map fills its column
+            host = server.rstrip("/")
+            outside = [u for u in requests if not (u.startswith(host) or u.startswith(("data:", "blob:")))]
+            assert outside == [], outside[:5]  # nothing leaves the machine (no CDN)
+            assert not [c for c in console if "katex" in c.lower() or "Failed to load" in c], console[:5]
         finally:
             browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 20_000

@@ -93,7 +93,7 @@ def BodyMap(model: DashboardModel):  # noqa: N802 - Solara components are capita
 
     snaps = model.snapshot_table()
     painter = BodyMapPainter(snaps, model.nodes(), patient_records(model.state, model.tables).iloc[0],
-                             lesion_records(model.state, model.tables), (8.0, 6.0))
+                             lesion_records(model.state, model.tables), (10.0, 7.5))
     painter.draw(int(snaps["step"].max()))
     return solara.FigureMatplotlib(painter.fig, format="png")
 
@@ -117,43 +117,128 @@ def Burden(model: DashboardModel):  # noqa: N802
     return solara.FigureMatplotlib(fig, format="png")
 
 
-def Events(model: DashboardModel):  # noqa: N802
-    import solara
+def events_html(model: DashboardModel) -> str:
+    """The events panel as plain HTML (solara.Markdown would load KaTeX from a CDN: no network here)."""
+    from html import escape
 
     st = model.state
     lesions = lesion_records(st, model.tables)
     seeds = int((lesions["cells_at_end"] < DISPLAY_MIN_CELLS).sum())
     lesions = lesions[lesions["cells_at_end"] >= DISPLAY_MIN_CELLS]
-    lines = [f"**t = {st.t_days:.0f} days** from myeloma onset (step {st.n_steps})", ""]
     arrived = [a for a in model.agents if a.arrived_by in ("local", "haematogenous") and a.n_cells >= 1]
+    parts = [f"<p><b>t = {st.t_days:.0f} days</b> from myeloma onset (step {st.n_steps})</p>"]
     if len(lesions):
-        lines.append("| site | kind | route | onset (days from diagnosis) | cells |")
-        lines.append("|---|---|---|---|---|")
-        for r in lesions.sort_values("onset_days").itertuples():
-            onset = "before diagnosis" if math.isnan(r.onset_days) else f"{r.onset_days:.0f}"
-            lines.append(f"| {r.site} | {r.kind} | {r.route} | {onset} | {r.cells_at_end:.3g} |")
+        from .viz.figures import pretty_site
+
+        rows = "".join(
+            f"<tr><td>{escape(pretty_site(r.site))}</td><td>{escape(r.kind)}</td><td>{escape(r.route)}</td>"
+            f"<td>{'before diagnosis' if math.isnan(r.onset_days) else f'{r.onset_days:.0f}'}</td>"
+            f"<td>{r.cells_at_end:.3g}</td></tr>" for r in lesions.sort_values("onset_days").itertuples())
+        parts.append("<table style='border-collapse:collapse' cellpadding='4'><tr><th>site</th><th>kind</th>"
+                     "<th>route</th><th>onset (days from diagnosis)</th><th>cells</th></tr>" + rows + "</table>")
     else:
-        lines.append(f"no soft-tissue lesion of {DISPLAY_MIN_CELLS:.0e} cells or more yet")
-    lines.append("")
-    lines.append(f"{seeds} smaller soft-tissue populations (arrested circulating cells, micro-lesions)")
-    lines.append("")
-    lines.append(f"{len(arrived)} clone populations arrived outside their origin "
+        parts.append(f"<p>no soft-tissue lesion of {DISPLAY_MIN_CELLS:.0e} cells or more yet</p>")
+    parts.append(f"<p>{seeds} smaller soft-tissue populations (arrested circulating cells, micro-lesions)</p>")
+    parts.append(f"<p>{len(arrived)} clone populations arrived outside their origin "
                  f"({sum(a.arrived_by == 'local' for a in arrived)} local, "
-                 f"{sum(a.arrived_by == 'haematogenous' for a in arrived)} haematogenous)")
-    return solara.Markdown("\n".join(lines))
+                 f"{sum(a.arrived_by == 'haematogenous' for a in arrived)} haematogenous)</p>")
+    return "".join(parts)
+
+
+def Events(model: DashboardModel):  # noqa: N802
+    import solara
+
+    return solara.HTML(tag="div", unsafe_innerHTML=events_html(model))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _make_components():
+    """The page's Solara components (defined on first use: solara is imported only by the server)."""
+    import solara
+    from mesa.visualization.solara_viz import ModelController, ShowSteps
+    from mesa.visualization.utils import update_counter
+
+    @solara.component
+    def ParameterInput(name: str, options: dict, on_change):  # noqa: N802
+        """One input that shows its current value (Mesa's sliders do not)."""
+        current, set_current = solara.use_state(options["value"])
+
+        def changed(value):
+            set_current(value)
+            on_change(name, value)
+
+        kind = options["type"]
+        label = options.get("label", name)
+        if kind in ("SliderFloat", "SliderInt"):
+            slider = solara.SliderFloat if kind == "SliderFloat" else solara.SliderInt
+            with solara.Column(gap="0px"):
+                solara.Text(f"{label}: {_fmt(current)}", classes=["emdsim-slider-label"])
+                slider("", value=current, on_value=changed, min=options["min"], max=options["max"],
+                       step=options["step"], thumb_label=False)
+        elif kind == "Select":
+            solara.Select(label, value=current, values=options["values"], on_value=changed)
+        else:
+            solara.InputText(label, value=str(current), on_value=changed)
+
+    @solara.component
+    def Live(component, model):  # noqa: N802
+        update_counter.get()  # re-render after every step
+        return component(model)
+
+    @solara.component
+    def Page():  # noqa: N802
+        params = solara.use_memo(model_params, [])
+        initial = {k: (v["value"] if isinstance(v, dict) else v) for k, v in params.items()}
+        model = solara.use_reactive(DashboardModel(**initial))
+        model_parameters = solara.use_reactive(dict(initial))
+        play_interval = solara.use_reactive(300)
+        render_interval = solara.use_reactive(1)  # Mesa's controller reads .value of both
+        use_threads = solara.use_reactive(False)
+
+        def on_change(name, value):
+            model_parameters.value = {**model_parameters.value, name: value}
+
+        solara.Title(PAGE_TITLE)
+        with solara.AppBar():
+            solara.AppBarTitle(PAGE_TITLE)
+        with solara.Sidebar(), solara.Column():
+            with solara.Card("Run"):
+                ModelController(model, model_parameters=model_parameters, play_interval=play_interval,
+                                render_interval=render_interval, use_threads=use_threads)
+                solara.Text("Changing an input takes effect at Reset.")
+            with solara.Card("Patient and parameters"):
+                for name, options in params.items():
+                    ParameterInput(name, options, on_change)
+            with solara.Card("Information"):
+                ShowSteps(model.value)
+        with solara.Column(style={"width": "100%"}):
+            Live(BodyMap, model.value)  # the whole width of the page
+            with solara.Columns([1, 1]):
+                Live(Burden, model.value)
+                Live(Events, model.value)
+
+    return Page
+
+
+#: the page's name: the browser tab, the app bar
+PAGE_TITLE = "emdsim: one virtual patient"
 
 
 def _page():
-    from mesa.visualization import SolaraViz
-
-    params = model_params()
-    initial = {k: (v["value"] if isinstance(v, dict) else v) for k, v in params.items()}
-    return SolaraViz(DashboardModel(**initial), components=[BodyMap, Burden, Events], model_params=params,
-                     name="emdsim: one virtual patient", play_interval=300)
+    return _make_components()
 
 
 page = None
 if os.environ.get("EMDSIM_APP") == "1":  # set by emdsim-app for the solara server process only
+    import warnings
+
+    # known and harmless on a local server: Mesa's unused ComponentsView trips Solara's hook check
+    # at import, and Solara explains at every page load that http on 127.0.0.1 gets samesite=lax
+    warnings.filterwarnings("ignore", message=r"(?s).*ComponentsView: `use_state` found despite early return")
+    warnings.filterwarnings("ignore", message=r"(?s)Cookies with samesite=none require https")
     page = _page()
 
 
