@@ -245,38 +245,38 @@ def _as_int(text: str) -> int:
 HELP = """\
 emdsim {version}: an agent-based simulator of extramedullary disease (EMD) in multiple myeloma.
 Clone populations carrying adhesion and homing traits (VLA-4, CD44, CD56, CXCR4, PSGL-1, CCR1/2,
-tetraspanins) grow in marrow niches of an anatomy graph and spread locally through the cortex (PS,
-paraskeletal) or through the blood to organs (EM). A virtual patient runs from MGUS onset through
-diagnosis, treatment lines and relapse to death; cohorts report EMD at diagnosis and relapse, by
-route and site, with PFS and OS.
+tetraspanins) grow in the marrow niches of an anatomy graph and spread locally through the cortex
+(PS, paraskeletal) or through the blood to organs (EM). A virtual patient runs from MGUS onset
+through diagnosis, treatment lines and relapse to death; a cohort reports EMD at diagnosis and
+relapse by route and site, with PFS and OS.
 
-usage: emdsim [group=option ...] [key=value ...]        one cohort (Hydra overrides)
-       emdsim -m key=a,b seed=1,2,3 [hydra/launcher=joblib]   a sweep, one job per combination
+usage: emdsim [group=option ...] [key=value ...]          one cohort (Hydra overrides)
+       emdsim -m key=a,b seed=1,2,3 [hydra/launcher=joblib]   a sweep: one job per combination
 
-  emdsim                                    default scenario, 200 patients (~1 min; first run compiles ~35 s)
-  emdsim cohort.n_patients=1965 seed=7      a Usmani-sized cohort
-  emdsim scenario=surgery treatment=allo_ric experiment=fitted      config groups; the fitted biology
-  emdsim -m spread.p_colonisation=2e-5,1e-4 seed=1,2 hydra/launcher=joblib hydra.sweep.dir=sweeps/col
+  emdsim                                 default scenario, 200 patients (first run compiles ~35 s)
+  emdsim cohort.n_patients=1965 seed=7   a Usmani-sized cohort
+  emdsim scenario=surgery treatment=allo_ric experiment=fitted    groups; the fitted biology
+  emdsim -m spread.p_colonisation=2e-5,1e-4 seed=1,2 hydra/launcher=joblib
 
-config groups ({groups})
+config groups: {groups}
   common keys: seed, cohort.n_patients, engine (vectorized|mesa), figures (true|false),
-  sim.followup_years, spread.*, growth.*, clinical.*; every parameter with unit, allowed range and
-  source: docs/parameters.md.  Full configuration: emdsim --cfg job.  Hydra's options: --hydra-help.
+  sim.followup_years, spread.*, growth.*, clinical.*; every parameter with its unit, allowed
+  range and source: docs/parameters.md.  Full configuration: emdsim --cfg job.  Hydra: --hydra-help.
 
-outputs: outputs/<scenario>/<overrides or time>/ (hydra.run.dir=DIR to choose): summary.json (last,
-  lists every file), patients/lesions/incidence/survival/sites/snapshots.parquet, fig_*.png,
+outputs: outputs/<scenario>/<time>_<overrides>/ (or hydra.run.dir=DIR): summary.json (written
+  last, lists every file), patients/lesions/incidence/survival/sites/snapshots.parquet, fig_*.png,
   config.yaml, provenance.json.  Sweeps: multirun/<time>/<job>/ and sweep.parquet.
 
 other commands (each has --help)
-  emdsim-design run designs/screen.yaml     SALib design (Morris, Sobol, LHS) run as a sweep, with indices
-  emdsim-fit run fits/quick.yaml            fit the biology to reported incidence (ABC-SMC), report, fitted.yaml
-  emdsim-experiment run q2_allo_vs_auto --out DIR   paired in-silico experiment over replicate cohorts
-  emdsim-animate RUN_DIR                    body-map animation (GIF/MP4) of one recorded patient
-  emdsim-report SWEEP_DIR                   figures of a sweep next to its sweep.parquet
-  emdsim-app                                dashboard of one virtual patient at http://127.0.0.1:8765
+  emdsim-design run designs/screen.yaml    SALib design (Morris, Sobol, LHS) as a sweep, indices
+  emdsim-fit run fits/quick.yaml           fit to reported incidence (ABC-SMC): report, fitted.yaml
+  emdsim-experiment run q2_allo_vs_auto    paired in-silico experiment over replicate cohorts
+  emdsim-animate RUN_DIR                   body-map animation (GIF/MP4) of one recorded patient
+  emdsim-report SWEEP_DIR                  figures of a sweep next to its sweep.parquet
+  emdsim-app                               dashboard of one virtual patient, http://127.0.0.1:8765
 
 Invalid input: one line naming the field, the value and what is allowed; exit status 2.
-Documentation: README.md, docs/ODD.md (the model), docs/parameters.md (every number and its source).
+Documentation: README.md, docs/ODD.md (the model), docs/parameters.md (every number, its source).
 """
 
 
@@ -290,7 +290,7 @@ def version_line() -> str:
 def help_text() -> str:
     from . import __version__
 
-    groups = ", ".join(sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "hydra"))
+    groups = " ".join(sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "hydra"))
     return HELP.format(version=__version__, groups=groups)
 
 

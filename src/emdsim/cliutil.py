@@ -9,7 +9,28 @@ from typing import Callable
 
 from .config.schema import ConfigError
 
-__all__ = ["parse_with_overrides", "run_command"]
+__all__ = ["parse_with_overrides", "run_command", "command_parser", "version_line"]
+
+
+def version_line(prog: str = "emdsim") -> str:
+    """``emdsim-fit 0.1.0 (git <revision>)``."""
+    from . import __version__
+    from .rundir import git_revision
+
+    return f"{prog} {__version__} (git {git_revision() or 'revision unknown'})"
+
+
+def command_parser(prog: str, summary: str, examples: list[tuple[str, str]], outputs: str) -> argparse.ArgumentParser:
+    """An argparse parser whose --help says what the command is for, shows examples and where the
+    outputs go, like ``emdsim --help``; every command also answers ``--version``."""
+    width = max(len(cmd) for cmd, _ in examples) + 2
+    epilog = ("examples:\n" + "\n".join(f"  {cmd:<{width}}{what}" for cmd, what in examples)
+              + f"\n\noutputs: {outputs}\n\ninvalid input: one line naming the field or file, the value and what is"
+              " allowed; exit status 2.\nThe model, the other commands and the configuration: emdsim --help.")
+    parser = argparse.ArgumentParser(prog=prog, description=summary, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_line(prog))
+    return parser
 
 
 def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None,

@@ -243,9 +243,18 @@ if os.environ.get("EMDSIM_APP") == "1":  # set by emdsim-app for the solara serv
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="emdsim-app", description="Mesa SolaraViz dashboard of one patient")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    from .cliutil import command_parser
+
+    parser = command_parser(
+        "emdsim-app",
+        "A browser dashboard of one virtual patient (Mesa + Solara, served from this machine, offline):\n"
+        "the body map, the burden per compartment kind and the soft-tissue lesions so far, with step, play\n"
+        "and reset, and inputs for the patient, seed, treatment, scenario and the fitted parameters\n"
+        "(starting at the composed configuration, spanning the schema's allowed intervals).",
+        [("emdsim-app", "http://127.0.0.1:8765"), ("emdsim-app --port 9000", "another port")],
+        "none: the page shows the patient as it runs; stop the server with Ctrl-C.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     args = parser.parse_args(argv)
     env = dict(os.environ, EMDSIM_APP="1", SOLARA_TELEMETRY_MIXPANEL_ENABLE="False")
     command = [sys.executable, "-m", "solara", "run", "emdsim.dashboard:page", "--host", args.host,

@@ -28,7 +28,7 @@ from . import rng as seeds
 from . import sweep
 from .inputs import check_name, read_json, read_parquet, read_yaml
 from .config.schema import ConfigError, describe_parameters
-from .cliutil import parse_with_overrides, run_command
+from .cliutil import command_parser, parse_with_overrides, run_command
 from .design import DesignSpec, analyse, generate, parse_spec
 from .rundir import atomic_write_parquet, atomic_write_text
 
@@ -116,7 +116,18 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="emdsim-design", description=__doc__.split("\n\n")[0])
+    parser = command_parser(
+        "emdsim-design",
+        "Sensitivity designs (SALib Morris, Sobol, Latin hypercube) over named parameters, run as an\n"
+        "emdsim sweep through any Hydra launcher, then their indices. A spec names each parameter by its\n"
+        "config path with a range (log: true samples in log10); ranges are checked against the schema and\n"
+        "the design's size against what its method needs before anything runs.",
+        [("emdsim-design run designs/tiny.yaml --out sweeps/tiny", "20-run LHS, ~40 s"),
+         ("emdsim-design run designs/screen.yaml hydra/launcher=joblib", "Morris screen on every core"),
+         ("emdsim-design run designs/screen.yaml --dry-run", "write the design table only"),
+         ("emdsim-design analyse sweeps/screen", "indices again from a finished run")],
+        "SWEEP_DIR (default sweeps/<name>): design.parquet, design.json, one job folder per row,\n"
+        "  sweep.parquet, sensitivity.parquet, sensitivity.png; re-running the same command resumes.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="validate a design spec, run its rows through emdsim -m, analyse")
     run.add_argument("spec", type=Path, help="design spec (YAML), e.g. designs/screen.yaml")

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from . import sweep
-from .cliutil import parse_with_overrides, run_command
+from .cliutil import command_parser, parse_with_overrides, run_command
 from .config.schema import ConfigError
 from .confload import CONF_DIR, compose, select_values
 from .experiments import arm_table, compare, parse_experiment, wound_lesions
@@ -172,7 +172,18 @@ def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, e
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="emdsim-experiment", description=__doc__.split("\n\n")[0])
+    parser = command_parser(
+        "emdsim-experiment",
+        "In-silico experiments on the open questions of the seed editorial (experiments/experiments.yaml):\n"
+        "every arm runs on the same virtual patients (replicate r is seed=r in every arm) through emdsim -m\n"
+        "and any Hydra launcher; differences from the reference arm are paired by replicate, with 95 %\n"
+        "intervals across replicates.",
+        [("emdsim-experiment list", "the experiments and their questions"),
+         ("emdsim-experiment run q2_allo_vs_auto --tiny", "check an experiment's config in seconds"),
+         ("emdsim-experiment run q2_allo_vs_auto hydra/launcher=joblib", "the experiment on every core"),
+         ("emdsim-experiment run q2_allo_vs_auto --out experiments/q2_allo_vs_auto", "update the committed results")],
+        "OUT (default outputs/experiments/<name>-<time>): sweep/, comparison.csv, comparison.png, README.md;\n"
+        "  the committed results under experiments/ change only with --out.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the experiments and their questions")
     run = sub.add_parser("run", help="run one experiment's sweep and compare its arms")

@@ -37,6 +37,7 @@ from .config.schema import ConfigError, EmdConfig, describe_parameters, resolve_
 from .confload import CONF_DIR, load
 from .fit import STATISTICS, FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
 from .rundir import atomic_write_parquet, atomic_write_text, provenance
+from .cliutil import command_parser
 from .inputs import check_name, read_yaml
 from .targets import TARGETS_FILE, load_targets
 
@@ -377,7 +378,20 @@ def _report(spec: FitSpec, posterior: pd.DataFrame, predictive: pd.DataFrame, po
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="emdsim-fit", description=__doc__.split("\n\n")[0])
+    parser = command_parser(
+        "emdsim-fit",
+        "Fit the biology to reported incidence (ABC-SMC, pyabc): one parameter set must explain several\n"
+        "cohorts at once, each simulated as its study was built (conf/scenario). A spec (fits/*.yaml) names\n"
+        "the parameters and priors, the cohort scenarios, the targets of data/targets/clinical_targets.yaml\n"
+        "with their statistic, qualitative constraints and requirements.",
+        [("emdsim-fit run fits/quick.yaml --out fits/runs/quick-demo", "the whole flow in ~1 min"),
+         ("emdsim-fit report fits/runs/quick-demo --install quick", "report again; conf/experiment/quick.yaml"),
+         ("emdsim experiment=quick", "a cohort with the fitted values"),
+         ("emdsim-fit run fits/incidence.yaml", "the shipped fit, ~1 h on 2 cores"),
+         ("emdsim-fit run SPEC --dask tcp://HOST:8786", "simulations on a Dask cluster")],
+        "DIR (default fits/runs/<name>-<time>): fit.db (pyabc history; an existing one resumes),\n"
+        "  posterior.parquet, predictive.parquet, fit_posterior.png, fit_predictive.png, fit_report.md,\n"
+        "  fitted.yaml (copied into conf/experiment only with --install NAME).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit (or resume a fit) and report")
     run.add_argument("spec", type=Path)

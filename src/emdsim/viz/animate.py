@@ -366,14 +366,26 @@ def anatomy_nodes(run_dir: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="emdsim-animate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path)
+    from ..cliutil import command_parser
+
+    parser = command_parser(
+        "emdsim-animate",
+        "One recorded patient's course as an animation of the body map: marrow sites on a skeleton, each\n"
+        "paraskeletal compartment beside its bone, organs around the blood, wounds below; colour and size\n"
+        "give log10 cells, arrows the local (orange) and haematogenous (red) arrivals, the strip below the\n"
+        "diagnosis, treatment lines, relapse, detections and death. Replayed from the run's\n"
+        "snapshots.parquet, never re-simulated (raise sim.snapshot_patients to record more patients).",
+        [("emdsim-animate outputs/default/RUN", "first recorded patient with EMD at relapse"),
+         ("emdsim-animate RUN --patient 3 --max-frames 200 --fps 12", "a patient by id"),
+         ("emdsim-animate RUN --format mp4", "MP4 (pip install -e '.[video]')")],
+        "RUN/patient_<id>.gif (or --out FILE).")
+    parser.add_argument("run_dir", type=Path, help="a finished run directory of emdsim")
     parser.add_argument("--patient", default="first-emd-relapse",
                         help="patient id, or first | first-emd-relapse (default) | first-em-relapse | first-emd")
     parser.add_argument("--format", choices=("gif", "mp4"), default="gif")
     parser.add_argument("--out", type=Path, help="output file (default RUN_DIR/patient_<id>.<format>)")
-    parser.add_argument("--max-frames", type=int, default=120)
-    parser.add_argument("--fps", type=int, default=8)
+    parser.add_argument("--max-frames", type=int, default=120, help="at most this many frames (default 120)")
+    parser.add_argument("--fps", type=int, default=8, help="frames per second, 1-60 (default 8)")
     args = parser.parse_args(argv)
 
     def refuse(text: str) -> None:

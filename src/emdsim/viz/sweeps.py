@@ -273,8 +273,19 @@ def plot_sensitivity(indices: pd.DataFrame, method: str, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="emdsim-report", description="Draw a sweep directory (PNG next to sweep.parquet).")
-    parser.add_argument("sweep_dir", type=Path)
+    from ..cliutil import command_parser
+
+    parser = command_parser(
+        "emdsim-report",
+        "Figures of a sweep (emdsim -m) or design run: one swept parameter gives lines with 95 % intervals\n"
+        "(across replicate seeds, or Wilson intervals of one cohort), two give heatmaps, more give one\n"
+        "line plot per parameter; a design gives each output against each parameter. sweep.parquet is\n"
+        "rebuilt from the job folders first, so an interrupted or running sweep can be drawn.",
+        [("emdsim-report sweeps/colonisation", "draw a finished sweep"),
+         ("emdsim-report SWEEP_DIR --metrics em_at_relapse median_os_months", "chosen outputs"),
+         ("emdsim-report SWEEP_DIR --status", "jobs done, failed and remaining")],
+        "sweep_<parameter>.png, sweep_heatmap.png or sweep_design.png next to sweep.parquet.")
+    parser.add_argument("sweep_dir", type=Path, help="the hydra.sweep.dir of an emdsim -m run")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=sorted(METRIC_LABELS),
                         metavar="METRIC", help=f"outputs to draw (default: {' '.join(DEFAULT_METRICS)})")
     parser.add_argument("--status", action="store_true",
