@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from emdsim import rng as seeds
 from emdsim.config.schema import ConfigError, describe_parameters
@@ -112,26 +113,41 @@ def _design_cli(*args):
 
 @pytest.mark.e2e
 def test_design_command_runs_rows_through_the_launcher_and_analyses(tmp_path):
+    """A 2-trajectory Morris design of tiny.yaml's parameters (6 runs: the LHS needs 20, which
+    `make test-slow` runs below) through the joblib launcher, then its indices."""
+    spec = yaml.safe_load((ROOT / "designs" / "tiny.yaml").read_text())
+    spec.update(method="morris", n=2, name="tiny_morris")
+    path = tmp_path / "tiny_morris.yaml"
+    path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "tiny"
-    proc = _design_cli("run", "designs/tiny.yaml", "--out", str(out), "hydra/launcher=joblib",
-                       "hydra.launcher.n_jobs=2")
+    proc = _design_cli("run", str(path), "--out", str(out), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     design = pd.read_parquet(out / "design.parquet")
     table = pd.read_parquet(out / "sweep.parquet")
-    assert len(table) == len(design) == 20 and (table["status"] == "done").all()
+    assert len(table) == len(design) == 6 and (table["status"] == "done").all()
     for col in design.columns:  # each job ran its own row
         np.testing.assert_allclose(table.sort_values("override.design.row")[f"param.{col}"], design[col])
     assert table["seed"].nunique() == 1  # common random numbers across rows
     sens = pd.read_parquet(out / "sensitivity.parquet")
-    assert set(sens["output"]) == {"ps_at_diagnosis", "em_at_relapse"} and set(sens["index"]) == {"delta", "S1"}
-    assert sens["value"].notna().any()  # 20 runs: SALib computes the indices (6 gave all NaN)
+    assert set(sens["output"]) == {"ps_at_diagnosis", "ps_ever"} and set(sens["index"]) == {"mu_star", "sigma"}
+    assert sens.loc[sens["index"] == "mu_star", "value"].notna().all()
     assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_the_documented_tiny_lhs_design_runs_and_gives_indices(tmp_path):
+    out = tmp_path / "tiny"
+    proc = _design_cli("run", "designs/tiny.yaml", "--out", str(out), "hydra/launcher=joblib",
+                       "hydra.launcher.n_jobs=2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    sens = pd.read_parquet(out / "sensitivity.parquet")
+    assert set(sens["index"]) == {"delta", "S1"} and sens["value"].notna().any()
 
 
 @pytest.mark.e2e
 def test_design_command_rejects_a_bad_spec_before_running(tmp_path):
     spec = tmp_path / "bad.yaml"
-    spec.write_text("name: bad\nmethod: lhs\nn: 4\noutputs: [em_at_diagnosis]\n"
+    spec.write_text("name: bad\nmethod: lhs\nn: 20\noutputs: [em_at_diagnosis]\n"
                     "parameters:\n  spread.p_colonisation: {lo: 0.5, hi: 2.0}\n")
     proc = _design_cli("run", str(spec), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

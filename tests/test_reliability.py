@@ -295,7 +295,7 @@ def _case_files(kind: str, run: Path, tmp: Path) -> list[str]:
         return ["emdsim.design_cli", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
     if kind == "design_too_small":
         spec = tmp / "d.yaml"
-        spec.write_text((ROOT / "designs" / "tiny.yaml").read_text().replace("n: 6", "n: 1"))
+        spec.write_text((ROOT / "designs" / "tiny.yaml").read_text().replace("n: 20", "n: 6"))
         return ["emdsim.design_cli", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
     if kind == "fit_unknown_override":
         import yaml
@@ -323,7 +323,7 @@ BAD_RUN_DIR = [  # (case, expected words in the one line)
     ("report_not_a_sweep", "a sweep directory"),
     ("design_unknown_override", "nonesuch.key"),
     ("design_duplicate_key", "key 'n' is given twice"),
-    ("design_too_small", "design.n"),
+    ("design_too_small", "design.n=6 is invalid: at least 20 for lhs"),
     ("fit_unknown_override", "nonesuch.key"),
     ("fit_missing_spec", "nonesuch.yaml is invalid"),
     ("fit_report_not_a_fit", "a directory written by `emdsim-fit run`"),
