@@ -21,11 +21,14 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/emdsim $(ARGS)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check src tests
+
+test: setup lint
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # the inner loop (rules, invariants, config, tables): no command-line runs, no processes, <= 1 minute
-test-fast: setup
+test-fast: setup lint
 	$(BIN)/python -m pytest -m "not slow and not e2e" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: setup

@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emdsim.analysis import (analyse, cumulative_incidence_table, incidence_table, risk_association,
-                             survival_statistics, wilson_interval)
+from emdsim.analysis import (
+    analyse,
+    cumulative_incidence_table,
+    incidence_table,
+    risk_association,
+    survival_statistics,
+    wilson_interval,
+)
 from emdsim.summary import DAYS_PER_MONTH
 
 

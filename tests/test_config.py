@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from emdsim.confload import CONF_DIR, compose, load, to_config
 from emdsim.config.schema import ConfigError, describe_parameters
+from emdsim.confload import CONF_DIR, compose, load, to_config
 
 GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "experiment")
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]

@@ -15,7 +15,7 @@ import pytest
 
 from emdsim.config.schema import resolve_path
 from emdsim.confload import load
-from emdsim.dashboard import SEP, SLIDER_PARAMETERS, Burden, BodyMap, DashboardModel, Events, events_html, model_params
+from emdsim.dashboard import SEP, SLIDER_PARAMETERS, BodyMap, Burden, DashboardModel, Events, events_html, model_params
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 

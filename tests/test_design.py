@@ -73,7 +73,7 @@ def test_designs_have_the_documented_size_stay_in_range_and_are_reproducible(kno
 def _linear(design: pd.DataFrame, spec) -> pd.DataFrame:
     """y = u1 + 2 u2 on the sampled (unit-scaled) axes: variance shares 1/5 and 4/5."""
     u = [(np.log10(design[p.path]) if p.log else design[p.path]) for p in spec.parameters]
-    u = [(x - p.bounds()[0]) / (p.bounds()[1] - p.bounds()[0]) for x, p in zip(u, spec.parameters)]
+    u = [(x - p.bounds()[0]) / (p.bounds()[1] - p.bounds()[0]) for x, p in zip(u, spec.parameters, strict=True)]
     return pd.DataFrame({"em_at_diagnosis": u[0] + 2 * u[1]})
 
 

@@ -185,8 +185,12 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     """The per-patient tables the compiled pass reads (death and survival probabilities, uncrowded
     egress) are the rule functions evaluated with numpy on the same inputs."""
     from emdsim.niches import adhesion, crowded_release, death_rate, egress_rate, retained_release, support
-    from emdsim.rates import (birth_probability, birth_probability_given_survival, event_probability,
-                              survival_probability)
+    from emdsim.rates import (
+        birth_probability,
+        birth_probability_given_survival,
+        event_probability,
+        survival_probability,
+    )
     from emdsim.traits import TRAIT_INDEX
 
     cfg = make_cfg()

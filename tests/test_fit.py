@@ -16,8 +16,17 @@ import pytest
 import yaml
 
 from emdsim.config.schema import ConfigError, describe_parameters
-from emdsim.fit import (STATISTICS, bound_z_squared, cohort_statistics, distance, parse_fit_spec, simulation_seed,
-                        weighted_quantile, with_parameters, z_squared)
+from emdsim.fit import (
+    STATISTICS,
+    bound_z_squared,
+    cohort_statistics,
+    distance,
+    parse_fit_spec,
+    simulation_seed,
+    weighted_quantile,
+    with_parameters,
+    z_squared,
+)
 from emdsim.fit_cli import load_fit_spec
 from emdsim.targets import load_targets
 
@@ -164,7 +173,8 @@ def test_with_parameters_reaches_list_items(make_cfg):
     cfg = make_cfg()
     out = with_parameters(cfg, {"traits.switches.2.rate_per_division": 3e-10})
     assert out.traits.switches[2].rate_per_division == 3e-10
-    assert [s.rate_per_division for s in out.traits.switches[:2]] == [s.rate_per_division for s in cfg.traits.switches[:2]]
+    before = [s.rate_per_division for s in cfg.traits.switches[:2]]
+    assert [s.rate_per_division for s in out.traits.switches[:2]] == before
     for bad in ("traits.switches.9.rate_per_division", "traits.switches.x.rate_per_division"):
         with pytest.raises(ConfigError):
             with_parameters(cfg, {bad: 1e-9})
@@ -253,7 +263,8 @@ def test_an_interrupted_fit_resumes_and_reports(tmp_path):
                  "fit_predictive.png", "provenance.json"):
         assert (out / name).is_file(), name
     posterior = pd.read_parquet(out / "posterior.parquet")
-    assert posterior["weight"].sum() == pytest.approx(1.0) and posterior["spread.p_colonisation"].between(1e-5, 1e-3).all()
+    assert posterior["weight"].sum() == pytest.approx(1.0)
+    assert posterior["spread.p_colonisation"].between(1e-5, 1e-3).all()
     fitted = yaml.safe_load((out / "fitted.yaml").read_text())
     assert 1e-5 <= fitted["spread"]["p_colonisation"] <= 1e-3
     report = (out / "fit_report.md").read_text()

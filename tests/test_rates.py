@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emdsim.rates import (GAUSSIAN_MIN_MEAN, competing_probabilities, event_probability, hazard_to_probability,
-                          realise_flow, split_flow)
+from emdsim.rates import (
+    GAUSSIAN_MIN_MEAN,
+    competing_probabilities,
+    event_probability,
+    hazard_to_probability,
+    realise_flow,
+    split_flow,
+)
 
 
 def test_probability_in_unit_interval_and_monotone():

@@ -287,7 +287,8 @@ def _case_files(kind: str, run: Path, tmp: Path) -> list[str]:
         return ["emdsim.viz.sweeps", str(d)]
     if kind == "design_unknown_override":
         spec = tmp / "d.yaml"
-        spec.write_text((ROOT / "designs" / "tiny.yaml").read_text().replace("overrides: [", "overrides: [nonesuch.key=3, "))
+        text = (ROOT / "designs" / "tiny.yaml").read_text()
+        spec.write_text(text.replace("overrides: [", "overrides: [nonesuch.key=3, "))
         return ["emdsim.design_cli", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
     if kind == "design_duplicate_key":
         spec = tmp / "d.yaml"
@@ -361,7 +362,8 @@ BAD_ARGS = [  # (argv after `python -m`, expected words)
 
 @pytest.mark.parametrize(("argv", "needle"), BAD_ARGS, ids=[" ".join(a[1:]) for a, _ in BAD_ARGS])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, argv, needle):
-    proc = subprocess.run([PY, "-m", *argv, *([f"hydra.run.dir={tmp_path / 'run'}"] if argv[0] == "emdsim.cli" else [])],
+    run_dir = [f"hydra.run.dir={tmp_path / 'run'}"] if argv[0] == "emdsim.cli" else []
+    proc = subprocess.run([PY, "-m", *argv, *run_dir],
                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]

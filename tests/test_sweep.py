@@ -164,7 +164,8 @@ def test_ray_launcher_gives_the_same_table(tmp_path):
 
 
 @pytest.mark.parametrize("override, needle", [
-    ("spread.p_colonization=1e-5,1e-4", "is invalid: not a parameter of the configuration (see docs/parameters.md); did you mean spread.p_colonisation?"),
+    ("spread.p_colonization=1e-5,1e-4",
+     "is invalid: not a parameter of the configuration (see docs/parameters.md); did you mean spread.p_colonisation?"),
     ("spread.p_colonisation=0.1,1.5", "spread.p_colonisation=1.5 is invalid: allowed [0, 1] (probability)"),
     ("seed=range(3,3)", "seed='(empty)' is invalid: a sweep needs at least one value"),
     ("cohort.n_patients=5,0", "cohort.n_patients=0 is invalid"),

@@ -97,7 +97,8 @@ def cumulative_incidence_table(patients: pd.DataFrame) -> pd.DataFrame:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ajf = AalenJohansenFitter(calculate_variance=False, jitter_level=1e-6, seed=0).fit(t, code, event_of_interest=1)
+            ajf = AalenJohansenFitter(calculate_variance=False, jitter_level=1e-6, seed=0)
+            ajf = ajf.fit(t, code, event_of_interest=1)
         cif = ajf.cumulative_density_
         frames.append(pd.DataFrame({"endpoint": f"cif_{name}", "group": "all",
                                     "time_months": cif.index.to_numpy(float),

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -56,7 +57,7 @@ class SweepCallback(Callback):
         n = n_jobs_of(task)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(sweep_dir / sweep.PLAN, json.dumps(
-            {"n_jobs": n, "overrides": task, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            {"n_jobs": n, "overrides": task, "started": datetime.now(UTC).isoformat(timespec="seconds")},
             indent=1) + "\n")
         print(f"sweep: {n} jobs; results in {sweep_dir}", flush=True)
 

@@ -20,8 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import sweep
-from .confload import CONF_DIR, apply_design, compose, config_yaml, to_config
 from .config.schema import ConfigError
+from .confload import CONF_DIR, apply_design, compose, config_yaml, to_config
 
 log = logging.getLogger("emdsim")
 

@@ -12,7 +12,6 @@ is served by ``solara-assets``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys

@@ -14,8 +14,9 @@ import contextlib
 import difflib
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -22,14 +22,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from . import rng as seeds
 from . import sweep
-from .inputs import check_name, read_json, read_parquet, read_yaml
-from .config.schema import ConfigError, describe_parameters
 from .cliutil import command_parser, parse_with_overrides, run_command
+from .config.schema import ConfigError, describe_parameters
 from .design import DesignSpec, analyse, generate, parse_spec
+from .inputs import check_name, read_json, read_parquet, read_yaml
 from .rundir import atomic_write_parquet, atomic_write_text
 
 __all__ = ["main", "load_spec"]

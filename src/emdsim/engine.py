@@ -19,12 +19,13 @@ patients, the Mesa model with one patient whose agents mirror the state.  The bi
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
 import numpy as np
 from numpy.typing import NDArray
 
+from . import kernels
 from .anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
 from .config.schema import EmdConfig, RegimenSpec
-from . import kernels
 from .niches import adhesion
 from .patients import PatientTable
 from .rates import competing_probabilities, event_probability, tally_record
@@ -197,7 +198,7 @@ class CohortState:
         """Patients whose course goes on (undiagnosed or followed); the others are frozen."""
         return self.status <= Status.FOLLOWED
 
-    def take(self, rows: NDArray[np.int64]) -> "CohortState":
+    def take(self, rows: NDArray[np.int64]) -> CohortState:
         kw = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in self.SHARED_FIELDS}
         return CohortState(patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps,
                            tally=self.tally, **kw)

@@ -15,13 +15,12 @@ with the question, the design, the command, the table, the figure and the limits
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from . import sweep
 from .cliutil import command_parser, parse_with_overrides, run_command
@@ -58,7 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("NAME", args.name, f"one of {sorted(registry)}")
     spec = registry[args.name]
     # committed results (experiments/NAME) are written only when asked for with --out
-    out = Path(args.out or Path("outputs") / "experiments" / f"{args.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}").resolve()
+    default = Path("outputs") / "experiments" / f"{args.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    out = Path(args.out or default).resolve()
     sweep_dir = out / "sweep"
     n = 6 if args.tiny else spec["n_patients"]
     replicates = 2 if args.tiny else spec["replicates"]
@@ -91,14 +91,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = ""
     if "wounds" in spec.get("analyses", []):
         done = frame[frame["status"] == "done"]
-        wounds = wound_lesions([(a, sweep_dir / d) for a, d in zip(done[arm], done["dir"])])
+        wounds = wound_lesions([(a, sweep_dir / d) for a, d in zip(done[arm], done["dir"], strict=True)])
         atomic_write_text(out / "wounds.csv", wounds.to_csv(index=False))
         extra = _wound_summary(wounds, done, arm)
     atomic_write_text(out / "comparison.csv", result.to_csv(index=False, float_format="%.6g"))
     from .viz.sweeps import plot_comparison
 
     plot_comparison(result, spec["reference"], out / "comparison.png", title=spec["question"])
-    command_text = " ".join(["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides])
+    command_text = " ".join(["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []),
+                             *args.overrides])
     atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
     print(f"emdsim-experiment: {out / 'README.md'}", flush=True)
     return code
@@ -122,7 +123,8 @@ def _in_process(argv: list[str]) -> int:
 def _wound_summary(wounds: pd.DataFrame, done: pd.DataFrame, arm: str) -> str:
     lines = ["", "### Wound-site plasmacytomas", "",
              "Wound lesions seeded (any size) and detected by imaging, pooled over replicates.", "",
-             "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients | median months after the procedure | high-risk share |",
+             "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients "
+             "| median months after the procedure | high-risk share |",
              "|---|---|---|---|---|---|---|"]
     for a, g in done.groupby(arm):
         w = wounds[wounds["arm"] == a]

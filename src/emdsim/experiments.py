@@ -12,8 +12,9 @@ replicates.  :func:`wound_lesions` summarises wound-site plasmacytomas from the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,8 @@ def compare(frame: pd.DataFrame, arm: str, reference: str, metrics: Sequence[str
                 d = (wide[a] - wide[reference]).to_numpy(float)
                 d = d[np.isfinite(d)]
                 mean = float(d.mean()) if len(d) else math.nan
-                half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))) if len(d) >= 2 else math.nan
+                half = (float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+                        if len(d) >= 2 else math.nan)
                 row.update({"difference": mean, "lower": mean - half, "upper": mean + half, "n_pairs": int(len(d))})
             rows.append(row)
     return pd.DataFrame(rows)

@@ -30,8 +30,9 @@ import copy
 import dataclasses
 import hashlib
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,8 @@ from .design import ParameterRange, parse_range
 from .summary import summarise
 from .targets import Target
 
-__all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitRequirement", "FitSpec", "STATISTICS", "CHECKS", "parse_fit_spec",
+__all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitRequirement", "FitSpec", "STATISTICS", "CHECKS",
+           "parse_fit_spec",
            "with_parameters", "cohort_statistics", "z_squared", "bound_z_squared", "distance", "simulate",
            "weighted_quantile"]
 
@@ -241,7 +243,8 @@ def _requirement(name: str, r: Any, scenarios: Mapping[str, Any]) -> FitRequirem
     if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
         raise ConfigError(f"{where}.min", r["min"], f"<= max ({r['max']})")
     if not str(r.get("source") or "").strip():
-        raise ConfigError(f"{where}.source", r.get("source"), "the reason for the bound (a citation or 'assumption: ...')")
+        raise ConfigError(f"{where}.source", r.get("source"),
+                          "the reason for the bound (a citation or 'assumption: ...')")
     return FitRequirement(name, r["scenario"], r["statistic"], bounds["min"], bounds["max"], str(r["source"]))
 
 

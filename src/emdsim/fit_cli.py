@@ -31,14 +31,13 @@ import pandas as pd
 import yaml
 
 from . import rng as seeds
+from .cliutil import command_parser, run_command
 from .cohort import run_cohort
-from .cliutil import run_command
 from .config.schema import ConfigError, EmdConfig, describe_parameters, resolve_path
 from .confload import CONF_DIR, load
 from .fit import STATISTICS, FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
-from .rundir import atomic_write_parquet, atomic_write_text, provenance
-from .cliutil import command_parser
 from .inputs import check_name, read_yaml
+from .rundir import atomic_write_parquet, atomic_write_text, provenance
 from .targets import TARGETS_FILE, load_targets
 
 __all__ = ["main", "load_fit_spec", "scenario_bases"]
@@ -222,7 +221,8 @@ def _simulate_many(spec: FitSpec, bases: dict[str, EmdConfig], draws: list[dict]
     return [_simulate_one((spec, bases, d)) for d in draws]
 
 
-def _point_estimate(spec: FitSpec, posterior: pd.DataFrame, history, n_procs: int) -> tuple[dict[str, float], pd.DataFrame]:
+def _point_estimate(spec: FitSpec, posterior: pd.DataFrame, history,
+                    n_procs: int) -> tuple[dict[str, float], pd.DataFrame]:
     """The parameter set shipped as fitted.yaml and the table of candidates it was chosen from.
 
     Without ``point_estimate`` in the spec: the weighted posterior medians.  With it: the
@@ -395,9 +395,12 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit (or resume a fit) and report")
     run.add_argument("spec", type=Path)
-    run.add_argument("--out", type=Path, help="run directory (default fits/runs/<name>-<time>); an existing one resumes")
-    run.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)), help="local processes (default: all cores)")
-    run.add_argument("--dask", help="address of a Dask scheduler (pyabc DaskDistributedSampler) instead of local processes")
+    run.add_argument("--out", type=Path,
+                     help="run directory (default fits/runs/<name>-<time>); an existing one resumes")
+    run.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)),
+                     help="local processes (default: all cores)")
+    run.add_argument("--dask",
+                     help="address of a Dask scheduler (pyabc DaskDistributedSampler) instead of local processes")
     run.add_argument("--install", metavar="NAME", help="also copy fitted.yaml to conf/experiment/NAME.yaml "
                      "(then: emdsim experiment=NAME); committed configs change only when asked")
     rep = sub.add_parser("report", help="posterior, predictive check, figures, fit_report.md, fitted.yaml")

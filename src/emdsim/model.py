@@ -46,7 +46,7 @@ def build_network(tb: Tables, random: Any) -> Network:
 class CloneAgent(CellAgent):
     """All cells of one clone state in one compartment."""
 
-    def __init__(self, model: "EMDModel", node: int, clone: int, n_cells: float, arrived_by: str) -> None:
+    def __init__(self, model: EMDModel, node: int, clone: int, n_cells: float, arrived_by: str) -> None:
         super().__init__(model)
         self.node = node
         self.clone = clone
@@ -62,7 +62,8 @@ class CloneAgent(CellAgent):
     @property
     def parent_clones(self) -> list[int]:
         """Clone states this one can descend from (one switch fewer)."""
-        return [self.clone & ~(1 << s) for s in range(len(self.model.tables.cfg.traits.switches)) if self.clone >> s & 1]
+        n_switches = len(self.model.tables.cfg.traits.switches)
+        return [self.clone & ~(1 << s) for s in range(n_switches) if self.clone >> s & 1]
 
     def trait(self, name: str) -> float:
         return float(self.model.state.traits[0, self.clone, TRAIT_INDEX[name]])

@@ -79,6 +79,7 @@ def crowded_release(retained: ArrayLike, occ: ArrayLike, crowding_gain: float) -
     return retained * (1.0 + crowding_gain * occ)
 
 
-def egress_rate(base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike, crowding_gain: float) -> NDArray[np.float64]:
+def egress_rate(base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike,
+                crowding_gain: float) -> NDArray[np.float64]:
     """Egress (release) hazard: ``base * exp(-adhesion) * (1 + crowding_gain * occupancy)``."""
     return crowded_release(retained_release(base_rate_per_day, adh), occ, crowding_gain)

@@ -42,7 +42,7 @@ class PatientTable:
     def __len__(self) -> int:
         return len(self.patient_id)
 
-    def take(self, rows: NDArray[np.int64]) -> "PatientTable":
+    def take(self, rows: NDArray[np.int64]) -> PatientTable:
         return PatientTable(**{k: v[rows] for k, v in vars(self).items()})
 
 

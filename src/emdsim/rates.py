@@ -25,10 +25,9 @@ atomic increments and decrements on every flow.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
 from numba.np.random.distributions import random_standard_normal
 from numba.np.random.generator_core import next_double
+from numpy.typing import ArrayLike, NDArray
 
 from ._jit import JIT, JIT_INLINE
 
@@ -55,7 +54,8 @@ def event_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.flo
     return -np.expm1(-rate_per_day * dt_days)
 
 
-def birth_probability(birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+def birth_probability(birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLike,
+                      dt_days: float) -> NDArray[np.float64]:
     """Per-cell probability of a birth within ``dt_days`` such that, together with deaths drawn at
     :func:`event_probability` of the death hazard, the expected population after the step is
     exactly ``exp((birth - death) * dt)`` times the current one (the linear birth-death process).

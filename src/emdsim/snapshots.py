@@ -30,7 +30,7 @@ def empty_table() -> pd.DataFrame:
 class SnapshotRecorder:
     """Collects snapshot rows of the patients ``ids`` from a (block) state after each step."""
 
-    def __init__(self, tb: "Tables", ids, every: int) -> None:
+    def __init__(self, tb: Tables, ids, every: int) -> None:
         self.tb = tb
         self.ids = np.asarray(sorted(set(int(i) for i in ids)), dtype=np.int64)
         self.every = int(every)
@@ -39,7 +39,7 @@ class SnapshotRecorder:
         self._rows_of: object = None
         self._rows = self.ids[:0]
 
-    def record(self, st: "CohortState") -> None:
+    def record(self, st: CohortState) -> None:
         if self.every <= 0 or not len(self.ids) or st.n_steps % self.every:
             return
         pid = st.patients.patient_id

@@ -1,7 +1,8 @@
 """Cohort summary statistics (``summary.json``) from the patient table.
 
 Fractions at diagnosis are over diagnosed patients; fractions at relapse over patients who
-relapsed (first progression); a fraction over no patient is ``None`` (null), never 0.  Medians of PFS and OS are Kaplan-Meier medians (lifelines), in
+relapsed (first progression); a fraction over no patient is ``None`` (null), never 0.  Medians of
+PFS and OS are Kaplan-Meier medians (lifelines), in
 months of 30.4375 days, ``None`` when the curve never falls to 0.5.
 """
 

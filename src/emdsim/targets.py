@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config.schema import ConfigError
 
 __all__ = ["Target", "TARGETS_FILE", "load_targets", "incidence_targets", "short_citation"]

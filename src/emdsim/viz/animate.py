@@ -14,7 +14,6 @@ with a cursor at the frame's time.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -36,7 +35,8 @@ LAYOUT: dict[str, tuple[float, float]] = {
     "lumbar_vertebrae": (0.0, 5.8), "sacrum": (0.0, 4.5), "pelvis": (-1.4, 4.3), "proximal_femora": (-1.6, 2.7),
 }
 BODY_LINES = [("cranium", "mandible"), ("mandible", "cervical_vertebrae"), ("cervical_vertebrae", "thoracic_vertebrae"),
-              ("thoracic_vertebrae", "lumbar_vertebrae"), ("lumbar_vertebrae", "sacrum"), ("clavicles", "proximal_humeri"),
+              ("thoracic_vertebrae", "lumbar_vertebrae"), ("lumbar_vertebrae", "sacrum"),
+              ("clavicles", "proximal_humeri"),
               ("cervical_vertebrae", "clavicles"), ("sacrum", "pelvis"), ("pelvis", "proximal_femora"),
               ("thoracic_vertebrae", "ribs"), ("clavicles", "sternum"), ("cervical_vertebrae", "scapulae")]
 BLOOD_AT = (6.2, 6.8)
@@ -138,7 +138,8 @@ def _timeline(patient: pd.Series, lesions: pd.DataFrame, snaps: pd.DataFrame) ->
                 ev["detections"].append((ev["prog"], r.site))
     per_step = snaps.drop_duplicates("step")[["t_days", "line", "status"]].sort_values("t_days")
     start, current = None, None
-    for t, line, status in zip(per_step["t_days"] / DAYS_PER_YEAR, per_step["line"], per_step["status"]):
+    for t, line, status in zip(per_step["t_days"] / DAYS_PER_YEAR, per_step["line"], per_step["status"],
+                                 strict=True):
         key = int(line) if status == 1 else None  # 1: followed (diagnosed, on a treatment plan)
         if key != current:
             if current is not None:
@@ -183,7 +184,7 @@ class BodyMapPainter:
                 (x0, y0), (x1, y1) = pos[a], pos[b]
                 ax.plot([x0, x1], [y0, y1], color="lightgray", lw=3, zorder=0, solid_capstyle="round")
         bx, by = BLOOD_AT
-        for name, kind in zip(self.names, self.kinds):
+        for name, kind in zip(self.names, self.kinds, strict=True):
             x, y = pos[name]
             if kind == "organ":
                 ax.plot([bx, x], [by, y], color="mistyrose", lw=1, zorder=0)
@@ -221,7 +222,7 @@ class BodyMapPainter:
         haem[rows] = frame["haematogenous_flow"].to_numpy(float)
         opened[rows] = frame["wound_open"].to_numpy(bool)
         logc = np.log10(cells + 1.0)
-        visible = np.array([k != "wound" or o for k, o in zip(self.kinds, opened)])
+        visible = np.array([k != "wound" or o for k, o in zip(self.kinds, opened, strict=True)])
         face = np.where((cells > 0)[:, None], self.cmap(self.norm(logc)), np.array([[1.0, 1.0, 1.0, 1.0]]))
         face[~visible, 3] = 0.0
         edges = self.dots.get_edgecolors()

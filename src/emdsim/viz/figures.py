@@ -131,7 +131,7 @@ def sites_figure(sites: pd.DataFrame, path: Path, *, max_sites: int = 40, title:
         ax.barh(y + 0.2, 100 * wide["diagnosis"], height=0.4, color="tab:blue", label="at diagnosis")
         ax.barh(y - 0.2, 100 * wide["relapse"], height=0.4, color="tab:red", label="at first relapse")
         ax.set_yticks(y, [pretty_site(s) + ("" if k == "paraskeletal" else " (organ)") for s, k in
-                          zip(wide["site"], wide["kind"])], fontsize=8)
+                          zip(wide["site"], wide["kind"], strict=True)], fontsize=8)
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no soft-tissue lesion detected", ha="center", transform=ax.transAxes)
@@ -194,13 +194,13 @@ def survival_figure(survival: pd.DataFrame, path: Path, *, patients: pd.DataFram
         ax.set_xticks(ticks)
         table = fig.add_subplot(grid[1, i])
         table.set_xlim(ax.get_xlim())
-        for r, (group, colour, label, flag) in enumerate(groups):
+        for r, (_, colour, _, flag) in enumerate(groups):
             members = dx[dx["emd_at_diagnosis"] == flag]
-            for t, c in zip(ticks, _at_risk(members[f"{endpoint}_days"], ticks)):
+            for t, c in zip(ticks, _at_risk(members[f"{endpoint}_days"], ticks), strict=True):
                 table.text(t, 1 - r, str(c), ha="center", va="center", fontsize=8, color=colour)
         table.set_ylim(-0.6, 1.6)
         table.set_yticks([1, 0], ["no EMD", "EMD"], fontsize=8)
-        for tick, (_, colour, _, _) in zip(table.get_yticklabels(), groups):
+        for tick, (_, colour, _, _) in zip(table.get_yticklabels(), groups, strict=True):
             tick.set_color(colour)
         table.tick_params(left=False, bottom=False, labelbottom=False, axis="both", pad=16)
         for side in ("top", "right", "left", "bottom"):

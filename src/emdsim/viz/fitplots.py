@@ -80,7 +80,7 @@ def plot_predictive(predictive: pd.DataFrame, path: Path, *, name: str = "") -> 
                     ax.plot(v, y - 0.15, marker, color="tab:red", linestyle="none", label=f"required bound ({op})")
             ax.set_xlabel("% of the cohort's virtual patients")
             ax.set_title("model requirements (no report states them)", fontsize=10)
-        ax.set_yticks(y, [f"{t} ({s})" for t, s in zip(rows["target"], rows["scenario"])], fontsize=8)
+        ax.set_yticks(y, [f"{t} ({s})" for t, s in zip(rows["target"], rows["scenario"], strict=True)], fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         ax.set_ylim(-0.6, len(rows) - 0.4)
         # below the panel, never over a point

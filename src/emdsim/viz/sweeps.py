@@ -14,12 +14,10 @@ Figures are PNG files next to ``sweep.parquet``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,7 +78,7 @@ def summarise_axis(frame: pd.DataFrame, by: Sequence[str], metric: str) -> pd.Da
         if scale == 100.0:  # a cohort fraction: the interval stays inside [0, 1]
             lo, hi = max(lo, 0.0), min(hi, 1.0)
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "mean": mean * scale, "lower": lo * scale, "upper": hi * scale,
+        rows.append({**dict(zip(by, key, strict=True)), "mean": mean * scale, "lower": lo * scale, "upper": hi * scale,
                      "n_jobs": int(len(y))})
     return pd.DataFrame(rows)
 
@@ -187,7 +185,8 @@ def plot_design(frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: 
         for j, p in enumerate(params):
             ax = fig.add_subplot(len(metrics), len(params), i * len(params) + j + 1)
             ax.scatter(frame[p], frame[metric] * scale, s=10, alpha=0.7)
-            if p.removeprefix("param.") in log_params or ((frame[p] > 0).all() and frame[p].max() / frame[p].min() >= 50):
+            wide = (frame[p] > 0).all() and frame[p].max() / frame[p].min() >= 50
+            if p.removeprefix("param.") in log_params or wide:
                 ax.set_xscale("log")
             if i == len(metrics) - 1:
                 ax.set_xlabel(_short(p), fontsize=8)

@@ -15,9 +15,10 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -150,7 +151,8 @@ class _TolerantJob:
         except Exception as err:  # noqa: BLE001 - submitit raises several types for a dead job
             cfg = _sweep_config(self.launcher, self.idx, self.overrides)
             text = str(err).strip().splitlines()
-            reason = RuntimeError(f"the job's process ended without a result ({text[0] if text else type(err).__name__})")
+            why = text[0] if text else type(err).__name__
+            reason = RuntimeError(f"the job's process ended without a result ({why})")
             return [IsolatingJoblibLauncher._lost(self.launcher, self.idx, self.overrides, cfg, None, reason)]
 
 
