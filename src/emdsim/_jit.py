@@ -16,7 +16,7 @@ import numba
 __all__ = ["JIT", "JIT_INLINE"]
 
 _HERE = Path(__file__).resolve().parent
-_COMPILED_SOURCES = ("_jit.py", "rates.py", "kernels.py", "niches.py", "spread.py", "treatment.py")
+_COMPILED_SOURCES = ("_jit.py", "rates.py", "kernels.py", "niches.py", "spread.py", "treatment.py", "units.py")
 
 
 def _source_hash() -> str:

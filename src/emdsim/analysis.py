@@ -23,12 +23,14 @@ import pandas as pd
 from scipy.stats import binomtest
 from scipy.stats.contingency import odds_ratio
 
-from .summary import DAYS_PER_MONTH, km_median_months
+from .summary import km_median_months
+from .units import DAYS_PER_MONTH
 
 __all__ = ["wilson_interval", "incidence_table", "site_table", "cumulative_incidence_table", "survival_table",
            "survival_statistics", "risk_association", "analyse"]
 
-DEFINITIONS = {"PS": "ps", "EM": "em", "EMD": "emd"}
+#: outcome definition -> column prefix of the patient table (EMD: either PS or EM)
+OUTCOME_COLUMNS = {"PS": "ps", "EM": "em", "EMD": "emd"}
 
 
 def wilson_interval(count: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -47,7 +49,7 @@ def incidence_table(patients: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for timepoint, frame, suffix in (("diagnosis", dx, "at_diagnosis"), ("relapse", rel, "at_relapse"),
                                      ("ever", dx, "ever")):
-        for definition, prefix in DEFINITIONS.items():
+        for definition, prefix in OUTCOME_COLUMNS.items():
             values = frame[f"{prefix}_{suffix}"]
             count, n = int(values.sum()), int(len(frame))
             lo, hi = wilson_interval(count, n)

@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 from numpy.typing import NDArray
 
-from .config.schema import AnatomyConfig, ConfigError
+from .config.schema import AnatomyConfig, check_reachable
 
 __all__ = ["LIGANDS", "ROUTE_LOCAL", "ROUTE_HAEMATOGENOUS", "World", "build_anatomy_graph", "build_world"]
 
@@ -54,12 +54,7 @@ def build_anatomy_graph(cfg: AnatomyConfig) -> nx.DiGraph:
             g.add_edge(n.name, blood, route="shedding")
             if n.share > 0 and n.barrier > 0:
                 g.add_edge(blood, n.name, route="haematogenous")
-    reachable = nx.descendants(g, blood)
-    for n in cfg.nodes:
-        if n.kind in ("organ", "wound", "marrow") and n.name not in reachable:
-            raise ConfigError(f"anatomy.nodes({n.name})", {"share": n.share, "barrier": n.barrier},
-                              "every organ, wound and marrow site must be reachable from the blood "
-                              "(share > 0 and barrier > 0)")
+    check_reachable(cfg)  # the graph's haematogenous edges are exactly the reachable nodes
     return g
 
 

@@ -15,7 +15,6 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,7 @@ import pandas as pd
 from . import rng as seeds
 from .config.schema import ConfigError, EmdConfig
 from .engine import Status, Tables, build_tables, init_state, max_steps, step
-from .outcomes import lesion_records, patient_records
+from .outcomes import CohortResult, lesion_records, patient_records  # CohortResult re-exported
 from .patients import sample_patients
 from .snapshots import SnapshotRecorder, empty_table
 
@@ -33,16 +32,6 @@ Progress = Callable[[int], None]
 
 #: retire finished patients from a block once they are at least 1/RETIRE_FRACTION of its rows
 RETIRE_FRACTION = 8
-
-
-@dataclass(frozen=True)
-class CohortResult:
-    patients: pd.DataFrame
-    lesions: pd.DataFrame
-    #: random variates drawn by the dynamics: [uniform, normal]
-    draws: tuple[int, int] = (0, 0)
-    #: sparse per-step compartment rows of the recorded patients (:mod:`emdsim.snapshots`)
-    snapshots: pd.DataFrame | None = None
 
 
 def recorded_ids(cfg: EmdConfig, ids: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from .confload import CONF_DIR, load
 from .engine import build_tables
 from .model import EMDModel
 from .outcomes import lesion_records, patient_records
+from .units import DAYS_PER_YEAR
 
 __all__ = ["SLIDER_PARAMETERS", "model_params", "DashboardModel", "BodyMap", "Burden", "Events", "page", "main"]
 
@@ -107,7 +108,7 @@ def Burden(model: DashboardModel):  # noqa: N802
     ax = fig.add_subplot(1, 1, 1)
     wide = snaps.pivot_table(index="t_days", columns="kind", values="cells", aggfunc="sum", fill_value=0.0)
     for kind in wide.columns:
-        ax.plot(wide.index / 365.25, np.log10(wide[kind] + 1.0), label=kind)
+        ax.plot(wide.index / DAYS_PER_YEAR, np.log10(wide[kind] + 1.0), label=kind)
     ax.set_xlabel("years from myeloma onset")
     ax.set_ylabel("log10 cells")
     ax.grid(alpha=0.3)

@@ -19,6 +19,7 @@ patients, the Mesa model with one patient whose agents mirror the state.  The bi
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,12 +33,18 @@ from .rates import competing_probabilities, event_probability, tally_record
 from .spread import homing_weights
 from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
 from .treatment import regimen_kill_table
+from .units import DAYS_PER_YEAR
 
 __all__ = ["Status", "Tables", "CohortState", "build_tables", "init_state", "step", "max_steps"]
 
 
-class Status:
-    UNDIAGNOSED, FOLLOWED, DEAD, CENSORED = 0, 1, 2, 3
+class Status(IntEnum):
+    """A patient's course: ordered, so ``status <= FOLLOWED`` means still living and followed."""
+
+    UNDIAGNOSED = 0
+    FOLLOWED = 1
+    DEAD = 2
+    CENSORED = 3
 
 
 _ND, _SENS, _PROLIF, _EMPROLIF = (TRAIT_INDEX[t] for t in ("niche_dependence", "drug_sensitivity", "proliferation",
@@ -124,14 +131,14 @@ def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> NDArray[np.floa
     cl, sim = cfg.clinical, cfg.sim
     values = {"detection_threshold_cells": detection_cells,
               "line_efficacy_factor": cfg.treatment.line_efficacy_factor, "dt_days": sim.dt_days,
-              "followup_days": sim.followup_years * 365.25,
-              "max_days_to_diagnosis": sim.max_years_to_diagnosis * 365.25}
+              "followup_days": sim.followup_years * DAYS_PER_YEAR,
+              "max_days_to_diagnosis": sim.max_years_to_diagnosis * DAYS_PER_YEAR}
     return np.array([values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_CONSTANTS], dtype=float)
 
 
 def max_steps(cfg: EmdConfig) -> int:
     years = cfg.sim.max_years_to_diagnosis + cfg.sim.followup_years
-    return int(np.ceil(years * 365.25 / cfg.sim.dt_days)) + 1
+    return int(np.ceil(years * DAYS_PER_YEAR / cfg.sim.dt_days)) + 1
 
 
 @dataclass
@@ -286,7 +293,8 @@ def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator, node_total: N
         node_total[:, tb.marrow_nodes].sum(axis=1), tb.soft_tissue, tb.world.lesion_death_rate,
         st.patients.age_years, st.patients.phase_wound, tb.clinic_constants, tb.phase_days, tb.phase_wound_node,
         tb.n_first, len(cfg.treatment.salvage), tb.untreated,
-        Status.UNDIAGNOSED, Status.FOLLOWED, Status.DEAD, Status.CENSORED, st.status, st.t_dx, st.t_prog,
+        int(Status.UNDIAGNOSED), int(Status.FOLLOWED), int(Status.DEAD), int(Status.CENSORED), st.status, st.t_dx,
+        st.t_prog,
         st.t_death, st.t_end, st.burden_at_dx, st.dx_sites, st.relapse_sites, st.lesion_detectable, st.nadir,
         st.lesion_nadir, st.line, st.line_start, st.phase_pos, st.phase_end, st.regimen, st.efficacy,
         st.inflammation, st.wound_opened)

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from .config.schema import ConfigError
-from .summary import DAYS_PER_MONTH
+from .units import DAYS_PER_MONTH
 
 __all__ = ["ExperimentSpec", "parse_experiment", "arm_table", "compare", "wound_lesions"]
 

@@ -26,6 +26,7 @@ from numba.np.random.generator_core import next_double
 from . import niches, spread, treatment
 from ._jit import JIT, JIT_INLINE
 from .rates import birth_probability_given_survival, event_probability, flow_one, split_one, survival_probability
+from .units import DAYS_PER_YEAR
 
 __all__ = ["CLINIC_CONSTANTS", "advance", "clinic", "node_totals", "static_rates"]
 
@@ -444,7 +445,7 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
     bitgen, tally = rng.bit_generator, counts[0]
     n_p, n_n = node_total.shape
     grow = 1.0 + rise
-    age_offset = t / 365.25
+    age_offset = t / DAYS_PER_YEAR
     detectable = np.empty(n_n, dtype=np.bool_)
     for p in range(n_p):
         if status[p] > followed:
@@ -500,7 +501,7 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
         for n in range(n_n):
             if detectable[n]:
                 lethal += lesion_death_rate[n]
-        h = (gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / 365.25
+        h = (gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / DAYS_PER_YEAR
              + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent + lethal)
         tally.uniform += 1
         if next_double(bitgen) < _event_probability(h, dt):

@@ -23,9 +23,8 @@ import pandas as pd
 from mesa.discrete_space import CellAgent, Network
 
 from . import rng as seeds
-from .cohort import CohortResult
 from .engine import Status, Tables, init_state, max_steps, step
-from .outcomes import lesion_records, patient_records
+from .outcomes import CohortResult, lesion_records, patient_records
 from .patients import sample_patients
 from .snapshots import SnapshotRecorder
 from .traits import TRAIT_INDEX, clone_label

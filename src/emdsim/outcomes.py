@@ -9,6 +9,8 @@ Times are in days from diagnosis; PFS and OS are censored at the end of follow-u
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -16,7 +18,7 @@ from .anatomy import ROUTE_NAMES
 from .engine import CohortState, Status, Tables
 from .patients import SUBGROUPS
 
-__all__ = ["patient_records", "lesion_records", "PATIENT_COLUMNS"]
+__all__ = ["CohortResult", "patient_records", "lesion_records", "PATIENT_COLUMNS"]
 
 PATIENT_COLUMNS = (
     "patient_id", "treatment", "scenario", "high_risk", "subgroup", "centrosome_amplification",
@@ -27,6 +29,19 @@ PATIENT_COLUMNS = (
     "em_ever", "ps_ever", "em_first_detected_days", "ps_first_detected_days", "wound_plasmacytoma",
     "simulated_days",
 )
+
+
+
+@dataclass(frozen=True)
+class CohortResult:
+    """What a cohort run returns: one row per patient, one per lesion, the draws and snapshots."""
+
+    patients: pd.DataFrame
+    lesions: pd.DataFrame
+    #: random variates drawn by the dynamics: [uniform, normal]
+    draws: tuple[int, int] = (0, 0)
+    #: sparse per-step compartment rows of the recorded patients (:mod:`emdsim.snapshots`)
+    snapshots: pd.DataFrame | None = None
 
 
 def _sites(mask: np.ndarray, names: tuple[str, ...]) -> list[list[str]]:

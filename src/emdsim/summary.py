@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DAYS_PER_MONTH", "summarise", "km_median_months"]
+from .units import DAYS_PER_MONTH  # re-exported: earlier code imported it from here
 
-DAYS_PER_MONTH = 365.25 / 12
+__all__ = ["DAYS_PER_MONTH", "summarise", "km_median_months"]
 
 
 def km_median_months(days: pd.Series, event: pd.Series) -> float | None:

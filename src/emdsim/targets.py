@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config.schema import ConfigError
+from .config.schema import DEFINITIONS, ConfigError
 
 __all__ = ["Target", "TARGETS_FILE", "load_targets", "incidence_targets", "short_citation"]
 
 TARGETS_FILE = Path(__file__).resolve().parents[2] / "data" / "targets" / "clinical_targets.yaml"
-DEFINITIONS = ("PS", "EM", "MIX")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The *values* of every parameter live in the YAML files under ``conf/`` (one copy of each default);
 this module declares their types, units, allowed ranges and sources as dataclass-field metadata,
 and validates a whole configuration after it is loaded.  Nothing here imports Hydra or OmegaConf:
-the CLI converts its ``DictConfig`` with :func:`emdsim.config.loading.to_config` and everything
+the CLI converts its ``DictConfig`` with :func:`emdsim.confload.to_config` and everything
 below works on these plain dataclasses.
 
 Conventions (see ``docs/ODD.md``): ``*_rate_per_day`` is a hazard (1/day), ``p_*`` a probability,
@@ -505,13 +505,31 @@ def _validate_anatomy(an: AnatomyConfig) -> None:
         raise ConfigError("anatomy.nodes", kinds.count("blood"), "exactly one node of kind 'blood' is required")
     if "marrow" not in kinds:
         raise ConfigError("anatomy.nodes", "no marrow node", "at least one node of kind 'marrow' is required")
-    from ..anatomy import build_anatomy_graph  # reachability from the blood (raises ConfigError)
-
-    build_anatomy_graph(an)
+    check_reachable(an)
     share = sum(n.share for n in an.nodes if n.kind == "marrow")
     if not math.isclose(share, 1.0, rel_tol=0.02):
         raise ConfigError("anatomy.nodes[*].share (marrow)", round(share, 4),
                           "marrow shares of active marrow must sum to 1 (within 2%)")
+
+
+def reachable_from_blood(node: NodeSpec) -> bool:
+    """Whether circulating cells can arrive at ``node``: a marrow site with a share of the marrow's
+    perfusion, an organ or wound with a share of cardiac output and a barrier that lets cells in.
+    (Paraskeletal compartments are reached from their bone, by local extension.)"""
+    if node.kind == "marrow":
+        return node.share > 0
+    if node.kind in ("organ", "wound"):
+        return node.share > 0 and node.barrier > 0
+    return True
+
+
+def check_reachable(an: AnatomyConfig) -> None:
+    """:class:`ConfigError` for the first organ, wound or marrow site the blood cannot reach."""
+    for n in an.nodes:
+        if not reachable_from_blood(n):
+            raise ConfigError(f"anatomy.nodes({n.name})", {"share": n.share, "barrier": n.barrier},
+                              "every organ, wound and marrow site must be reachable from the blood "
+                              "(share > 0 and barrier > 0)")
 
 
 def _validate_traits(tr: TraitsConfig) -> None:

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..units import DAYS_PER_YEAR
 from .figures import pretty_site
 
 __all__ = ["LAYOUT", "node_positions", "select_patient", "frame_steps", "render", "main"]
 
-DAYS_PER_YEAR = 365.25
 #: body-map positions of the default anatomy's marrow sites (x, y); presentation only
 LAYOUT: dict[str, tuple[float, float]] = {
     "cranium": (0.0, 11.0), "mandible": (0.0, 10.1), "cervical_vertebrae": (0.0, 9.3),

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..summary import DAYS_PER_MONTH
 from ..targets import Target, incidence_targets, load_targets
+from ..units import DAYS_PER_MONTH
 
 __all__ = ["FIGURES", "incidence_figure", "sites_figure", "survival_figure", "cumulative_incidence_figure",
            "cohort_figures"]
@@ -241,7 +241,6 @@ def cumulative_incidence_figure(survival: pd.DataFrame, path: Path, *, title: st
 def cohort_figures(run_dir: Path, targets: list[Target] | None = None) -> list[Path]:
     """Draw the four cohort figures of a run directory; returns their paths."""
     from ..analysis import survival_statistics
-    from ..summary import DAYS_PER_MONTH  # noqa: F401 - documented unit of the axes
 
     run_dir = Path(run_dir)
     targets = incidence_targets(load_targets()) if targets is None else targets

@@ -1,0 +1,69 @@
+"""Fingerprints of fixed simulation blocks: the check that a refactoring changed no behaviour.
+
+Runs one 256-patient block (seed 20121101, block 0) in each of five scenarios (default,
+``experiment=fitted``, ``scenario=surgery``, ``treatment=allo_ric``, ``treatment=conventional``)
+and records the random variates drawn and a SHA-256 of the patients, lesions and snapshot tables.
+On one machine and package set, a change that keeps behaviour keeps every fingerprint::
+
+    .venv/bin/python benchmarks/fingerprint.py --write benchmarks/fingerprints.json   # before
+    .venv/bin/python benchmarks/fingerprint.py --check benchmarks/fingerprints.json   # after (exit 1 on a change)
+
+The fingerprints are machine-specific (see the README's reproducibility contract); the committed
+file records the machine it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import platform
+import sys
+from pathlib import Path
+
+SCENARIOS = {"default": [], "fitted": ["experiment=fitted"], "surgery": ["scenario=surgery"],
+             "allo": ["treatment=allo_ric"], "conventional": ["treatment=conventional"]}
+BLOCK = ["cohort.n_patients=256", "cohort.block_size=256", "cohort.n_jobs=1", "seed=20121101"]
+
+
+def _digest(frame) -> str:
+    buffer = io.BytesIO()
+    frame.reset_index(drop=True).to_parquet(buffer, index=False)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
+
+
+def fingerprints() -> dict[str, dict[str, object]]:
+    from emdsim.cohort import run_cohort
+    from emdsim.confload import load
+
+    out = {}
+    for name, overrides in SCENARIOS.items():
+        result = run_cohort(load([*BLOCK, *overrides]))
+        out[name] = {"draws": list(map(int, result.draws)), "patients": _digest(result.patients),
+                     "lesions": _digest(result.lesions), "snapshots": _digest(result.snapshots)}
+        print(f"{name}: {out[name]}", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", type=Path, help="record the fingerprints in this JSON file")
+    group.add_argument("--check", type=Path, help="compare with the fingerprints of this JSON file")
+    args = parser.parse_args(argv)
+    now = fingerprints()
+    if args.write:
+        args.write.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
+                                          "python": platform.python_version(), "blocks": now}, indent=1) + "\n")
+        return 0
+    before = json.loads(args.check.read_text())["blocks"]
+    changed = sorted(k for k in before if before[k] != now.get(k))
+    for k in changed:
+        print(f"changed: {k}: {before[k]} -> {now.get(k)}", file=sys.stderr)
+    print("fingerprints identical" if not changed else f"{len(changed)} of {len(before)} fingerprints changed")
+    return 1 if changed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
