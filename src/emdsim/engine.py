@@ -79,7 +79,7 @@ class Tables:
     dest_wound: NDArray[np.bool_]
     phase_wound_node: NDArray[np.int64]      # (n_first,) wound node opened by each first-line phase, -1 none
     phase_days: NDArray[np.float64]          # (R + 1,) duration of each regimen's phase (0: until progression)
-    clinic_constants: NDArray[np.float64]    # the clinical course's constants (kernels.CLINIC_CONSTANTS)
+    clinic_constants: np.ndarray             # the clinical course's constants (one kernels.CLINIC_RECORD)
     surgery_node: NDArray[np.int64]          # (n_surgeries,)
     p_spill: float                           # per step: a cell of a breached site spills (local extension)
     p_arrest: float                          # per step: a circulating cell arrests ...
@@ -126,14 +126,15 @@ def build_tables(cfg: EmdConfig) -> Tables:
     )
 
 
-def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> NDArray[np.float64]:
-    """The constants of :func:`emdsim.kernels.clinic`, in the order of ``kernels.CLINIC_CONSTANTS``."""
+def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
+    """The constants of :func:`emdsim.kernels.clinic`: one record of ``kernels.CLINIC_RECORD``."""
     cl, sim = cfg.clinical, cfg.sim
     values = {"detection_threshold_cells": detection_cells,
               "line_efficacy_factor": cfg.treatment.line_efficacy_factor, "dt_days": sim.dt_days,
               "followup_days": sim.followup_years * DAYS_PER_YEAR,
               "max_days_to_diagnosis": sim.max_years_to_diagnosis * DAYS_PER_YEAR}
-    return np.array([values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_CONSTANTS], dtype=float)
+    row = tuple(float(values[c]) if c in values else float(getattr(cl, c)) for c in kernels.CLINIC_CONSTANTS)
+    return np.array([row], dtype=kernels.CLINIC_RECORD)
 
 
 def max_steps(cfg: EmdConfig) -> int:

@@ -394,6 +394,8 @@ CLINIC_CONSTANTS = ("detection_threshold_cells", "diagnosis_marrow_cells", "prog
                     "progression_min_cells", "symptomatic_lesion_cells", "min_days_on_line", "line_efficacy_factor",
                     "gompertz_a_per_year", "gompertz_b_per_year", "tumour_death_rate_per_day", "lethal_burden_cells",
                     "tumour_death_exponent", "dt_days", "followup_days", "max_days_to_diagnosis")
+#: the clinical constants as one numpy record: read by name (with its unit) in :func:`clinic`
+CLINIC_RECORD = np.dtype([(name, np.float64) for name in CLINIC_CONSTANTS])
 
 
 @JIT_INLINE
@@ -437,11 +439,17 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
     is skipped: its compartments are frozen, so nothing of this would change for it.
 
     ``total`` and ``marrow`` (P,) are each patient's cells and marrow cells; ``cl`` the clinical
-    constants, an array in the order of :data:`CLINIC_CONSTANTS` (an array, not a tuple: numba types
-    a tuple argument in Python on every call)."""
-    detection_cells, dx_cells, rise, min_rise_cells, symptomatic_cells = cl[0], cl[1], cl[2], cl[3], cl[4]
-    min_days_on_line, line_factor, gompertz_a, gompertz_b, tumour_rate = cl[5], cl[6], cl[7], cl[8], cl[9]
-    lethal_cells, tumour_exponent, dt, followup_days, dx_cap_days = cl[10], cl[11], cl[12], cl[13], cl[14]
+    constants, a one-element array of :data:`CLINIC_RECORD` read by field name (an array, not a
+    tuple: numba types a tuple argument in Python on every call)."""
+    c = cl[0]
+    detection_cells, dx_cells = c.detection_threshold_cells, c.diagnosis_marrow_cells
+    rise, min_rise_cells = c.progression_rise_fraction, c.progression_min_cells
+    symptomatic_cells = c.symptomatic_lesion_cells
+    min_days_on_line, line_factor = c.min_days_on_line, c.line_efficacy_factor
+    gompertz_a, gompertz_b = c.gompertz_a_per_year, c.gompertz_b_per_year
+    tumour_rate, lethal_cells = c.tumour_death_rate_per_day, c.lethal_burden_cells
+    tumour_exponent = c.tumour_death_exponent
+    dt, followup_days, dx_cap_days = c.dt_days, c.followup_days, c.max_days_to_diagnosis
     bitgen, tally = rng.bit_generator, counts[0]
     n_p, n_n = node_total.shape
     grow = 1.0 + rise
