@@ -40,6 +40,33 @@ def test_every_number_has_unit_and_source():
         assert dist.source, name
 
 
+def test_every_numeric_field_of_every_config_class_has_unit_range_and_source():
+    """A new bare ``float`` or ``int`` field anywhere in the schema (list items included) fails here:
+    each must be a ``param(unit, source, lo, hi, ...)`` with both bounds (why=... for ranges other
+    than [0, 1])."""
+    import dataclasses
+    import typing
+
+    from emdsim.config import schema
+
+    classes = [obj for obj in vars(schema).values() if dataclasses.is_dataclass(obj) and isinstance(obj, type)]
+    assert len(classes) >= 15
+    bare = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] not in (int, float):
+                continue
+            meta = f.metadata
+            if f.name == "seed":
+                continue  # the root of the random numbers: any non-negative integer (validated)
+            ok = (meta.get("unit") and meta.get("source") and meta.get("lo") is not None and meta.get("hi") is not None
+                  and (meta.get("range_source") or (meta["lo"], meta["hi"]) == (0.0, 1.0)))
+            if not ok:
+                bare.append(f"{cls.__name__}.{f.name}")
+    assert not bare, bare
+
+
 def test_list_items_are_parameters_with_their_own_source():
     """Switch rates are parameters (designs and fits can vary them) named as Hydra overrides name
     them, with each switch's own source."""

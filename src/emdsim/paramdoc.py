@@ -16,6 +16,12 @@ def _cell(x: object) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
+def _why(row: dict) -> str:
+    if row["range_source"]:
+        return _cell(row["range_source"])
+    return "a probability or fraction" if (row["lo"], row["hi"]) == (0.0, 1.0) else ""
+
+
 def _interval(row: dict) -> str:
     lo, hi = row["lo"], row["hi"]
     left = "(" if row["lo_open"] or lo is None else "["
@@ -29,8 +35,26 @@ def parameter_markdown(cfg: EmdConfig) -> str:
            "## Scalar parameters", "", "Values outside the allowed interval are refused (exit 2, one line); the "
            "last column says what makes them implausible.", "",
            "| config field | value | unit | allowed | source | source of the interval |", "|---|---|---|---|---|---|"]
+    rows = describe_parameters(cfg)
+    # list and mapping items (nodes, drugs, trait distributions, phases) have their own tables below;
+    # the switches' rates are listed here, each with its switch's source
     out += [f"| `{r['field']}` | {r['value']} | {_cell(r['unit'])} | {_interval(r)} | {_cell(r['source'])} | "
-            f"{_cell(r['range_source'])} |" for r in describe_parameters(cfg)]
+            f"{_why(r)} |" for r in rows
+            if r["item"] is None or r["field"].startswith("traits.switches.")]
+    out += ["", "## Fields of list and mapping items", "",
+            "Every numeric field of a node, trait distribution, drug, imaging modality, treatment phase or "
+            "surgery, with its unit and allowed interval (each item's value and source are in the tables "
+            "below and in `conf/`).", "",
+            "| field (per item) | unit | allowed | source of the interval |", "|---|---|---|---|"]
+    seen = set()
+    for r in rows:
+        if r["item"] is None or r["field"].startswith("traits.switches."):
+            continue
+        parts = r["field"].split(".")
+        generic = ".".join(parts[:-2] + ["*", parts[-1]])
+        if generic not in seen:
+            seen.add(generic)
+            out.append(f"| `{generic}` | {_cell(r['unit'])} | {_interval(r)} | {_why(r)} |")
     out += ["", "## Anatomy nodes (`anatomy.nodes`)", "",
             "share: fraction of active marrow (marrow) or of cardiac output (organ, wound); capacity in cells; "
             "ligands, soil and barrier dimensionless (marrow = 1).", "",

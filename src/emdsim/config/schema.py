@@ -14,7 +14,7 @@ levels are dimensionless and scaled so that a CD56+, CXCR4+ founder clone in nor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
 __all__ = [
@@ -54,11 +54,11 @@ class ConfigError(ValueError):
 
 
 def param(unit: str, source: str, lo: float | None = None, hi: float | None = None,
-          *, lo_open: bool = False, why: str = "") -> Any:
-    """A required config field with its unit, source and allowed interval [lo, hi]; ``why`` is the
-    source of the interval (what makes a value outside it implausible)."""
-    return field(metadata={"unit": unit, "source": source, "lo": lo, "hi": hi, "lo_open": lo_open,
-                           "range_source": why})
+          *, lo_open: bool = False, why: str = "", default: Any = MISSING) -> Any:
+    """A config field with its unit, source and allowed interval [lo, hi] (required unless it has
+    a ``default``); ``why`` is the source of the interval (what makes a value outside it implausible)."""
+    return field(default=default, metadata={"unit": unit, "source": source, "lo": lo, "hi": hi,
+                                            "lo_open": lo_open, "range_source": why})
 
 
 # Sources of the allowed intervals: a value outside is not biology (or not this machine) but a typo.
@@ -71,6 +71,9 @@ CYCLE = ("plausibility: the shortest human plasmablast cell cycle is ~0.7 day (h
 HOURS = "plausibility: a hazard above 10/day means the process completes within ~2 hours"
 MINUTE = "plausibility: one pass of the circulation takes ~1 minute, so a blood hazard is <= 1440/day"
 MARROW = "plausibility: the whole red marrow holds ~1e12-1e13 cells (Durie & Salmon 1975 tumour mass scale)"
+HEALING = "plausibility: wound inflammation resolves within weeks to months; ten years bounds it generously"
+LIGAND = "plausibility: a level 100x that of normal marrow or of the reference clone is beyond any reported"
+SPREAD = "plausibility: a log-normal sd of 5 spans a factor of ~1e4 between patients at one sd"
 NEVER = ("plausibility: the body holds ~3e13 cells (Bianconi, Ann Hum Biol 2013); 1e15 is allowed as "
          "'never' (a threshold no patient reaches)")
 BODY = "plausibility: the body holds ~3e13 cells (Bianconi, Ann Hum Biol 2013)"
@@ -95,6 +98,10 @@ EXTINCT = "numerical: a population of up to 1e6 cells may be declared extinct; m
 
 #: the source of a list item's parameter is the item's own ``source`` (e.g. each switch in conf/traits)
 ITEM_SOURCE = "see the item's source"
+#: a treatment phase's numbers are the protocol of its plan (conf/treatment/<plan>.yaml: description)
+PLAN_SOURCE = "the treatment plan's protocol (conf/treatment/<plan>.yaml, its description)"
+#: a surgery's numbers describe the cohort of its scenario (conf/scenario/<name>.yaml: description)
+SCENARIO_SOURCE = "the scenario's cohort (conf/scenario/<name>.yaml, its description)"
 
 PROB = dict(lo=0.0, hi=1.0)
 NONNEG = dict(lo=0.0)
@@ -127,26 +134,26 @@ class NodeSpec:
     name: str
     kind: str
     #: marrow: share of active red marrow (fraction); organ/wound: share of cardiac output (fraction)
-    share: float = 0.0
+    share: float = param("fraction", ITEM_SOURCE, **PROB, default=0.0)
     #: plasma-cell carrying capacity of the compartment (cells)
-    capacity_cells: float = 0.0
+    capacity_cells: float = param("cells", ITEM_SOURCE, lo=0.0, hi=1e13, why=MARROW, default=0.0)
     # ligand/chemokine profile, dimensionless, normal marrow = 1
-    cxcl12: float = 0.0
-    vcam1: float = 0.0
-    hyaluronan: float = 0.0
-    ncam: float = 0.0
-    selectin: float = 0.0
-    ccl: float = 0.0
+    cxcl12: float = param("relative to normal marrow", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND, default=0.0)
+    vcam1: float = param("relative to normal marrow", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND, default=0.0)
+    hyaluronan: float = param("relative to normal marrow", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND, default=0.0)
+    ncam: float = param("relative to normal marrow", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND, default=0.0)
+    selectin: float = param("relative to normal marrow", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND, default=0.0)
+    ccl: float = param("relative to normal marrow", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND, default=0.0)
     #: growth support for niche-dependent clones (0 none .. 1 like marrow)
-    soil: float = 0.0
+    soil: float = param("fraction of marrow support", ITEM_SOURCE, **PROB, default=0.0)
     #: fraction of arriving cells that cross a tissue barrier (CNS: blood-brain barrier)
-    barrier: float = 1.0
+    barrier: float = param("fraction", ITEM_SOURCE, **PROB, default=1.0)
     #: paraskeletal only: the marrow site it borders
     adjacent_to: str = ""
     #: extra death hazard while a detectable lesion sits here (1/day; CNS involvement)
-    death_rate_per_day: float = 0.0
+    death_rate_per_day: float = param("1/day", ITEM_SOURCE, lo=0.0, hi=10.0, why=HOURS, default=0.0)
     #: wound only: half-life of the inflammatory signal after the procedure (days)
-    inflammation_half_life_days: float = 0.0
+    inflammation_half_life_days: float = param("days", ITEM_SOURCE, lo=0.0, hi=3650.0, why=HEALING, default=0.0)
     source: str = ""
 
 
@@ -164,15 +171,15 @@ class AnatomyConfig:
 class TraitDistribution:
     """Per-patient baseline of one trait: ``P(positive)`` then a level drawn log-normally."""
 
-    p_positive: float
+    p_positive: float = param("probability", ITEM_SOURCE, **PROB)
     #: median relative level among positive patients (dimensionless, 1 = reference)
-    level: float
+    level: float = param("relative to the reference clone", ITEM_SOURCE, lo=0.0, hi=100.0, why=LIGAND)
     #: sd of log level between patients
-    log_sd: float
+    log_sd: float = param("sd of log level", ITEM_SOURCE, lo=0.0, hi=5.0, why=SPREAD)
     #: multiplier on ``level`` in GEP70 high-risk patients
-    high_risk_factor: float = 1.0
+    high_risk_factor: float = param("1", ITEM_SOURCE, lo=0.0, hi=100.0, why=GAIN, default=1.0)
     #: multiplier on ``p_positive`` in GEP70 high-risk patients (capped at 1)
-    high_risk_p_factor: float = 1.0
+    high_risk_p_factor: float = param("1", ITEM_SOURCE, lo=0.0, hi=100.0, why=GAIN, default=1.0)
     source: str = ""
 
 
@@ -263,10 +270,10 @@ class SpreadConfig:
 class DrugSpec:
     """Kill hazard of one drug in each compartment kind (1/day while the drug is given)."""
 
-    marrow: float
-    paraskeletal: float
-    blood: float
-    organ: float
+    marrow: float = param("1/day", ITEM_SOURCE, lo=0.0, hi=10.0, why=HOURS)
+    paraskeletal: float = param("1/day", ITEM_SOURCE, lo=0.0, hi=10.0, why=HOURS)
+    blood: float = param("1/day", ITEM_SOURCE, lo=0.0, hi=10.0, why=HOURS)
+    organ: float = param("1/day", ITEM_SOURCE, lo=0.0, hi=10.0, why=HOURS)
     source: str = ""
 
 
@@ -277,11 +284,11 @@ class RegimenSpec:
     name: str
     drugs: list[str]
     #: length of the phase; 0 = until progression
-    duration_days: float
+    duration_days: float = param("days", PLAN_SOURCE, lo=0.0, hi=36525.0, why=LIFETIME)
     #: wound node opened when the phase starts (e.g. a central-line tract for a transplant)
     wound: str = ""
     #: probability that the wound is made (e.g. not every patient needs a tunnelled line)
-    p_wound: float = 1.0
+    p_wound: float = param("probability", PLAN_SOURCE, **PROB, default=1.0)
 
 
 @dataclass
@@ -300,7 +307,7 @@ class TreatmentConfig:
 @dataclass
 class ImagingModality:
     #: smallest detectable soft-tissue lesion (cells); 1 cm^3 ~ 1e9 cells (Del Monte, Cell Cycle 2009)
-    detection_threshold_cells: float
+    detection_threshold_cells: float = param("cells", ITEM_SOURCE, lo=1.0, hi=1e13, why=MARROW)
     source: str = ""
 
 
@@ -333,10 +340,10 @@ class SurgerySpec:
 
     wound: str
     #: probability that a patient has the procedure
-    probability: float
+    probability: float = param("probability", SCENARIO_SOURCE, **PROB)
     #: the procedure happens uniformly within this window after diagnosis (days)
-    earliest_days: float
-    latest_days: float
+    earliest_days: float = param("days", SCENARIO_SOURCE, lo=0.0, hi=36525.0, why=LIFETIME)
+    latest_days: float = param("days", SCENARIO_SOURCE, lo=0.0, hi=36525.0, why=LIFETIME)
 
 
 @dataclass
@@ -463,16 +470,14 @@ def validate(cfg: EmdConfig) -> None:
     _validate_traits(cfg.traits)
     _validate_treatment(cfg)  # after sim: phase durations are checked against the step
     for name, mod in cfg.clinical.imaging.items():
-        _check_number(f"clinical.imaging.{name}.detection_threshold_cells",
-                      mod.detection_threshold_cells, {"lo": 1.0, "hi": 1e13, "unit": "cells"})
+        check_fields(mod, f"clinical.imaging.{name}")
     _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
     _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
     wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
     for i, s in enumerate(cfg.scenario.surgeries):
         p = f"scenario.surgeries[{i}]"
         _one_of(f"{p}.wound", s.wound, wounds)
-        _prob(f"{p}.probability", s.probability)
-        _nonneg(f"{p}.earliest_days", s.earliest_days, 36525.0, "days")
+        check_fields(s, p)
         if s.latest_days < s.earliest_days:
             raise ConfigError(f"{p}.latest_days", s.latest_days, f"must be >= earliest_days={s.earliest_days}")
 
@@ -486,14 +491,7 @@ def _validate_anatomy(an: AnatomyConfig) -> None:
     for i, n in enumerate(an.nodes):
         p = f"anatomy.nodes[{i}]({n.name})"
         _one_of(f"{p}.kind", n.kind, NODE_KINDS)
-        for attr, hi, unit in (("share", 1.0, "fraction"), ("capacity_cells", 1e13, "cells"),
-                               ("inflammation_half_life_days", 3650.0, "days"),
-                               ("death_rate_per_day", 10.0, "1/day")) + tuple(
-                (ligand, 100.0, "relative to normal marrow") for ligand in
-                ("cxcl12", "vcam1", "hyaluronan", "ncam", "selectin", "ccl")):
-            _nonneg(f"{p}.{attr}", getattr(n, attr), hi, unit)
-        for attr in ("soil", "barrier"):
-            _prob(f"{p}.{attr}", getattr(n, attr))
+        check_fields(n, p)
         if n.kind != "blood" and n.capacity_cells <= 0:
             raise ConfigError(f"{p}.capacity_cells", n.capacity_cells, "must be > 0 for a tissue compartment")
         if n.kind == "paraskeletal":
@@ -539,11 +537,7 @@ def _validate_traits(tr: TraitsConfig) -> None:
     for name, d in tr.distributions.items():
         p = f"traits.distributions.{name}"
         _one_of(p, name, TRAIT_NAMES)
-        _prob(f"{p}.p_positive", d.p_positive)
-        _nonneg(f"{p}.level", d.level, 100.0, "relative to the reference clone")
-        _nonneg(f"{p}.log_sd", d.log_sd, 5.0, "sd of log level")
-        _nonneg(f"{p}.high_risk_factor", d.high_risk_factor, 100.0, "multiplier")
-        _nonneg(f"{p}.high_risk_p_factor", d.high_risk_p_factor, 100.0, "multiplier")
+        check_fields(d, p)
     for name in ("niche_dependence", "drug_sensitivity"):
         d = tr.distributions[name]
         if d.level * max(d.high_risk_factor, 1.0) > 1.0 and d.log_sd == 0:
@@ -563,8 +557,7 @@ def _validate_traits(tr: TraitsConfig) -> None:
 
 def _validate_treatment(cfg: EmdConfig) -> None:
     for name, d in cfg.drugs.items():
-        for kind in COMPARTMENT_KINDS:
-            _nonneg(f"drugs.{name}.{kind}", getattr(d, kind), 10.0, "1/day")
+        check_fields(d, f"drugs.{name}")
     wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
     tr = cfg.treatment
     if not tr.first_line:
@@ -576,13 +569,12 @@ def _validate_treatment(cfg: EmdConfig) -> None:
             p = f"treatment.{group}[{i}]({r.name})"
             for drug in r.drugs:
                 _one_of(f"{p}.drugs", drug, list(cfg.drugs))
-            _nonneg(f"{p}.duration_days", r.duration_days, 36525.0, "days")
+            check_fields(r, p)
             steps = r.duration_days / cfg.sim.dt_days
             if abs(steps - round(steps)) > 1e-9:
                 raise ConfigError(f"{p}.duration_days", r.duration_days,
                                   f"must be 0 or a whole number of steps (sim.dt_days={cfg.sim.dt_days}): phases "
                                   "start and end on step boundaries")
-            _prob(f"{p}.p_wound", r.p_wound)
             if r.wound:
                 _one_of(f"{p}.wound", r.wound, wounds)
     check_fields(tr, "treatment")
@@ -597,10 +589,13 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
         path = f"{prefix}{f.name}"
         if is_dataclass(value):
             rows.extend(describe_parameters(value, path + "."))
-        elif isinstance(value, list) and value and all(is_dataclass(v) for v in value):
-            for i, item in enumerate(value):  # list items by index, as Hydra overrides name them
-                name = str(getattr(item, "name", i))
-                for row in describe_parameters(item, f"{path}.{i}."):
+        elif (isinstance(value, list | dict) and value
+              and all(is_dataclass(v) for v in (value.values() if isinstance(value, dict) else value))):
+            # list items by index, mapping entries by key, as Hydra overrides name them
+            entries = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in entries:
+                name = str(getattr(item, "name", key))
+                for row in describe_parameters(item, f"{path}.{key}."):
                     if row["source"] == ITEM_SOURCE:  # the item's own source (each switch in conf/traits)
                         row["source"] = f"{name}: {getattr(item, 'source', '')}".strip(": ")
                     rows.append(dict(row, item=name))
