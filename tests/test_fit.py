@@ -75,7 +75,7 @@ def test_distance_adds_penalties_of_violated_constraints(known):
 
 
 def test_effective_sample_size_counts_particles_that_carry_weight():
-    from emdsim.fit_cli import effective_sample_size
+    from emdsim.fit_abc import effective_sample_size
 
     assert effective_sample_size(np.full(40, 0.025)) == pytest.approx(40.0)
     assert effective_sample_size(np.array([1.0, 0.0, 0.0])) == pytest.approx(1.0)

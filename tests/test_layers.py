@@ -106,3 +106,14 @@ def test_no_import_circles_not_even_inside_functions():
                 graph.add_edge(name, target)
     cycles = list(nx.simple_cycles(graph))
     assert not cycles, cycles[:5]
+
+
+def test_only_one_module_each_imports_pyabc_and_solara():
+    """pyabc lives behind emdsim.fit_abc, Solara behind emdsim.dashboard; Hydra below the CLI only in
+    emdsim.confload (the configuration boundary)."""
+    owners = {"pyabc": {"fit_abc.py"}, "solara": {"dashboard.py"}}
+    for path in SRC.rglob("*.py"):
+        name = path.relative_to(SRC).as_posix()
+        roots = {m.split(".")[0] for m in _imports(path)}
+        for package, allowed in owners.items():
+            assert package not in roots or name in allowed, f"{name} imports {package}"

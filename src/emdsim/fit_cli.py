@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import fit_abc
 from . import rng as seeds
 from .cliutil import command_parser, run_command
-from .cohort import run_cohort
 from .config.schema import ConfigError, EmdConfig, describe_parameters, resolve_path
 from .confload import CONF_DIR, load
 from .fit import STATISTICS, FitSpec, distance, parse_fit_spec, simulate, weighted_quantile, with_parameters
@@ -40,7 +40,9 @@ from .inputs import check_name, read_yaml
 from .rundir import atomic_write_parquet, atomic_write_text, provenance
 from .targets import TARGETS_FILE, load_targets
 
-__all__ = ["main", "load_fit_spec", "scenario_bases"]
+__all__ = ["main", "load_fit_spec", "scenario_bases", "effective_sample_size"]
+
+effective_sample_size = fit_abc.effective_sample_size  # re-exported: earlier code imported it from here
 
 log = logging.getLogger("emdsim.fit")
 DB, SPEC, POSTERIOR, PREDICTIVE, REPORT, FITTED, STATE, POINT = (
@@ -67,54 +69,7 @@ def scenario_bases(spec: FitSpec, scale: int = 1) -> dict[str, EmdConfig]:
             for name, sc in spec.scenarios.items()}
 
 
-def _run_patients(cfg: EmdConfig) -> pd.DataFrame:
-    return run_cohort(cfg).patients
-
-
-class _Model:
-    """pyabc model: sampled parameters -> flat statistics of every scenario (picklable)."""
-
-    def __init__(self, spec: FitSpec, bases: dict[str, EmdConfig]) -> None:
-        self.spec, self.bases = spec, bases
-
-    def values(self, par: Any) -> dict[str, float]:
-        return {p.path: float(p.to_value(float(par[p.key]))) for p in self.spec.parameters}
-
-    def __call__(self, par: Any) -> dict[str, float]:
-        sim = simulate(self.spec, self.bases, self.values(par), _run_patients)
-        return {k: float(v) for k, v in sim.items()}
-
-
-class _Distance:
-    def __init__(self, spec: FitSpec) -> None:
-        self.spec = spec
-
-    def __call__(self, x: dict, x0: dict) -> float:
-        return distance(x, self.spec)[0]
-
-
-def _prior(spec: FitSpec):
-    import pyabc
-
-    return pyabc.Distribution(**{p.key: pyabc.RV("uniform", p.bounds()[0], p.bounds()[1] - p.bounds()[0])
-                                 for p in spec.parameters})
-
-
-def _sampler(n_procs: int, dask: str | None):
-    import pyabc
-
-    if dask:
-        from distributed import Client
-
-        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(dask))
-    if n_procs <= 1:
-        return pyabc.sampler.SingleCoreSampler()
-    return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=n_procs)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    import pyabc
-
     spec, raw = load_fit_spec(args.spec)
     check_name("fit.name", spec.name)
     if args.install:
@@ -130,20 +85,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     prov["fit"] = {"spec_file": str(args.spec), "n_procs": args.n_procs, "dask": args.dask}
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2) + "\n")
     logging.getLogger("ABC").setLevel(logging.INFO)
-    abc = pyabc.ABCSMC(_Model(spec, bases), _prior(spec), _Distance(spec), population_size=spec.population_size,
-                       sampler=_sampler(args.n_procs, args.dask),
-                       eps=pyabc.epsilon.QuantileEpsilon(alpha=0.5))
-    observed = {t.name: t.value for t in spec.targets}
     state = json.loads((out / STATE).read_text()) if (out / STATE).is_file() else {"wall_s": 0.0}
-    if db.is_file():
-        history = abc.load(f"sqlite:///{db}", 1)
-        done = history.max_t + 1
-        spent = pd.to_numeric(history.get_all_populations()["wall_time"], errors="coerce").fillna(0.0).sum()
-        state["wall_s"] = max(state["wall_s"], float(spent))  # a killed run recorded no fit_state.json
+    resuming = db.is_file()
+    abc, done, spent = fit_abc.start(spec, bases, db, n_procs=args.n_procs, dask=args.dask)
+    state["wall_s"] = max(state["wall_s"], spent)  # a killed run recorded no fit_state.json
+    if resuming:
         print(f"emdsim-fit: resuming {out}: {done} generations done", flush=True)
-    else:
-        abc.new(f"sqlite:///{db}", observed)
-        done = 0
     left = spec.max_generations - done
     start = time.perf_counter()
     budget = spec.max_walltime_minutes - state["wall_s"] / 60.0
@@ -157,19 +104,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     state["wall_s"] += time.perf_counter() - start
     atomic_write_text(out / STATE, json.dumps(state) + "\n")
     return cmd_report(argparse.Namespace(dir=out, n_procs=args.n_procs, install=args.install))
-
-
-def effective_sample_size(weights: np.ndarray) -> float:
-    """Kish's effective sample size of importance weights: ``(sum w)^2 / sum w^2``."""
-    w = np.asarray(weights, float)
-    return float(w.sum() ** 2 / np.sum(w ** 2)) if w.size and np.sum(w ** 2) > 0 else 0.0
-
-
-def _posterior(spec: FitSpec, history) -> pd.DataFrame:
-    df, w = history.get_distribution(m=0, t=history.max_t)
-    frame = pd.DataFrame({p.path: [float(p.to_value(v)) for v in df[p.key]] for p in spec.parameters})
-    frame["weight"] = np.asarray(w, float) / np.sum(w)
-    return frame
 
 
 def _predictive(spec: FitSpec, posterior: pd.DataFrame, n_procs: int) -> pd.DataFrame:
@@ -209,7 +143,7 @@ def _predictive(spec: FitSpec, posterior: pd.DataFrame, n_procs: int) -> pd.Data
 
 def _simulate_one(job) -> dict:
     spec, bases, values = job
-    return simulate(spec, bases, values, _run_patients)
+    return simulate(spec, bases, values, fit_abc.run_patients)
 
 
 def _simulate_many(spec: FitSpec, bases: dict[str, EmdConfig], draws: list[dict], n_procs: int) -> list[dict]:
@@ -233,15 +167,14 @@ def _point_estimate(spec: FitSpec, posterior: pd.DataFrame, history,
     medians = {p.path: float(weighted_quantile(posterior[p.path].to_numpy(), w, 0.5)) for p in spec.parameters}
     if not spec.point_candidates:
         return medians, pd.DataFrame()
-    particles = history.get_population(t=history.max_t).particles
-    best = sorted(particles, key=lambda q: q.distance)[:spec.point_candidates]
-    draws = [{p.path: float(p.to_value(q.parameter[p.key])) for p in spec.parameters} for q in best]
+    best = sorted(fit_abc.last_generation(spec, history), key=lambda q: q[0])[:spec.point_candidates]
+    draws = [values for _, values in best]
     print(f"emdsim-fit: point estimate: {len(draws)} candidates on {spec.point_scale}x larger cohorts", flush=True)
     sims = _simulate_many(spec, scenario_bases(spec, spec.point_scale), draws, n_procs)
     rows = []
-    for q, d, sim in zip(best, draws, sims, strict=True):
+    for (abc_distance, d), sim in zip(best, sims, strict=True):
         total, terms = distance(sim, spec)
-        rows.append({**d, "abc_distance": float(q.distance), "rescored_distance": total,
+        rows.append({**d, "abc_distance": abc_distance, "rescored_distance": total,
                      **{f"z2.{k}": v for k, v in terms.items()}})
     table = pd.DataFrame(rows).sort_values("rescored_distance", kind="stable").reset_index(drop=True)
     table["chosen"] = table.index == 0
@@ -277,14 +210,12 @@ def _fitted_yaml(spec: FitSpec, values: dict[str, float], out: Path) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import pyabc
-
     out = Path(args.dir)
     if not (out / DB).is_file() or not (out / SPEC).is_file():
         raise ConfigError("DIR", str(out), f"a directory written by `emdsim-fit run` ({DB} missing)")
     spec, _ = load_fit_spec(out / SPEC)
-    history = pyabc.History(f"sqlite:///{out / DB}")
-    posterior = _posterior(spec, history)
+    history = fit_abc.open_history(out / DB)
+    posterior = fit_abc.posterior(spec, history)
     atomic_write_parquet(out / POSTERIOR, posterior)
     print(f"emdsim-fit: posterior-predictive check ({spec.predictive_draws} simulations)", flush=True)
     predictive = _predictive(spec, posterior, getattr(args, "n_procs", 1))
@@ -292,7 +223,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     all_pops = history.get_all_populations()
     pops = all_pops[all_pops["t"] >= 0]
     # pyabc stores each generation's wall time as it ends, so a killed fit keeps what it spent
-    state = {"wall_s": float(pd.to_numeric(all_pops["wall_time"], errors="coerce").fillna(0.0).sum())}
+    state = {"wall_s": fit_abc.wall_seconds(history)}
     from .viz.fitplots import plot_posterior, plot_predictive
 
     plot_posterior(posterior, spec, out / "fit_posterior.png")
