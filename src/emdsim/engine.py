@@ -84,6 +84,7 @@ class Tables:
     p_spill: float                           # per step: a cell of a breached site spills (local extension)
     p_arrest: float                          # per step: a circulating cell arrests ...
     p_die_rest: float                        # ... or, if it does not, dies in the blood
+    advance_constants: np.ndarray            # the step's constants (one kernels.ADVANCE_RECORD), from the above
 
     @property
     def untreated(self) -> int:
@@ -101,6 +102,8 @@ def build_tables(cfg: EmdConfig) -> Tables:
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
     sp, dt = cfg.spread, cfg.sim.dt_days
     p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
+    p_spill = float(event_probability(sp.local_extension_rate_per_day, dt))
+    p_arrest, p_die_rest = float(p_circ[0]), float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0))
     return Tables(
         cfg=cfg, world=world, regimens=regimens,
         kill_table=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
@@ -121,9 +124,29 @@ def build_tables(cfg: EmdConfig) -> Tables:
         phase_days=np.array([r.duration_days for r in regimens] + [0.0], dtype=float),
         clinic_constants=_clinic_constants(cfg, detection),
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
-        p_spill=float(event_probability(sp.local_extension_rate_per_day, dt)), p_arrest=float(p_circ[0]),
-        p_die_rest=float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0)),
+        p_spill=p_spill, p_arrest=p_arrest, p_die_rest=p_die_rest,
+        advance_constants=_advance_constants(cfg, p_spill, p_arrest, p_die_rest),
     )
+
+
+def _advance_constants(cfg: EmdConfig, p_spill: float, p_arrest: float, p_die_rest: float) -> np.ndarray:
+    """The constants of :func:`emdsim.kernels.advance`: one record of ``kernels.ADVANCE_RECORD``."""
+    g, sp, sim = cfg.growth, cfg.spread, cfg.sim
+    values = {"birth_rate_per_day": g.birth_rate_per_day, "death_rate_per_day": g.death_rate_per_day,
+              "niche_loss_death_rate_per_day": g.niche_loss_death_rate_per_day,
+              "crowding_egress_gain": sp.crowding_egress_gain,
+              "cortical_disruption_occupancy": sp.cortical_disruption_occupancy,
+              "cortical_disruption_rate_per_day": sp.cortical_disruption_rate_per_day,
+              "p_spill_per_step": p_spill, "p_arrest_per_step": p_arrest, "p_die_in_blood_per_step": p_die_rest,
+              "p_marrow_engraftment": sp.p_marrow_engraftment, "p_colonisation": sp.p_colonisation,
+              "dt_days": sim.dt_days, "deterministic_threshold_cells": sim.deterministic_threshold_cells,
+              "extinction_cells": sim.extinction_cells, "trait_niche_dependence": _ND, "trait_proliferation": _PROLIF,
+              "trait_em_proliferation": _EMPROLIF, "trait_drug_sensitivity": _SENS, "route_local": ROUTE_LOCAL,
+              "route_haematogenous": ROUTE_HAEMATOGENOUS}
+    record = np.zeros(1, dtype=kernels.ADVANCE_RECORD)
+    for name in kernels.ADVANCE_RECORD.names:
+        record[name] = values[name]
+    return record
 
 
 def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
@@ -268,19 +291,14 @@ def _open_wound(st: CohortState, rows: NDArray[np.int64], node: int) -> None:
 def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[np.float64]:
     """Processes 1-5 and the lesions' bookkeeping (:func:`emdsim.kernels.advance`); returns the
     cells in each compartment after the step (P, N)."""
-    cfg, w = tb.cfg, tb.world
-    g, sp, sim = cfg.growth, cfg.spread, cfg.sim
+    w = tb.world
     kernels.advance(
         rng, tally_record(st.tally), st.alive, st.t_days, st.cells, st.traits, st.patients.proliferation,
         st.patients.switch_factor, st.p_death, st.survival, st.retained, st.homing, st.inflammation, st.disrupted,
         st.regimen, st.efficacy, tb.kill_table, w.soil, w.is_wound, w.capacity, tb.in_marrow, w.blood,
         tb.release_base, tb.ps_marrow, tb.ps_nodes, tb.em_nodes, tb.dest, tb.dest_marrow, tb.dest_wound,
-        tb.switch_rates, g.birth_rate_per_day, g.death_rate_per_day, g.niche_loss_death_rate_per_day,
-        sp.crowding_egress_gain, sp.cortical_disruption_occupancy, sp.cortical_disruption_rate_per_day, tb.p_spill,
-        tb.p_arrest, tb.p_die_rest, sp.p_marrow_engraftment, sp.p_colonisation, sim.dt_days,
-        sim.deterministic_threshold_cells, sim.extinction_cells, _ND, _PROLIF, _EMPROLIF, _SENS, ROUTE_LOCAL,
-        ROUTE_HAEMATOGENOUS, st.last_local, st.last_haem, st.lesion_onset, st.lesion_route, st.lesion_detectable,
-        st.node_total, st.kill_prob, st.kill_regimen, st.kill_efficacy)
+        tb.switch_rates, tb.advance_constants, st.last_local, st.last_haem, st.lesion_onset, st.lesion_route,
+        st.lesion_detectable, st.node_total, st.kill_prob, st.kill_regimen, st.kill_efficacy)
     return st.node_total
 
 

@@ -331,9 +331,7 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
 @JIT
 def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor, p_death, survival, retained, homing,
             inflammation, disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood,
-            release_base, ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, birth_base,
-            death_base, niche_loss, crowding_gain, disruption_occ, disruption_rate, p_spill, p_arrest, p_die_rest,
-            p_engraft, p_col, dt, thr, extinction, i_nd, i_prolif, i_em, i_sens, route_local, route_haem, last_local,
+            release_base, ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, k, last_local,
             last_haem, lesion_onset, lesion_route, lesion_detectable, node_total, kill_prob, kill_regimen,
             kill_efficacy):  # pragma: no cover
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
@@ -342,7 +340,18 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
     outside this pass changes the cells, and a frozen patient's do not change.  ``kill_prob (P, N, K)``
     holds each patient's per-step kill probabilities for the regimen ``kill_regimen`` at the efficacy
     ``kill_efficacy`` (P,), recomputed when the patient's regimen or efficacy differs.  ``counts`` is a
-    one-element :data:`emdsim.rates.TALLY` array (:func:`emdsim.rates.tally_record`)."""
+    one-element :data:`emdsim.rates.TALLY` array (:func:`emdsim.rates.tally_record`); ``k`` the
+    step's constants, a one-element :data:`ADVANCE_RECORD` array read by field name."""
+    c = k[0]
+    birth_base, death_base, niche_loss = c.birth_rate_per_day, c.death_rate_per_day, c.niche_loss_death_rate_per_day
+    crowding_gain, disruption_occ = c.crowding_egress_gain, c.cortical_disruption_occupancy
+    disruption_rate, p_spill = c.cortical_disruption_rate_per_day, c.p_spill_per_step
+    p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
+    p_engraft, p_col = c.p_marrow_engraftment, c.p_colonisation
+    dt, thr, extinction = c.dt_days, c.deterministic_threshold_cells, c.extinction_cells
+    i_nd, i_prolif, i_em, i_sens = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation, \
+        c.trait_drug_sensitivity
+    route_local, route_haem = c.route_local, c.route_haematogenous
     bitgen, tally = rng.bit_generator, counts[0]
     n_p, n_n, n_k = cells.shape
     n_d = dest.size
@@ -394,6 +403,17 @@ CLINIC_CONSTANTS = ("detection_threshold_cells", "diagnosis_marrow_cells", "prog
                     "progression_min_cells", "symptomatic_lesion_cells", "min_days_on_line", "line_efficacy_factor",
                     "gompertz_a_per_year", "gompertz_b_per_year", "tumour_death_rate_per_day", "lethal_burden_cells",
                     "tumour_death_exponent", "dt_days", "followup_days", "max_days_to_diagnosis")
+#: the constants of one step of :func:`advance` (rates from the configuration, per-step probabilities
+#: derived once, trait columns and route codes), one numpy record read by field name
+ADVANCE_RECORD = np.dtype([
+    ("birth_rate_per_day", np.float64), ("death_rate_per_day", np.float64),
+    ("niche_loss_death_rate_per_day", np.float64), ("crowding_egress_gain", np.float64),
+    ("cortical_disruption_occupancy", np.float64), ("cortical_disruption_rate_per_day", np.float64),
+    ("p_spill_per_step", np.float64), ("p_arrest_per_step", np.float64), ("p_die_in_blood_per_step", np.float64),
+    ("p_marrow_engraftment", np.float64), ("p_colonisation", np.float64), ("dt_days", np.float64),
+    ("deterministic_threshold_cells", np.float64), ("extinction_cells", np.float64),
+    ("trait_niche_dependence", np.int64), ("trait_proliferation", np.int64), ("trait_em_proliferation", np.int64),
+    ("trait_drug_sensitivity", np.int64), ("route_local", np.int64), ("route_haematogenous", np.int64)])
 #: the clinical constants as one numpy record: read by name (with its unit) in :func:`clinic`
 CLINIC_RECORD = np.dtype([(name, np.float64) for name in CLINIC_CONSTANTS])
 
