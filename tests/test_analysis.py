@@ -28,18 +28,29 @@ def _patients(n=400, seed=0, hazard_ratio=2.0):
     relapsed = pfs_t < np.minimum(os_t, cens)
     em_first = np.where(rng.random(n) < 0.3, rng.uniform(0, 100 * DAYS_PER_MONTH, n), np.nan)
     em_dx = emd & (rng.random(n) < 0.3)
-    return pd.DataFrame({
-        "patient_id": np.arange(n), "diagnosed": True, "relapsed": relapsed,
-        "high_risk": rng.random(n) < 0.2,
-        "ps_at_diagnosis": emd & ~em_dx, "em_at_diagnosis": em_dx, "emd_at_diagnosis": emd,
-        "ps_at_relapse": relapsed & (rng.random(n) < 0.1), "em_at_relapse": relapsed & (rng.random(n) < 0.05),
-        "em_ever": ~np.isnan(em_first), "ps_ever": emd,
-        "em_first_detected_days": em_first, "ps_first_detected_days": np.where(emd, 0.0, np.nan),
-        "sites_at_diagnosis": [["skin"] if e else [] for e in em_dx],
-        "sites_at_relapse": [["liver"] for _ in range(n)],
-        "pfs_days": np.minimum(pfs_t, cens), "pfs_event": pfs_t < cens,
-        "os_days": np.minimum(os_t, cens), "os_event": os_t < cens,
-    }).assign(emd_at_relapse=lambda d: d.ps_at_relapse | d.em_at_relapse)
+    return pd.DataFrame(
+        {
+            "patient_id": np.arange(n),
+            "diagnosed": True,
+            "relapsed": relapsed,
+            "high_risk": rng.random(n) < 0.2,
+            "ps_at_diagnosis": emd & ~em_dx,
+            "em_at_diagnosis": em_dx,
+            "emd_at_diagnosis": emd,
+            "ps_at_relapse": relapsed & (rng.random(n) < 0.1),
+            "em_at_relapse": relapsed & (rng.random(n) < 0.05),
+            "em_ever": ~np.isnan(em_first),
+            "ps_ever": emd,
+            "em_first_detected_days": em_first,
+            "ps_first_detected_days": np.where(emd, 0.0, np.nan),
+            "sites_at_diagnosis": [["skin"] if e else [] for e in em_dx],
+            "sites_at_relapse": [["liver"] for _ in range(n)],
+            "pfs_days": np.minimum(pfs_t, cens),
+            "pfs_event": pfs_t < cens,
+            "os_days": np.minimum(os_t, cens),
+            "os_event": os_t < cens,
+        }
+    ).assign(emd_at_relapse=lambda d: d.ps_at_relapse | d.em_at_relapse)
 
 
 def test_wilson_interval_reproduces_the_usmani_interval():

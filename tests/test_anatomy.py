@@ -10,10 +10,33 @@ import pytest
 from emdsim.anatomy import build_anatomy_graph, build_world
 from emdsim.config.schema import ConfigError
 
-REQUIRED_ORGANS = {"skin", "liver", "kidney", "cns", "lymph_nodes", "lung_pleura", "spleen", "gi_tract", "breast",
-                   "muscle_soft_tissue"}
-REQUIRED_MARROW = {"cranium", "mandible", "scapulae", "clavicles", "sternum", "ribs", "cervical_vertebrae",
-                   "thoracic_vertebrae", "lumbar_vertebrae", "sacrum", "pelvis", "proximal_femora", "proximal_humeri"}
+REQUIRED_ORGANS = {
+    "skin",
+    "liver",
+    "kidney",
+    "cns",
+    "lymph_nodes",
+    "lung_pleura",
+    "spleen",
+    "gi_tract",
+    "breast",
+    "muscle_soft_tissue",
+}
+REQUIRED_MARROW = {
+    "cranium",
+    "mandible",
+    "scapulae",
+    "clavicles",
+    "sternum",
+    "ribs",
+    "cervical_vertebrae",
+    "thoracic_vertebrae",
+    "lumbar_vertebrae",
+    "sacrum",
+    "pelvis",
+    "proximal_femora",
+    "proximal_humeri",
+}
 
 
 def test_default_anatomy_has_every_compartment(make_cfg):

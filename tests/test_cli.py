@@ -18,15 +18,27 @@ pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
 EMDSIM = [sys.executable, "-m", "emdsim.cli"]
 SMALL = ["cohort.n_patients=6", "cohort.block_size=8", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
-SUMMARY_KEYS = {"n_patients", "seed", "em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "em_at_relapse",
-                "ps_at_relapse", "emd_at_relapse", "sites_at_diagnosis", "sites_at_relapse", "median_pfs_months",
-                "median_os_months"}
+SUMMARY_KEYS = {
+    "n_patients",
+    "seed",
+    "em_at_diagnosis",
+    "ps_at_diagnosis",
+    "emd_at_diagnosis",
+    "em_at_relapse",
+    "ps_at_relapse",
+    "emd_at_relapse",
+    "sites_at_diagnosis",
+    "sites_at_relapse",
+    "median_pfs_months",
+    "median_os_months",
+}
 
 
 def _run(args, run_dir: Path):
     env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    return subprocess.run(EMDSIM + list(args) + [f"hydra.run.dir={run_dir}"], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        EMDSIM + list(args) + [f"hydra.run.dir={run_dir}"], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +51,31 @@ def default_run(tmp_path_factory):
 
 def test_run_writes_the_contract_files(default_run):
     d, proc = default_run
-    for name in ("config.yaml", "provenance.json", "patients.parquet", "lesions.parquet", "summary.json",
-                 "snapshots.parquet", "fig_incidence.png", "fig_sites.png", "fig_survival.png",
-                 "fig_cumulative_incidence.png"):
+    for name in (
+        "config.yaml",
+        "provenance.json",
+        "patients.parquet",
+        "lesions.parquet",
+        "summary.json",
+        "snapshots.parquet",
+        "fig_incidence.png",
+        "fig_sites.png",
+        "fig_survival.png",
+        "fig_cumulative_incidence.png",
+    ):
         assert (d / name).is_file(), name
     assert str(d) in proc.stdout
     summary = json.loads((d / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["n_patients"] == 6 and summary["seed"] == 5
-    for key in ("em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "em_at_relapse", "ps_at_relapse",
-                "emd_at_relapse"):
+    for key in (
+        "em_at_diagnosis",
+        "ps_at_diagnosis",
+        "emd_at_diagnosis",
+        "em_at_relapse",
+        "ps_at_relapse",
+        "emd_at_relapse",
+    ):
         assert summary[key] is None or 0.0 <= summary[key] <= 1.0  # None: no patient in the denominator
     assert summary["emd_at_diagnosis"] >= max(summary["em_at_diagnosis"], summary["ps_at_diagnosis"])
     prov = json.loads((d / "provenance.json").read_text())
@@ -58,8 +85,15 @@ def test_run_writes_the_contract_files(default_run):
     assert cfg["seed"] == 5 and cfg["cohort"]["n_patients"] == 6 and "hydra" not in cfg
     patients = pd.read_parquet(d / "patients.parquet")
     assert len(patients) == 6 and list(patients.columns) == list(PATIENT_COLUMNS)
-    assert {"em_at_diagnosis", "ps_at_diagnosis", "sites_at_relapse", "pfs_days", "os_days", "high_risk",
-            "treatment"} <= set(patients.columns)
+    assert {
+        "em_at_diagnosis",
+        "ps_at_diagnosis",
+        "sites_at_relapse",
+        "pfs_days",
+        "os_days",
+        "high_risk",
+        "treatment",
+    } <= set(patients.columns)
 
 
 def test_same_seed_same_patients_different_seed_different(default_run, tmp_path):
@@ -79,17 +113,20 @@ def test_mesa_engine_from_the_command_line(tmp_path):
     assert len(pd.read_parquet(tmp_path / "patients.parquet")) == 2
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("cohort.n_patients=-5", "cohort.n_patients"),
-    ("cohort.n_patients=abc", "cohort.n_patients"),
-    ("spread.p_colonisation=1.5", "spread.p_colonisation"),
-    ("growth.birth_rate_per_day=-1", "growth.birth_rate_per_day"),
-    ("scenario=nonexistent", "scenario"),
-    ("anatomy=nonexistent", "anatomy"),
-    ("cohort.nonexistent_key=1", "nonexistent_key"),
-    ("+spread.nonexistent_key=1", "spread.nonexistent_key"),
-    ("anatomy.nodes.27.share=0", "reachable from the blood"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("cohort.n_patients=-5", "cohort.n_patients"),
+        ("cohort.n_patients=abc", "cohort.n_patients"),
+        ("spread.p_colonisation=1.5", "spread.p_colonisation"),
+        ("growth.birth_rate_per_day=-1", "growth.birth_rate_per_day"),
+        ("scenario=nonexistent", "scenario"),
+        ("anatomy=nonexistent", "anatomy"),
+        ("cohort.nonexistent_key=1", "nonexistent_key"),
+        ("+spread.nonexistent_key=1", "spread.nonexistent_key"),
+        ("anatomy.nodes.27.share=0", "reachable from the blood"),
+    ],
+)
 def test_bad_input_is_one_clear_message(tmp_path, override, needle):
     proc = _run(SMALL + [override], tmp_path)
     assert proc.returncode != 0

@@ -27,8 +27,9 @@ def _start_phase(st, tb, rows, regimen):
 
 def _open_wound(st, rows, node):
     st.inflammation[rows, node] = 1.0
-    st.wound_opened[rows, node] = np.where(np.isnan(st.wound_opened[rows, node]), st.t_days,
-                                           st.wound_opened[rows, node])
+    st.wound_opened[rows, node] = np.where(
+        np.isnan(st.wound_opened[rows, node]), st.t_days, st.wound_opened[rows, node]
+    )
 
 
 def _advance_first_line(st, tb, rows):
@@ -70,8 +71,9 @@ def _reference_clinic(st, tb, rng, node_total):
     st.phase_end[salv] = np.inf
     rise = cl.progression_rise_fraction
     serological = (total >= st.nadir * (1 + rise)) & (total - st.nadir >= cl.progression_min_cells)
-    lesion = ((node_total >= cl.symptomatic_lesion_cells) & (node_total >= st.lesion_nadir * (1 + rise))
-              & tb.soft_tissue).any(axis=1)
+    lesion = (
+        (node_total >= cl.symptomatic_lesion_cells) & (node_total >= st.lesion_nadir * (1 + rise)) & tb.soft_tissue
+    ).any(axis=1)
     prog = np.flatnonzero(followed & (t - st.line_start >= cl.min_days_on_line) & (serological | lesion))
     first_prog = prog[np.isnan(st.t_prog[prog])]
     st.t_prog[first_prog] = t
@@ -87,9 +89,11 @@ def _reference_clinic(st, tb, rng, node_total):
     np.minimum(st.lesion_nadir, node_total, out=st.lesion_nadir)
     alive = np.flatnonzero(st.status <= Status.FOLLOWED)
     age = st.patients.age_years[alive] + t / 365.25
-    h = (cl.gompertz_a_per_year * np.exp(cl.gompertz_b_per_year * age) / 365.25
-         + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
-         + (detectable[alive] * w.lesion_death_rate).sum(axis=1))
+    h = (
+        cl.gompertz_a_per_year * np.exp(cl.gompertz_b_per_year * age) / 365.25
+        + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
+        + (detectable[alive] * w.lesion_death_rate).sum(axis=1)
+    )
     dead = alive[rng.random(alive.size) < hazard_to_probability(h, cfg.sim.dt_days)]
     st.tally[0] += alive.size
     st.status[dead] = Status.DEAD
@@ -109,14 +113,22 @@ def _assert_same_state(a, b, step_no):
         if not isinstance(x, np.ndarray):
             continue
         if np.issubdtype(x.dtype, np.floating):
-            np.testing.assert_allclose(x, y, rtol=1e-12, atol=0.0, equal_nan=True,
-                                       err_msg=f"{f.name} after step {step_no}")
+            np.testing.assert_allclose(
+                x, y, rtol=1e-12, atol=0.0, equal_nan=True, err_msg=f"{f.name} after step {step_no}"
+            )
         else:
             np.testing.assert_array_equal(x, y, err_msg=f"{f.name} after step {step_no}")
 
 
-@pytest.mark.parametrize("overrides", [(), ("scenario=surgery",), ("treatment=conventional",),
-                                       ("clinical.tumour_death_exponent=1.5", "sim.followup_years=2")])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),
+        ("scenario=surgery",),
+        ("treatment=conventional",),
+        ("clinical.tumour_death_exponent=1.5", "sim.followup_years=2"),
+    ],
+)
 def test_compiled_clinic_equals_the_numpy_reference(make_cfg, overrides):
     """Step a block to mid-course, then run the clinical course both ways for many steps on copies
     of the same state (the same dynamics in between).  After every step, every field agrees (floats

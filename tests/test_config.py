@@ -60,8 +60,13 @@ def test_every_numeric_field_of_every_config_class_has_unit_range_and_source():
             meta = f.metadata
             if f.name == "seed":
                 continue  # the root of the random numbers: any non-negative integer (validated)
-            ok = (meta.get("unit") and meta.get("source") and meta.get("lo") is not None and meta.get("hi") is not None
-                  and (meta.get("range_source") or (meta["lo"], meta["hi"]) == (0.0, 1.0)))
+            ok = (
+                meta.get("unit")
+                and meta.get("source")
+                and meta.get("lo") is not None
+                and meta.get("hi") is not None
+                and (meta.get("range_source") or (meta["lo"], meta["hi"]) == (0.0, 1.0))
+            )
             if not ok:
                 bare.append(f"{cls.__name__}.{f.name}")
     assert not bare, bare
@@ -77,21 +82,24 @@ def test_list_items_are_parameters_with_their_own_source():
     assert row["source"].startswith("niche_independence: ") and cfg.traits.switches[2].source in row["source"]
 
 
-@pytest.mark.parametrize("override,field", [
-    ("cohort.n_patients=-5", "cohort.n_patients"),
-    ("cohort.n_patients=abc", "cohort.n_patients"),
-    ("spread.p_colonisation=1.5", "spread.p_colonisation"),
-    ("spread.cortical_disruption_occupancy=-0.1", "spread.cortical_disruption_occupancy"),
-    ("growth.death_rate_per_day=-0.1", "growth.death_rate_per_day"),
-    ("sim.dt_days=0", "sim.dt_days"),
-    ("traits.p_high_risk=2", "traits.p_high_risk"),
-    ("traits.switches.0.rate_per_division=-1e-9", "traits.switches[0](cd56_loss).rate_per_division"),
-    ("anatomy.nodes.0.soil=1.5", "anatomy.nodes[0](cranium).soil"),
-    ("engine=fast", "engine"),
-    ("+spread.foo=1", "spread.foo"),
-    ("treatment.first_line.0.drugs=[aspirin]", "treatment.first_line[0](vrd_induction).drugs"),
-    ("scenario.imaging=xray", "scenario.imaging"),
-])
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ("cohort.n_patients=-5", "cohort.n_patients"),
+        ("cohort.n_patients=abc", "cohort.n_patients"),
+        ("spread.p_colonisation=1.5", "spread.p_colonisation"),
+        ("spread.cortical_disruption_occupancy=-0.1", "spread.cortical_disruption_occupancy"),
+        ("growth.death_rate_per_day=-0.1", "growth.death_rate_per_day"),
+        ("sim.dt_days=0", "sim.dt_days"),
+        ("traits.p_high_risk=2", "traits.p_high_risk"),
+        ("traits.switches.0.rate_per_division=-1e-9", "traits.switches[0](cd56_loss).rate_per_division"),
+        ("anatomy.nodes.0.soil=1.5", "anatomy.nodes[0](cranium).soil"),
+        ("engine=fast", "engine"),
+        ("+spread.foo=1", "spread.foo"),
+        ("treatment.first_line.0.drugs=[aspirin]", "treatment.first_line[0](vrd_induction).drugs"),
+        ("scenario.imaging=xray", "scenario.imaging"),
+    ],
+)
 def test_bad_values_are_named(override, field):
     with pytest.raises(ConfigError) as err:
         to_config(compose([override]))

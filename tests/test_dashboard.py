@@ -61,8 +61,12 @@ def _free_port() -> int:
 @pytest.fixture
 def server():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "emdsim.dashboard", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emdsim.dashboard", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 120

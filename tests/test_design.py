@@ -25,30 +25,52 @@ def known(make_cfg):
 
 
 def _spec(**kw):
-    data = {"name": "t", "method": "morris", "n": 4, "outputs": ["em_at_diagnosis"],
-            "parameters": {"spread.p_colonisation": {"lo": 1e-5, "hi": 1e-3, "log": True},
-                           "spread.beta_cxcr4": {"lo": 0.5, "hi": 4.0}}}
+    data = {
+        "name": "t",
+        "method": "morris",
+        "n": 4,
+        "outputs": ["em_at_diagnosis"],
+        "parameters": {
+            "spread.p_colonisation": {"lo": 1e-5, "hi": 1e-3, "log": True},
+            "spread.beta_cxcr4": {"lo": 0.5, "hi": 4.0},
+        },
+    }
     data.update(kw)
     return data
 
 
-@pytest.mark.parametrize("change, field, needle", [
-    ({"parameters": {"spread.p_colonization": {"lo": 0.1, "hi": 0.2}}}, "design.parameters.spread.p_colonization",
-     "did you mean spread.p_colonisation"),
-    ({"parameters": {"spread.p_colonisation": {"lo": 0.1, "hi": 1.5}}}, "design.parameters.spread.p_colonisation",
-     "allowed interval [0.0, 1.0]"),
-    ({"parameters": {"spread.beta_cxcr4": {"lo": 2.0, "hi": 2.0}}}, "design.parameters.spread.beta_cxcr4",
-     "non-empty range"),
-    ({"parameters": {"spread.beta_cxcr4": {"lo": 0.0, "hi": 2.0, "log": True}}}, "design.parameters.spread.beta_cxcr4",
-     "lo > 0 for a log-scale range"),
-    ({"parameters": {}}, "design.parameters", "a mapping"),
-    ({"method": "halton"}, "design.method", "one of"),
-    ({"method": "sobol", "n": 12}, "design.n", "power of 2"),
-    ({"method": "lhs", "n": 6}, "design.n", "at least 20 for lhs"),
-    ({"outputs": ["em_at_dx"]}, "design.outputs", "one of"),
-    ({"overrides": ["spread.beta_cxcr4=1"]}, "design.overrides", "must not fix a parameter"),
-    ({"nonsense": 1}, "design.nonsense", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "change, field, needle",
+    [
+        (
+            {"parameters": {"spread.p_colonization": {"lo": 0.1, "hi": 0.2}}},
+            "design.parameters.spread.p_colonization",
+            "did you mean spread.p_colonisation",
+        ),
+        (
+            {"parameters": {"spread.p_colonisation": {"lo": 0.1, "hi": 1.5}}},
+            "design.parameters.spread.p_colonisation",
+            "allowed interval [0.0, 1.0]",
+        ),
+        (
+            {"parameters": {"spread.beta_cxcr4": {"lo": 2.0, "hi": 2.0}}},
+            "design.parameters.spread.beta_cxcr4",
+            "non-empty range",
+        ),
+        (
+            {"parameters": {"spread.beta_cxcr4": {"lo": 0.0, "hi": 2.0, "log": True}}},
+            "design.parameters.spread.beta_cxcr4",
+            "lo > 0 for a log-scale range",
+        ),
+        ({"parameters": {}}, "design.parameters", "a mapping"),
+        ({"method": "halton"}, "design.method", "one of"),
+        ({"method": "sobol", "n": 12}, "design.n", "power of 2"),
+        ({"method": "lhs", "n": 6}, "design.n", "at least 20 for lhs"),
+        ({"outputs": ["em_at_dx"]}, "design.outputs", "one of"),
+        ({"overrides": ["spread.beta_cxcr4=1"]}, "design.overrides", "must not fix a parameter"),
+        ({"nonsense": 1}, "design.nonsense", "unknown key"),
+    ],
+)
 def test_bad_specs_name_field_value_and_what_is_allowed(known, change, field, needle):
     with pytest.raises(ConfigError) as err:
         parse_spec(_spec(**change), known)
@@ -81,7 +103,8 @@ def test_sobol_indices_of_a_linear_model_match_the_variance_shares(known):
     spec = parse_spec(_spec(method="sobol", n=512), known)
     design = generate(spec, seeds.stream(3, seeds.DESIGN, 0))
     table = analyse(spec, design, _linear(design, spec), seeds.stream(3, seeds.DESIGN, 1)).set_index(
-        ["parameter", "index"])
+        ["parameter", "index"]
+    )
     for param, share in (("spread.p_colonisation", 0.2), ("spread.beta_cxcr4", 0.8)):
         for index in ("S1", "ST"):
             value, conf = table.loc[(param, index), ["value", "conf"]]
@@ -107,8 +130,14 @@ def test_analysis_refuses_missing_outputs(known):
 
 
 def _design_cli(*args):
-    return subprocess.run([sys.executable, "-m", "emdsim.design_cli", *args], capture_output=True, text=True,
-                          env=dict(os.environ, HYDRA_FULL_ERROR="0"), timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "emdsim.design_cli", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HYDRA_FULL_ERROR="0"),
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.e2e
@@ -137,8 +166,9 @@ def test_design_command_runs_rows_through_the_launcher_and_analyses(tmp_path):
 @pytest.mark.slow
 def test_the_documented_tiny_lhs_design_runs_and_gives_indices(tmp_path):
     out = tmp_path / "tiny"
-    proc = _design_cli("run", "designs/tiny.yaml", "--out", str(out), "hydra/launcher=joblib",
-                       "hydra.launcher.n_jobs=2")
+    proc = _design_cli(
+        "run", "designs/tiny.yaml", "--out", str(out), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     sens = pd.read_parquet(out / "sensitivity.parquet")
     assert set(sens["index"]) == {"delta", "S1"} and sens["value"].notna().any()
@@ -147,8 +177,10 @@ def test_the_documented_tiny_lhs_design_runs_and_gives_indices(tmp_path):
 @pytest.mark.e2e
 def test_design_command_rejects_a_bad_spec_before_running(tmp_path):
     spec = tmp_path / "bad.yaml"
-    spec.write_text("name: bad\nmethod: lhs\nn: 20\noutputs: [em_at_diagnosis]\n"
-                    "parameters:\n  spread.p_colonisation: {lo: 0.5, hi: 2.0}\n")
+    spec.write_text(
+        "name: bad\nmethod: lhs\nn: 20\noutputs: [em_at_diagnosis]\n"
+        "parameters:\n  spread.p_colonisation: {lo: 0.5, hi: 2.0}\n"
+    )
     proc = _design_cli("run", str(spec), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "design.parameters.spread.p_colonisation=[0.5, 2.0] is invalid" in proc.stderr

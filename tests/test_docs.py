@@ -17,8 +17,15 @@ def test_parameter_table_is_current():
 
 def test_odd_and_readme_exist_and_link_the_parameters():
     odd = (ROOT / "docs" / "ODD.md").read_text()
-    for heading in ("Purpose", "Entities, state variables", "Process overview and scheduling", "Design concepts",
-                    "Initialization", "Input data", "Submodels"):
+    for heading in (
+        "Purpose",
+        "Entities, state variables",
+        "Process overview and scheduling",
+        "Design concepts",
+        "Initialization",
+        "Input data",
+        "Submodels",
+    ):
         assert heading in odd, heading
     assert "parameters.md" in odd
     readme = (ROOT / "README.md").read_text()

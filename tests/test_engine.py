@@ -10,11 +10,19 @@ from emdsim.cohort import run_cohort
 from emdsim.engine import build_tables, init_state, step
 from emdsim.patients import sample_patients
 
-NO_TURNOVER = ("growth.birth_rate_per_day=0", "growth.death_rate_per_day=0", "growth.niche_loss_death_rate_per_day=0",
-               "spread.blood_death_rate_per_day=0", "spread.p_marrow_engraftment=1", "spread.p_colonisation=1",
-               "traits.distributions.niche_dependence.level=0",
-               "sim.extinction_cells=1e-12", "clinical.diagnosis_marrow_cells=1e15",
-               "clinical.tumour_death_rate_per_day=0", "clinical.gompertz_a_per_year=0")
+NO_TURNOVER = (
+    "growth.birth_rate_per_day=0",
+    "growth.death_rate_per_day=0",
+    "growth.niche_loss_death_rate_per_day=0",
+    "spread.blood_death_rate_per_day=0",
+    "spread.p_marrow_engraftment=1",
+    "spread.p_colonisation=1",
+    "traits.distributions.niche_dependence.level=0",
+    "sim.extinction_cells=1e-12",
+    "clinical.diagnosis_marrow_cells=1e15",
+    "clinical.tumour_death_rate_per_day=0",
+    "clinical.gompertz_a_per_year=0",
+)
 
 
 def _state(cfg, n=8):
@@ -23,8 +31,13 @@ def _state(cfg, n=8):
 
 
 def test_cells_are_conserved_when_nothing_is_born_or_dies(make_cfg):
-    cfg = make_cfg(*NO_TURNOVER, "spread.egress_rate_per_day=0.5", "spread.cortical_disruption_rate_per_day=1",
-                   "spread.cortical_disruption_occupancy=0", "spread.local_extension_rate_per_day=0.05")
+    cfg = make_cfg(
+        *NO_TURNOVER,
+        "spread.egress_rate_per_day=0.5",
+        "spread.cortical_disruption_rate_per_day=1",
+        "spread.cortical_disruption_occupancy=0",
+        "spread.local_extension_rate_per_day=0.05",
+    )
     tb, st = _state(cfg)
     rng = np.random.default_rng(3)
     before = st.cells.sum(axis=(1, 2))
@@ -38,8 +51,9 @@ def test_cells_are_conserved_when_nothing_is_born_or_dies(make_cfg):
 
 
 def test_no_egress_means_no_haematogenous_disease(make_cfg):
-    cfg = make_cfg("spread.egress_rate_per_day=0", "spread.shedding_rate_per_day=0", "cohort.n_patients=32",
-                   "cohort.block_size=32")
+    cfg = make_cfg(
+        "spread.egress_rate_per_day=0", "spread.shedding_rate_per_day=0", "cohort.n_patients=32", "cohort.block_size=32"
+    )
     res = run_cohort(cfg)
     assert not res.patients["em_ever"].any()
     assert not res.patients["em_at_diagnosis"].any() and not res.patients["em_at_relapse"].any()
@@ -98,8 +112,13 @@ def test_outcome_invariants(make_cfg):
 
 
 def test_thalidomide_does_not_shrink_organ_lesions(make_cfg):
-    cfg = make_cfg(*NO_TURNOVER, "spread.egress_rate_per_day=0", "spread.shedding_rate_per_day=0",
-                   "spread.cortical_disruption_rate_per_day=0", "treatment.first_line.0.drugs=[thalidomide]")
+    cfg = make_cfg(
+        *NO_TURNOVER,
+        "spread.egress_rate_per_day=0",
+        "spread.shedding_rate_per_day=0",
+        "spread.cortical_disruption_rate_per_day=0",
+        "treatment.first_line.0.drugs=[thalidomide]",
+    )
     tb, st = _state(cfg, n=4)
     liver, pelvis = tb.world.index("liver"), tb.world.index("pelvis")
     st.cells[:, liver, 0] = 1e9
@@ -113,8 +132,13 @@ def test_thalidomide_does_not_shrink_organ_lesions(make_cfg):
 
 
 def test_bortezomib_does_shrink_organ_lesions(make_cfg):
-    cfg = make_cfg(*NO_TURNOVER, "spread.egress_rate_per_day=0", "spread.shedding_rate_per_day=0",
-                   "spread.cortical_disruption_rate_per_day=0", "treatment.first_line.0.drugs=[bortezomib]")
+    cfg = make_cfg(
+        *NO_TURNOVER,
+        "spread.egress_rate_per_day=0",
+        "spread.shedding_rate_per_day=0",
+        "spread.cortical_disruption_rate_per_day=0",
+        "treatment.first_line.0.drugs=[bortezomib]",
+    )
     tb, st = _state(cfg, n=4)
     liver = tb.world.index("liver")
     st.cells[:, liver, 0] = 1e9
@@ -132,8 +156,13 @@ def test_finished_patients_have_an_end(make_cfg):
     assert p.loc[p["diagnosed"], "os_days"].notna().all()
 
 
-MECH = ("cohort.n_patients=384", "cohort.block_size=384", "sim.followup_years=4", "seed=7",
-        "traits.distributions.cd56.p_positive=1.0")
+MECH = (
+    "cohort.n_patients=384",
+    "cohort.block_size=384",
+    "sim.followup_years=4",
+    "seed=7",
+    "traits.distributions.cd56.p_positive=1.0",
+)
 
 
 def _haematogenous_lesions_per_patient(cfg):
@@ -143,10 +172,13 @@ def _haematogenous_lesions_per_patient(cfg):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("knockdown", "arms"), [
-    ("traits.distributions.cxcr4.level=0.2", ()),
-    ("traits.distributions.cd56.p_positive=0.0", ("spread.w_cd56=3",)),
-])
+@pytest.mark.parametrize(
+    ("knockdown", "arms"),
+    [
+        ("traits.distributions.cxcr4.level=0.2", ()),
+        ("traits.distributions.cd56.p_positive=0.0", ("spread.w_cd56=3",)),
+    ],
+)
 def test_losing_homing_or_adhesion_traits_raises_haematogenous_emd(make_cfg, knockdown, arms):
     """Same 384 virtual patients in both arms (common random numbers): the paired difference in
     haematogenous lesions established per patient is positive at z > 2.33 (one-sided p < 0.01).
@@ -170,8 +202,19 @@ def test_outcomes_do_not_depend_on_the_step_size(make_cfg):
     each), a family-wise false alarm below 1 in 1,000 runs."""
     from lifelines.statistics import logrank_test
 
-    runs = [run_cohort(make_cfg("cohort.n_patients=768", "cohort.block_size=256", "sim.followup_years=10",
-                                f"sim.dt_days={dt}", "seed=3", small=False)).patients for dt in (7.0, 3.5)]
+    runs = [
+        run_cohort(
+            make_cfg(
+                "cohort.n_patients=768",
+                "cohort.block_size=256",
+                "sim.followup_years=10",
+                f"sim.dt_days={dt}",
+                "seed=3",
+                small=False,
+            )
+        ).patients
+        for dt in (7.0, 3.5)
+    ]
     a, b = (r[r["diagnosed"]] for r in runs)
     for end in ("pfs", "os"):
         assert logrank_test(a[f"{end}_days"], b[f"{end}_days"], a[f"{end}_event"], b[f"{end}_event"]).p_value > 2e-4
@@ -203,10 +246,12 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     adh = adhesion(st.traits[:, None, :, :], tb.world.ligands[None, :, None, :], cfg.spread)
     np.testing.assert_allclose(st.retained, retained_release(tb.release_base[None, :, None], adh), rtol=1e-12)
     occ, b = np.linspace(0, 1.2, 7), 0.03
-    np.testing.assert_allclose(egress_rate(0.02, 1.5, occ, 3.0),
-                               crowded_release(retained_release(0.02, 1.5), occ, 3.0), rtol=1e-12)
-    np.testing.assert_allclose(birth_probability(b, d, dt),
-                               birth_probability_given_survival(b, survival_probability(d, dt), dt), rtol=1e-12)
+    np.testing.assert_allclose(
+        egress_rate(0.02, 1.5, occ, 3.0), crowded_release(retained_release(0.02, 1.5), occ, 3.0), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        birth_probability(b, d, dt), birth_probability_given_survival(b, survival_probability(d, dt), dt), rtol=1e-12
+    )
 
 
 def test_kill_probabilities_follow_the_regimen_and_efficacy(make_cfg):

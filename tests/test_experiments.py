@@ -26,23 +26,41 @@ def test_paired_comparison_uses_replicate_differences():
     # arm b = arm a + 0.1 in every replicate, with large between-replicate spread
     rng = np.random.default_rng(0)
     base = rng.normal(0.5, 0.2, size=6)
-    frame = pd.DataFrame({"status": "done", "override.seed": list(range(6)) * 2, "arm": ["a"] * 6 + ["b"] * 6,
-                          "x": np.concatenate([base, base + 0.1])})
+    frame = pd.DataFrame(
+        {
+            "status": "done",
+            "override.seed": list(range(6)) * 2,
+            "arm": ["a"] * 6 + ["b"] * 6,
+            "x": np.concatenate([base, base + 0.1]),
+        }
+    )
     table = compare(frame, "arm", "a", ["x"], order=["a", "b"]).set_index("arm")
     assert table.loc["b", "difference"] == pytest.approx(0.1)
     assert table.loc["b", "lower"] == pytest.approx(0.1) and table.loc["b", "upper"] == pytest.approx(0.1)
     assert table.loc["a", "mean"] == pytest.approx(base.mean()) and table.loc["b", "n_pairs"] == 6
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"reference": "nobody"}, "experiments.x.reference"),
-    ({"arms": ["vrd_asct", "no_such_plan"]}, "experiments.x.arms"),
-    ({"replicates": 1}, "experiments.x.replicates"),
-    ({"config": "missing"}, "experiments.x.config"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"reference": "nobody"}, "experiments.x.reference"),
+        ({"arms": ["vrd_asct", "no_such_plan"]}, "experiments.x.arms"),
+        ({"replicates": 1}, "experiments.x.replicates"),
+        ({"config": "missing"}, "experiments.x.config"),
+    ],
+)
 def test_bad_experiments_are_rejected(change, field):
-    entry = {"question": "q?", "config": "fitted", "arm_group": "treatment", "arms": ["vrd_asct", "vtd_asct"],
-             "reference": "vrd_asct", "replicates": 2, "n_patients": 4, "metrics": ["em_ever"], **change}
+    entry = {
+        "question": "q?",
+        "config": "fitted",
+        "arm_group": "treatment",
+        "arms": ["vrd_asct", "vtd_asct"],
+        "reference": "vrd_asct",
+        "replicates": 2,
+        "n_patients": 4,
+        "metrics": ["em_ever"],
+        **change,
+    }
     groups = {"treatment": ["vrd_asct", "vtd_asct"], "experiment": ["fitted"]}
     with pytest.raises(ConfigError) as err:
         parse_experiment("x", entry, groups)

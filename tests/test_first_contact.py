@@ -12,14 +12,25 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"emdsim-design": "emdsim.design_cli", "emdsim-fit": "emdsim.fit_cli",
-            "emdsim-experiment": "emdsim.experiment_cli", "emdsim-animate": "emdsim.viz.animate",
-            "emdsim-report": "emdsim.viz.sweeps", "emdsim-app": "emdsim.dashboard"}
+COMMANDS = {
+    "emdsim-design": "emdsim.design_cli",
+    "emdsim-fit": "emdsim.fit_cli",
+    "emdsim-experiment": "emdsim.experiment_cli",
+    "emdsim-animate": "emdsim.viz.animate",
+    "emdsim-report": "emdsim.viz.sweeps",
+    "emdsim-app": "emdsim.dashboard",
+}
 
 
 def _run(module: str, *args: str, timeout: float = 120, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=dict(os.environ, HYDRA_FULL_ERROR="0"))
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=dict(os.environ, HYDRA_FULL_ERROR="0"),
+    )
 
 
 def test_emdsim_help_fits_one_screen_and_names_every_command():
@@ -70,8 +81,9 @@ def test_the_quick_fit_runs_reports_and_installs_in_three_minutes(tmp_path):
     out = tmp_path / "quick"
     start = time.monotonic()
     try:
-        proc = _run("emdsim.fit_cli", "run", "fits/quick.yaml", "--out", str(out), "--install", "quick_test",
-                    timeout=600)
+        proc = _run(
+            "emdsim.fit_cli", "run", "fits/quick.yaml", "--out", str(out), "--install", "quick_test", timeout=600
+        )
         elapsed = time.monotonic() - start
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert elapsed <= 180, f"the quick fit took {elapsed:.0f} s"
@@ -80,10 +92,23 @@ def test_the_quick_fit_runs_reports_and_installs_in_three_minutes(tmp_path):
         assert conf.read_text() == (out / "fitted.yaml").read_text()
         fitted = yaml.safe_load(conf.read_text())
         assert 1e-5 <= fitted["spread"]["p_colonisation"] <= 3e-3
-        run = subprocess.run([sys.executable, "-m", "emdsim.cli", "experiment=quick_test", "cohort.n_patients=8",
-                              "cohort.block_size=8", "sim.followup_years=1", "figures=false",
-                              f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=ROOT,
-                             timeout=300)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "emdsim.cli",
+                "experiment=quick_test",
+                "cohort.n_patients=8",
+                "cohort.block_size=8",
+                "sim.followup_years=1",
+                "figures=false",
+                f"hydra.run.dir={tmp_path / 'run'}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
     finally:
         conf.unlink(missing_ok=True)

@@ -8,9 +8,26 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "emdsim"
 CLI_LAYER = {"cli.py", "callbacks.py", "confload.py", "paramdoc.py"}
 #: modules that may draw figures or fit: none of the simulator core imports them
-CORE = {"_jit.py", "analysis.py", "anatomy.py", "kernels.py", "cohort.py", "engine.py", "model.py", "niches.py",
-        "outcomes.py", "patients.py", "rates.py",
-        "rng.py", "spread.py", "summary.py", "traits.py", "treatment.py", "rundir.py", "tasks.py"}
+CORE = {
+    "_jit.py",
+    "analysis.py",
+    "anatomy.py",
+    "kernels.py",
+    "cohort.py",
+    "engine.py",
+    "model.py",
+    "niches.py",
+    "outcomes.py",
+    "patients.py",
+    "rates.py",
+    "rng.py",
+    "spread.py",
+    "summary.py",
+    "traits.py",
+    "treatment.py",
+    "rundir.py",
+    "tasks.py",
+}
 
 
 def _sources():
@@ -24,8 +41,9 @@ def test_nothing_below_the_cli_imports_hydra_or_omegaconf():
 
 
 def test_no_global_random_state():
-    pattern = re.compile(r"np\.random\.(?!default_rng|SeedSequence|Generator)\w+\(|^\s*import random\b|random\.seed\(",
-                         re.M)
+    pattern = re.compile(
+        r"np\.random\.(?!default_rng|SeedSequence|Generator)\w+\(|^\s*import random\b|random\.seed\(", re.M
+    )
     for name, text in _sources().items():
         assert not pattern.search(text), name
 
@@ -33,8 +51,9 @@ def test_no_global_random_state():
 def test_simulator_never_imports_plotting_or_fitting():
     for name, text in _sources().items():
         if name in CORE:
-            assert not re.search(r"^\s*(import|from)\s+(matplotlib|pyabc|SALib|emdsim\.viz|emdsim\.fit)\b", text,
-                                 re.M), name
+            assert not re.search(
+                r"^\s*(import|from)\s+(matplotlib|pyabc|SALib|emdsim\.viz|emdsim\.fit)\b", text, re.M
+            ), name
 
 
 def test_no_registry_hosts_or_lock_files_in_repo():
@@ -63,9 +82,22 @@ def _imports(path: Path, text: str | None = None) -> set[str]:
 def test_layers_hold_for_relative_and_function_local_imports():
     """The regex tests above see only absolute imports at line start; this walks every import
     statement (relative ones resolved, those inside functions too)."""
-    forbidden_in_core = ("matplotlib", "pyabc", "SALib", "solara", "hydra", "omegaconf", "emdsim.viz",
-                         "emdsim.fit", "emdsim.fit_cli", "emdsim.design_cli", "emdsim.experiment_cli", "emdsim.cli",
-                         "emdsim.dashboard", "emdsim.callbacks")
+    forbidden_in_core = (
+        "matplotlib",
+        "pyabc",
+        "SALib",
+        "solara",
+        "hydra",
+        "omegaconf",
+        "emdsim.viz",
+        "emdsim.fit",
+        "emdsim.fit_cli",
+        "emdsim.design_cli",
+        "emdsim.experiment_cli",
+        "emdsim.cli",
+        "emdsim.dashboard",
+        "emdsim.callbacks",
+    )
     for path in SRC.rglob("*.py"):
         name = path.relative_to(SRC).as_posix()
         imported = _imports(path)

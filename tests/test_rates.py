@@ -42,8 +42,7 @@ def test_competing_probabilities_share_the_event_probability():
     assert p[0, 1] / p[0, 0] == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("n,p", [(10, 0.3), (1000, 0.0005), (10**11, 3e-12), (7, 0.999), (200, 0.1),
-                                 (10**9, 3e-8)])
+@pytest.mark.parametrize("n,p", [(10, 0.3), (1000, 0.0005), (10**11, 3e-12), (7, 0.999), (200, 0.1), (10**9, 3e-8)])
 def test_small_flows_have_binomial_moments(n, p):
     """Exact binomial below GAUSSIAN_MIN_MEAN expected cells, its normal limit above."""
     rng = np.random.default_rng(1)

@@ -38,13 +38,17 @@ def _env() -> dict[str, str]:
 
 
 def _emdsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "emdsim.cli", *args], capture_output=True, text=True, env=_env(),
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [PY, "-m", "emdsim.cli", *args], capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT
+    )
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "cli.log"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "cli.log"
+    }
 
 
 # ------------------------------------------------------------------------------------- sweeps
@@ -84,17 +88,36 @@ def test_a_job_whose_directory_holds_another_configuration_is_a_failed_row_witho
     assert not (d / sweep.CONFLICT).exists()
 
 
-@pytest.mark.parametrize(("launcher", "needle"), [
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "SIGKILL"),
-    (["hydra/launcher=submitit_local"], "ended without a result"),
-], ids=["joblib", "submitit_local"])
+@pytest.mark.parametrize(
+    ("launcher", "needle"),
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "SIGKILL"),
+        (["hydra/launcher=submitit_local"], "ended without a result"),
+    ],
+    ids=["joblib", "submitit_local"],
+)
 def test_a_killed_job_process_fails_only_its_own_job(tmp_path, launcher, needle):
     """Four jobs; job 1 (the largest cohort) is SIGKILLed once it has started: it is a failed row
     saying why, the other three finish, sweep.parquet is written, exit status 1, no traceback."""
     d = tmp_path / "sw"
-    proc = subprocess.Popen([PY, "-m", "emdsim.cli", "-m", "cohort.n_patients=8,400,9,10", *TINY,
-                             "cohort.n_jobs=1", *launcher, f"hydra.sweep.dir={d}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "emdsim.cli",
+            "-m",
+            "cohort.n_patients=8,400,9,10",
+            *TINY,
+            "cohort.n_jobs=1",
+            *launcher,
+            f"hydra.sweep.dir={d}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
     job = d / "1" / sweep.JOB
     deadline = time.monotonic() + 120
     while not job.is_file() and time.monotonic() < deadline and proc.poll() is None:
@@ -118,9 +141,13 @@ def test_a_run_killed_mid_simulation_leaves_nothing_that_looks_finished(tmp_path
     assert (d / "summary.json").is_file() and (d / "fig_incidence.png").is_file()
     files = json.loads((d / "summary.json").read_text())["files"]
     assert files[-1] == "summary.json" and "fig_incidence.png" in files  # summary written last, after figures
-    proc = subprocess.Popen([PY, "-m", "emdsim.cli", "cohort.n_patients=3000", "cohort.n_jobs=1",
-                             f"hydra.run.dir={d}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        [PY, "-m", "emdsim.cli", "cohort.n_patients=3000", "cohort.n_jobs=1", f"hydra.run.dir={d}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 120
     while (d / "summary.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -178,8 +205,14 @@ def test_a_key_given_twice_is_an_error_naming_the_file_and_line(tmp_path):
 def test_names_cannot_escape_their_output_folder(tmp_path):
     spec = tmp_path / "escape.yaml"
     spec.write_text((ROOT / "designs" / "tiny.yaml").read_text().replace("name: tiny", "name: ../../escaped"))
-    proc = subprocess.run([PY, "-m", "emdsim.design_cli", "run", str(spec), "--dry-run"], capture_output=True,
-                          text=True, env=_env(), cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [PY, "-m", "emdsim.design_cli", "run", str(spec), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "design.name='../../escaped' is invalid" in proc.stderr
     assert not (tmp_path.parent / "escaped").exists() and not (tmp_path / "sweeps").exists()
 
@@ -193,8 +226,14 @@ def test_an_invalid_fit_leaves_no_directory(tmp_path):
     data["scenarios"][first]["overrides"] = ["spread.nonesuch=1"]
     spec.write_text(__import__("yaml").safe_dump(data))
     out = tmp_path / "fitrun"
-    proc = subprocess.run([PY, "-m", "emdsim.fit_cli", "run", str(spec), "--out", str(out)], capture_output=True,
-                          text=True, env=_env(), cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [PY, "-m", "emdsim.fit_cli", "run", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "spread.nonesuch" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
@@ -215,8 +254,12 @@ def _answers(port: int) -> bool:
 
 def test_killing_emdsim_app_stops_its_server():
     port = _free_port()
-    proc = subprocess.Popen([PY, "-m", "emdsim.dashboard", "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=_env())
+    proc = subprocess.Popen(
+        [PY, "-m", "emdsim.dashboard", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
     try:
         deadline = time.monotonic() + 90
         while not _answers(port) and time.monotonic() < deadline:
@@ -363,8 +406,9 @@ BAD_ARGS = [  # (argv after `python -m`, expected words)
 @pytest.mark.parametrize(("argv", "needle"), BAD_ARGS, ids=[" ".join(a[1:]) for a, _ in BAD_ARGS])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, argv, needle):
     run_dir = [f"hydra.run.dir={tmp_path / 'run'}"] if argv[0] == "emdsim.cli" else []
-    proc = subprocess.run([PY, "-m", *argv, *run_dir],
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [PY, "-m", *argv, *run_dir], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300
+    )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -373,8 +417,16 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path, argv, needle):
 
 
 def test_animate_rejects_bad_options_before_rendering(finished_run, tmp_path):
-    for args, needle in ((["--fps", "0"], "--fps=0 is invalid"), (["--fps", "-5"], "--fps=-5 is invalid"),
-                         (["--out", str(tmp_path / "missing" / "a.gif")], "does not exist")):
-        proc = subprocess.run([PY, "-m", "emdsim.viz.animate", str(finished_run), *args], capture_output=True,
-                              text=True, env=_env(), timeout=300)
+    for args, needle in (
+        (["--fps", "0"], "--fps=0 is invalid"),
+        (["--fps", "-5"], "--fps=-5 is invalid"),
+        (["--out", str(tmp_path / "missing" / "a.gif")], "does not exist"),
+    ):
+        proc = subprocess.run(
+            [PY, "-m", "emdsim.viz.animate", str(finished_run), *args],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=300,
+        )
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

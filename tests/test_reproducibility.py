@@ -33,8 +33,9 @@ NO_WIDE_SIMD = "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX
 
 
 def _digest(**env: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, **env))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=dict(os.environ, **env)
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -50,4 +51,3 @@ def test_kernels_compiled_for_a_generic_cpu_give_the_same_cohort():
     """Kernels compiled for this CPU (default) and for numba's generic x86-64 target agree to the
     byte.  Slow: the generic target compiles the kernels again (~35 s) on first use."""
     assert _digest() == _digest(NUMBA_CPU_NAME="generic", NPY_DISABLE_CPU_FEATURES=NO_WIDE_SIMD)
-

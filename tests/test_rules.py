@@ -28,9 +28,9 @@ def test_support_bounds_and_direction():
     s = support(d[None, :], soil[:, None])
     assert s.shape == (3, 11)
     assert np.all((s >= 0) & (s <= 1))
-    assert np.allclose(s[2], 1.0)                 # marrow soil supports every clone
-    assert np.allclose(s[:, 0], 1.0)              # a niche-independent clone grows anywhere
-    assert np.all(np.diff(s[0]) < 0)              # more dependence, less support in poor soil
+    assert np.allclose(s[2], 1.0)  # marrow soil supports every clone
+    assert np.allclose(s[:, 0], 1.0)  # a niche-independent clone grows anywhere
+    assert np.all(np.diff(s[0]) < 0)  # more dependence, less support in poor soil
 
 
 def test_birth_falls_with_occupancy_and_death_rises_without_support():

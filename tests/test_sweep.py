@@ -24,8 +24,9 @@ def _env():
     return dict(os.environ, HYDRA_FULL_ERROR="0", RAY_AUTH_MODE="disabled")
 
 
-def _fake_job(root: Path, num: int, *, summary: dict | None = None, error: str | None = None,
-              config: str = "a: 1\n") -> Path:
+def _fake_job(
+    root: Path, num: int, *, summary: dict | None = None, error: str | None = None, config: str = "a: 1\n"
+) -> Path:
     d = root / str(num)
     d.mkdir(parents=True)
     sweep.write_job(d, num=num, overrides=[f"spread.w_vla4={num}.5", "treatment=vtd_asct", f"seed={num}"], seed=num)
@@ -41,8 +42,16 @@ def _fake_job(root: Path, num: int, *, summary: dict | None = None, error: str |
 
 
 def test_collect_one_row_per_job_with_status_overrides_and_metrics(tmp_path):
-    _fake_job(tmp_path, 0, summary={"em_at_diagnosis": 0.1, "median_os_months": None,
-                                    "sites_at_diagnosis": {"skin": 2}, "top": ["a", "b"]})
+    _fake_job(
+        tmp_path,
+        0,
+        summary={
+            "em_at_diagnosis": 0.1,
+            "median_os_months": None,
+            "sites_at_diagnosis": {"skin": 2},
+            "top": ["a", "b"],
+        },
+    )
     _fake_job(tmp_path, 1, error="boom")
     _fake_job(tmp_path, 2)  # started, never finished
     (tmp_path / "not-a-job").mkdir()
@@ -103,8 +112,9 @@ def test_a_crashing_job_is_a_failed_row_and_a_rerun_resumes(tmp_path, monkeypatc
     finished = {d: (sweep_dir / d / "summary.json").stat().st_mtime_ns for d in ("0", "2")}
 
     calls.clear()
-    monkeypatch.setattr(emdsim.tasks, "run_task", lambda cfg, run_dir, **kw: (calls.append(cfg.seed),
-                                                                             real(cfg, run_dir, **kw))[1])
+    monkeypatch.setattr(
+        emdsim.tasks, "run_task", lambda cfg, run_dir, **kw: (calls.append(cfg.seed), real(cfg, run_dir, **kw))[1]
+    )
     assert _run_in_process(monkeypatch, argv) == 0
     assert calls == [2]  # the finished jobs were skipped
     table = pd.read_parquet(sweep_dir / sweep.TABLE)
@@ -132,9 +142,13 @@ def test_report_status_and_figures_of_a_sweep(tmp_path, capsys):
 
 def _sweep(tmp_path: Path, name: str, *extra: str) -> pd.DataFrame:
     d = tmp_path / name
-    proc = subprocess.run(EMDSIM + ["-m", *TINY, "seed=3,4", "treatment=vtd_asct,conventional",
-                                    f"hydra.sweep.dir={d}", *extra],
-                          capture_output=True, text=True, env=_env(), timeout=600)
+    proc = subprocess.run(
+        EMDSIM + ["-m", *TINY, "seed=3,4", "treatment=vtd_asct,conventional", f"hydra.sweep.dir={d}", *extra],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"sweep: 4 jobs; results in {d}" in proc.stdout
     assert "sweep: 4 done, 0 failed, 0 incomplete" in proc.stdout
@@ -163,18 +177,29 @@ def test_ray_launcher_gives_the_same_table(tmp_path):
     pd.testing.assert_frame_equal(ray[METRICS], basic[METRICS], check_exact=True)
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("spread.p_colonization=1e-5,1e-4",
-     "is invalid: not a parameter of the configuration (see docs/parameters.md); did you mean spread.p_colonisation?"),
-    ("spread.p_colonisation=0.1,1.5", "spread.p_colonisation=1.5 is invalid: allowed [0, 1] (probability)"),
-    ("seed=range(3,3)", "seed='(empty)' is invalid: a sweep needs at least one value"),
-    ("cohort.n_patients=5,0", "cohort.n_patients=0 is invalid"),
-    ("treatment=vtd_asct,nonesuch", "treatment='nonesuch' is invalid: must be one of"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        (
+            "spread.p_colonization=1e-5,1e-4",
+            "is invalid: not a parameter of the configuration (see docs/parameters.md); "
+            "did you mean spread.p_colonisation?",
+        ),
+        ("spread.p_colonisation=0.1,1.5", "spread.p_colonisation=1.5 is invalid: allowed [0, 1] (probability)"),
+        ("seed=range(3,3)", "seed='(empty)' is invalid: a sweep needs at least one value"),
+        ("cohort.n_patients=5,0", "cohort.n_patients=0 is invalid"),
+        ("treatment=vtd_asct,nonesuch", "treatment='nonesuch' is invalid: must be one of"),
+    ],
+)
 def test_bad_sweeps_are_rejected_before_any_job_starts(tmp_path, override, needle):
     d = tmp_path / "sw"
-    proc = subprocess.run(EMDSIM + ["-m", *TINY, override, f"hydra.sweep.dir={d}"], capture_output=True,
-                          text=True, env=_env(), timeout=300)
+    proc = subprocess.run(
+        EMDSIM + ["-m", *TINY, override, f"hydra.sweep.dir={d}"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert not d.exists()

@@ -18,15 +18,18 @@ def test_the_shipped_targets_load_with_their_sources():
     assert (usmani.value, usmani.n, usmani.definition, usmani.timepoint) == (3.4, 1965, "EM", "diagnosis")
 
 
-@pytest.mark.parametrize("entry, field, needle", [
-    ("{name: x, value: 3.0, n: 10}", "targets[0] (x).source", "needs a source"),
-    ("{name: x, value: 3.0, source: nobody}", "targets[0] (x).source", "a key of `sources`"),
-    ("{name: x, value: 130.0, source: a2020}", "targets[0] (x).value", "a percentage in [0, 100]"),
-    ("{name: x, value: 5.0, lower: -1.0, upper: 8.0, source: a2020}", "targets[0] (x).lower", "[0, 100]"),
-    ("{name: x, value: 9.0, lower: 1.0, upper: 8.0, source: a2020}", "targets[0] (x).value", "inside its interval"),
-    ("{name: x, value: 3.0, def: ORGAN, source: a2020}", "targets[0] (x).def", "one of"),
-    ("{name: x, value: 3.0, n: 0, source: a2020}", "targets[0] (x).n", "positive integer"),
-])
+@pytest.mark.parametrize(
+    "entry, field, needle",
+    [
+        ("{name: x, value: 3.0, n: 10}", "targets[0] (x).source", "needs a source"),
+        ("{name: x, value: 3.0, source: nobody}", "targets[0] (x).source", "a key of `sources`"),
+        ("{name: x, value: 130.0, source: a2020}", "targets[0] (x).value", "a percentage in [0, 100]"),
+        ("{name: x, value: 5.0, lower: -1.0, upper: 8.0, source: a2020}", "targets[0] (x).lower", "[0, 100]"),
+        ("{name: x, value: 9.0, lower: 1.0, upper: 8.0, source: a2020}", "targets[0] (x).value", "inside its interval"),
+        ("{name: x, value: 3.0, def: ORGAN, source: a2020}", "targets[0] (x).def", "one of"),
+        ("{name: x, value: 3.0, n: 0, source: a2020}", "targets[0] (x).n", "positive integer"),
+    ],
+)
 def test_bad_targets_are_rejected_with_field_and_value(tmp_path, entry, field, needle):
     path = tmp_path / "t.yaml"
     path.write_text(f"targets:\n  - {entry}\n{SOURCES}")

@@ -21,8 +21,14 @@ from emdsim.viz import animate, figures
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
-RUN = ("cohort.n_patients=24", "cohort.block_size=24", "sim.followup_years=4", "sim.max_years_to_diagnosis=6",
-       "sim.snapshot_patients=6", "seed=11")
+RUN = (
+    "cohort.n_patients=24",
+    "cohort.block_size=24",
+    "sim.followup_years=4",
+    "sim.max_years_to_diagnosis=6",
+    "sim.snapshot_patients=6",
+    "seed=11",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,9 @@ def test_cohort_figures_have_the_expected_axes(run_dir):
     for p in paths:
         w, h = _png(p)
         assert w >= 600 and h >= 400
-    inc = figures.incidence_figure(pd.read_parquet(run_dir / "incidence.parquet"),
-                                   incidence_targets(load_targets()), run_dir / "x.png")
+    inc = figures.incidence_figure(
+        pd.read_parquet(run_dir / "incidence.parquet"), incidence_targets(load_targets()), run_dir / "x.png"
+    )
     assert len(inc.axes) == 2
     assert [a.get_ylabel() for a in inc.axes] == ["% of diagnosed patients", "% of relapsed patients"]
     assert [t.get_text() for t in inc.axes[0].get_xticklabels()][1].startswith("EM")
@@ -61,8 +68,9 @@ def test_cohort_figures_have_the_expected_axes(run_dir):
     assert len(labels) == site_table["site"].nunique()  # every site, none dropped silently
     assert not any("_" in label for label in labels)  # readable names, not identifiers
     patients = pd.read_parquet(run_dir / "patients.parquet")
-    at_risk = figures.survival_figure(pd.read_parquet(run_dir / "survival.parquet"), run_dir / "y2.png",
-                                      patients=patients)
+    at_risk = figures.survival_figure(
+        pd.read_parquet(run_dir / "survival.parquet"), run_dir / "y2.png", patients=patients
+    )
     tables = [a for a in at_risk.axes if a.get_title(loc="left") == "number at risk"]
     assert len(tables) == 2  # a numbers-at-risk table under each Kaplan-Meier plot
     dx = patients[patients["diagnosed"]]
@@ -75,8 +83,13 @@ def test_cohort_figures_have_the_expected_axes(run_dir):
 def test_every_reported_point_on_the_incidence_figure_comes_from_the_targets_file(run_dir):
     targets = incidence_targets(load_targets())
     fig = figures.incidence_figure(pd.read_parquet(run_dir / "incidence.parquet"), targets, run_dir / "x.png")
-    plotted = sorted(round(float(y), 6) for ax in fig.axes for line in ax.get_lines()
-                     if line.get_marker() in figures._MARKERS for y in line.get_ydata())
+    plotted = sorted(
+        round(float(y), 6)
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if line.get_marker() in figures._MARKERS
+        for y in line.get_ydata()
+    )
     assert plotted == sorted(round(float(t.value), 6) for t in targets)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "Usmani 2012" in legend and not any("_" in text for text in legend)  # citations, not keys
@@ -128,7 +141,8 @@ def test_patient_selection(run_dir):
     rec = patients[patients["patient_id"] < 6]
     if rec["emd_at_relapse"].any():
         assert animate.select_patient(patients, snaps, "first-emd-relapse") == int(
-            rec.loc[rec["emd_at_relapse"], "patient_id"].iloc[0])
+            rec.loc[rec["emd_at_relapse"], "patient_id"].iloc[0]
+        )
     else:
         with pytest.raises(ValueError, match="larger sim.snapshot_patients"):
             animate.select_patient(patients, snaps, "first-emd-relapse")
@@ -143,6 +157,7 @@ def test_node_positions_place_every_compartment(run_dir):
 
 
 def test_animate_command_line_errors_are_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "emdsim.viz.animate", str(tmp_path)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "emdsim.viz.animate", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "not a finished run directory" in proc.stderr and "Traceback" not in proc.stderr

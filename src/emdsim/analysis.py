@@ -26,8 +26,16 @@ from scipy.stats.contingency import odds_ratio
 from .summary import km_median_months
 from .units import DAYS_PER_MONTH
 
-__all__ = ["wilson_interval", "incidence_table", "site_table", "cumulative_incidence_table", "survival_table",
-           "survival_statistics", "risk_association", "analyse"]
+__all__ = [
+    "wilson_interval",
+    "incidence_table",
+    "site_table",
+    "cumulative_incidence_table",
+    "survival_table",
+    "survival_statistics",
+    "risk_association",
+    "analyse",
+]
 
 #: outcome definition -> column prefix of the patient table (EMD: either PS or EM)
 OUTCOME_COLUMNS = {"PS": "ps", "EM": "em", "EMD": "emd"}
@@ -47,14 +55,26 @@ def incidence_table(patients: pd.DataFrame) -> pd.DataFrame:
     dx = dx.assign(emd_ever=dx["em_ever"] | dx["ps_ever"])  # the patient table has EM and PS ever
     rel = dx[dx["relapsed"]]
     rows = []
-    for timepoint, frame, suffix in (("diagnosis", dx, "at_diagnosis"), ("relapse", rel, "at_relapse"),
-                                     ("ever", dx, "ever")):
+    for timepoint, frame, suffix in (
+        ("diagnosis", dx, "at_diagnosis"),
+        ("relapse", rel, "at_relapse"),
+        ("ever", dx, "ever"),
+    ):
         for definition, prefix in OUTCOME_COLUMNS.items():
             values = frame[f"{prefix}_{suffix}"]
             count, n = int(values.sum()), int(len(frame))
             lo, hi = wilson_interval(count, n)
-            rows.append({"definition": definition, "timepoint": timepoint, "count": count, "n": n,
-                         "fraction": count / n if n else float("nan"), "lower": lo, "upper": hi})
+            rows.append(
+                {
+                    "definition": definition,
+                    "timepoint": timepoint,
+                    "count": count,
+                    "n": n,
+                    "fraction": count / n if n else float("nan"),
+                    "lower": lo,
+                    "upper": hi,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -66,10 +86,16 @@ def site_table(patients: pd.DataFrame) -> pd.DataFrame:
     for timepoint, frame, col in (("diagnosis", dx, "sites_at_diagnosis"), ("relapse", rel, "sites_at_relapse")):
         counts = pd.Series([s for sites in frame[col] for s in sites], dtype=object).value_counts()
         for site, count in counts.items():
-            rows.append({"timepoint": timepoint, "site": site,
-                         "kind": "paraskeletal" if str(site).startswith("ps_") else "organ",
-                         "count": int(count), "n": int(len(frame)),
-                         "fraction": count / len(frame) if len(frame) else float("nan")})
+            rows.append(
+                {
+                    "timepoint": timepoint,
+                    "site": site,
+                    "kind": "paraskeletal" if str(site).startswith("ps_") else "organ",
+                    "count": int(count),
+                    "n": int(len(frame)),
+                    "fraction": count / len(frame) if len(frame) else float("nan"),
+                }
+            )
     return pd.DataFrame(rows, columns=["timepoint", "site", "kind", "count", "n", "fraction"])
 
 
@@ -92,8 +118,11 @@ def cumulative_incidence_table(patients: pd.DataFrame) -> pd.DataFrame:
 
     dx = patients[patients["diagnosed"]]
     frames = []
-    for name, col in (("EM", "em_first_detected_days"), ("PS", "ps_first_detected_days"),
-                      ("EMD", ["em_first_detected_days", "ps_first_detected_days"])):
+    for name, col in (
+        ("EM", "em_first_detected_days"),
+        ("PS", "ps_first_detected_days"),
+        ("EMD", ["em_first_detected_days", "ps_first_detected_days"]),
+    ):
         t, code = _competing_events(dx, col)
         if len(t) == 0:
             continue
@@ -102,11 +131,21 @@ def cumulative_incidence_table(patients: pd.DataFrame) -> pd.DataFrame:
             ajf = AalenJohansenFitter(calculate_variance=False, jitter_level=1e-6, seed=0)
             ajf = ajf.fit(t, code, event_of_interest=1)
         cif = ajf.cumulative_density_
-        frames.append(pd.DataFrame({"endpoint": f"cif_{name}", "group": "all",
-                                    "time_months": cif.index.to_numpy(float),
-                                    "value": cif.iloc[:, 0].to_numpy(float)}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["endpoint", "group", "time_months", "value"])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "endpoint": f"cif_{name}",
+                    "group": "all",
+                    "time_months": cif.index.to_numpy(float),
+                    "value": cif.iloc[:, 0].to_numpy(float),
+                }
+            )
+        )
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["endpoint", "group", "time_months", "value"])
+    )
 
 
 def survival_table(patients: pd.DataFrame, by: str = "emd_at_diagnosis") -> pd.DataFrame:
@@ -121,12 +160,23 @@ def survival_table(patients: pd.DataFrame, by: str = "emd_at_diagnosis") -> pd.D
                 continue
             km = KaplanMeierFitter().fit(frame[f"{endpoint}_days"] / DAYS_PER_MONTH, frame[f"{endpoint}_event"])
             ci = km.confidence_interval_survival_function_
-            rows.append(pd.DataFrame({"endpoint": endpoint, "group": f"{by}={bool(group)}",
-                                      "time_months": km.survival_function_.index.to_numpy(float),
-                                      "value": km.survival_function_.iloc[:, 0].to_numpy(float),
-                                      "lower": ci.iloc[:, 0].to_numpy(float), "upper": ci.iloc[:, 1].to_numpy(float)}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-        columns=["endpoint", "group", "time_months", "value", "lower", "upper"])
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "endpoint": endpoint,
+                        "group": f"{by}={bool(group)}",
+                        "time_months": km.survival_function_.index.to_numpy(float),
+                        "value": km.survival_function_.iloc[:, 0].to_numpy(float),
+                        "lower": ci.iloc[:, 0].to_numpy(float),
+                        "upper": ci.iloc[:, 1].to_numpy(float),
+                    }
+                )
+            )
+    return (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["endpoint", "group", "time_months", "value", "lower", "upper"])
+    )
 
 
 def survival_statistics(patients: pd.DataFrame, by: str = "emd_at_diagnosis") -> dict[str, Any]:
@@ -150,8 +200,11 @@ def survival_statistics(patients: pd.DataFrame, by: str = "emd_at_diagnosis") ->
                     warnings.simplefilter("ignore")
                     cph = CoxPHFitter().fit(pd.DataFrame({"t": t, "e": e, "x": g.astype(float)}), "t", "e")
                 s = cph.summary.loc["x"]
-                stats.update(hazard_ratio=float(s["exp(coef)"]), hr_lower=float(s["exp(coef) lower 95%"]),
-                             hr_upper=float(s["exp(coef) upper 95%"]))
+                stats.update(
+                    hazard_ratio=float(s["exp(coef)"]),
+                    hr_lower=float(s["exp(coef) lower 95%"]),
+                    hr_upper=float(s["exp(coef) upper 95%"]),
+                )
             except Exception:  # noqa: BLE001 - lifelines raises several types on degenerate data
                 pass
         out.update({f"{endpoint}_{k}": v for k, v in stats.items()})
@@ -165,8 +218,14 @@ def risk_association(patients: pd.DataFrame, outcome: str = "em_ever", exposure:
     b = int((dx[exposure] & ~dx[outcome]).sum())
     c = int((~dx[exposure] & dx[outcome]).sum())
     d = int((~dx[exposure] & ~dx[outcome]).sum())
-    res: dict[str, Any] = {"outcome": outcome, "exposure": exposure, "table": [[a, b], [c, d]],
-                           "odds_ratio": None, "lower": None, "upper": None}
+    res: dict[str, Any] = {
+        "outcome": outcome,
+        "exposure": exposure,
+        "table": [[a, b], [c, d]],
+        "odds_ratio": None,
+        "lower": None,
+        "upper": None,
+    }
     if min(a + b, c + d, a + c, b + d) > 0:
         orr = odds_ratio([[a, b], [c, d]])
         ci = orr.confidence_interval(0.95)
@@ -177,8 +236,13 @@ def risk_association(patients: pd.DataFrame, outcome: str = "em_ever", exposure:
 def analyse(patients: pd.DataFrame) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Summary additions and tidy tables (``incidence.parquet``, ``survival.parquet``, ``sites.parquet``)."""
     inc = incidence_table(patients)
-    surv = pd.concat([survival_table(patients).assign(kind="kaplan_meier"),
-                      cumulative_incidence_table(patients).assign(kind="cumulative_incidence")], ignore_index=True)
+    surv = pd.concat(
+        [
+            survival_table(patients).assign(kind="kaplan_meier"),
+            cumulative_incidence_table(patients).assign(kind="cumulative_incidence"),
+        ],
+        ignore_index=True,
+    )
     cif = surv[surv["kind"] == "cumulative_incidence"]
 
     def cif_at(endpoint: str, months: float) -> float | None:
@@ -186,13 +250,23 @@ def analyse(patients: pd.DataFrame) -> tuple[dict[str, Any], dict[str, pd.DataFr
         return float(c["value"].iloc[-1]) if len(c) else (0.0 if len(cif) else None)
 
     summary = {
-        "incidence": {f"{r.definition}_{r.timepoint}": {"count": r.count, "n": r.n, "fraction": r.fraction,
-                                                         "lower": r.lower, "upper": r.upper}
-                      for r in inc.itertuples()},
+        "incidence": {
+            f"{r.definition}_{r.timepoint}": {
+                "count": r.count,
+                "n": r.n,
+                "fraction": r.fraction,
+                "lower": r.lower,
+                "upper": r.upper,
+            }
+            for r in inc.itertuples()
+        },
         "survival_by_emd_at_diagnosis": survival_statistics(patients),
-        "cumulative_incidence": {f"{e}_{m}_months": cif_at(f"cif_{e}", m) for e in ("EM", "PS", "EMD")
-                                 for m in (24, 60)},
-        "risk_association": {"em_ever": risk_association(patients, "em_ever"),
-                             "emd_at_diagnosis": risk_association(patients, "emd_at_diagnosis")},
+        "cumulative_incidence": {
+            f"{e}_{m}_months": cif_at(f"cif_{e}", m) for e in ("EM", "PS", "EMD") for m in (24, 60)
+        },
+        "risk_association": {
+            "em_ever": risk_association(patients, "em_ever"),
+            "emd_at_diagnosis": risk_association(patients, "emd_at_diagnosis"),
+        },
     }
     return summary, {"incidence.parquet": inc, "survival.parquet": surv, "sites.parquet": site_table(patients)}

@@ -67,13 +67,13 @@ class World:
     graph: nx.DiGraph
     is_marrow: NDArray[np.bool_]
     is_paraskeletal: NDArray[np.bool_]
-    is_tissue_target: NDArray[np.bool_]   # organ or wound: haematogenous EM sites
+    is_tissue_target: NDArray[np.bool_]  # organ or wound: haematogenous EM sites
     is_wound: NDArray[np.bool_]
     blood: int
-    share: NDArray[np.float64]            # marrow: marrow share; organ/wound: perfusion share
-    perfusion: NDArray[np.float64]        # share of cardiac output reaching the node
-    capacity: NDArray[np.float64]         # cells
-    ligands: NDArray[np.float64]          # (node, ligand)
+    share: NDArray[np.float64]  # marrow: marrow share; organ/wound: perfusion share
+    perfusion: NDArray[np.float64]  # share of cardiac output reaching the node
+    capacity: NDArray[np.float64]  # cells
+    ligands: NDArray[np.float64]  # (node, ligand)
     soil: NDArray[np.float64]
     barrier: NDArray[np.float64]
     #: for each paraskeletal node, the index of its marrow site (-1 elsewhere)
@@ -113,8 +113,11 @@ def build_world(cfg: AnatomyConfig) -> World:
             adjacent[i] = idx[n.adjacent_to]
             ps_of[idx[n.adjacent_to]] = i
     share = np.array([n.share for n in nodes], dtype=float)
-    perfusion = np.where(np.array(kinds) == "marrow", cfg.red_marrow_perfusion_share * share,
-                         np.where(np.isin(np.array(kinds), ["organ", "wound"]), share, 0.0))
+    perfusion = np.where(
+        np.array(kinds) == "marrow",
+        cfg.red_marrow_perfusion_share * share,
+        np.where(np.isin(np.array(kinds), ["organ", "wound"]), share, 0.0),
+    )
     return World(
         names=names,
         kinds=kinds,

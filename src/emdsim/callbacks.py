@@ -56,9 +56,13 @@ class SweepCallback(Callback):
         task = list(config.hydra.overrides.task)
         n = n_jobs_of(task)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep_dir / sweep.PLAN, json.dumps(
-            {"n_jobs": n, "overrides": task, "started": datetime.now(UTC).isoformat(timespec="seconds")},
-            indent=1) + "\n")
+        atomic_write_text(
+            sweep_dir / sweep.PLAN,
+            json.dumps(
+                {"n_jobs": n, "overrides": task, "started": datetime.now(UTC).isoformat(timespec="seconds")}, indent=1
+            )
+            + "\n",
+        )
         print(f"sweep: {n} jobs; results in {sweep_dir}", flush=True)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -77,8 +81,11 @@ class SweepCallback(Callback):
         table = sweep.write_table(sweep_dir)
         counts = table["status"].value_counts().to_dict() if len(table) else {}
         failed = int(counts.get("failed", 0))
-        print(f"sweep: {int(counts.get('done', 0))} done, {failed} failed, "
-              f"{int(counts.get('incomplete', 0))} incomplete; table {sweep_dir / sweep.TABLE}", flush=True)
+        print(
+            f"sweep: {int(counts.get('done', 0))} done, {failed} failed, "
+            f"{int(counts.get('incomplete', 0))} incomplete; table {sweep_dir / sweep.TABLE}",
+            flush=True,
+        )
         if failed:
             for _, row in table[table["status"] == "failed"].iterrows():
                 print(f"sweep: job {row['job']} ({row['overrides']}) failed: {row['error']}", flush=True)

@@ -59,13 +59,14 @@ def run(cfg: DictConfig) -> dict | None:
         log.info("job %s already finished with this configuration: skipped (resume)", hc.job.num)
         return json.loads((run_dir / sweep.SUMMARY).read_text())
     if state == "conflict":  # nothing of the earlier run is touched: its job.json, summary and tables stay
-        message = (f"{run_dir} holds a finished run of another configuration; its results are kept. "
-                   "Sweep into a new hydra.sweep.dir")
+        message = (
+            f"{run_dir} holds a finished run of another configuration; its results are kept. "
+            "Sweep into a new hydra.sweep.dir"
+        )
         sweep.write_conflict(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), message=message)
         log.error("job %s failed: %s", hc.job.num, message)
         return None
-    sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=emd.seed,
-                    parameters=design_values)
+    sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=emd.seed, parameters=design_values)
     try:
         if emd.cohort.n_jobs == 0 and hc.launcher.get("_target_", "").split(".")[-1] != "BasicLauncher":
             emd.cohort.n_jobs = 1  # parallel launcher: one process per job, not one per core each
@@ -104,15 +105,21 @@ def summary_lines(summary: dict, run_dir: Path) -> str:
     if n_dx == 0:
         lines.append("  no patient was diagnosed within sim.max_years_to_diagnosis: every fraction is n/a")
     else:
-        lines.append(f"  at diagnosis (of {n_dx} diagnosed): EMD {_share(summary, 'emd_at_diagnosis', n_dx)}, "
-                     f"PS {_share(summary, 'ps_at_diagnosis', n_dx)}, EM {_share(summary, 'em_at_diagnosis', n_dx)}")
+        lines.append(
+            f"  at diagnosis (of {n_dx} diagnosed): EMD {_share(summary, 'emd_at_diagnosis', n_dx)}, "
+            f"PS {_share(summary, 'ps_at_diagnosis', n_dx)}, EM {_share(summary, 'em_at_diagnosis', n_dx)}"
+        )
         if n_rel == 0:
             lines.append("  at first relapse: n/a (no patient relapsed during follow-up)")
         else:
-            lines.append(f"  at first relapse (of {n_rel} relapsed): EMD {_share(summary, 'emd_at_relapse', n_rel)}, "
-                         f"PS {_share(summary, 'ps_at_relapse', n_rel)}, EM {_share(summary, 'em_at_relapse', n_rel)}")
-        lines.append(f"  median PFS {_months(summary.get('median_pfs_months'))}, median OS "
-                     f"{_months(summary.get('median_os_months'))} (Kaplan-Meier, diagnosed patients)")
+            lines.append(
+                f"  at first relapse (of {n_rel} relapsed): EMD {_share(summary, 'emd_at_relapse', n_rel)}, "
+                f"PS {_share(summary, 'ps_at_relapse', n_rel)}, EM {_share(summary, 'em_at_relapse', n_rel)}"
+            )
+        lines.append(
+            f"  median PFS {_months(summary.get('median_pfs_months'))}, median OS "
+            f"{_months(summary.get('median_os_months'))} (Kaplan-Meier, diagnosed patients)"
+        )
     files = summary.get("files", [])
     lines.append(f"  {len(files)} files in {run_dir}: {', '.join(files)}")
     return "\n".join(lines)
@@ -182,16 +189,22 @@ def check_sweep_dir(argv: list[str]) -> str | None:
         return str(err)
     task = _task_overrides(argv)
     if sorted(earlier) != sorted(task):
-        return str(ConfigError("hydra.sweep.dir", given[-1],
-                               f"a new directory: it holds a sweep of other overrides ({' '.join(earlier)}); "
-                               "its results are kept. Run that command again to resume it"))
+        return str(
+            ConfigError(
+                "hydra.sweep.dir",
+                given[-1],
+                f"a new directory: it holds a sweep of other overrides ({' '.join(earlier)}); "
+                "its results are kept. Run that command again to resume it",
+            )
+        )
     return None
 
 
 def _task_overrides(argv: list[str]) -> list[str]:
     """The model overrides of a command line (not flags, not ``hydra...`` settings)."""
-    return [a for a in argv if not a.startswith("-") and "=" in a
-            and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    return [
+        a for a in argv if not a.startswith("-") and "=" in a and not a.lstrip("+~").startswith(("hydra.", "hydra/"))
+    ]
 
 
 def check_sweep(argv: list[str]) -> str | None:
@@ -215,11 +228,15 @@ def check_sweep(argv: list[str]) -> str | None:
         if not values:
             return f"{ConfigError(key, '(empty)', 'a sweep needs at least one value')}"
     base = [f"{k}={v[0]}" for k, v in axes]
-    checks = [base] + [base[:i] + [f"{k}={v}"] + base[i + 1:]
-                       for i, (k, values) in enumerate(axes) if k != "design.row" for v in values[1:]]
+    checks = [base] + [
+        base[:i] + [f"{k}={v}"] + base[i + 1 :]
+        for i, (k, values) in enumerate(axes)
+        if k != "design.row"
+        for v in values[1:]
+    ]
     for i, (key, values) in enumerate(axes):  # design rows: the first and last are enough
         if key == "design.row" and len(values) > 1:
-            checks.append(base[:i] + [f"{key}={max(values, key=_as_int)}"] + base[i + 1:])
+            checks.append(base[:i] + [f"{key}={max(values, key=_as_int)}"] + base[i + 1 :])
     if len(checks) > 20:
         print(f"emdsim: checking {len(checks)} swept values before the sweep starts", file=sys.stderr)
     for combo in checks:

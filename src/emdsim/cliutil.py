@@ -24,17 +24,22 @@ def command_parser(prog: str, summary: str, examples: list[tuple[str, str]], out
     """An argparse parser whose --help says what the command is for, shows examples and where the
     outputs go, like ``emdsim --help``; every command also answers ``--version``."""
     width = max(len(cmd) for cmd, _ in examples) + 2
-    epilog = ("examples:\n" + "\n".join(f"  {cmd:<{width}}{what}" for cmd, what in examples)
-              + f"\n\noutputs: {outputs}\n\ninvalid input: one line naming the field or file, the value and what is"
-              " allowed; exit status 2.\nThe model, the other commands and the configuration: emdsim --help.")
-    parser = argparse.ArgumentParser(prog=prog, description=summary, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    epilog = (
+        "examples:\n"
+        + "\n".join(f"  {cmd:<{width}}{what}" for cmd, what in examples)
+        + f"\n\noutputs: {outputs}\n\ninvalid input: one line naming the field or file, the value and what is"
+        " allowed; exit status 2.\nThe model, the other commands and the configuration: emdsim --help."
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog, description=summary, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=version_line(prog))
     return parser
 
 
-def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None,
-                         command: str = "run") -> tuple[argparse.Namespace, list[str]]:
+def parse_with_overrides(
+    parser: argparse.ArgumentParser, argv: list[str] | None, command: str = "run"
+) -> tuple[argparse.Namespace, list[str]]:
     """Parse ``argv``; words the parser does not know are emdsim overrides, allowed only after
     ``command`` (a stray ``--flag`` is still an error)."""
     args, extra = parser.parse_known_args(argv)
@@ -44,8 +49,9 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
     return args, extra
 
 
-def run_command(prog: str, problem: str, handler: Callable[[argparse.Namespace], int],
-                args: argparse.Namespace) -> None:
+def run_command(
+    prog: str, problem: str, handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
+) -> None:
     """Run ``handler(args)`` and exit with its status; invalid input is one line and status 2."""
     try:
         code = handler(args)

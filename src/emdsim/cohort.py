@@ -41,8 +41,14 @@ def recorded_ids(cfg: EmdConfig, ids: np.ndarray) -> np.ndarray:
     return ids[(ids < min(cfg.sim.snapshot_patients, cfg.cohort.n_patients))]
 
 
-def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator, *,
-                   on_finished: Progress | None = None, n_real: int | None = None) -> CohortResult:
+def simulate_block(
+    tb: Tables,
+    ids: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    on_finished: Progress | None = None,
+    n_real: int | None = None,
+) -> CohortResult:
     """Simulate patients ``ids`` together until each has died or been censored.
 
     ``on_finished(k)`` is told, after each step, how many more patients with an id below ``n_real``
@@ -79,18 +85,31 @@ def simulate_block(tb: Tables, ids: np.ndarray, rng: np.random.Generator, *,
         st.t_end[:] = st.t_days
         done_p.append(patient_records(st, tb))
         done_l.append(lesion_records(st, tb))
-    return CohortResult(pd.concat(done_p, ignore_index=True), pd.concat(done_l, ignore_index=True),
-                        (int(st.tally[0]), int(st.tally[1])), recorder.table())
+    return CohortResult(
+        pd.concat(done_p, ignore_index=True),
+        pd.concat(done_l, ignore_index=True),
+        (int(st.tally[0]), int(st.tally[1])),
+        recorder.table(),
+    )
 
 
 def _run_block(cfg: EmdConfig, b: int, on_finished: Progress | None = None) -> CohortResult:
     """Block ``b`` of the cohort (padded to the block size, trimmed to the cohort)."""
     ids = np.arange(b * cfg.cohort.block_size, (b + 1) * cfg.cohort.block_size)
-    res = simulate_block(build_tables(cfg), ids, seeds.stream(cfg.seed, seeds.BLOCK, b), on_finished=on_finished,
-                         n_real=cfg.cohort.n_patients)
+    res = simulate_block(
+        build_tables(cfg),
+        ids,
+        seeds.stream(cfg.seed, seeds.BLOCK, b),
+        on_finished=on_finished,
+        n_real=cfg.cohort.n_patients,
+    )
     n = cfg.cohort.n_patients
-    return CohortResult(res.patients[res.patients["patient_id"] < n], res.lesions[res.lesions["patient_id"] < n],
-                        res.draws, res.snapshots)
+    return CohortResult(
+        res.patients[res.patients["patient_id"] < n],
+        res.lesions[res.lesions["patient_id"] < n],
+        res.draws,
+        res.snapshots,
+    )
 
 
 def n_workers(requested: int) -> int:
@@ -131,10 +150,13 @@ def check_resources(cfg: EmdConfig) -> None:
     have = physical_memory()
     if have is not None and need > 0.8 * have:
         fit = int((0.8 * have - cfg.cohort.block_size * 200_000) // BYTES_PER_PATIENT)
-        raise ConfigError("cohort.n_patients", cfg.cohort.n_patients,
-                          f"needs ~{need / 1e9:.0f} GB of memory and ~{cpu / 3600:.1f} CPU-hours, and this machine "
-                          f"has {have / 1e9:.0f} GB: at most ~{max(fit, 1):,} patients here, or split the cohort "
-                          "over seeds in a sweep (emdsim -m seed=1,2,...)")
+        raise ConfigError(
+            "cohort.n_patients",
+            cfg.cohort.n_patients,
+            f"needs ~{need / 1e9:.0f} GB of memory and ~{cpu / 3600:.1f} CPU-hours, and this machine "
+            f"has {have / 1e9:.0f} GB: at most ~{max(fit, 1):,} patients here, or split the cohort "
+            "over seeds in a sweep (emdsim -m seed=1,2,...)",
+        )
 
 
 def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortResult:
@@ -179,6 +201,11 @@ def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortRes
     lesions = lesions.sort_values(["patient_id", "site"], kind="stable")
     draws = (sum(p.draws[0] for p in parts), sum(p.draws[1] for p in parts))
     snaps = [p.snapshots for p in parts if p.snapshots is not None and len(p.snapshots)]
-    snapshots = (pd.concat(snaps, ignore_index=True).sort_values(["patient_id", "step", "node"], kind="stable")
-                 .reset_index(drop=True) if snaps else empty_table())
+    snapshots = (
+        pd.concat(snaps, ignore_index=True)
+        .sort_values(["patient_id", "step", "node"], kind="stable")
+        .reset_index(drop=True)
+        if snaps
+        else empty_table()
+    )
     return CohortResult(patients.reset_index(drop=True), lesions.reset_index(drop=True), draws, snapshots)

@@ -93,11 +93,8 @@ def composition_error(overrides: Sequence[str], err: Exception) -> ConfigError:
 
 def _leaf_keys(node, prefix: str = "") -> list[str]:
     if isinstance(node, dict):
-        return [k for key, value in node.items() if key != "hydra"
-                for k in _leaf_keys(value, f"{prefix}{key}.")]
+        return [k for key, value in node.items() if key != "hydra" for k in _leaf_keys(value, f"{prefix}{key}.")]
     return [prefix.rstrip(".")]
-
-
 
 
 def _plain(cfg: DictConfig) -> DictConfig:

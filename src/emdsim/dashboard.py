@@ -29,10 +29,17 @@ from .units import DAYS_PER_YEAR
 __all__ = ["SLIDER_PARAMETERS", "model_params", "DashboardModel", "BodyMap", "Burden", "Events", "page", "main"]
 
 #: parameters offered as sliders (config paths); values and ranges come from the config and schema
-SLIDER_PARAMETERS = ("spread.p_colonisation", "spread.egress_rate_per_day", "spread.crowding_egress_gain",
-                     "spread.beta_cxcr4", "spread.w_cd56", "spread.cortical_disruption_rate_per_day",
-                     "spread.local_extension_rate_per_day", "growth.niche_loss_death_rate_per_day",
-                     "traits.switches.2.rate_per_division")
+SLIDER_PARAMETERS = (
+    "spread.p_colonisation",
+    "spread.egress_rate_per_day",
+    "spread.crowding_egress_gain",
+    "spread.beta_cxcr4",
+    "spread.w_cd56",
+    "spread.cortical_disruption_rate_per_day",
+    "spread.local_extension_rate_per_day",
+    "growth.niche_loss_death_rate_per_day",
+    "traits.switches.2.rate_per_division",
+)
 SEP = "__"  # spread.p_colonisation -> keyword spread__p_colonisation
 #: the events panel lists soft-tissue populations of at least this many cells (display choice)
 DISPLAY_MIN_CELLS = 1e3
@@ -51,8 +58,14 @@ def _slider(row: dict[str, Any]) -> dict[str, Any]:
     name = row["field"].split(".")[-1].removesuffix("_per_day")
     if row["item"]:  # a list item is named by its own name (niche_independence rate_per_division)
         name = f"{row['item']} {name}"
-    return {"type": "SliderFloat", "value": value, "min": lo, "max": hi, "step": step,
-            "label": f"{name} ({row['unit']})"}
+    return {
+        "type": "SliderFloat",
+        "value": value,
+        "min": lo,
+        "max": hi,
+        "step": step,
+        "label": f"{name} ({row['unit']})",
+    }
 
 
 def model_params(overrides: list[str] = ()) -> dict[str, Any]:
@@ -62,10 +75,13 @@ def model_params(overrides: list[str] = ()) -> dict[str, Any]:
     params: dict[str, Any] = {
         "patient_id": {"type": "SliderInt", "value": 0, "min": 0, "max": 199, "step": 1, "label": "patient"},
         "seed": {"type": "InputText", "value": str(cfg.seed), "label": "seed (integer)"},
-        "treatment": {"type": "Select", "value": cfg.treatment.name, "values": _options("treatment"),
-                      "label": "treatment"},
-        "scenario": {"type": "Select", "value": cfg.scenario.name, "values": _options("scenario"),
-                     "label": "scenario"},
+        "treatment": {
+            "type": "Select",
+            "value": cfg.treatment.name,
+            "values": _options("treatment"),
+            "label": "treatment",
+        },
+        "scenario": {"type": "Select", "value": cfg.scenario.name, "values": _options("scenario"), "label": "scenario"},
     }
     for path in SLIDER_PARAMETERS:
         params[path.replace(".", SEP)] = _slider(rows[path])
@@ -82,8 +98,12 @@ class DashboardModel(EMDModel):
         super().__init__(tables, patient_id=int(patient_id))
 
     def nodes(self) -> pd.DataFrame:
-        return pd.DataFrame([{"name": n.name, "kind": n.kind, "adjacent_to": getattr(n, "adjacent_to", "") or ""}
-                             for n in self.tables.cfg.anatomy.nodes])
+        return pd.DataFrame(
+            [
+                {"name": n.name, "kind": n.kind, "adjacent_to": getattr(n, "adjacent_to", "") or ""}
+                for n in self.tables.cfg.anatomy.nodes
+            ]
+        )
 
 
 def BodyMap(model: DashboardModel):  # noqa: N802 - Solara components are capitalised
@@ -92,8 +112,13 @@ def BodyMap(model: DashboardModel):  # noqa: N802 - Solara components are capita
     from .viz.animate import BodyMapPainter
 
     snaps = model.snapshot_table()
-    painter = BodyMapPainter(snaps, model.nodes(), patient_records(model.state, model.tables).iloc[0],
-                             lesion_records(model.state, model.tables), (10.0, 7.5))
+    painter = BodyMapPainter(
+        snaps,
+        model.nodes(),
+        patient_records(model.state, model.tables).iloc[0],
+        lesion_records(model.state, model.tables),
+        (10.0, 7.5),
+    )
     painter.draw(int(snaps["step"].max()))
     return solara.FigureMatplotlib(painter.fig, format="png")
 
@@ -133,15 +158,21 @@ def events_html(model: DashboardModel) -> str:
         rows = "".join(
             f"<tr><td>{escape(pretty_site(r.site))}</td><td>{escape(r.kind)}</td><td>{escape(r.route)}</td>"
             f"<td>{'before diagnosis' if math.isnan(r.onset_days) else f'{r.onset_days:.0f}'}</td>"
-            f"<td>{r.cells_at_end:.3g}</td></tr>" for r in lesions.sort_values("onset_days").itertuples())
-        parts.append("<table style='border-collapse:collapse' cellpadding='4'><tr><th>site</th><th>kind</th>"
-                     "<th>route</th><th>onset (days from diagnosis)</th><th>cells</th></tr>" + rows + "</table>")
+            f"<td>{r.cells_at_end:.3g}</td></tr>"
+            for r in lesions.sort_values("onset_days").itertuples()
+        )
+        parts.append(
+            "<table style='border-collapse:collapse' cellpadding='4'><tr><th>site</th><th>kind</th>"
+            "<th>route</th><th>onset (days from diagnosis)</th><th>cells</th></tr>" + rows + "</table>"
+        )
     else:
         parts.append(f"<p>no soft-tissue lesion of {DISPLAY_MIN_CELLS:.0e} cells or more yet</p>")
     parts.append(f"<p>{seeds} smaller soft-tissue populations (arrested circulating cells, micro-lesions)</p>")
-    parts.append(f"<p>{len(arrived)} clone populations arrived outside their origin "
-                 f"({sum(a.arrived_by == 'local' for a in arrived)} local, "
-                 f"{sum(a.arrived_by == 'haematogenous' for a in arrived)} haematogenous)</p>")
+    parts.append(
+        f"<p>{len(arrived)} clone populations arrived outside their origin "
+        f"({sum(a.arrived_by == 'local' for a in arrived)} local, "
+        f"{sum(a.arrived_by == 'haematogenous' for a in arrived)} haematogenous)</p>"
+    )
     return "".join(parts)
 
 
@@ -176,8 +207,15 @@ def _make_components():
             slider = solara.SliderFloat if kind == "SliderFloat" else solara.SliderInt
             with solara.Column(gap="0px"):
                 solara.Text(f"{label}: {_fmt(current)}", classes=["emdsim-slider-label"])
-                slider("", value=current, on_value=changed, min=options["min"], max=options["max"],
-                       step=options["step"], thumb_label=False)
+                slider(
+                    "",
+                    value=current,
+                    on_value=changed,
+                    min=options["min"],
+                    max=options["max"],
+                    step=options["step"],
+                    thumb_label=False,
+                )
         elif kind == "Select":
             solara.Select(label, value=current, values=options["values"], on_value=changed)
         else:
@@ -206,8 +244,13 @@ def _make_components():
             solara.AppBarTitle(PAGE_TITLE)
         with solara.Sidebar(), solara.Column():
             with solara.Card("Run"):
-                ModelController(model, model_parameters=model_parameters, play_interval=play_interval,
-                                render_interval=render_interval, use_threads=use_threads)
+                ModelController(
+                    model,
+                    model_parameters=model_parameters,
+                    play_interval=play_interval,
+                    render_interval=render_interval,
+                    use_threads=use_threads,
+                )
                 solara.Text("Changing an input takes effect at Reset.")
             with solara.Card("Patient and parameters"):
                 for name, options in params.items():
@@ -252,13 +295,25 @@ def main(argv: list[str] | None = None) -> None:
         "and reset, and inputs for the patient, seed, treatment, scenario and the fitted parameters\n"
         "(starting at the composed configuration, spanning the schema's allowed intervals).",
         [("emdsim-app", "http://127.0.0.1:8765"), ("emdsim-app --port 9000", "another port")],
-        "none: the page shows the patient as it runs; stop the server with Ctrl-C.")
+        "none: the page shows the patient as it runs; stop the server with Ctrl-C.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     args = parser.parse_args(argv)
     env = dict(os.environ, EMDSIM_APP="1", SOLARA_TELEMETRY_MIXPANEL_ENABLE="False")
-    command = [sys.executable, "-m", "solara", "run", "emdsim.dashboard:page", "--host", args.host,
-               "--port", str(args.port), "--no-open", "--production"]
+    command = [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        "emdsim.dashboard:page",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--no-open",
+        "--production",
+    ]
     if not 1 <= args.port <= 65535:
         print(f"emdsim-app: --port={args.port} is invalid: allowed [1, 65535]", file=sys.stderr)
         raise SystemExit(2)

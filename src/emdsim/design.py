@@ -28,14 +28,27 @@ __all__ = ["METHODS", "ParameterRange", "DesignSpec", "parse_range", "parse_spec
 METHODS = ("morris", "sobol", "lhs")
 #: the smallest sample each method's indices can be computed from (checked before anything runs)
 MIN_N = {"morris": 2, "sobol": 2, "lhs": 20}
-MIN_N_WHY = {"morris": "mu* and its bootstrap interval need two trajectories",
-             "sobol": "Saltelli's estimators need two base samples",
-             "lhs": "SALib's delta and S1 estimators bin the outputs in classes of >= 10 runs and need two "
-                    "classes (measured: fewer runs give all-NaN indices)"}
+MIN_N_WHY = {
+    "morris": "mu* and its bootstrap interval need two trajectories",
+    "sobol": "Saltelli's estimators need two base samples",
+    "lhs": "SALib's delta and S1 estimators bin the outputs in classes of >= 10 runs and need two "
+    "classes (measured: fewer runs give all-NaN indices)",
+}
 #: outputs of ``summary.json`` a design can analyse
-METRICS = ("ps_at_diagnosis", "em_at_diagnosis", "emd_at_diagnosis", "ps_at_relapse", "em_at_relapse",
-           "emd_at_relapse", "em_ever", "ps_ever", "median_pfs_months", "median_os_months",
-           "median_months_onset_to_diagnosis", "wound_plasmacytoma")
+METRICS = (
+    "ps_at_diagnosis",
+    "em_at_diagnosis",
+    "emd_at_diagnosis",
+    "ps_at_relapse",
+    "em_at_relapse",
+    "emd_at_relapse",
+    "em_ever",
+    "ps_ever",
+    "median_pfs_months",
+    "median_os_months",
+    "median_months_onset_to_diagnosis",
+    "wound_plasmacytoma",
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,11 @@ class DesignSpec:
 
     def problem(self) -> dict[str, Any]:
         """The SALib problem (bounds in the sampled space)."""
-        return {"num_vars": len(self.parameters), "names": [p.path for p in self.parameters],
-                "bounds": [p.bounds() for p in self.parameters]}
+        return {
+            "num_vars": len(self.parameters),
+            "names": [p.path for p in self.parameters],
+            "bounds": [p.bounds() for p in self.parameters],
+        }
 
 
 def _number(where: str, value: Any) -> float:
@@ -156,8 +172,16 @@ def parse_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]]) 
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError("design.seed", seed, "an integer >= 0")
-    return DesignSpec(name=str(data.get("name", "design")), method=method, n=n, parameters=tuple(params),
-                      outputs=outputs, overrides=overrides, seed=seed, morris_levels=levels)
+    return DesignSpec(
+        name=str(data.get("name", "design")),
+        method=method,
+        n=n,
+        parameters=tuple(params),
+        outputs=outputs,
+        overrides=overrides,
+        seed=seed,
+        morris_levels=levels,
+    )
 
 
 def generate(spec: DesignSpec, rng: np.random.Generator) -> pd.DataFrame:
@@ -183,8 +207,9 @@ def generate(spec: DesignSpec, rng: np.random.Generator) -> pd.DataFrame:
 
 def sampled_space(spec: DesignSpec, design: pd.DataFrame) -> np.ndarray:
     """The design back in the sampled space (log10 for log parameters), as SALib expects."""
-    cols = [np.log10(design[p.path].to_numpy(float)) if p.log else design[p.path].to_numpy(float)
-            for p in spec.parameters]
+    cols = [
+        np.log10(design[p.path].to_numpy(float)) if p.log else design[p.path].to_numpy(float) for p in spec.parameters
+    ]
     return np.column_stack(cols)
 
 
@@ -206,8 +231,10 @@ def analyse(spec: DesignSpec, design: pd.DataFrame, outputs: pd.DataFrame, rng: 
         y = outputs[out].to_numpy(float)
         missing = np.flatnonzero(~np.isfinite(y))
         if len(missing):
-            raise ValueError(f"output {out} is missing for design rows {missing[:10].tolist()} "
-                             "(failed runs or a median not reached); rerun them or choose another output")
+            raise ValueError(
+                f"output {out} is missing for design rows {missing[:10].tolist()} "
+                "(failed runs or a median not reached); rerun them or choose another output"
+            )
         seed = int(rng.integers(2**31))
         if spec.method == "morris":
             res = morris.analyze(problem, x, y, num_levels=spec.morris_levels, seed=seed)

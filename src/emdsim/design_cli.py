@@ -34,7 +34,11 @@ from .rundir import atomic_write_parquet, atomic_write_text
 __all__ = ["main", "load_spec"]
 
 DESIGN_TABLE, DESIGN_SPEC, SENSITIVITY, SENSITIVITY_PNG = (
-    "design.parquet", "design.json", "sensitivity.parquet", "sensitivity.png")
+    "design.parquet",
+    "design.json",
+    "sensitivity.parquet",
+    "sensitivity.png",
+)
 
 
 def known_parameters(overrides: list[str]) -> dict[str, dict]:
@@ -51,20 +55,41 @@ def load_spec(path: Path, extra_overrides: list[str] = ()) -> DesignSpec:
 
 
 def _spec_json(spec: DesignSpec, path: Path, extra: list[str]) -> str:
-    return json.dumps({"spec_file": str(path), "name": spec.name, "method": spec.method, "n": spec.n,
-                       "seed": spec.seed, "morris_levels": spec.morris_levels, "outputs": list(spec.outputs),
-                       "overrides": list(spec.overrides) + list(extra),
-                       "parameters": [{"path": p.path, "lo": p.lo, "hi": p.hi, "log": p.log}
-                                      for p in spec.parameters]}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "spec_file": str(path),
+                "name": spec.name,
+                "method": spec.method,
+                "n": spec.n,
+                "seed": spec.seed,
+                "morris_levels": spec.morris_levels,
+                "outputs": list(spec.outputs),
+                "overrides": list(spec.overrides) + list(extra),
+                "parameters": [{"path": p.path, "lo": p.lo, "hi": p.hi, "log": p.log} for p in spec.parameters],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def _spec_from_json(out: Path) -> DesignSpec:
     data = read_json(out / DESIGN_SPEC, "design record")
     params = {p["path"]: {"lo": p["lo"], "hi": p["hi"], "log": p["log"]} for p in data["parameters"]}
     known = {p: {"lo": None, "hi": None} for p in params}
-    return parse_spec({"name": data["name"], "method": data["method"], "n": data["n"], "seed": data["seed"],
-                       "morris_levels": data["morris_levels"], "outputs": data["outputs"],
-                       "parameters": params}, known)
+    return parse_spec(
+        {
+            "name": data["name"],
+            "method": data["method"],
+            "n": data["n"],
+            "seed": data["seed"],
+            "morris_levels": data["morris_levels"],
+            "outputs": data["outputs"],
+            "parameters": params,
+        },
+        known,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -77,12 +102,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--out", str(out), "a new directory: it holds a different design")
     atomic_write_parquet(table, design)
     atomic_write_text(out / DESIGN_SPEC, _spec_json(spec, args.spec, args.overrides))
-    print(f"emdsim-design: {spec.method} design, {len(spec.parameters)} parameters, {len(design)} runs; "
-          f"results in {out}", flush=True)
+    print(
+        f"emdsim-design: {spec.method} design, {len(spec.parameters)} parameters, {len(design)} runs; results in {out}",
+        flush=True,
+    )
     if args.dry_run:
         return 0
-    command = [sys.executable, "-m", "emdsim.cli", "-m", f"design.file={table}",
-               f"design.row=range(0,{len(design)})", *spec.overrides, *args.overrides, f"hydra.sweep.dir={out}"]
+    command = [
+        sys.executable,
+        "-m",
+        "emdsim.cli",
+        "-m",
+        f"design.file={table}",
+        f"design.row=range(0,{len(design)})",
+        *spec.overrides,
+        *args.overrides,
+        f"hydra.sweep.dir={out}",
+    ]
     code = subprocess.call(command)
     if code not in (0, 1):  # 1: some jobs failed, the table is written all the same
         print(f"emdsim-design: the sweep stopped with status {code}", file=sys.stderr)
@@ -99,8 +135,12 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     frame = sweep.write_table(out)
     done = frame[frame["status"] == "done"] if len(frame) else frame
     by_row = done.set_index("override.design.row") if len(done) else pd.DataFrame()
-    outputs = pd.DataFrame({o: [by_row[o].get(i, float("nan")) if o in by_row else float("nan")
-                                for i in range(len(design))] for o in spec.outputs})
+    outputs = pd.DataFrame(
+        {
+            o: [by_row[o].get(i, float("nan")) if o in by_row else float("nan") for i in range(len(design))]
+            for o in spec.outputs
+        }
+    )
     try:
         indices = analyse(spec, design, outputs, seeds.stream(spec.seed, seeds.DESIGN, 1))
     except ValueError as err:
@@ -121,12 +161,15 @@ def main(argv: list[str] | None = None) -> None:
         "emdsim sweep through any Hydra launcher, then their indices. A spec names each parameter by its\n"
         "config path with a range (log: true samples in log10); ranges are checked against the schema and\n"
         "the design's size against what its method needs before anything runs.",
-        [("emdsim-design run designs/tiny.yaml --out sweeps/tiny", "20-run LHS, ~40 s"),
-         ("emdsim-design run designs/screen.yaml hydra/launcher=joblib", "Morris screen on every core"),
-         ("emdsim-design run designs/screen.yaml --dry-run", "write the design table only"),
-         ("emdsim-design analyse sweeps/screen", "indices again from a finished run")],
+        [
+            ("emdsim-design run designs/tiny.yaml --out sweeps/tiny", "20-run LHS, ~40 s"),
+            ("emdsim-design run designs/screen.yaml hydra/launcher=joblib", "Morris screen on every core"),
+            ("emdsim-design run designs/screen.yaml --dry-run", "write the design table only"),
+            ("emdsim-design analyse sweeps/screen", "indices again from a finished run"),
+        ],
         "SWEEP_DIR (default sweeps/<name>): design.parquet, design.json, one job folder per row,\n"
-        "  sweep.parquet, sensitivity.parquet, sensitivity.png; re-running the same command resumes.")
+        "  sweep.parquet, sensitivity.parquet, sensitivity.png; re-running the same command resumes.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="validate a design spec, run its rows through emdsim -m, analyse")
     run.add_argument("spec", type=Path, help="design spec (YAML), e.g. designs/screen.yaml")

@@ -62,8 +62,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep_dir = out / "sweep"
     n = 6 if args.tiny else spec["n_patients"]
     replicates = 2 if args.tiny else spec["replicates"]
-    base = [f"experiment={spec['config']}", f"cohort.n_patients={n}", "figures=false", "sim.snapshot_patients=0",
-            *spec.get("overrides", [])]
+    base = [
+        f"experiment={spec['config']}",
+        f"cohort.n_patients={n}",
+        "figures=false",
+        "sim.snapshot_patients=0",
+        *spec.get("overrides", []),
+    ]
     if spec.get("followup_years"):
         base.append(f"sim.followup_years={spec['followup_years']}")
     if args.tiny:
@@ -76,8 +81,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_parquet(out / "arms.parquet", table)
         axes = [f"design.file={out / 'arms.parquet'}", f"design.row=range(0,{len(table)})"]
-    command = [sys.executable, "-m", "emdsim.cli", "-m", *base, *axes, f"seed=range(1,{replicates + 1})",
-               f"hydra.sweep.dir={sweep_dir}", *args.overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "emdsim.cli",
+        "-m",
+        *base,
+        *axes,
+        f"seed=range(1,{replicates + 1})",
+        f"hydra.sweep.dir={sweep_dir}",
+        *args.overrides,
+    ]
     print("emdsim-experiment: " + " ".join(command[2:]), flush=True)
     code = _in_process(command[3:]) if args.in_process else subprocess.call(command)
     if code not in (0, 1):
@@ -98,8 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .viz.sweeps import plot_comparison
 
     plot_comparison(result, spec["reference"], out / "comparison.png", title=spec["question"])
-    command_text = " ".join(["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []),
-                             *args.overrides])
+    command_text = " ".join(
+        ["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides]
+    )
     atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
     print(f"emdsim-experiment: {out / 'README.md'}", flush=True)
     return code
@@ -121,11 +136,16 @@ def _in_process(argv: list[str]) -> int:
 
 
 def _wound_summary(wounds: pd.DataFrame, done: pd.DataFrame, arm: str) -> str:
-    lines = ["", "### Wound-site plasmacytomas", "",
-             "Wound lesions seeded (any size) and detected by imaging, pooled over replicates.", "",
-             "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients "
-             "| median months after the procedure | high-risk share |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "### Wound-site plasmacytomas",
+        "",
+        "Wound lesions seeded (any size) and detected by imaging, pooled over replicates.",
+        "",
+        "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients "
+        "| median months after the procedure | high-risk share |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for a, g in done.groupby(arm):
         w = wounds[wounds["arm"] == a]
         n_pat = int(g["n_patients"].sum())
@@ -142,29 +162,46 @@ def _fmt(v) -> str:
 
 def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, extra: str, frame) -> str:
     arms = spec["arms"]
-    lines = [f"# {spec['name']}: {spec['question']}", "",
-             "## Design", "",
-             f"- Model: `experiment={spec['config']}` (the parameter set of `conf/experiment/{spec['config']}.yaml`), "
-             f"{n} virtual patients per cohort, "
-             f"{replicates} replicate cohorts (seeds 1..{replicates}); every arm runs on the same patients and "
-             "streams (common random numbers).",
-             f"- Arms ({'config group `' + spec['arm_group'] + '`' if spec.get('arm_group') else 'parameter sets'}), "
-             f"reference `{spec['reference']}`:"]
+    lines = [
+        f"# {spec['name']}: {spec['question']}",
+        "",
+        "## Design",
+        "",
+        f"- Model: `experiment={spec['config']}` (the parameter set of `conf/experiment/{spec['config']}.yaml`), "
+        f"{n} virtual patients per cohort, "
+        f"{replicates} replicate cohorts (seeds 1..{replicates}); every arm runs on the same patients and "
+        "streams (common random numbers).",
+        f"- Arms ({'config group `' + spec['arm_group'] + '`' if spec.get('arm_group') else 'parameter sets'}), "
+        f"reference `{spec['reference']}`:",
+    ]
     if spec.get("arm_group"):
         lines += [f"  - `{a}`" for a in arms]
     else:
-        lines += [f"  - `{a}`: " + (", ".join(f"`{k}={v}`" for k, v in (arms[a] or {}).items()) or "defaults")
-                  for a in arms]
+        lines += [
+            f"  - `{a}`: " + (", ".join(f"`{k}={v}`" for k, v in (arms[a] or {}).items()) or "defaults") for a in arms
+        ]
     if spec.get("overrides"):
         lines.append(f"- Fixed overrides: {', '.join('`' + o + '`' for o in spec['overrides'])}")
     n_failed = int((frame["status"] != "done").sum())
-    lines += ["", "## Reproduce", "", "```bash", command, "```", "",
-              f"{int((frame['status'] == 'done').sum())} jobs finished, {n_failed} did not.", "",
-              "## Result", "",
-              "Mean over replicate cohorts per arm; difference from the reference arm paired by replicate, "
-              "with its 95% interval across replicates (fractions are of diagnosed or relapsed patients; "
-              "months for medians).", "",
-              "| metric | arm | mean | difference vs reference | 95% interval |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"{int((frame['status'] == 'done').sum())} jobs finished, {n_failed} did not.",
+        "",
+        "## Result",
+        "",
+        "Mean over replicate cohorts per arm; difference from the reference arm paired by replicate, "
+        "with its 95% interval across replicates (fractions are of diagnosed or relapsed patients; "
+        "months for medians).",
+        "",
+        "| metric | arm | mean | difference vs reference | 95% interval |",
+        "|---|---|---|---|---|",
+    ]
     for r in result.itertuples():
         diff = getattr(r, "difference", float("nan"))
         ci = "(reference)" if r.arm == spec["reference"] else f"{_fmt(r.lower)} to {_fmt(r.upper)}"
@@ -180,21 +217,31 @@ def main(argv: list[str] | None = None) -> None:
         "every arm runs on the same virtual patients (replicate r is seed=r in every arm) through emdsim -m\n"
         "and any Hydra launcher; differences from the reference arm are paired by replicate, with 95 %\n"
         "intervals across replicates.",
-        [("emdsim-experiment list", "the experiments and their questions"),
-         ("emdsim-experiment run q2_allo_vs_auto --tiny", "check an experiment's config in seconds"),
-         ("emdsim-experiment run q2_allo_vs_auto hydra/launcher=joblib", "the experiment on every core"),
-         ("emdsim-experiment run q2_allo_vs_auto --out experiments/q2_allo_vs_auto", "update the committed results")],
+        [
+            ("emdsim-experiment list", "the experiments and their questions"),
+            ("emdsim-experiment run q2_allo_vs_auto --tiny", "check an experiment's config in seconds"),
+            ("emdsim-experiment run q2_allo_vs_auto hydra/launcher=joblib", "the experiment on every core"),
+            ("emdsim-experiment run q2_allo_vs_auto --out experiments/q2_allo_vs_auto", "update the committed results"),
+        ],
         "OUT (default outputs/experiments/<name>-<time>): sweep/, comparison.csv, comparison.png, README.md;\n"
-        "  the committed results under experiments/ change only with --out.")
+        "  the committed results under experiments/ change only with --out.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the experiments and their questions")
     run = sub.add_parser("run", help="run one experiment's sweep and compare its arms")
     run.add_argument("name")
     run.add_argument("--tiny", action="store_true", help="6 patients, 2 replicates, 1.5 years: checks the config only")
-    run.add_argument("--out", type=Path, help="output folder (default outputs/experiments/NAME-<time>; "
-                     "--out experiments/NAME updates the committed results)")
-    run.add_argument("--in-process", action="store_true",
-                     help="run the jobs in this process with the basic launcher (tests, notebooks)")
+    run.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default outputs/experiments/NAME-<time>; "
+        "--out experiments/NAME updates the committed results)",
+    )
+    run.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the jobs in this process with the basic launcher (tests, notebooks)",
+    )
     args, args.overrides = parse_with_overrides(parser, argv)
     run_command("emdsim-experiment", "invalid experiment", cmd_run if args.command == "run" else cmd_list, args)
 

@@ -25,6 +25,7 @@ from .units import DAYS_PER_MONTH
 
 __all__ = ["ExperimentSpec", "parse_experiment", "arm_table", "compare", "wound_lesions"]
 
+
 class ExperimentSpec(dict):
     """A validated experiment entry (a dict with the keys documented in experiments.yaml)."""
 
@@ -75,8 +76,14 @@ def arm_table(spec: ExperimentSpec, defaults: Mapping[str, Any]) -> pd.DataFrame
     return pd.DataFrame([{p: float((arms[a] or {}).get(p, defaults[p])) for p in paths} for a in spec["arm_names"]])
 
 
-def compare(frame: pd.DataFrame, arm: str, reference: str, metrics: Sequence[str],
-            replicate: str = "override.seed", order: Sequence[Any] | None = None) -> pd.DataFrame:
+def compare(
+    frame: pd.DataFrame,
+    arm: str,
+    reference: str,
+    metrics: Sequence[str],
+    replicate: str = "override.seed",
+    order: Sequence[Any] | None = None,
+) -> pd.DataFrame:
     """Per metric and arm: mean over replicates, and the paired difference from ``reference``
     (mean, 95% t interval over replicates, number of pairs)."""
     done = frame[frame["status"] == "done"]
@@ -89,14 +96,21 @@ def compare(frame: pd.DataFrame, arm: str, reference: str, metrics: Sequence[str
             wide = wide[[a for a in order if a in wide.columns]]
         for a in wide.columns:
             vals = wide[a].to_numpy(float)
-            row = {"metric": metric, "arm": a, "mean": float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan,
-                   "n_replicates": int(np.isfinite(vals).sum())}
+            row = {
+                "metric": metric,
+                "arm": a,
+                "mean": float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan,
+                "n_replicates": int(np.isfinite(vals).sum()),
+            }
             if a != reference and reference in wide:
                 d = (wide[a] - wide[reference]).to_numpy(float)
                 d = d[np.isfinite(d)]
                 mean = float(d.mean()) if len(d) else math.nan
-                half = (float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
-                        if len(d) >= 2 else math.nan)
+                half = (
+                    float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+                    if len(d) >= 2
+                    else math.nan
+                )
                 row.update({"difference": mean, "lower": mean - half, "upper": mean + half, "n_pairs": int(len(d))})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -112,10 +126,32 @@ def wound_lesions(jobs: Sequence[tuple[Any, Path]]) -> pd.DataFrame:
         wound = les[les["kind"] == "wound"]
         for r in wound.itertuples():
             p = pts.loc[r.patient_id]
-            rows.append({"arm": arm_value, "dir": Path(d).name, "patient_id": r.patient_id, "site": r.site,
-                         "months_after_procedure": (r.onset_days - r.wound_opened_days) / DAYS_PER_MONTH,
-                         "detected": bool(r.detected_at_diagnosis or r.detected_at_relapse or
-                                          not math.isnan(r.detectable_days)),
-                         "high_risk": bool(p["high_risk"]), "subgroup": p["subgroup"], "treatment": p["treatment"]})
-    return pd.DataFrame(rows, columns=["arm", "dir", "patient_id", "site", "months_after_procedure", "detected",
-                                       "high_risk", "subgroup", "treatment"])
+            rows.append(
+                {
+                    "arm": arm_value,
+                    "dir": Path(d).name,
+                    "patient_id": r.patient_id,
+                    "site": r.site,
+                    "months_after_procedure": (r.onset_days - r.wound_opened_days) / DAYS_PER_MONTH,
+                    "detected": bool(
+                        r.detected_at_diagnosis or r.detected_at_relapse or not math.isnan(r.detectable_days)
+                    ),
+                    "high_risk": bool(p["high_risk"]),
+                    "subgroup": p["subgroup"],
+                    "treatment": p["treatment"],
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "arm",
+            "dir",
+            "patient_id",
+            "site",
+            "months_after_procedure",
+            "detected",
+            "high_risk",
+            "subgroup",
+            "treatment",
+        ],
+    )

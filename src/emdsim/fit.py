@@ -42,17 +42,34 @@ from .design import ParameterRange, parse_range
 from .summary import summarise
 from .targets import Target
 
-__all__ = ["FitParameter", "FitTarget", "FitConstraint", "FitRequirement", "FitSpec", "STATISTICS", "CHECKS",
-           "parse_fit_spec",
-           "with_parameters", "cohort_statistics", "z_squared", "bound_z_squared", "distance", "simulate",
-           "weighted_quantile"]
+__all__ = [
+    "FitParameter",
+    "FitTarget",
+    "FitConstraint",
+    "FitRequirement",
+    "FitSpec",
+    "STATISTICS",
+    "CHECKS",
+    "parse_fit_spec",
+    "with_parameters",
+    "cohort_statistics",
+    "z_squared",
+    "bound_z_squared",
+    "distance",
+    "simulate",
+    "weighted_quantile",
+]
 
 #: statistics of a simulated cohort a target can be matched with: name -> (summary key, denominator)
 STATISTICS = {
-    "ps_at_diagnosis": ("ps_at_diagnosis", "n_diagnosed"), "em_at_diagnosis": ("em_at_diagnosis", "n_diagnosed"),
-    "emd_at_diagnosis": ("emd_at_diagnosis", "n_diagnosed"), "ps_at_relapse": ("ps_at_relapse", "n_relapsed"),
-    "em_at_relapse": ("em_at_relapse", "n_relapsed"), "emd_at_relapse": ("emd_at_relapse", "n_relapsed"),
-    "em_ever": ("em_ever", "n_diagnosed"), "emd_ever": ("emd_ever", "n_diagnosed"),
+    "ps_at_diagnosis": ("ps_at_diagnosis", "n_diagnosed"),
+    "em_at_diagnosis": ("em_at_diagnosis", "n_diagnosed"),
+    "emd_at_diagnosis": ("emd_at_diagnosis", "n_diagnosed"),
+    "ps_at_relapse": ("ps_at_relapse", "n_relapsed"),
+    "em_at_relapse": ("em_at_relapse", "n_relapsed"),
+    "emd_at_relapse": ("emd_at_relapse", "n_relapsed"),
+    "em_ever": ("em_ever", "n_diagnosed"),
+    "emd_ever": ("emd_ever", "n_diagnosed"),
     "diagnosed": ("diagnosed_fraction", "n_patients"),
 }
 #: qualitative checks on a simulated cohort
@@ -77,7 +94,7 @@ class FitTarget:
     name: str
     scenario: str
     statistic: str
-    value: float     # fraction
+    value: float  # fraction
     n: int
     reported: Target
 
@@ -98,21 +115,22 @@ class FitRequirement:
     name: str
     scenario: str
     statistic: str
-    minimum: float | None   # fraction
+    minimum: float | None  # fraction
     maximum: float | None
     source: str
 
     def bound_text(self) -> str:
         """``>= 80%`` / ``<= 5%`` / both."""
-        return " and ".join(f"{op} {100 * v:g}%" for op, v in ((">=", self.minimum), ("<=", self.maximum))
-                            if v is not None)
+        return " and ".join(
+            f"{op} {100 * v:g}%" for op, v in ((">=", self.minimum), ("<=", self.maximum)) if v is not None
+        )
 
 
 @dataclass
 class FitSpec:
     name: str
     parameters: tuple[FitParameter, ...]
-    scenarios: dict[str, dict[str, Any]]      # name -> {overrides: [...], n_patients: int}
+    scenarios: dict[str, dict[str, Any]]  # name -> {overrides: [...], n_patients: int}
     targets: tuple[FitTarget, ...]
     constraints: tuple[FitConstraint, ...]
     population_size: int
@@ -137,13 +155,28 @@ def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]], targets: list[Target],
-                   scenario_names: list[str]) -> FitSpec:
+def parse_fit_spec(
+    data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any]], targets: list[Target], scenario_names: list[str]
+) -> FitSpec:
     """Validate a fit spec: parameters against the schema, targets against the targets file,
     scenarios against ``conf/scenario``; every problem is a :class:`ConfigError`."""
-    allowed = {"name", "parameters", "scenarios", "targets", "constraints", "population_size", "max_generations",
-               "max_walltime_minutes", "min_acceptance_rate", "predictive_draws", "seed", "overrides", "targets_file",
-               "point_estimate", "requirements"}
+    allowed = {
+        "name",
+        "parameters",
+        "scenarios",
+        "targets",
+        "constraints",
+        "population_size",
+        "max_generations",
+        "max_walltime_minutes",
+        "min_acceptance_rate",
+        "predictive_draws",
+        "seed",
+        "overrides",
+        "targets_file",
+        "point_estimate",
+        "requirements",
+    }
     for key in data:
         if key not in allowed:
             raise ConfigError(f"fit.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
@@ -161,8 +194,10 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
             raise ConfigError(where, name, f"a scenario of conf/scenario ({scenario_names})")
         if not isinstance(sc, Mapping):
             raise ConfigError(where, sc, "a mapping {n_patients: int, overrides: [...]}")
-        scenarios[name] = {"n_patients": _positive_int(f"{where}.n_patients", sc.get("n_patients")),
-                           "overrides": [str(o) for o in sc.get("overrides") or ()]}
+        scenarios[name] = {
+            "n_patients": _positive_int(f"{where}.n_patients", sc.get("n_patients")),
+            "overrides": [str(o) for o in sc.get("overrides") or ()],
+        }
     if not scenarios:
         raise ConfigError("fit.scenarios", data.get("scenarios"), "at least one cohort scenario")
     by_name = {t.name: t for t in targets}
@@ -173,8 +208,11 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
             raise ConfigError(where, name, "a target of data/targets/clinical_targets.yaml")
         t = by_name[name]
         if not isinstance(m, Mapping) or m.get("scenario") not in scenarios:
-            raise ConfigError(f"{where}.scenario", (m or {}).get("scenario") if isinstance(m, Mapping) else m,
-                              f"one of the fit's scenarios {sorted(scenarios)}")
+            raise ConfigError(
+                f"{where}.scenario",
+                (m or {}).get("scenario") if isinstance(m, Mapping) else m,
+                f"one of the fit's scenarios {sorted(scenarios)}",
+            )
         if m.get("statistic") not in STATISTICS:
             raise ConfigError(f"{where}.statistic", m.get("statistic"), f"one of {sorted(STATISTICS)}")
         if not isinstance(t.value, int | float) or t.unit != "%":
@@ -215,13 +253,23 @@ def parse_fit_spec(data: Mapping[str, Any], known: Mapping[str, Mapping[str, Any
         raise ConfigError("fit.point_estimate", point, "a mapping {candidates: int >= 1, scale: int >= 1}")
     candidates = _positive_int("fit.point_estimate.candidates", point["candidates"]) if point else 0
     scale = _positive_int("fit.point_estimate.scale", point.get("scale", 4))
-    return FitSpec(name=str(data.get("name", "fit")), parameters=tuple(params), scenarios=scenarios,
-                   point_candidates=candidates, point_scale=scale, requirements=requirements,
-                   targets=tuple(fit_targets), constraints=tuple(constraints),
-                   population_size=data["population_size"], max_generations=data["max_generations"],
-                   max_walltime_minutes=float(wall), min_acceptance_rate=float(rate),
-                   predictive_draws=data["predictive_draws"], seed=_positive_int("fit.seed", data.get("seed", 0), 0),
-                   overrides=tuple(str(o) for o in data.get("overrides") or ()))
+    return FitSpec(
+        name=str(data.get("name", "fit")),
+        parameters=tuple(params),
+        scenarios=scenarios,
+        point_candidates=candidates,
+        point_scale=scale,
+        requirements=requirements,
+        targets=tuple(fit_targets),
+        constraints=tuple(constraints),
+        population_size=data["population_size"],
+        max_generations=data["max_generations"],
+        max_walltime_minutes=float(wall),
+        min_acceptance_rate=float(rate),
+        predictive_draws=data["predictive_draws"],
+        seed=_positive_int("fit.seed", data.get("seed", 0), 0),
+        overrides=tuple(str(o) for o in data.get("overrides") or ()),
+    )
 
 
 def _requirement(name: str, r: Any, scenarios: Mapping[str, Any]) -> FitRequirement:
@@ -243,8 +291,9 @@ def _requirement(name: str, r: Any, scenarios: Mapping[str, Any]) -> FitRequirem
     if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
         raise ConfigError(f"{where}.min", r["min"], f"<= max ({r['max']})")
     if not str(r.get("source") or "").strip():
-        raise ConfigError(f"{where}.source", r.get("source"),
-                          "the reason for the bound (a citation or 'assumption: ...')")
+        raise ConfigError(
+            f"{where}.source", r.get("source"), "the reason for the bound (a citation or 'assumption: ...')"
+        )
     return FitRequirement(name, r["scenario"], r["statistic"], bounds["min"], bounds["max"], str(r["source"]))
 
 
@@ -340,13 +389,15 @@ def distance(sim: Mapping[str, Any], spec: FitSpec) -> tuple[float, dict[str, fl
         terms[c.name] = 0.0 if sim[f"{c.scenario}.{c.name}"] else c.penalty
     for r in spec.requirements:
         key, denom = STATISTICS[r.statistic]
-        terms[r.name] = bound_z_squared(float(sim[f"{r.scenario}.{key}"]), int(sim[f"{r.scenario}.{denom}"]),
-                                        r.minimum, r.maximum)
+        terms[r.name] = bound_z_squared(
+            float(sim[f"{r.scenario}.{key}"]), int(sim[f"{r.scenario}.{denom}"]), r.minimum, r.maximum
+        )
     return float(sum(terms.values())), terms
 
 
-def simulate(spec: FitSpec, bases: Mapping[str, EmdConfig], values: Mapping[str, float],
-             run: Callable[[EmdConfig], pd.DataFrame]) -> dict[str, Any]:
+def simulate(
+    spec: FitSpec, bases: Mapping[str, EmdConfig], values: Mapping[str, float], run: Callable[[EmdConfig], pd.DataFrame]
+) -> dict[str, Any]:
     """Simulate every scenario at ``values`` (parameter path -> value); flat statistics
     ``{"usmani.em_at_diagnosis": ..., "usmani.n_diagnosed": ..., "usmani.<constraint>": bool}``."""
     out: dict[str, Any] = {}

@@ -18,8 +18,17 @@ from .cohort import run_cohort
 from .config.schema import EmdConfig
 from .fit import FitSpec, distance, simulate
 
-__all__ = ["AbcModel", "AbcDistance", "start", "open_history", "posterior", "last_generation",
-           "wall_seconds", "effective_sample_size", "run_patients"]
+__all__ = [
+    "AbcModel",
+    "AbcDistance",
+    "start",
+    "open_history",
+    "posterior",
+    "last_generation",
+    "wall_seconds",
+    "effective_sample_size",
+    "run_patients",
+]
 
 
 def run_patients(cfg: EmdConfig) -> pd.DataFrame:
@@ -53,8 +62,9 @@ class AbcDistance:
 def _prior(spec: FitSpec):
     import pyabc
 
-    return pyabc.Distribution(**{p.key: pyabc.RV("uniform", p.bounds()[0], p.bounds()[1] - p.bounds()[0])
-                                 for p in spec.parameters})
+    return pyabc.Distribution(
+        **{p.key: pyabc.RV("uniform", p.bounds()[0], p.bounds()[1] - p.bounds()[0]) for p in spec.parameters}
+    )
 
 
 def _sampler(n_procs: int, dask: str | None):
@@ -74,8 +84,14 @@ def start(spec: FitSpec, bases: dict[str, EmdConfig], db: Path, *, n_procs: int,
     done, wall seconds already spent)``; ``abc.run(...)`` continues it."""
     import pyabc
 
-    abc = pyabc.ABCSMC(AbcModel(spec, bases), _prior(spec), AbcDistance(spec), population_size=spec.population_size,
-                       sampler=_sampler(n_procs, dask), eps=pyabc.epsilon.QuantileEpsilon(alpha=0.5))
+    abc = pyabc.ABCSMC(
+        AbcModel(spec, bases),
+        _prior(spec),
+        AbcDistance(spec),
+        population_size=spec.population_size,
+        sampler=_sampler(n_procs, dask),
+        eps=pyabc.epsilon.QuantileEpsilon(alpha=0.5),
+    )
     if Path(db).is_file():
         history = abc.load(f"sqlite:///{db}", 1)
         return abc, history.max_t + 1, wall_seconds(history)
@@ -98,7 +114,7 @@ def wall_seconds(history) -> float:
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size of importance weights: ``(sum w)^2 / sum w^2``."""
     w = np.asarray(weights, float)
-    return float(w.sum() ** 2 / np.sum(w ** 2)) if w.size and np.sum(w ** 2) > 0 else 0.0
+    return float(w.sum() ** 2 / np.sum(w**2)) if w.size and np.sum(w**2) > 0 else 0.0
 
 
 def posterior(spec: FitSpec, history) -> pd.DataFrame:
@@ -112,5 +128,6 @@ def posterior(spec: FitSpec, history) -> pd.DataFrame:
 def last_generation(spec: FitSpec, history) -> list[tuple[float, dict[str, float]]]:
     """``(ABC distance, parameter values)`` of every particle of the last generation."""
     particles = history.get_population(t=history.max_t).particles
-    return [(float(q.distance), {p.path: float(p.to_value(q.parameter[p.key])) for p in spec.parameters})
-            for q in particles]
+    return [
+        (float(q.distance), {p.path: float(p.to_value(q.parameter[p.key])) for p in spec.parameters}) for q in particles
+    ]

@@ -34,7 +34,8 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
         line = key_node.start_mark.line + 1
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one", key_node.start_mark)
+                None, None, f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one", key_node.start_mark
+            )
         seen[key] = line
     return loader.construct_mapping(node, deep=deep)
 

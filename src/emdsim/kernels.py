@@ -84,8 +84,9 @@ def _death_and_survival(death_base, niche_loss, supp, dt):  # pragma: no cover -
 
 
 @JIT
-def static_rates(traits, adhesion, soil, release_base, death_base, niche_loss, dt, i_nd, p_death, survival,
-                 retained):  # pragma: no cover - compiled
+def static_rates(
+    traits, adhesion, soil, release_base, death_base, niche_loss, dt, i_nd, p_death, survival, retained
+):  # pragma: no cover - compiled
     """Per patient, compartment and clone state (P, N, K), what does not change during a course:
     the per-step death and survival probabilities on the compartment's own soil (``soil``; a wound's
     changes with its inflammation, so :func:`advance` computes those per step) and the uncrowded
@@ -113,9 +114,33 @@ def _switch_table(switch_rates, factor, mu_ks, mu_k):  # pragma: no cover - comp
 
 
 @JIT_INLINE
-def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, is_wound, p_death_p, survival_p, occ, capacity,
-          in_marrow, blood, birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd, i_prolif,
-          i_em):  # pragma: no cover
+def _grow(
+    bitgen,
+    tally,
+    cells_p,
+    gain,
+    traits_p,
+    prolif_p,
+    soil,
+    is_wound,
+    p_death_p,
+    survival_p,
+    occ,
+    capacity,
+    in_marrow,
+    blood,
+    birth_base,
+    death_base,
+    niche_loss,
+    dt,
+    thr,
+    mu_ks,
+    mu_k,
+    to_s,
+    i_nd,
+    i_prolif,
+    i_em,
+):  # pragma: no cover
     """Process 1: births and deaths of every occupied entry; newborns that switch go to their subclone.
     ``occ`` holds the occupancy before the step on entry and after growth on return; death and
     survival probabilities come from :func:`static_rates` except in wounds."""
@@ -161,8 +186,9 @@ def _grow(bitgen, tally, cells_p, gain, traits_p, prolif_p, soil, is_wound, p_de
 
 
 @JIT_INLINE
-def _release(bitgen, tally, cells_p, retained_p, occ, release_base, crowding_gain, dt, thr,
-             entering):  # pragma: no cover
+def _release(
+    bitgen, tally, cells_p, retained_p, occ, release_base, crowding_gain, dt, thr, entering
+):  # pragma: no cover
     """Process 2: egress from marrow and shedding from soft tissue into ``entering (K,)`` (``retained_p``:
     the uncrowded hazards from :func:`static_rates`)."""
     n_n, n_k = cells_p.shape
@@ -182,8 +208,21 @@ def _release(bitgen, tally, cells_p, retained_p, occ, release_base, crowding_gai
 
 
 @JIT_INLINE
-def _extend(bitgen, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt, p_spill,
-            thr, last_local_p):  # pragma: no cover
+def _extend(
+    bitgen,
+    tally,
+    cells_p,
+    disrupted_p,
+    occ,
+    ps_marrow,
+    ps_nodes,
+    disruption_occ,
+    disruption_rate,
+    dt,
+    p_spill,
+    thr,
+    last_local_p,
+):  # pragma: no cover
     """Process 3: marrow sites above the occupancy threshold break their cortex (a hazard); cells of
     breached sites spill into the paraskeletal compartment beside them."""
     n_k = cells_p.shape[1]
@@ -210,9 +249,31 @@ def _extend(bitgen, tally, cells_p, disrupted_p, occ, ps_marrow, ps_nodes, disru
 
 
 @JIT_INLINE
-def _circulate(bitgen, tally, cells_p, entering, homing_p, inflammation_p, dest, dest_marrow, dest_wound, soil,
-               traits_p, i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem_p, weights, settle, share,
-               arrived):  # pragma: no cover
+def _circulate(
+    bitgen,
+    tally,
+    cells_p,
+    entering,
+    homing_p,
+    inflammation_p,
+    dest,
+    dest_marrow,
+    dest_wound,
+    soil,
+    traits_p,
+    i_nd,
+    blood,
+    p_arrest,
+    p_die_rest,
+    p_engraft,
+    p_col,
+    thr,
+    last_haem_p,
+    weights,
+    settle,
+    share,
+    arrived,
+):  # pragma: no cover
     """Process 4: death in the blood, arrest by destination, engraftment (marrow) or colonisation."""
     n_k = cells_p.shape[1]
     n_d = dest.size
@@ -279,8 +340,7 @@ def _kill_probabilities(node_kill, efficacy_p, traits_p, i_sens, dt, kill_p):  #
     for n in range(n_n):
         kn = node_kill[n]
         for k in range(n_k):
-            kill_p[n, k] = (_event_probability(_kill_rate(kn, efficacy_p, traits_p[k, i_sens]), dt) if kn > 0.0
-                            else 0.0)
+            kill_p[n, k] = _event_probability(_kill_rate(kn, efficacy_p, traits_p[k, i_sens]), dt) if kn > 0.0 else 0.0
 
 
 @JIT_INLINE
@@ -329,11 +389,48 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
 
 
 @JIT
-def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor, p_death, survival, retained, homing,
-            inflammation, disrupted, regimen, efficacy, kill_table, soil_base, is_wound, capacity, in_marrow, blood,
-            release_base, ps_marrow, ps_nodes, em_nodes, dest, dest_marrow, dest_wound, switch_rates, k, last_local,
-            last_haem, lesion_onset, lesion_route, lesion_detectable, node_total, kill_prob, kill_regimen,
-            kill_efficacy):  # pragma: no cover
+def advance(
+    rng,
+    counts,
+    alive,
+    t,
+    cells,
+    traits,
+    patient_prolif,
+    switch_factor,
+    p_death,
+    survival,
+    retained,
+    homing,
+    inflammation,
+    disrupted,
+    regimen,
+    efficacy,
+    kill_table,
+    soil_base,
+    is_wound,
+    capacity,
+    in_marrow,
+    blood,
+    release_base,
+    ps_marrow,
+    ps_nodes,
+    em_nodes,
+    dest,
+    dest_marrow,
+    dest_wound,
+    switch_rates,
+    k,
+    last_local,
+    last_haem,
+    lesion_onset,
+    lesion_route,
+    lesion_detectable,
+    node_total,
+    kill_prob,
+    kill_regimen,
+    kill_efficacy,
+):  # pragma: no cover
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
     route of new lesions, extinction).  ``node_total (P, N)`` holds each compartment's cells before
     the step (:func:`node_totals`, or the previous step's) and receives them after it; nothing
@@ -349,8 +446,12 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
     p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
     p_engraft, p_col = c.p_marrow_engraftment, c.p_colonisation
     dt, thr, extinction = c.dt_days, c.deterministic_threshold_cells, c.extinction_cells
-    i_nd, i_prolif, i_em, i_sens = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation, \
-        c.trait_drug_sensitivity
+    i_nd, i_prolif, i_em, i_sens = (
+        c.trait_niche_dependence,
+        c.trait_proliferation,
+        c.trait_em_proliferation,
+        c.trait_drug_sensitivity,
+    )
     route_local, route_haem = c.route_local, c.route_haematogenous
     bitgen, tally = rng.bit_generator, counts[0]
     n_p, n_n, n_k = cells.shape
@@ -377,21 +478,80 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
         for n in range(n_n):
             occ[n] = _occupancy(node_total[p, n], capacity[n])
         _switch_table(switch_rates, switch_factor[p], mu_ks, mu_k)
-        _grow(bitgen, tally, cells_p, gain, traits_p, patient_prolif[p], soil, is_wound, p_death[p], survival[p], occ,
-              capacity, in_marrow, blood, birth_base, death_base, niche_loss, dt, thr, mu_ks, mu_k, to_s, i_nd,
-              i_prolif, i_em)                                                                                # 1
+        _grow(
+            bitgen,
+            tally,
+            cells_p,
+            gain,
+            traits_p,
+            patient_prolif[p],
+            soil,
+            is_wound,
+            p_death[p],
+            survival[p],
+            occ,
+            capacity,
+            in_marrow,
+            blood,
+            birth_base,
+            death_base,
+            niche_loss,
+            dt,
+            thr,
+            mu_ks,
+            mu_k,
+            to_s,
+            i_nd,
+            i_prolif,
+            i_em,
+        )  # 1
         _release(bitgen, tally, cells_p, retained[p], occ, release_base, crowding_gain, dt, thr, entering)  # 2
-        _extend(bitgen, tally, cells_p, disrupted[p], occ, ps_marrow, ps_nodes, disruption_occ, disruption_rate, dt,
-                p_spill, thr, last_local[p])                                                                  # 3
-        _circulate(bitgen, tally, cells_p, entering, homing[p], inflammation[p], dest, dest_marrow, dest_wound, soil,
-                   traits_p, i_nd, blood, p_arrest, p_die_rest, p_engraft, p_col, thr, last_haem[p], weights,
-                   settle, share, arrived)                                                                    # 4
+        _extend(
+            bitgen,
+            tally,
+            cells_p,
+            disrupted[p],
+            occ,
+            ps_marrow,
+            ps_nodes,
+            disruption_occ,
+            disruption_rate,
+            dt,
+            p_spill,
+            thr,
+            last_local[p],
+        )  # 3
+        _circulate(
+            bitgen,
+            tally,
+            cells_p,
+            entering,
+            homing[p],
+            inflammation[p],
+            dest,
+            dest_marrow,
+            dest_wound,
+            soil,
+            traits_p,
+            i_nd,
+            blood,
+            p_arrest,
+            p_die_rest,
+            p_engraft,
+            p_col,
+            thr,
+            last_haem[p],
+            weights,
+            settle,
+            share,
+            arrived,
+        )  # 4
         r = regimen[p]
         if r != untreated:
             if kill_regimen[p] != r or kill_efficacy[p] != efficacy[p]:  # tabled until either changes
                 _kill_probabilities(kill_table[r], efficacy[p], traits_p, i_sens, dt, kill_prob[p])
                 kill_regimen[p], kill_efficacy[p] = r, efficacy[p]
-            _treat(bitgen, tally, cells_p, kill_table[r], kill_prob[p], thr)                                   # 5
+            _treat(bitgen, tally, cells_p, kill_table[r], kill_prob[p], thr)  # 5
         _record_onset(t, ps_nodes, last_local[p], route_local, lesion_onset[p], lesion_route[p])
         _record_onset(t, em_nodes, last_haem[p], route_haem, lesion_onset[p], lesion_route[p])
         _book_lesions(cells_p, extinction, lesion_onset[p], lesion_route[p], lesion_detectable[p], node_total[p])
@@ -399,21 +559,49 @@ def advance(rng, counts, alive, t, cells, traits, patient_prolif, switch_factor,
 
 # ---------------------------------------------------------------------------- clinical course
 #: the constants :func:`clinic` reads from its ``cl`` array, in order
-CLINIC_CONSTANTS = ("detection_threshold_cells", "diagnosis_marrow_cells", "progression_rise_fraction",
-                    "progression_min_cells", "symptomatic_lesion_cells", "min_days_on_line", "line_efficacy_factor",
-                    "gompertz_a_per_year", "gompertz_b_per_year", "tumour_death_rate_per_day", "lethal_burden_cells",
-                    "tumour_death_exponent", "dt_days", "followup_days", "max_days_to_diagnosis")
+CLINIC_CONSTANTS = (
+    "detection_threshold_cells",
+    "diagnosis_marrow_cells",
+    "progression_rise_fraction",
+    "progression_min_cells",
+    "symptomatic_lesion_cells",
+    "min_days_on_line",
+    "line_efficacy_factor",
+    "gompertz_a_per_year",
+    "gompertz_b_per_year",
+    "tumour_death_rate_per_day",
+    "lethal_burden_cells",
+    "tumour_death_exponent",
+    "dt_days",
+    "followup_days",
+    "max_days_to_diagnosis",
+)
 #: the constants of one step of :func:`advance` (rates from the configuration, per-step probabilities
 #: derived once, trait columns and route codes), one numpy record read by field name
-ADVANCE_RECORD = np.dtype([
-    ("birth_rate_per_day", np.float64), ("death_rate_per_day", np.float64),
-    ("niche_loss_death_rate_per_day", np.float64), ("crowding_egress_gain", np.float64),
-    ("cortical_disruption_occupancy", np.float64), ("cortical_disruption_rate_per_day", np.float64),
-    ("p_spill_per_step", np.float64), ("p_arrest_per_step", np.float64), ("p_die_in_blood_per_step", np.float64),
-    ("p_marrow_engraftment", np.float64), ("p_colonisation", np.float64), ("dt_days", np.float64),
-    ("deterministic_threshold_cells", np.float64), ("extinction_cells", np.float64),
-    ("trait_niche_dependence", np.int64), ("trait_proliferation", np.int64), ("trait_em_proliferation", np.int64),
-    ("trait_drug_sensitivity", np.int64), ("route_local", np.int64), ("route_haematogenous", np.int64)])
+ADVANCE_RECORD = np.dtype(
+    [
+        ("birth_rate_per_day", np.float64),
+        ("death_rate_per_day", np.float64),
+        ("niche_loss_death_rate_per_day", np.float64),
+        ("crowding_egress_gain", np.float64),
+        ("cortical_disruption_occupancy", np.float64),
+        ("cortical_disruption_rate_per_day", np.float64),
+        ("p_spill_per_step", np.float64),
+        ("p_arrest_per_step", np.float64),
+        ("p_die_in_blood_per_step", np.float64),
+        ("p_marrow_engraftment", np.float64),
+        ("p_colonisation", np.float64),
+        ("dt_days", np.float64),
+        ("deterministic_threshold_cells", np.float64),
+        ("extinction_cells", np.float64),
+        ("trait_niche_dependence", np.int64),
+        ("trait_proliferation", np.int64),
+        ("trait_em_proliferation", np.int64),
+        ("trait_drug_sensitivity", np.int64),
+        ("route_local", np.int64),
+        ("route_haematogenous", np.int64),
+    ]
+)
 #: the clinical constants as one numpy record: read by name (with its unit) in :func:`clinic`
 CLINIC_RECORD = np.dtype([(name, np.float64) for name in CLINIC_CONSTANTS])
 
@@ -426,8 +614,20 @@ def _start_phase(p, r, t, regimen, phase_end, durations):  # pragma: no cover - 
 
 
 @JIT_INLINE
-def _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, untreated, phase_wound_p,
-                     phase_wound_node, inflammation_p, wound_opened_p):  # pragma: no cover - compiled
+def _next_first_line(
+    p,
+    t,
+    phase_pos,
+    regimen,
+    phase_end,
+    durations,
+    n_first,
+    untreated,
+    phase_wound_p,
+    phase_wound_node,
+    inflammation_p,
+    wound_opened_p,
+):  # pragma: no cover - compiled
     """Patient ``p`` moves to its next first-line phase (off treatment after the last); a phase
     that makes a wound (a catheter, a procedure) opens it."""
     phase_pos[p] += 1
@@ -445,11 +645,47 @@ def _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, un
 
 
 @JIT
-def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_rate, age_years, phase_wound, cl,
-           durations, phase_wound_node, n_first, n_salvage, untreated, undiagnosed, followed, dead, censored, status,
-           t_dx, t_prog, t_death, t_end, burden_at_dx, dx_sites, relapse_sites, lesion_detectable, nadir, lesion_nadir,
-           line, line_start, phase_pos, phase_end, regimen, efficacy, inflammation,
-           wound_opened):  # pragma: no cover - compiled
+def clinic(
+    rng,
+    counts,
+    t,
+    node_total,
+    total,
+    marrow,
+    soft_tissue,
+    lesion_death_rate,
+    age_years,
+    phase_wound,
+    cl,
+    durations,
+    phase_wound_node,
+    n_first,
+    n_salvage,
+    untreated,
+    undiagnosed,
+    followed,
+    dead,
+    censored,
+    status,
+    t_dx,
+    t_prog,
+    t_death,
+    t_end,
+    burden_at_dx,
+    dx_sites,
+    relapse_sites,
+    lesion_detectable,
+    nadir,
+    lesion_nadir,
+    line,
+    line_start,
+    phase_pos,
+    phase_end,
+    regimen,
+    efficacy,
+    inflammation,
+    wound_opened,
+):  # pragma: no cover - compiled
     """Process 6 for every patient, in this order: imaging (soft-tissue lesions above the detection
     threshold), diagnosis when the marrow burden crosses its threshold (imaging records the lesions,
     first-line treatment starts), the end of finite phases, progression (an IMWG-like rise from the
@@ -491,13 +727,37 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
                 dx_sites[p, n] = detectable[n]
                 lesion_nadir[p, n] = node_total[p, n]
             line_start[p] = t
-            _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, untreated, phase_wound[p],
-                             phase_wound_node, inflammation[p], wound_opened[p])
+            _next_first_line(
+                p,
+                t,
+                phase_pos,
+                regimen,
+                phase_end,
+                durations,
+                n_first,
+                untreated,
+                phase_wound[p],
+                phase_wound_node,
+                inflammation[p],
+                wound_opened[p],
+            )
         if status[p] == followed:
             if phase_end[p] <= t:
                 if phase_pos[p] >= 0:
-                    _next_first_line(p, t, phase_pos, regimen, phase_end, durations, n_first, untreated,
-                                     phase_wound[p], phase_wound_node, inflammation[p], wound_opened[p])
+                    _next_first_line(
+                        p,
+                        t,
+                        phase_pos,
+                        regimen,
+                        phase_end,
+                        durations,
+                        n_first,
+                        untreated,
+                        phase_wound[p],
+                        phase_wound_node,
+                        inflammation[p],
+                        wound_opened[p],
+                    )
                 else:
                     regimen[p] = untreated
                     phase_end[p] = np.inf
@@ -505,8 +765,11 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
                 progressed = total[p] >= nadir[p] * grow and total[p] - nadir[p] >= min_rise_cells
                 n = 0
                 while not progressed and n < n_n:
-                    progressed = (node_total[p, n] >= symptomatic_cells
-                                  and node_total[p, n] >= lesion_nadir[p, n] * grow and soft_tissue[n])
+                    progressed = (
+                        node_total[p, n] >= symptomatic_cells
+                        and node_total[p, n] >= lesion_nadir[p, n] * grow
+                        and soft_tissue[n]
+                    )
                     n += 1
                 if progressed:
                     if np.isnan(t_prog[p]):
@@ -529,14 +792,16 @@ def clinic(rng, counts, t, node_total, total, marrow, soft_tissue, lesion_death_
         for n in range(n_n):
             if detectable[n]:
                 lethal += lesion_death_rate[n]
-        h = (gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / DAYS_PER_YEAR
-             + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent + lethal)
+        h = (
+            gompertz_a * np.exp(gompertz_b * (age_years[p] + age_offset)) / DAYS_PER_YEAR
+            + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent
+            + lethal
+        )
         tally.uniform += 1
         if next_double(bitgen) < _event_probability(h, dt):
             status[p] = dead
             t_death[p] = t
             t_end[p] = t
-        if ((status[p] == followed and t >= t_dx[p] + followup_days)
-                or (status[p] == undiagnosed and t >= dx_cap_days)):
+        if (status[p] == followed and t >= t_dx[p] + followup_days) or (status[p] == undiagnosed and t >= dx_cap_days):
             status[p] = censored
             t_end[p] = t

@@ -127,10 +127,24 @@ class EMDModel(mesa.Model):
         return self.recorder.table()
 
     def agent_table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"node": self.tables.world.names[a.node], "clone": a.label, "cells": a.n_cells,
-                              "arrived_by": a.arrived_by, "born_day": a.born_day} for a in self.agents])
+        return pd.DataFrame(
+            [
+                {
+                    "node": self.tables.world.names[a.node],
+                    "clone": a.label,
+                    "cells": a.n_cells,
+                    "arrived_by": a.arrived_by,
+                    "born_day": a.born_day,
+                }
+                for a in self.agents
+            ]
+        )
 
     def result(self) -> CohortResult:
         tally = self.state.tally
-        return CohortResult(patient_records(self.state, self.tables), lesion_records(self.state, self.tables),
-                            (int(tally[0]), int(tally[1])), self.snapshot_table())
+        return CohortResult(
+            patient_records(self.state, self.tables),
+            lesion_records(self.state, self.tables),
+            (int(tally[0]), int(tally[1])),
+            self.snapshot_table(),
+        )

@@ -22,8 +22,17 @@ from .anatomy import LIGANDS
 from .config.schema import SpreadConfig
 from .traits import TRAIT_INDEX
 
-__all__ = ["occupancy", "support", "proliferation", "birth_rate", "death_rate", "adhesion", "retained_release",
-           "crowded_release", "egress_rate"]
+__all__ = [
+    "occupancy",
+    "support",
+    "proliferation",
+    "birth_rate",
+    "death_rate",
+    "adhesion",
+    "retained_release",
+    "crowded_release",
+    "egress_rate",
+]
 
 _L = {name: i for i, name in enumerate(LIGANDS)}
 _T = TRAIT_INDEX
@@ -37,6 +46,7 @@ def occupancy(total_cells: NDArray[np.float64], capacity: NDArray[np.float64]) -
 
 # The rules below are plain arithmetic on numpy arrays *or* scalars: numpy code calls them on
 # arrays, and emdsim.kernels compiles the very same functions with numba for its loops.
+
 
 def support(niche_dependence: ArrayLike, soil: ArrayLike) -> NDArray[np.float64]:
     """Growth support in [0, 1]: 1 in the marrow (soil 1) or for a niche-independent clone."""
@@ -61,11 +71,13 @@ def death_rate(base_rate_per_day: float, niche_loss_rate_per_day: float, supp: A
 def adhesion(traits: NDArray[np.float64], ligands: NDArray[np.float64], sp: SpreadConfig) -> NDArray[np.float64]:
     """Retention score of clones with ``traits (..., T)`` in compartments with ``ligands (..., L)``."""
     t, lg = traits, ligands
-    return (sp.w_vla4 * lg[..., _L["vcam1"]] * t[..., _T["vla4"]]
-            + sp.w_cd44 * lg[..., _L["hyaluronan"]] * t[..., _T["cd44"]]
-            + sp.w_cd56 * lg[..., _L["ncam"]] * t[..., _T["cd56"]]
-            + sp.w_cxcr4 * lg[..., _L["cxcl12"]] * t[..., _T["cxcr4"]]
-            + sp.w_tetraspanin * lg[..., _L["vcam1"]] * t[..., _T["tetraspanin"]])
+    return (
+        sp.w_vla4 * lg[..., _L["vcam1"]] * t[..., _T["vla4"]]
+        + sp.w_cd44 * lg[..., _L["hyaluronan"]] * t[..., _T["cd44"]]
+        + sp.w_cd56 * lg[..., _L["ncam"]] * t[..., _T["cd56"]]
+        + sp.w_cxcr4 * lg[..., _L["cxcl12"]] * t[..., _T["cxcr4"]]
+        + sp.w_tetraspanin * lg[..., _L["vcam1"]] * t[..., _T["tetraspanin"]]
+    )
 
 
 def retained_release(base_rate_per_day: ArrayLike, adh: ArrayLike) -> NDArray[np.float64]:
@@ -79,7 +91,8 @@ def crowded_release(retained: ArrayLike, occ: ArrayLike, crowding_gain: float) -
     return retained * (1.0 + crowding_gain * occ)
 
 
-def egress_rate(base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike,
-                crowding_gain: float) -> NDArray[np.float64]:
+def egress_rate(
+    base_rate_per_day: ArrayLike, adh: ArrayLike, occ: ArrayLike, crowding_gain: float
+) -> NDArray[np.float64]:
     """Egress (release) hazard: ``base * exp(-adhesion) * (1 + crowding_gain * occupancy)``."""
     return crowded_release(retained_release(base_rate_per_day, adh), occ, crowding_gain)

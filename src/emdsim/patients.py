@@ -28,16 +28,16 @@ SUBGROUPS = ("other", "MF", "PR")
 class PatientTable:
     patient_id: NDArray[np.int64]
     high_risk: NDArray[np.bool_]
-    subgroup: NDArray[np.int64]            # index into SUBGROUPS
+    subgroup: NDArray[np.int64]  # index into SUBGROUPS
     centrosome_amplification: NDArray[np.bool_]
-    age_years: NDArray[np.float64]          # at myeloma onset
-    mgus_years: NDArray[np.float64]         # MGUS duration before onset (drawn, not simulated)
-    base_traits: NDArray[np.float64]        # (P, T) founder traits
-    proliferation: NDArray[np.float64]      # multiplier on the birth rate
-    switch_factor: NDArray[np.float64]      # multiplier on every switch rate
-    onset_share: NDArray[np.float64]        # (P, N) founder cells per node (marrow only), sums to 1
-    phase_wound: NDArray[np.bool_]          # (P, n_first_line) the phase's wound is made
-    surgery_day: NDArray[np.float64]        # (P, n_surgeries) days after diagnosis, NaN = none
+    age_years: NDArray[np.float64]  # at myeloma onset
+    mgus_years: NDArray[np.float64]  # MGUS duration before onset (drawn, not simulated)
+    base_traits: NDArray[np.float64]  # (P, T) founder traits
+    proliferation: NDArray[np.float64]  # multiplier on the birth rate
+    switch_factor: NDArray[np.float64]  # multiplier on every switch rate
+    onset_share: NDArray[np.float64]  # (P, N) founder cells per node (marrow only), sums to 1
+    phase_wound: NDArray[np.bool_]  # (P, n_first_line) the phase's wound is made
+    surgery_day: NDArray[np.float64]  # (P, n_surgeries) days after diagnosis, NaN = none
 
     def __len__(self) -> int:
         return len(self.patient_id)
@@ -84,15 +84,18 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
         t = TRAIT_NAMES.index(name)
         np.clip(base[:, t], 0.0, 1.0, out=base[:, t])
 
-    prolif = (np.where(subgroup == 2, tr.pr_proliferation_factor, 1.0)
-              * np.where(high_risk, tr.high_risk_proliferation_factor, 1.0))
-    switch = (np.where(centrosome, tr.centrosome_switch_factor, 1.0)
-              * np.where(subgroup == 1, tr.mf_switch_factor, 1.0)
-              * np.where(high_risk, tr.high_risk_switch_factor, 1.0))
+    prolif = np.where(subgroup == 2, tr.pr_proliferation_factor, 1.0) * np.where(
+        high_risk, tr.high_risk_proliferation_factor, 1.0
+    )
+    switch = (
+        np.where(centrosome, tr.centrosome_switch_factor, 1.0)
+        * np.where(subgroup == 1, tr.mf_switch_factor, 1.0)
+        * np.where(high_risk, tr.high_risk_switch_factor, 1.0)
+    )
     onset = np.zeros((len(ids), world.n_nodes))
     onset[:, marrow] = d
     c = 5 + n_t
-    phase_wound = u[:, c:c + n_first] < np.array([r.p_wound if r.wound else 0.0 for r in cfg.treatment.first_line])
+    phase_wound = u[:, c : c + n_first] < np.array([r.p_wound if r.wound else 0.0 for r in cfg.treatment.first_line])
     c += n_first
     surgery_day = np.full((len(ids), n_surg), np.nan)
     for s, spec in enumerate(cfg.scenario.surgeries):
@@ -100,7 +103,16 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
         day = spec.earliest_days + u[:, c + 2 * s + 1] * (spec.latest_days - spec.earliest_days)
         surgery_day[has, s] = day[has]
     return PatientTable(
-        patient_id=np.asarray(ids, dtype=np.int64), high_risk=high_risk, subgroup=subgroup,
-        centrosome_amplification=centrosome, age_years=age, mgus_years=mgus, base_traits=base,
-        proliferation=prolif, switch_factor=switch, onset_share=onset, phase_wound=phase_wound,
-        surgery_day=surgery_day)
+        patient_id=np.asarray(ids, dtype=np.int64),
+        high_risk=high_risk,
+        subgroup=subgroup,
+        centrosome_amplification=centrosome,
+        age_years=age,
+        mgus_years=mgus,
+        base_traits=base,
+        proliferation=prolif,
+        switch_factor=switch,
+        onset_share=onset,
+        phase_wound=phase_wound,
+        surgery_day=surgery_day,
+    )

@@ -31,9 +31,21 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._jit import JIT, JIT_INLINE
 
-__all__ = ["TALLY", "tally_record", "hazard_to_probability", "event_probability", "birth_probability",
-           "survival_probability", "birth_probability_given_survival",
-           "competing_probabilities", "draw_binomial", "flow_one", "split_one", "realise_flow", "split_flow"]
+__all__ = [
+    "TALLY",
+    "tally_record",
+    "hazard_to_probability",
+    "event_probability",
+    "birth_probability",
+    "survival_probability",
+    "birth_probability_given_survival",
+    "competing_probabilities",
+    "draw_binomial",
+    "flow_one",
+    "split_one",
+    "realise_flow",
+    "split_flow",
+]
 
 #: counts of the random variates drawn, as one record (compiled code takes ``tally_record(a)[0]``)
 TALLY = np.dtype([("uniform", np.int64), ("normal", np.int64)])
@@ -54,8 +66,9 @@ def event_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.flo
     return -np.expm1(-rate_per_day * dt_days)
 
 
-def birth_probability(birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLike,
-                      dt_days: float) -> NDArray[np.float64]:
+def birth_probability(
+    birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLike, dt_days: float
+) -> NDArray[np.float64]:
     """Per-cell probability of a birth within ``dt_days`` such that, together with deaths drawn at
     :func:`event_probability` of the death hazard, the expected population after the step is
     exactly ``exp((birth - death) * dt)`` times the current one (the linear birth-death process).
@@ -73,8 +86,9 @@ def survival_probability(death_rate_per_day: ArrayLike, dt_days: float) -> NDArr
     return np.exp(-death_rate_per_day * dt_days)
 
 
-def birth_probability_given_survival(birth_rate_per_day: ArrayLike, survival: ArrayLike,
-                                     dt_days: float) -> NDArray[np.float64]:
+def birth_probability_given_survival(
+    birth_rate_per_day: ArrayLike, survival: ArrayLike, dt_days: float
+) -> NDArray[np.float64]:
     """:func:`birth_probability` from the survival probability (:func:`survival_probability`) of the death hazard."""
     return np.minimum(survival * np.expm1(birth_rate_per_day * dt_days), 1.0)
 
@@ -201,8 +215,14 @@ def realise_flow(rng: np.random.Generator, cells: ArrayLike, p: ArrayLike, thres
     """:func:`flow_one` over broadcast arrays ``cells`` and ``p``."""
     c, q = np.broadcast_arrays(np.asarray(cells, dtype=float), np.asarray(p, dtype=float))
     out = np.empty(c.shape)
-    _flow_many(rng, np.ascontiguousarray(c).reshape(-1), np.ascontiguousarray(q).reshape(-1), float(threshold),
-               out.reshape(-1), np.zeros(1, TALLY))
+    _flow_many(
+        rng,
+        np.ascontiguousarray(c).reshape(-1),
+        np.ascontiguousarray(q).reshape(-1),
+        float(threshold),
+        out.reshape(-1),
+        np.zeros(1, TALLY),
+    )
     return out
 
 

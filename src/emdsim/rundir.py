@@ -21,14 +21,40 @@ import pandas as pd
 
 from . import rng as seeds
 
-__all__ = ["atomic_write_text", "atomic_write_parquet", "provenance", "write_run", "begin_run", "finish_run",
-           "json_safe", "SUMMARY", "PATIENTS"]
+__all__ = [
+    "atomic_write_text",
+    "atomic_write_parquet",
+    "provenance",
+    "write_run",
+    "begin_run",
+    "finish_run",
+    "json_safe",
+    "SUMMARY",
+    "PATIENTS",
+]
 
 SUMMARY, PATIENTS, LESIONS, PROVENANCE, CONFIG = (
-    "summary.json", "patients.parquet", "lesions.parquet", "provenance.json", "config.yaml")
+    "summary.json",
+    "patients.parquet",
+    "lesions.parquet",
+    "provenance.json",
+    "config.yaml",
+)
 #: what a run writes into its directory (glob patterns); a re-run in place removes them first
-RUN_OUTPUTS = (SUMMARY, CONFIG, PROVENANCE, PATIENTS, LESIONS, "incidence.parquet", "survival.parquet",
-               "sites.parquet", "snapshots.parquet", "fig_*.png", "patient_*.gif", "patient_*.mp4")
+RUN_OUTPUTS = (
+    SUMMARY,
+    CONFIG,
+    PROVENANCE,
+    PATIENTS,
+    LESIONS,
+    "incidence.parquet",
+    "survival.parquet",
+    "sites.parquet",
+    "snapshots.parquet",
+    "fig_*.png",
+    "patient_*.gif",
+    "patient_*.mp4",
+)
 
 
 def _umask() -> int:
@@ -67,10 +93,16 @@ def git_revision() -> str | None:
     """The git revision of the source tree emdsim runs from (``+dirty`` if modified), or None."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -116,8 +148,15 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_run(run_dir: Path, *, config_yaml: str, prov: dict[str, Any], patients: pd.DataFrame,
-              lesions: pd.DataFrame, extra_tables: dict[str, pd.DataFrame] | None = None) -> list[str]:
+def write_run(
+    run_dir: Path,
+    *,
+    config_yaml: str,
+    prov: dict[str, Any],
+    patients: pd.DataFrame,
+    lesions: pd.DataFrame,
+    extra_tables: dict[str, pd.DataFrame] | None = None,
+) -> list[str]:
     """Write the configuration, provenance and tables (not the summary: see :func:`finish_run`);
     returns the names written."""
     run_dir = Path(run_dir)

@@ -19,8 +19,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SNAPSHOT_COLUMNS", "SnapshotRecorder", "empty_table"]
 
-SNAPSHOT_COLUMNS = ("patient_id", "step", "t_days", "status", "line", "regimen", "node", "kind", "cells",
-                    "local_flow", "haematogenous_flow", "inflammation", "wound_open")
+SNAPSHOT_COLUMNS = (
+    "patient_id",
+    "step",
+    "t_days",
+    "status",
+    "line",
+    "regimen",
+    "node",
+    "kind",
+    "cells",
+    "local_flow",
+    "haematogenous_flow",
+    "inflammation",
+    "wound_open",
+)
 
 
 def empty_table() -> pd.DataFrame:
@@ -61,12 +74,22 @@ class SnapshotRecorder:
         keep = (cells > 0) | (local > 0) | (haem > 0) | wound
         r, n = np.nonzero(keep)
         row = rows[r]
-        self._parts.append({
-            "patient_id": pid[row], "step": np.full(len(r), st.n_steps, np.int64),
-            "t_days": np.full(len(r), st.t_days), "status": st.status[row], "line": st.line[row],
-            "regimen": st.regimen[row], "node": n, "cells": cells[r, n], "local_flow": local[r, n],
-            "haematogenous_flow": haem[r, n], "inflammation": st.inflammation[row, n], "wound_open": wound[r, n],
-        })
+        self._parts.append(
+            {
+                "patient_id": pid[row],
+                "step": np.full(len(r), st.n_steps, np.int64),
+                "t_days": np.full(len(r), st.t_days),
+                "status": st.status[row],
+                "line": st.line[row],
+                "regimen": st.regimen[row],
+                "node": n,
+                "cells": cells[r, n],
+                "local_flow": local[r, n],
+                "haematogenous_flow": haem[r, n],
+                "inflammation": st.inflammation[row, n],
+                "wound_open": wound[r, n],
+            }
+        )
 
     def table(self) -> pd.DataFrame:
         if not self._parts:

@@ -32,17 +32,26 @@ def disruption_rate(occ: ArrayLike, threshold: float, rate_per_day: float) -> ND
     return rate_per_day * np.maximum(occ - threshold, 0.0) / max(1.0 - threshold, 1e-12)
 
 
-def homing_weights(traits: NDArray[np.float64], ligands: NDArray[np.float64], perfusion: ArrayLike,
-                   barrier: ArrayLike, sp: SpreadConfig) -> NDArray[np.float64]:
+def homing_weights(
+    traits: NDArray[np.float64],
+    ligands: NDArray[np.float64],
+    perfusion: ArrayLike,
+    barrier: ArrayLike,
+    sp: SpreadConfig,
+) -> NDArray[np.float64]:
     """Unnormalised destination weight of circulating clones ``traits (..., T)`` for compartments
     ``ligands (..., L)`` with ``perfusion`` and ``barrier`` (the caller aligns the axes)."""
     t, lg = traits, ligands
-    binding = (sp.arrest_baseline
-               + t[..., _T["psgl1"]] * lg[..., _L["selectin"]]
-               + t[..., _T["vla4"]] * lg[..., _L["vcam1"]]
-               + t[..., _T["cd44"]] * lg[..., _L["hyaluronan"]])
-    chemo = np.exp(sp.beta_cxcr4 * t[..., _T["cxcr4"]] * lg[..., _L["cxcl12"]]
-                   + sp.beta_ccr * t[..., _T["ccr"]] * lg[..., _L["ccl"]])
+    binding = (
+        sp.arrest_baseline
+        + t[..., _T["psgl1"]] * lg[..., _L["selectin"]]
+        + t[..., _T["vla4"]] * lg[..., _L["vcam1"]]
+        + t[..., _T["cd44"]] * lg[..., _L["hyaluronan"]]
+    )
+    chemo = np.exp(
+        sp.beta_cxcr4 * t[..., _T["cxcr4"]] * lg[..., _L["cxcl12"]]
+        + sp.beta_ccr * t[..., _T["ccr"]] * lg[..., _L["ccl"]]
+    )
     return perfusion * barrier * binding * chemo
 
 

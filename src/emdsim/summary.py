@@ -61,8 +61,9 @@ def summarise(patients: pd.DataFrame, *, seed: int) -> dict[str, Any]:
         "sites_at_relapse": _site_counts(rel["sites_at_relapse"]),
         "median_pfs_months": km_median_months(dx["pfs_days"], dx["pfs_event"]),
         "median_os_months": km_median_months(dx["os_days"], dx["os_event"]),
-        "median_months_onset_to_diagnosis": (float(dx["onset_to_diagnosis_days"].median() / DAYS_PER_MONTH)
-                                             if len(dx) else None),
+        "median_months_onset_to_diagnosis": (
+            float(dx["onset_to_diagnosis_days"].median() / DAYS_PER_MONTH) if len(dx) else None
+        ),
         "high_risk_fraction": _fraction(dx["high_risk"]),
         "em_at_diagnosis_high_risk": _fraction(dx.loc[dx["high_risk"], "em_at_diagnosis"]),
         "em_at_diagnosis_standard_risk": _fraction(dx.loc[~dx["high_risk"], "em_at_diagnosis"]),

@@ -23,14 +23,29 @@ from .config.schema import ConfigError
 from .inputs import read_json
 from .rundir import CONFIG, SUMMARY, atomic_write_parquet, atomic_write_text
 
-__all__ = ["JOB", "FAILURE", "CONFLICT", "PLAN", "TABLE", "write_job", "write_failure", "write_conflict",
-           "clear_conflict", "resume_state", "collect", "write_table", "progress_line", "parse_value"]
+__all__ = [
+    "JOB",
+    "FAILURE",
+    "CONFLICT",
+    "PLAN",
+    "TABLE",
+    "write_job",
+    "write_failure",
+    "write_conflict",
+    "clear_conflict",
+    "resume_state",
+    "collect",
+    "write_table",
+    "progress_line",
+    "parse_value",
+]
 
 JOB, FAILURE, CONFLICT, PLAN, TABLE = "job.json", "failure.json", "conflict.json", "sweep.json", "sweep.parquet"
 
 
-def write_job(run_dir: Path, *, num: int, overrides: list[str], seed: int | None,
-              parameters: dict[str, float] | None = None) -> None:
+def write_job(
+    run_dir: Path, *, num: int, overrides: list[str], seed: int | None, parameters: dict[str, float] | None = None
+) -> None:
     """Record a job's identity when it starts (``job.json``) and clear a stale failure.
 
     ``parameters`` are the values a design row set (they become ``param.<path>`` columns).
@@ -38,17 +53,30 @@ def write_job(run_dir: Path, *, num: int, overrides: list[str], seed: int | None
     run_dir = Path(run_dir)
     (run_dir / FAILURE).unlink(missing_ok=True)
     clear_conflict(run_dir)
-    atomic_write_text(run_dir / JOB, json.dumps({"job": num, "overrides": list(overrides), "seed": seed,
-                                                 "parameters": dict(parameters or {}), "pid": os.getpid()},
-                                                indent=1) + "\n")
+    atomic_write_text(
+        run_dir / JOB,
+        json.dumps(
+            {
+                "job": num,
+                "overrides": list(overrides),
+                "seed": seed,
+                "parameters": dict(parameters or {}),
+                "pid": os.getpid(),
+            },
+            indent=1,
+        )
+        + "\n",
+    )
 
 
 def write_conflict(run_dir: Path, *, num: int, overrides: list[str], message: str) -> None:
     """Record that a job was refused because its directory holds a finished run of another
     configuration (``conflict.json``); the earlier run's files are left as they are, and the
     sweep table shows the job as failed, with the refused overrides and no metrics."""
-    atomic_write_text(Path(run_dir) / CONFLICT, json.dumps(
-        {"job": num, "overrides": list(overrides), "error": f"conflict: {message}"}, indent=1) + "\n")
+    atomic_write_text(
+        Path(run_dir) / CONFLICT,
+        json.dumps({"job": num, "overrides": list(overrides), "error": f"conflict: {message}"}, indent=1) + "\n",
+    )
 
 
 def clear_conflict(run_dir: Path) -> None:
@@ -58,8 +86,10 @@ def clear_conflict(run_dir: Path) -> None:
 def write_failure(run_dir: Path, err: BaseException) -> None:
     """Record why a job crashed (``failure.json``): type, message and traceback."""
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    atomic_write_text(Path(run_dir) / FAILURE, json.dumps(
-        {"error": f"{type(err).__name__}: {err}", "traceback": text}, indent=1) + "\n")
+    atomic_write_text(
+        Path(run_dir) / FAILURE,
+        json.dumps({"error": f"{type(err).__name__}: {err}", "traceback": text}, indent=1) + "\n",
+    )
 
 
 def resume_state(run_dir: Path, config_text: str) -> str:
@@ -105,8 +135,11 @@ def check_sweep_dir(sweep_dir: Path) -> None:
     if not sweep_dir.is_dir():
         raise ConfigError("SWEEP_DIR", str(sweep_dir), "an existing directory")
     if not (sweep_dir / PLAN).is_file() and not any(True for _ in _job_dirs(sweep_dir)):
-        raise ConfigError("SWEEP_DIR", str(sweep_dir),
-                          f"a sweep directory of `emdsim -m` ({PLAN} or job folders with {JOB}); nothing written")
+        raise ConfigError(
+            "SWEEP_DIR",
+            str(sweep_dir),
+            f"a sweep directory of `emdsim -m` ({PLAN} or job folders with {JOB}); nothing written",
+        )
 
 
 def read_plan(path: Path) -> list[str]:
@@ -144,8 +177,10 @@ def _scalar_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]
 
 
 def _job_dirs(sweep_dir: Path) -> Iterable[Path]:
-    return sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / JOB).is_file()),
-                  key=lambda p: (len(p.name), p.name))
+    return sorted(
+        (p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / JOB).is_file()),
+        key=lambda p: (len(p.name), p.name),
+    )
 
 
 def collect(sweep_dir: Path) -> pd.DataFrame:
@@ -164,9 +199,14 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         overrides = [str(o) for o in job.get("overrides", [])]
         if not isinstance(job.get("job", -1), int) or not isinstance(job.get("overrides", []), list):
             raise ConfigError(str(job_dir / JOB), job, "a job record with an integer job and a list of overrides")
-        row: dict[str, Any] = {"job": int(job.get("job", -1)), "dir": job_dir.name, "status": status,
-                               "error": (failure or {}).get("error", ""), "seed": job.get("seed"),
-                               "overrides": " ".join(overrides)}
+        row: dict[str, Any] = {
+            "job": int(job.get("job", -1)),
+            "dir": job_dir.name,
+            "status": status,
+            "error": (failure or {}).get("error", ""),
+            "seed": job.get("seed"),
+            "overrides": " ".join(overrides),
+        }
         for item in overrides:
             key, _, value = item.lstrip("+~").partition("=")
             row[f"override.{key}"] = parse_value(value)
@@ -195,8 +235,9 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if out[col].dtype == object:
             kinds = {type(v) for v in out[col].dropna()}
             if len(kinds) > 1:
-                out[col] = out[col].map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v))
-                                        else str(v))
+                out[col] = out[col].map(
+                    lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                )
     return out
 
 
@@ -208,5 +249,4 @@ def progress_line(sweep_dir: Path, n_jobs: int | None) -> str:
     failed = conflicts + sum((d / FAILURE).is_file() and not (d / SUMMARY).is_file() for d in jobs)
     total = n_jobs if n_jobs is not None else len(jobs)
     remaining = max(total - done - failed, 0)
-    return (f"sweep: {done + failed}/{total} finished ({failed} failed), {remaining} remaining; "
-            f"results in {sweep_dir}")
+    return f"sweep: {done + failed}/{total} finished ({failed} failed), {remaining} remaining; results in {sweep_dir}"

@@ -62,8 +62,22 @@ def load_targets(path: Path = TARGETS_FILE) -> list[Target]:
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list):
         raise ConfigError("targets", str(path), "a mapping with a `targets` list and a `sources` mapping")
     sources = data.get("sources") or {}
-    known = {"name", "value", "lower", "upper", "n", "count", "def", "unit", "kind", "ci", "setting", "note",
-             "source", "approx"}
+    known = {
+        "name",
+        "value",
+        "lower",
+        "upper",
+        "n",
+        "count",
+        "def",
+        "unit",
+        "kind",
+        "ci",
+        "setting",
+        "note",
+        "source",
+        "approx",
+    }
     out, names = [], set()
     for i, entry in enumerate(data["targets"]):
         name = entry.get("name") if isinstance(entry, dict) else None
@@ -93,11 +107,25 @@ def load_targets(path: Path = TARGETS_FILE) -> list[Target]:
         n = entry.get("n")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ConfigError(f"{where}.n", n, "a positive integer")
-        out.append(Target(name=name, source=source, citation=str(sources[source]), value=entry.get("value"),
-                          lower=entry.get("lower"), upper=entry.get("upper"), n=n, count=entry.get("count"),
-                          definition=definition, unit=unit, kind=kind, ci=str(entry.get("ci", "none")),
-                          setting=str(entry.get("setting", "")), note=str(entry.get("note", "")),
-                          extra={k: v for k, v in entry.items() if k not in known}))
+        out.append(
+            Target(
+                name=name,
+                source=source,
+                citation=str(sources[source]),
+                value=entry.get("value"),
+                lower=entry.get("lower"),
+                upper=entry.get("upper"),
+                n=n,
+                count=entry.get("count"),
+                definition=definition,
+                unit=unit,
+                kind=kind,
+                ci=str(entry.get("ci", "none")),
+                setting=str(entry.get("setting", "")),
+                note=str(entry.get("note", "")),
+                extra={k: v for k, v in entry.items() if k not in known},
+            )
+        )
     return out
 
 
@@ -115,5 +143,12 @@ def short_citation(target: Target) -> str:
 
 def incidence_targets(targets: list[Target]) -> list[Target]:
     """Percentages at diagnosis or relapse with one value and a definition (for figures)."""
-    return [t for t in targets if t.kind == "proportion" and t.unit == "%" and t.timepoint
-            and t.definition and isinstance(t.value, int | float)]
+    return [
+        t
+        for t in targets
+        if t.kind == "proportion"
+        and t.unit == "%"
+        and t.timepoint
+        and t.definition
+        and isinstance(t.value, int | float)
+    ]

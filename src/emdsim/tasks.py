@@ -28,8 +28,14 @@ def _progress(total: int):
     return bar
 
 
-def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, show_progress: bool = True,
-             figures: Callable[[Path], list[Path]] | None = None) -> dict[str, Any]:
+def run_task(
+    cfg: EmdConfig,
+    run_dir: Path,
+    *,
+    config_text: str | None = None,
+    show_progress: bool = True,
+    figures: Callable[[Path], list[Path]] | None = None,
+) -> dict[str, Any]:
     """Simulate ``cfg``'s cohort and write the run directory; returns the summary.
 
     The directory first loses any earlier run's outputs; then the tables are written, then
@@ -57,8 +63,14 @@ def run_task(cfg: EmdConfig, run_dir: Path, *, config_text: str | None = None, s
     text = config_text if config_text is not None else json.dumps(dataclasses.asdict(cfg), indent=1)
     if result.snapshots is not None:
         tables["snapshots.parquet"] = result.snapshots
-    files = write_run(run_dir, config_yaml=text, prov=provenance(cfg.seed, cfg.engine),
-                      patients=result.patients, lesions=result.lesions, extra_tables=tables)
+    files = write_run(
+        run_dir,
+        config_yaml=text,
+        prov=provenance(cfg.seed, cfg.engine),
+        patients=result.patients,
+        lesions=result.lesions,
+        extra_tables=tables,
+    )
     if figures is not None:
         if show_progress:
             print("emdsim: drawing the figures", file=sys.stderr, flush=True)

@@ -31,7 +31,7 @@ def switch_targets(n_switches: int) -> tuple[NDArray[np.int64], NDArray[np.int64
 
     Returns ``(sources, targets)`` of shape ``(S, K/2)``: ``targets[s] = sources[s] | (1 << s)``.
     """
-    k = np.arange(2 ** n_switches)
+    k = np.arange(2**n_switches)
     sources = np.stack([k[(k >> s) & 1 == 0] for s in range(n_switches)]) if n_switches else np.zeros((0, 0), int)
     targets = np.stack([sources[s] | (1 << s) for s in range(n_switches)]) if n_switches else sources
     return sources.astype(np.int64), targets.astype(np.int64)
@@ -44,9 +44,9 @@ def clone_trait_table(base: NDArray[np.float64], switches: list[SwitchSpec]) -> 
     are multiplicative too (a drug-resistance switch multiplies drug_sensitivity by, say, 0.15).
     """
     n_s = len(switches)
-    factors = np.ones((2 ** n_s, len(TRAIT_NAMES)))
+    factors = np.ones((2**n_s, len(TRAIT_NAMES)))
     for s, sw in enumerate(switches):
-        has = ((np.arange(2 ** n_s) >> s) & 1).astype(bool)
+        has = ((np.arange(2**n_s) >> s) & 1).astype(bool)
         for trait, f in sw.effects.items():
             factors[has, TRAIT_INDEX[trait]] *= f
     table = base[:, None, :] * factors[None, :, :]

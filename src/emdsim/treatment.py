@@ -17,8 +17,9 @@ from .config.schema import DrugSpec, RegimenSpec
 __all__ = ["regimen_kill_table", "kill_rate"]
 
 
-def regimen_kill_table(regimens: list[RegimenSpec], drugs: dict[str, DrugSpec],
-                       drug_kind: tuple[str, ...]) -> NDArray[np.float64]:
+def regimen_kill_table(
+    regimens: list[RegimenSpec], drugs: dict[str, DrugSpec], drug_kind: tuple[str, ...]
+) -> NDArray[np.float64]:
     """Kill hazard ``(R + 1, N)`` of each regimen in each node; the last row is 'no treatment'."""
     table = np.zeros((len(regimens) + 1, len(drug_kind)))
     for r, reg in enumerate(regimens):

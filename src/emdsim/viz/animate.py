@@ -29,19 +29,42 @@ __all__ = ["LAYOUT", "node_positions", "select_patient", "frame_steps", "render"
 
 #: body-map positions of the default anatomy's marrow sites (x, y); presentation only
 LAYOUT: dict[str, tuple[float, float]] = {
-    "cranium": (0.0, 11.0), "mandible": (0.0, 10.1), "cervical_vertebrae": (0.0, 9.3),
-    "clavicles": (-1.5, 8.8), "proximal_humeri": (-2.6, 8.0), "scapulae": (1.5, 8.5),
-    "sternum": (-0.9, 7.5), "ribs": (1.6, 7.0), "thoracic_vertebrae": (0.0, 7.6),
-    "lumbar_vertebrae": (0.0, 5.8), "sacrum": (0.0, 4.5), "pelvis": (-1.4, 4.3), "proximal_femora": (-1.6, 2.7),
+    "cranium": (0.0, 11.0),
+    "mandible": (0.0, 10.1),
+    "cervical_vertebrae": (0.0, 9.3),
+    "clavicles": (-1.5, 8.8),
+    "proximal_humeri": (-2.6, 8.0),
+    "scapulae": (1.5, 8.5),
+    "sternum": (-0.9, 7.5),
+    "ribs": (1.6, 7.0),
+    "thoracic_vertebrae": (0.0, 7.6),
+    "lumbar_vertebrae": (0.0, 5.8),
+    "sacrum": (0.0, 4.5),
+    "pelvis": (-1.4, 4.3),
+    "proximal_femora": (-1.6, 2.7),
 }
-BODY_LINES = [("cranium", "mandible"), ("mandible", "cervical_vertebrae"), ("cervical_vertebrae", "thoracic_vertebrae"),
-              ("thoracic_vertebrae", "lumbar_vertebrae"), ("lumbar_vertebrae", "sacrum"),
-              ("clavicles", "proximal_humeri"),
-              ("cervical_vertebrae", "clavicles"), ("sacrum", "pelvis"), ("pelvis", "proximal_femora"),
-              ("thoracic_vertebrae", "ribs"), ("clavicles", "sternum"), ("cervical_vertebrae", "scapulae")]
+BODY_LINES = [
+    ("cranium", "mandible"),
+    ("mandible", "cervical_vertebrae"),
+    ("cervical_vertebrae", "thoracic_vertebrae"),
+    ("thoracic_vertebrae", "lumbar_vertebrae"),
+    ("lumbar_vertebrae", "sacrum"),
+    ("clavicles", "proximal_humeri"),
+    ("cervical_vertebrae", "clavicles"),
+    ("sacrum", "pelvis"),
+    ("pelvis", "proximal_femora"),
+    ("thoracic_vertebrae", "ribs"),
+    ("clavicles", "sternum"),
+    ("cervical_vertebrae", "scapulae"),
+]
 BLOOD_AT = (6.2, 6.8)
-KIND_EDGE = {"marrow": "black", "paraskeletal": "tab:orange", "blood": "darkred", "organ": "tab:red",
-             "wound": "tab:purple"}
+KIND_EDGE = {
+    "marrow": "black",
+    "paraskeletal": "tab:orange",
+    "blood": "darkred",
+    "organ": "tab:red",
+    "wound": "tab:purple",
+}
 
 
 def _label_placement(name: str, kind: str, x: float, y: float) -> tuple[tuple[float, float], str, str]:
@@ -94,11 +117,17 @@ def select_patient(patients: pd.DataFrame, snapshots: pd.DataFrame, which: str) 
     if which.isdigit():
         pid = int(which)
         if pid not in recorded:
-            raise ValueError(f"patient {pid} has no snapshots; recorded: {min(recorded)}..{max(recorded)} "
-                             "(raise sim.snapshot_patients)")
+            raise ValueError(
+                f"patient {pid} has no snapshots; recorded: {min(recorded)}..{max(recorded)} "
+                "(raise sim.snapshot_patients)"
+            )
         return pid
-    column = {"first": None, "first-emd-relapse": "emd_at_relapse", "first-em-relapse": "em_at_relapse",
-              "first-emd": "emd_ever"}.get(which, "?")
+    column = {
+        "first": None,
+        "first-emd-relapse": "emd_at_relapse",
+        "first-em-relapse": "em_at_relapse",
+        "first-emd": "emd_ever",
+    }.get(which, "?")
     if column == "?":
         raise ValueError(f"--patient {which!r}: an id, first, first-emd-relapse, first-em-relapse or first-emd")
     if column == "emd_ever":
@@ -106,8 +135,10 @@ def select_patient(patients: pd.DataFrame, snapshots: pd.DataFrame, which: str) 
     else:
         hit = rec if column is None else rec[rec[column]]
     if hit.empty:
-        raise ValueError(f"no recorded patient matches {which!r} among {len(rec)} recorded; "
-                         "rerun with a larger sim.snapshot_patients")
+        raise ValueError(
+            f"no recorded patient matches {which!r} among {len(rec)} recorded; "
+            "rerun with a larger sim.snapshot_patients"
+        )
     return int(hit["patient_id"].iloc[0])
 
 
@@ -123,8 +154,14 @@ def frame_steps(steps: np.ndarray, max_frames: int) -> np.ndarray:
 def _timeline(patient: pd.Series, lesions: pd.DataFrame, snaps: pd.DataFrame) -> dict:
     """Clinical events in years since myeloma onset."""
     t_dx = patient["onset_to_diagnosis_days"]
-    ev: dict = {"dx": None, "prog": None, "death": None, "end": snaps["t_days"].max() / DAYS_PER_YEAR,
-                "lines": [], "detections": []}
+    ev: dict = {
+        "dx": None,
+        "prog": None,
+        "death": None,
+        "end": snaps["t_days"].max() / DAYS_PER_YEAR,
+        "lines": [],
+        "detections": [],
+    }
     if patient["diagnosed"]:
         ev["dx"] = t_dx / DAYS_PER_YEAR
         if patient["relapsed"]:
@@ -138,8 +175,7 @@ def _timeline(patient: pd.Series, lesions: pd.DataFrame, snaps: pd.DataFrame) ->
                 ev["detections"].append((ev["prog"], r.site))
     per_step = snaps.drop_duplicates("step")[["t_days", "line", "status"]].sort_values("t_days")
     start, current = None, None
-    for t, line, status in zip(per_step["t_days"] / DAYS_PER_YEAR, per_step["line"], per_step["status"],
-                                 strict=True):
+    for t, line, status in zip(per_step["t_days"] / DAYS_PER_YEAR, per_step["line"], per_step["status"], strict=True):
         key = int(line) if status == 1 else None  # 1: followed (diagnosed, on a treatment plan)
         if key != current:
             if current is not None:
@@ -157,8 +193,14 @@ class BodyMapPainter:
     node collection, the arrows, the title and the timeline cursor.
     """
 
-    def __init__(self, snaps: pd.DataFrame, nodes: pd.DataFrame, patient: pd.Series, lesions: pd.DataFrame,
-                 size: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        snaps: pd.DataFrame,
+        nodes: pd.DataFrame,
+        patient: pd.Series,
+        lesions: pd.DataFrame,
+        size: tuple[float, float],
+    ) -> None:
         from matplotlib import cm, colormaps, colors
 
         self.by_step = {s: g.set_index("node") for s, g in snaps.groupby("step")}
@@ -190,21 +232,41 @@ class BodyMapPainter:
                 ax.plot([bx, x], [by, y], color="mistyrose", lw=1, zorder=0)
             if kind in ("organ", "blood", "wound") or (kind == "marrow" and name in LAYOUT):
                 offset, ha, va = _label_placement(name, kind, x, y)
-                label = ax.annotate(pretty_site(name), (x, y), textcoords="offset points", xytext=offset,
-                                    ha=ha, va=va, fontsize=7, color="dimgray", zorder=4)
+                label = ax.annotate(
+                    pretty_site(name),
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=offset,
+                    ha=ha,
+                    va=va,
+                    fontsize=7,
+                    color="dimgray",
+                    zorder=4,
+                )
                 if kind == "wound":
                     self.wound_labels[self.index[name]] = label
-        self.dots = ax.scatter(self.xy[:, 0], self.xy[:, 1], s=12, c="white", zorder=3,
-                               edgecolors=[KIND_EDGE.get(k, "gray") for k in self.kinds],
-                               linewidths=[0.8 if k == "marrow" else 1.4 for k in self.kinds])
+        self.dots = ax.scatter(
+            self.xy[:, 0],
+            self.xy[:, 1],
+            s=12,
+            c="white",
+            zorder=3,
+            edgecolors=[KIND_EDGE.get(k, "gray") for k in self.kinds],
+            linewidths=[0.8 if k == "marrow" else 1.4 for k in self.kinds],
+        )
         self.arrows = None
         ax.set_xlim(-5.2, 11.6)
         ax.set_ylim(0.4, 11.8)
         ax.set_aspect("equal")
         ax.axis("off")
-        ax.text(-4.3, 0.5, "arrows: orange = local extension, red = haematogenous arrival outside the marrow\n"
-                "node edge: black marrow, orange paraskeletal, red organ, purple wound (shown once opened)",
-                fontsize=6, color="dimgray")
+        ax.text(
+            -4.3,
+            0.5,
+            "arrows: orange = local extension, red = haematogenous arrival outside the marrow\n"
+            "node edge: black marrow, orange paraskeletal, red organ, purple wound (shown once opened)",
+            fontsize=6,
+            color="dimgray",
+        )
         self.time_ax = self.fig.add_axes((0.06, 0.06, 0.9, 0.12))
         self._draw_timeline()
         self.cursor = self.time_ax.axvline(0.0, color="gray", lw=2, alpha=0.6)
@@ -251,9 +313,20 @@ class BodyMapPainter:
             s0, e0 = np.array(starts, float), np.array(ends, float)
             d = (e0 - s0) * 0.92
             w = 0.004 + 0.01 * np.array(widths) / self.max_flow
-            self.arrows = self.map_ax.quiver(s0[:, 0], s0[:, 1], d[:, 0], d[:, 1], color=colours, angles="xy",
-                                             scale_units="xy", scale=1, width=0.0, zorder=5, alpha=0.75,
-                                             linewidths=0)
+            self.arrows = self.map_ax.quiver(
+                s0[:, 0],
+                s0[:, 1],
+                d[:, 0],
+                d[:, 1],
+                color=colours,
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                width=0.0,
+                zorder=5,
+                alpha=0.75,
+                linewidths=0,
+            )
             self.arrows.width = float(w.mean())  # one shaft width per frame: the mean flow
         else:
             self.arrows = None
@@ -265,7 +338,9 @@ class BodyMapPainter:
         self.map_ax.set_title(
             f"patient {int(p['patient_id'])} ({'GEP70 high risk' if p['high_risk'] else 'standard risk'}, "
             f"{p['subgroup']}, {p['treatment']}): {t_days / DAYS_PER_YEAR:5.2f} y from onset, {status}"
-            + (f", {_line_label(line)}" if treated else ""), fontsize=9)
+            + (f", {_line_label(line)}" if treated else ""),
+            fontsize=9,
+        )
         self.cursor.set_xdata([t_days / DAYS_PER_YEAR] * 2)
 
     def _draw_timeline(self) -> None:
@@ -274,12 +349,23 @@ class BodyMapPainter:
             ax.axvspan(start, end, ymin=0.25, ymax=0.75, color=f"C{line % 10}", alpha=0.35)
             if end - start > 0.06 * max(ev["end"], 0.1):
                 ax.text((start + end) / 2, 0.5, _line_label(line), ha="center", va="center", fontsize=6)
-        for key, label, colour in (("dx", "diagnosis", "tab:blue"), ("prog", "relapse", "tab:red"),
-                                   ("death", "death", "black")):
+        for key, label, colour in (
+            ("dx", "diagnosis", "tab:blue"),
+            ("prog", "relapse", "tab:red"),
+            ("death", "death", "black"),
+        ):
             if ev[key] is not None:
                 ax.axvline(ev[key], color=colour, lw=1.5)
-                ax.text(ev[key], 1.02, label, fontsize=6.5, color=colour, ha="center", va="bottom",
-                        transform=ax.get_xaxis_transform())
+                ax.text(
+                    ev[key],
+                    1.02,
+                    label,
+                    fontsize=6.5,
+                    color=colour,
+                    ha="center",
+                    va="bottom",
+                    transform=ax.get_xaxis_transform(),
+                )
         for i, (t, site) in enumerate(ev["detections"]):
             ax.plot(t, 0.12, marker="^", color="tab:purple", markersize=5)
             if i < 4:
@@ -287,8 +373,9 @@ class BodyMapPainter:
         ax.set_xlim(0, max(ev["end"], 0.1))
         ax.set_ylim(0, 1)
         ax.set_yticks([])
-        ax.set_xlabel("years from myeloma onset (bands: treatment lines; triangles: lesions detected by imaging)",
-                      fontsize=7)
+        ax.set_xlabel(
+            "years from myeloma onset (bands: treatment lines; triangles: lesions detected by imaging)", fontsize=7
+        )
         ax.tick_params(labelsize=7)
 
 
@@ -296,9 +383,17 @@ def _line_label(line: int) -> str:
     return "first line" if line == 0 else f"salvage {line}"
 
 
-def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | None = None, fmt: str = "gif",
-           max_frames: int = 120, fps: int = 8, size: tuple[float, float] = (8.0, 6.0),
-           progress: bool = False) -> tuple[Path, int]:
+def render(
+    run_dir: Path,
+    *,
+    patient: str = "first-emd-relapse",
+    out: Path | None = None,
+    fmt: str = "gif",
+    max_frames: int = 120,
+    fps: int = 8,
+    size: tuple[float, float] = (8.0, 6.0),
+    progress: bool = False,
+) -> tuple[Path, int]:
     """Write the animation of one recorded patient; returns (path, number of frames)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
@@ -311,8 +406,9 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
     nodes = anatomy_nodes(run_dir)
     pid = select_patient(patients, snaps, patient)
     psnaps = snaps[snaps["patient_id"] == pid]
-    painter = BodyMapPainter(psnaps, nodes, patients[patients["patient_id"] == pid].iloc[0],
-                       lesions[lesions["patient_id"] == pid], size)
+    painter = BodyMapPainter(
+        psnaps, nodes, patients[patients["patient_id"] == pid].iloc[0], lesions[lesions["patient_id"] == pid], size
+    )
     steps = frame_steps(psnaps["step"].to_numpy(), max_frames)
     anim = FuncAnimation(painter.fig, lambda i: painter.draw(int(steps[i])), frames=len(steps), blit=False)
     out = Path(out) if out else run_dir / f"patient_{pid}.{fmt}"
@@ -344,10 +440,36 @@ def render(run_dir: Path, *, patient: str = "first-emd-relapse", out: Path | Non
 
 
 #: the columns the animation reads from a run directory's tables
-SNAPSHOT_COLUMNS = ("patient_id", "step", "t_days", "status", "line", "regimen", "node", "kind", "cells",
-                    "local_flow", "haematogenous_flow", "inflammation", "wound_open")
-PATIENT_COLUMNS = ("patient_id", "diagnosed", "onset_to_diagnosis_days", "relapsed", "pfs_days", "pfs_event",
-                   "os_days", "os_event", "em_ever", "ps_ever", "emd_at_relapse", "em_at_relapse", "emd_at_diagnosis")
+SNAPSHOT_COLUMNS = (
+    "patient_id",
+    "step",
+    "t_days",
+    "status",
+    "line",
+    "regimen",
+    "node",
+    "kind",
+    "cells",
+    "local_flow",
+    "haematogenous_flow",
+    "inflammation",
+    "wound_open",
+)
+PATIENT_COLUMNS = (
+    "patient_id",
+    "diagnosed",
+    "onset_to_diagnosis_days",
+    "relapsed",
+    "pfs_days",
+    "pfs_event",
+    "os_days",
+    "os_event",
+    "em_ever",
+    "ps_ever",
+    "emd_at_relapse",
+    "em_at_relapse",
+    "emd_at_diagnosis",
+)
 LESION_COLUMNS = ("patient_id", "site", "kind", "route", "onset_days", "detectable_days")
 
 
@@ -360,8 +482,11 @@ def anatomy_nodes(run_dir: Path) -> pd.DataFrame:
     cfg = read_yaml(path, "run configuration")
     nodes = (cfg.get("anatomy") or {}).get("nodes") if isinstance(cfg.get("anatomy"), dict) else None
     if not isinstance(nodes, list) or not all(isinstance(n, dict) and {"name", "kind"} <= set(n) for n in nodes):
-        raise ConfigError(f"{path}: anatomy.nodes", type(nodes).__name__,
-                          "the run's resolved configuration, with anatomy.nodes as a list of {name, kind, ...}")
+        raise ConfigError(
+            f"{path}: anatomy.nodes",
+            type(nodes).__name__,
+            "the run's resolved configuration, with anatomy.nodes as a list of {name, kind, ...}",
+        )
     rows = [{"name": n["name"], "kind": n["kind"], "adjacent_to": n.get("adjacent_to", "") or ""} for n in nodes]
     return pd.DataFrame(rows)
 
@@ -376,13 +501,19 @@ def main(argv: list[str] | None = None) -> None:
         "give log10 cells, arrows the local (orange) and haematogenous (red) arrivals, the strip below the\n"
         "diagnosis, treatment lines, relapse, detections and death. Replayed from the run's\n"
         "snapshots.parquet, never re-simulated (raise sim.snapshot_patients to record more patients).",
-        [("emdsim-animate outputs/default/RUN", "first recorded patient with EMD at relapse"),
-         ("emdsim-animate RUN --patient 3 --max-frames 200 --fps 12", "a patient by id"),
-         ("emdsim-animate RUN --format mp4", "MP4 (pip install -e '.[video]')")],
-        "RUN/patient_<id>.gif (or --out FILE).")
+        [
+            ("emdsim-animate outputs/default/RUN", "first recorded patient with EMD at relapse"),
+            ("emdsim-animate RUN --patient 3 --max-frames 200 --fps 12", "a patient by id"),
+            ("emdsim-animate RUN --format mp4", "MP4 (pip install -e '.[video]')"),
+        ],
+        "RUN/patient_<id>.gif (or --out FILE).",
+    )
     parser.add_argument("run_dir", type=Path, help="a finished run directory of emdsim")
-    parser.add_argument("--patient", default="first-emd-relapse",
-                        help="patient id, or first | first-emd-relapse (default) | first-em-relapse | first-emd")
+    parser.add_argument(
+        "--patient",
+        default="first-emd-relapse",
+        help="patient id, or first | first-emd-relapse (default) | first-em-relapse | first-emd",
+    )
     parser.add_argument("--format", choices=("gif", "mp4"), default="gif")
     parser.add_argument("--out", type=Path, help="output file (default RUN_DIR/patient_<id>.<format>)")
     parser.add_argument("--max-frames", type=int, default=120, help="at most this many frames (default 120)")
@@ -408,8 +539,15 @@ def main(argv: list[str] | None = None) -> None:
     from ..config.schema import ConfigError
 
     try:
-        path, n = render(args.run_dir, patient=args.patient, out=args.out, fmt=args.format,
-                         max_frames=args.max_frames, fps=args.fps, progress=True)
+        path, n = render(
+            args.run_dir,
+            patient=args.patient,
+            out=args.out,
+            fmt=args.format,
+            max_frames=args.max_frames,
+            fps=args.fps,
+            progress=True,
+        )
     except ConfigError as err:
         refuse(str(err))
     except ValueError as err:

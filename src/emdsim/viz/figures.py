@@ -23,8 +23,14 @@ from matplotlib.patches import Patch
 from ..targets import Target, incidence_targets, load_targets
 from ..units import DAYS_PER_MONTH
 
-__all__ = ["FIGURES", "incidence_figure", "sites_figure", "survival_figure", "cumulative_incidence_figure",
-           "cohort_figures"]
+__all__ = [
+    "FIGURES",
+    "incidence_figure",
+    "sites_figure",
+    "survival_figure",
+    "cumulative_incidence_figure",
+    "cohort_figures",
+]
 
 FIGURES = ("fig_incidence.png", "fig_sites.png", "fig_survival.png", "fig_cumulative_incidence.png")
 #: model definition -> the targets' definition it is compared with
@@ -46,7 +52,8 @@ def pretty_site(name: str) -> str:
     text = " ".join(words)
     text = text[:1].upper() + text[1:] if text and not text[:3].isupper() else text
     return text.replace("Lung pleura", "Lung / pleura").replace("Muscle soft tissue", "Muscle / soft tissue") + (
-        " (paraskeletal)" if ps else "")
+        " (paraskeletal)" if ps else ""
+    )
 
 
 def run_label(run_dir: Path) -> str:
@@ -83,8 +90,9 @@ def incidence_figure(incidence: pd.DataFrame, targets: list[Target], path: Path,
             if np.isfinite(frac):
                 ax.bar(j - 0.12, frac, width=0.34, color=COLOURS[definition], alpha=0.85)
                 ax.errorbar(j - 0.12, frac, yerr=[[frac - lo], [hi - frac]], color="black", capsize=4)
-                ax.annotate(f"{frac:.1f}%", (j - 0.12, hi), textcoords="offset points", xytext=(0, 3),
-                            ha="center", fontsize=8)
+                ax.annotate(
+                    f"{frac:.1f}%", (j - 0.12, hi), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8
+                )
                 top = max(top, hi)
             reported = [t for t in targets if t.timepoint == point and t.definition == TARGET_DEFINITION[definition]]
             for k, t in enumerate(reported):
@@ -100,14 +108,23 @@ def incidence_figure(incidence: pd.DataFrame, targets: list[Target], path: Path,
         ax.set_xlim(-0.55, 2.75)
         who = "diagnosed" if point == "diagnosis" else "relapsed"
         ax.set_ylabel(f"% of {who} patients")
-        ax.set_title(f"at {'diagnosis' if point == 'diagnosis' else 'first relapse'} (n = {n} {who})"
-                     if n else f"at {point}: no patient {who}")
+        ax.set_title(
+            f"at {'diagnosis' if point == 'diagnosis' else 'first relapse'} (n = {n} {who})"
+            if n
+            else f"at {point}: no patient {who}"
+        )
         ax.set_ylim(0, max(top * 1.15, 1.0))
         ax.grid(axis="y", alpha=0.3)
     model = [Patch(color="gray", alpha=0.85), Line2D([], [], color="black")]
     labels = ["model (bar), Wilson 95% interval", "reported value, 95% interval where given:"]
-    fig.legend(model + list(handles.values()), labels + list(handles), loc="outside lower center",
-               ncol=min(4, 2 + len(handles)), fontsize=8, frameon=False)
+    fig.legend(
+        model + list(handles.values()),
+        labels + list(handles),
+        loc="outside lower center",
+        ncol=min(4, 2 + len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
     fig.suptitle(title or "Extramedullary disease: model vs reported")
     fig.savefig(path, dpi=110)
     return fig
@@ -130,8 +147,14 @@ def sites_figure(sites: pd.DataFrame, path: Path, *, max_sites: int = 40, title:
         y = np.arange(len(wide))
         ax.barh(y + 0.2, 100 * wide["diagnosis"], height=0.4, color="tab:blue", label="at diagnosis")
         ax.barh(y - 0.2, 100 * wide["relapse"], height=0.4, color="tab:red", label="at first relapse")
-        ax.set_yticks(y, [pretty_site(s) + ("" if k == "paraskeletal" else " (organ)") for s, k in
-                          zip(wide["site"], wide["kind"], strict=True)], fontsize=8)
+        ax.set_yticks(
+            y,
+            [
+                pretty_site(s) + ("" if k == "paraskeletal" else " (organ)")
+                for s, k in zip(wide["site"], wide["kind"], strict=True)
+            ],
+            fontsize=8,
+        )
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no soft-tissue lesion detected", ha="center", transform=ax.transAxes)
@@ -154,13 +177,21 @@ def _at_risk(days: pd.Series, ticks: np.ndarray) -> list[int]:
     return [int((months >= t).sum()) for t in ticks]
 
 
-def survival_figure(survival: pd.DataFrame, path: Path, *, patients: pd.DataFrame | None = None,
-                    stats: dict | None = None, title: str = "") -> Figure:
+def survival_figure(
+    survival: pd.DataFrame,
+    path: Path,
+    *,
+    patients: pd.DataFrame | None = None,
+    stats: dict | None = None,
+    title: str = "",
+) -> Figure:
     """Kaplan-Meier PFS and OS by EMD at diagnosis with 95% bands; with ``patients`` the numbers at
     risk under each plot, with ``stats`` (analysis.survival_statistics) the hazard ratio and log-rank p."""
     fig = Figure(figsize=(11, 5.6 if patients is not None else 4.6), layout="constrained")
-    groups = (("emd_at_diagnosis=False", "tab:blue", "no EMD at diagnosis", False),
-              ("emd_at_diagnosis=True", "tab:red", "EMD at diagnosis", True))
+    groups = (
+        ("emd_at_diagnosis=False", "tab:blue", "no EMD at diagnosis", False),
+        ("emd_at_diagnosis=True", "tab:red", "EMD at diagnosis", True),
+    )
     dx = patients[patients["diagnosed"]] if patients is not None else None
     grid = fig.add_gridspec(2 if dx is not None else 1, 2, height_ratios=[5, 1] if dx is not None else [1])
     for i, endpoint in enumerate(("pfs", "os")):
@@ -172,8 +203,13 @@ def survival_figure(survival: pd.DataFrame, path: Path, *, patients: pd.DataFram
             if g.empty:
                 continue
             n = int((dx["emd_at_diagnosis"] == flag).sum()) if dx is not None else None
-            ax.step(g["time_months"], g["value"], where="post", color=colour,
-                    label=label + (f" (n = {n})" if n is not None else ""))
+            ax.step(
+                g["time_months"],
+                g["value"],
+                where="post",
+                color=colour,
+                label=label + (f" (n = {n})" if n is not None else ""),
+            )
             ax.fill_between(g["time_months"], g["lower"], g["upper"], step="post", color=colour, alpha=0.15)
         ax.set_ylabel(f"{'progression-free' if endpoint == 'pfs' else 'overall'} survival (fraction)")
         ax.set_ylim(0, 1.02)
@@ -183,8 +219,10 @@ def survival_figure(survival: pd.DataFrame, path: Path, *, patients: pd.DataFram
         head = endpoint.upper() + " by EMD at diagnosis (Kaplan-Meier, 95% band)"
         if stats and stats.get(f"{endpoint}_hazard_ratio") is not None:
             p = stats[f"{endpoint}_logrank_p"]
-            head += (f"\nHR {stats[f'{endpoint}_hazard_ratio']:.2f} ({stats[f'{endpoint}_hr_lower']:.2f}-"
-                     f"{stats[f'{endpoint}_hr_upper']:.2f}), log-rank p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}")
+            head += (
+                f"\nHR {stats[f'{endpoint}_hazard_ratio']:.2f} ({stats[f'{endpoint}_hr_lower']:.2f}-"
+                f"{stats[f'{endpoint}_hr_upper']:.2f}), log-rank p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}"
+            )
         ax.set_title(head, fontsize=9)
         if dx is None:
             ax.set_xlabel("months from diagnosis")
@@ -229,11 +267,20 @@ def cumulative_incidence_figure(survival: pd.DataFrame, path: Path, *, title: st
     ax.legend(title="first detected", fontsize=8, loc="lower right")
     if at_zero:
         text = ", ".join(f"{k} {v:.1f}%" for k, v in at_zero.items())
-        ax.annotate(f"step at 0: disease already present at diagnosis\n({text})", (0, at_zero.get("EMD", 0.0)),
-                    xytext=(0.04, 0.95), textcoords="axes fraction", fontsize=8, va="top",
-                    arrowprops={"arrowstyle": "->", "color": "gray"})
-    ax.set_title("Cumulative incidence of EMD after diagnosis\n(death as competing risk, Aalen-Johansen)"
-                 + (f"\n{title}" if title else ""), fontsize=10)
+        ax.annotate(
+            f"step at 0: disease already present at diagnosis\n({text})",
+            (0, at_zero.get("EMD", 0.0)),
+            xytext=(0.04, 0.95),
+            textcoords="axes fraction",
+            fontsize=8,
+            va="top",
+            arrowprops={"arrowstyle": "->", "color": "gray"},
+        )
+    ax.set_title(
+        "Cumulative incidence of EMD after diagnosis\n(death as competing risk, Aalen-Johansen)"
+        + (f"\n{title}" if title else ""),
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110)
     return fig
 
@@ -247,11 +294,20 @@ def cohort_figures(run_dir: Path, targets: list[Target] | None = None) -> list[P
     label = run_label(run_dir)
     survival = pd.read_parquet(run_dir / "survival.parquet")
     patients = pd.read_parquet(run_dir / "patients.parquet")
-    incidence_figure(pd.read_parquet(run_dir / "incidence.parquet"), targets, run_dir / FIGURES[0],
-                     title=f"Extramedullary disease, model vs reported: {label}" if label else "")
+    incidence_figure(
+        pd.read_parquet(run_dir / "incidence.parquet"),
+        targets,
+        run_dir / FIGURES[0],
+        title=f"Extramedullary disease, model vs reported: {label}" if label else "",
+    )
     sites_figure(pd.read_parquet(run_dir / "sites.parquet"), run_dir / FIGURES[1], title=label)
     stats = survival_statistics(patients) if patients["diagnosed"].any() else None
-    survival_figure(survival, run_dir / FIGURES[2], patients=patients, stats=stats,
-                    title=f"Survival by EMD at diagnosis: {label}" if label else "")
+    survival_figure(
+        survival,
+        run_dir / FIGURES[2],
+        patients=patients,
+        stats=stats,
+        title=f"Survival by EMD at diagnosis: {label}" if label else "",
+    )
     cumulative_incidence_figure(survival, run_dir / FIGURES[3], title=label)
     return [run_dir / name for name in FIGURES]

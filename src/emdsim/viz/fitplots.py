@@ -19,8 +19,9 @@ def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
     w = posterior["weight"].to_numpy()
     cols = [np.log10(posterior[p.path]) if p.log else posterior[p.path] for p in params]
     # the path without its config group, the unit on a second line: long list-item paths fit the panel
-    labels = [("log10 " if p.log else "") + p.path.split(".", 1)[-1] + (f"\n({p.unit})" if p.unit else "")
-              for p in params]
+    labels = [
+        ("log10 " if p.log else "") + p.path.split(".", 1)[-1] + (f"\n({p.unit})" if p.unit else "") for p in params
+    ]
     for i in range(d):
         for j in range(d):
             if j > i:
@@ -41,9 +42,12 @@ def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
             if i == d - 1:
                 ax.set_xlabel(labels[j], fontsize=7)
             ax.tick_params(labelsize=7)
-    ess = float(w.sum() ** 2 / np.sum(w ** 2)) if np.sum(w ** 2) > 0 else 0.0
-    fig.suptitle(f"fit '{spec.name}': posterior of the last generation\n({len(w)} particles, effective "
-                 f"sample size {ess:.1f}; axes span the prior)", fontsize=10)
+    ess = float(w.sum() ** 2 / np.sum(w**2)) if np.sum(w**2) > 0 else 0.0
+    fig.suptitle(
+        f"fit '{spec.name}': posterior of the last generation\n({len(w)} particles, effective "
+        f"sample size {ess:.1f}; axes span the prior)",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110)
     return fig
 
@@ -62,15 +66,28 @@ def plot_predictive(predictive: pd.DataFrame, path: Path, *, name: str = "") -> 
         rows = rows.reset_index(drop=True)
         y = np.arange(len(rows))
         med = rows["simulated_median"].to_numpy(float)
-        ax.errorbar(med, y + 0.15,
-                    xerr=[med - rows["simulated_lower"].to_numpy(float), rows["simulated_upper"].to_numpy(float) - med],
-                    fmt="o", color="tab:blue", capsize=3, label="simulated: median, 90% interval")
+        ax.errorbar(
+            med,
+            y + 0.15,
+            xerr=[med - rows["simulated_lower"].to_numpy(float), rows["simulated_upper"].to_numpy(float) - med],
+            fmt="o",
+            color="tab:blue",
+            capsize=3,
+            label="simulated: median, 90% interval",
+        )
         if kind == "reported":
             rep = rows["reported"].to_numpy(float)
             lo = pd.to_numeric(rows["reported_lower"], errors="coerce").to_numpy(float)
             hi = pd.to_numeric(rows["reported_upper"], errors="coerce").to_numpy(float)
-            ax.errorbar(rep, y - 0.15, xerr=[np.nan_to_num(rep - lo), np.nan_to_num(hi - rep)],
-                        fmt="D", color="black", capsize=3, label="reported: value, 95% interval")
+            ax.errorbar(
+                rep,
+                y - 0.15,
+                xerr=[np.nan_to_num(rep - lo), np.nan_to_num(hi - rep)],
+                fmt="D",
+                color="black",
+                capsize=3,
+                label="reported: value, 95% interval",
+            )
             ax.set_xlabel("% of the cohort's denominator (diagnosed or relapsed patients)")
             ax.set_title(f"fit '{name}': posterior-predictive check" if name else "posterior-predictive check")
         else:

@@ -44,15 +44,24 @@ METRIC_LABELS: dict[str, tuple[str, float, str | None]] = {
     "median_os_months": ("median OS (months)", 1.0, None),
     "median_months_onset_to_diagnosis": ("onset to diagnosis (months)", 1.0, None),
 }
-DEFAULT_METRICS = ("ps_at_diagnosis", "em_at_diagnosis", "em_at_relapse", "emd_at_relapse",
-                   "median_pfs_months", "median_os_months")
+DEFAULT_METRICS = (
+    "ps_at_diagnosis",
+    "em_at_diagnosis",
+    "em_at_relapse",
+    "emd_at_relapse",
+    "median_pfs_months",
+    "median_os_months",
+)
 NOT_AXES = {"override.seed", "override.design.row", "override.design.file"}
 
 
 def swept_axes(frame: pd.DataFrame) -> list[str]:
     """Override columns that take more than one value (replicate seeds and design rows excluded)."""
-    return [c for c in frame.columns if c.startswith("override.") and c not in NOT_AXES
-            and frame[c].nunique(dropna=True) > 1]
+    return [
+        c
+        for c in frame.columns
+        if c.startswith("override.") and c not in NOT_AXES and frame[c].nunique(dropna=True) > 1
+    ]
 
 
 def summarise_axis(frame: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
@@ -78,8 +87,15 @@ def summarise_axis(frame: pd.DataFrame, by: Sequence[str], metric: str) -> pd.Da
         if scale == 100.0:  # a cohort fraction: the interval stays inside [0, 1]
             lo, hi = max(lo, 0.0), min(hi, 1.0)
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key, strict=True)), "mean": mean * scale, "lower": lo * scale, "upper": hi * scale,
-                     "n_jobs": int(len(y))})
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "mean": mean * scale,
+                "lower": lo * scale,
+                "upper": hi * scale,
+                "n_jobs": int(len(y)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -117,8 +133,7 @@ def _line_panel(ax, table: pd.DataFrame, col: str, metric: str) -> None:
         mean = table["mean"].to_numpy(float)
         lo = np.nan_to_num(mean - table["lower"].to_numpy(float))
         hi = np.nan_to_num(table["upper"].to_numpy(float) - mean)
-        ax.errorbar(x, mean, yerr=[lo, hi], fmt="none", color="tab:blue",
-                    capsize=5, lw=1.5, label="95% interval")
+        ax.errorbar(x, mean, yerr=[lo, hi], fmt="none", color="tab:blue", capsize=5, lw=1.5, label="95% interval")
         if len(x) > 1:
             ax.fill_between(x, table["lower"], table["upper"], color="tab:blue", alpha=0.15)
     if not numeric:
@@ -157,8 +172,12 @@ def plot_heatmaps(frame: pd.DataFrame, cols2: Sequence[str], metrics: Sequence[s
         ax = fig.add_subplot(rows, cols, i + 1)
         grid = summarise_axis(frame, [a, b], metric).pivot(index=b, columns=a, values="mean")
         im = ax.imshow(grid.to_numpy(float), origin="lower", aspect="auto", cmap="viridis")
-        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.columns],
-                      rotation=30, ha="right")
+        ax.set_xticks(
+            range(grid.shape[1]),
+            [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.columns],
+            rotation=30,
+            ha="right",
+        )
         ax.set_yticks(range(grid.shape[0]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.index])
         ax.set_xlabel(_short(a))
         ax.set_ylabel(_short(b))
@@ -167,16 +186,16 @@ def plot_heatmaps(frame: pd.DataFrame, cols2: Sequence[str], metrics: Sequence[s
         mid = float(finite.mean()) if len(finite) else 0.0
         for (r, c), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=8,
-                        color="white" if v < mid else "black")
+                ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=8, color="white" if v < mid else "black")
         fig.colorbar(im, ax=ax, label=METRIC_LABELS.get(metric, (metric,))[0])
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     return path
 
 
-def plot_design(frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: str,
-                log_params: Sequence[str] = ()) -> Path:
+def plot_design(
+    frame: pd.DataFrame, metrics: Sequence[str], path: Path, title: str, log_params: Sequence[str] = ()
+) -> Path:
     """Each output against each design parameter (log axes for parameters sampled in log10)."""
     params = [c for c in frame.columns if c.startswith("param.")]
     fig = Figure(figsize=(3.2 * len(params), 2.8 * len(metrics)), layout="constrained")
@@ -251,14 +270,12 @@ def plot_sensitivity(indices: pd.DataFrame, method: str, path: Path) -> Path:
     main_index = {"morris": "mu_star", "sobol": "ST", "lhs": "delta"}[method]
     outputs = list(dict.fromkeys(indices["output"]))
     rows, cols = _grid(len(outputs))
-    fig = Figure(figsize=(4.8 * cols, 0.5 * indices["parameter"].nunique() * rows + 1.5 * rows),
-                 layout="constrained")
+    fig = Figure(figsize=(4.8 * cols, 0.5 * indices["parameter"].nunique() * rows + 1.5 * rows), layout="constrained")
     for i, out in enumerate(outputs):
         ax = fig.add_subplot(rows, cols, i + 1)
         sel = indices[(indices["output"] == out) & (indices["index"] == main_index)]
         sel = sel.sort_values("value", na_position="first")
-        ax.barh(sel["parameter"], sel["value"].fillna(0.0), xerr=sel["conf"].fillna(0.0), color="tab:orange",
-                capsize=3)
+        ax.barh(sel["parameter"], sel["value"].fillna(0.0), xerr=sel["conf"].fillna(0.0), color="tab:orange", capsize=3)
         for y, (_, r) in enumerate(sel.iterrows()):
             if not np.isfinite(r["value"]):
                 ax.text(0, y, "  not estimable (too few runs)", va="center", fontsize=8, color="gray")
@@ -280,15 +297,27 @@ def main(argv: list[str] | None = None) -> None:
         "(across replicate seeds, or Wilson intervals of one cohort), two give heatmaps, more give one\n"
         "line plot per parameter; a design gives each output against each parameter. sweep.parquet is\n"
         "rebuilt from the job folders first, so an interrupted or running sweep can be drawn.",
-        [("emdsim-report sweeps/colonisation", "draw a finished sweep"),
-         ("emdsim-report SWEEP_DIR --metrics em_at_relapse median_os_months", "chosen outputs"),
-         ("emdsim-report SWEEP_DIR --status", "jobs done, failed and remaining")],
-        "sweep_<parameter>.png, sweep_heatmap.png or sweep_design.png next to sweep.parquet.")
+        [
+            ("emdsim-report sweeps/colonisation", "draw a finished sweep"),
+            ("emdsim-report SWEEP_DIR --metrics em_at_relapse median_os_months", "chosen outputs"),
+            ("emdsim-report SWEEP_DIR --status", "jobs done, failed and remaining"),
+        ],
+        "sweep_<parameter>.png, sweep_heatmap.png or sweep_design.png next to sweep.parquet.",
+    )
     parser.add_argument("sweep_dir", type=Path, help="the hydra.sweep.dir of an emdsim -m run")
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=sorted(METRIC_LABELS),
-                        metavar="METRIC", help=f"outputs to draw (default: {' '.join(DEFAULT_METRICS)})")
-    parser.add_argument("--status", action="store_true",
-                        help="print jobs done, failed and remaining (e.g. of a running cluster sweep) and stop")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=list(DEFAULT_METRICS),
+        choices=sorted(METRIC_LABELS),
+        metavar="METRIC",
+        help=f"outputs to draw (default: {' '.join(DEFAULT_METRICS)})",
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print jobs done, failed and remaining (e.g. of a running cluster sweep) and stop",
+    )
     args = parser.parse_args(argv)
     from ..config.schema import ConfigError
 

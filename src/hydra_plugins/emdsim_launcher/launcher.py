@@ -47,8 +47,13 @@ def _child(launcher: JoblibLauncher, cfg: DictConfig, conn: Any) -> None:  # pra
     try:
         setup_globals()
         HydraConfig.instance().set_config(cfg)
-        ret = run_job(hydra_context=launcher.hydra_context, config=cfg, task_function=launcher.task_function,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(
+            hydra_context=launcher.hydra_context,
+            config=cfg,
+            task_function=launcher.task_function,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         conn.send(ret)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which decides
         code = 1
@@ -84,8 +89,12 @@ class IsolatingJoblibLauncher(JoblibLauncher):
         n_jobs = int(self.joblib.get("n_jobs") or 1)
         if n_jobs < 0:
             n_jobs = max((os.cpu_count() or 1) + 1 + n_jobs, 1)
-        log.info("launching %d jobs, %d at a time, each in its own process; sweep output dir: %s",
-                 len(job_overrides), n_jobs, sweep_dir)
+        log.info(
+            "launching %d jobs, %d at a time, each in its own process; sweep output dir: %s",
+            len(job_overrides),
+            n_jobs,
+            sweep_dir,
+        )
         ctx = multiprocessing.get_context("fork")
         results: list[JobReturn | None] = [None] * len(job_overrides)
         pending = list(enumerate(job_overrides))
@@ -118,14 +127,20 @@ class IsolatingJoblibLauncher(JoblibLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [r for r in results if r is not None]
 
-    def _lost(self: Any, idx: int, overrides: list[str], cfg: DictConfig, exitcode: int | None,
-              error: BaseException | None) -> JobReturn:
+    def _lost(
+        self: Any, idx: int, overrides: list[str], cfg: DictConfig, exitcode: int | None, error: BaseException | None
+    ) -> JobReturn:
         """Record a job whose process died (or raised outside the task) as failed, in its own
         directory, and return a result that does not stop the sweep."""
         HydraConfig.instance().set_config(cfg)
         job_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        reason = (str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
-                  if error is not None else f"the job's process {_describe_exit(exitcode)}")
+        reason = (
+            str(error)
+            if isinstance(error, RuntimeError)
+            else f"{type(error).__name__}: {error}"
+            if error is not None
+            else f"the job's process {_describe_exit(exitcode)}"
+        )
         if not (job_dir / sweep.JOB).is_file():
             sweep.write_job(job_dir, num=idx, overrides=overrides, seed=None)
         if not (job_dir / sweep.SUMMARY).is_file():
@@ -156,8 +171,9 @@ class _TolerantJob:
             return [IsolatingJoblibLauncher._lost(self.launcher, self.idx, self.overrides, cfg, None, reason)]
 
 
-def _tolerant_launch(launcher: Any, parent: type, job_overrides: Sequence[Sequence[str]],
-                     initial_job_idx: int) -> Sequence[JobReturn]:
+def _tolerant_launch(
+    launcher: Any, parent: type, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Sequence[JobReturn]:
     import submitit
 
     original = submitit.AutoExecutor.map_array
