@@ -430,3 +430,20 @@ def test_animate_rejects_bad_options_before_rendering(finished_run, tmp_path):
             timeout=300,
         )
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_conf_file_with_a_key_given_twice_is_one_line(tmp_path, monkeypatch):
+    """conf/ files are read by Hydra's YAML loader, which refuses a duplicated key; that becomes one
+    ConfigError naming the file and line, not a traceback."""
+    import shutil
+
+    from emdsim import confload
+
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "experiment" / "dup.yaml").write_text("# @package _global_\nseed: 1\nseed: 2\n")
+    monkeypatch.setattr(confload, "CONF_DIR", conf)
+    with pytest.raises(
+        ConfigError, match=r"dup\.yaml is invalid: a valid configuration file \(line 3: found duplicate"
+    ):
+        confload.compose(["experiment=dup"])

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
@@ -74,6 +75,12 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
             return hydra_compose(config_name="config", overrides=[str(o) for o in overrides])
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises ValueError too
         raise composition_error(list(overrides), err) from None
+    except yaml.YAMLError as err:  # a conf/ file that is not valid YAML, or gives a key twice
+        mark = getattr(err, "problem_mark", None)
+        where = mark.name if mark is not None else "a file under conf/"
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        raise ConfigError(where, None, f"a valid configuration file ({line}{problem})") from None
 
 
 def composition_error(overrides: Sequence[str], err: Exception) -> ConfigError:
