@@ -312,10 +312,6 @@ def help_text() -> str:
 
 
 def main() -> None:
-    import warnings
-
-    # conf/hydra/launcher/joblib.yaml shadows the plugin's config of the same name on purpose
-    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv):
         print(help_text(), end="")
@@ -324,7 +320,7 @@ def main() -> None:
         print(version_line())
         raise SystemExit(0)
     problem = check_group_choices(argv)
-    if problem is None and not {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c"} & set(argv):
+    if problem is None and not {"--hydra-help", "--info", "--cfg", "-c"} & set(argv):
         problem = check_sweep(argv)
     if problem is None and {"-m", "--multirun"} & set(argv):
         problem = check_sweep_dir(argv)
