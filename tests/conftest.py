@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import uuid
 
 import numpy as np
 import pytest
@@ -37,21 +39,28 @@ def rng():
 # --------------------------------------------------------------------------- no process left behind
 #: a command line that runs emdsim: `python -m emdsim...`, a console script, the dashboard's server
 _RUNS_EMDSIM = re.compile(r"-m emdsim\b|/bin/emdsim(-[a-z]+)?( |$)|emdsim\.dashboard:page")
+#: every process this test session starts inherits this token (set before xdist starts its workers),
+#: so an emdsim process started outside the suite (a user's run beside it) is never counted
+_TOKEN = "EMDSIM_TEST_SESSION"
+os.environ.setdefault(_TOKEN, uuid.uuid4().hex)
 
 
 def _emdsim_processes() -> dict[int, str]:
-    """Processes of this machine whose command line runs emdsim (servers, CLI runs, job workers)."""
-    import os
+    """Processes started by this test session whose command line runs emdsim."""
     from pathlib import Path
 
+    marker = f"{_TOKEN}={os.environ[_TOKEN]}".encode()
     found = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not _RUNS_EMDSIM.search(cmd) or int(entry.name) == os.getpid():
+                continue
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
         except OSError:
             continue
-        if _RUNS_EMDSIM.search(cmd) and int(entry.name) != os.getpid():
-            found[int(entry.name)] = cmd.strip()
+        found[int(entry.name)] = cmd.strip()
     return found
 
 
@@ -60,9 +69,8 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The suite leaves no emdsim process running (a dashboard server, a sweep job): any new one
-    still alive at the end is listed, killed, and fails the run."""
-    import os
+    """The suite leaves no emdsim process running (a dashboard server, a sweep job): any process it
+    started that is still alive at the end is listed, killed, and fails the run."""
     import signal
     import sys
     import time

@@ -83,7 +83,7 @@ def read_parquet(path: Path | str, what: str = "parquet table", columns: Iterabl
 
     path = Path(path)
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(path, use_threads=False)  # no thread pool: a quick exit after a refusal is safe
     except OSError as err:
         raise ConfigError(str(path), None, f"a readable {what} ({err.strerror or _first_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - pyarrow raises ArrowInvalid and others on a damaged file
