@@ -70,11 +70,9 @@ class SweepCallback(Callback):
             sweep_dir = Path(str(config.hydra.sweep.dir))
         except Exception:  # a single run has no sweep directory
             return
-        plan = sweep_dir / sweep.PLAN
-        if not plan.is_file():
+        if not (sweep_dir / sweep.PLAN).is_file():
             return
-        n = json.loads(plan.read_text()).get("n_jobs")
-        print(sweep.progress_line(sweep_dir, n), flush=True)
+        print(sweep.progress_line(sweep_dir, sweep.planned_jobs(sweep_dir)), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import sweep
+from .cliutil import version_line
 from .config.schema import ConfigError
 from .confload import CONF_DIR, apply_design, compose, config_yaml, to_config
 
@@ -158,19 +159,12 @@ def _hydra_options(group: str) -> list[str]:
     from hydra.core.plugins import Plugins
 
     Plugins.instance()  # registers the installed plugins' configs
-    stored = {Path(name).stem for name in ConfigStore.instance().list(group)} if _has_group(group) else set()
+    try:
+        stored = {Path(name).stem for name in ConfigStore.instance().list(group)}
+    except OSError:  # no such group in the store
+        stored = set()
     local = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
     return sorted(stored | local)
-
-
-def _has_group(group: str) -> bool:
-    from hydra.core.config_store import ConfigStore
-
-    try:
-        ConfigStore.instance().list(group)
-    except OSError:
-        return False
-    return True
 
 
 def check_sweep_dir(argv: list[str]) -> str | None:
@@ -297,13 +291,6 @@ Documentation: README.md, docs/ODD.md (the model), docs/parameters.md (every num
 """
 
 
-def version_line() -> str:
-    from . import __version__
-    from .rundir import git_revision
-
-    return f"emdsim {__version__} (git {git_revision() or 'revision unknown'})"
-
-
 def help_text() -> str:
     from . import __version__
 
@@ -317,7 +304,7 @@ def main() -> None:
         print(help_text(), end="")
         raise SystemExit(0)
     if {"--version", "-V"} & set(argv):
-        print(version_line())
+        print(version_line("emdsim"))
         raise SystemExit(0)
     problem = check_group_choices(argv)
     if problem is None and not {"--hydra-help", "--info", "--cfg", "-c"} & set(argv):

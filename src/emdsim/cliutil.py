@@ -33,8 +33,20 @@ def command_parser(prog: str, summary: str, examples: list[tuple[str, str]], out
     parser = argparse.ArgumentParser(
         prog=prog, description=summary, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=version_line(prog))
+    parser.add_argument("--version", action=_Version, help="print the version and git revision, and exit")
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: asks git for the revision only when asked (argparse's own action would ask on
+    every start of the command)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line(parser.prog))
+        parser.exit()
 
 
 def parse_with_overrides(

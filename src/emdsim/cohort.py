@@ -54,7 +54,8 @@ def simulate_block(
     ``on_finished(k)`` is told, after each step, how many more patients with an id below ``n_real``
     (the cohort's own, not the block's padding) have finished: progress within a block."""
     st = init_state(tb, sample_patients(tb.cfg, tb.world, ids))
-    counted = 0
+    id_limit = np.inf if n_real is None else n_real
+    retired_real = counted = 0  # the cohort's own patients retired so far / reported so far
     recorder = SnapshotRecorder(tb, recorded_ids(tb.cfg, ids), tb.cfg.sim.snapshot_every)
     recorder.record(st)
     done_p: list[pd.DataFrame] = []
@@ -64,22 +65,19 @@ def simulate_block(
         step(st, tb, rng)
         recorder.record(st)
         finished = ~st.alive
+        real_finished = 0
         if on_finished is not None:
-            real = finished if n_real is None else finished & (st.patients.patient_id < n_real)
-            now = int(real.sum()) + sum(int((p["patient_id"] < (n_real or np.inf)).sum()) for p in done_p)
-            if now > counted:
-                on_finished(now - counted)
-                counted = now
+            real_finished = int((finished & (st.patients.patient_id < id_limit)).sum())
+            if retired_real + real_finished > counted:
+                on_finished(retired_real + real_finished - counted)
+                counted = retired_real + real_finished
         # finished patients are frozen by the step; retire them in batches to keep copies rare
         if finished.sum() * RETIRE_FRACTION >= len(st) or finished.all():
             fin = st.take(np.flatnonzero(finished))
             done_p.append(patient_records(fin, tb))
             done_l.append(lesion_records(fin, tb))
             st = st.take(np.flatnonzero(~finished))
-    if on_finished is not None:  # the last batch retired on the final step
-        total = sum(int((p["patient_id"] < (n_real or np.inf)).sum()) for p in done_p)
-        if total > counted:
-            on_finished(total - counted)
+            retired_real += real_finished
     if len(st):  # cannot happen with a consistent max_steps, kept as a guard
         st.status[:] = Status.CENSORED
         st.t_end[:] = st.t_days
@@ -126,6 +124,8 @@ def n_workers(requested: int) -> int:
 #: patient in memory, ~10 KB at the peak of analysis and writing; a patient costs ~8.6 ms of CPU over
 #: ~8 years to diagnosis + 10 of follow-up on this 2-core machine (0.5 ms per simulated year)
 BYTES_PER_PATIENT = 10_000
+#: a block's state arrays, per patient of the block (~200 KB)
+BLOCK_BYTES_PER_PATIENT = 200_000
 CPU_SECONDS_PER_PATIENT_YEAR = 0.5e-3
 
 
@@ -133,7 +133,7 @@ def resource_estimate(cfg: EmdConfig) -> tuple[float, float]:
     """Rough peak memory (bytes) and CPU time (seconds) of running ``cfg``'s cohort."""
     n = cfg.cohort.n_patients
     years = cfg.sim.followup_years + cfg.sim.max_years_to_diagnosis
-    block = cfg.cohort.block_size * 200_000  # a block's state arrays (~200 KB per patient)
+    block = cfg.cohort.block_size * BLOCK_BYTES_PER_PATIENT
     return n * BYTES_PER_PATIENT + block, n * years * CPU_SECONDS_PER_PATIENT_YEAR
 
 
@@ -149,7 +149,7 @@ def check_resources(cfg: EmdConfig) -> None:
     need, cpu = resource_estimate(cfg)
     have = physical_memory()
     if have is not None and need > 0.8 * have:
-        fit = int((0.8 * have - cfg.cohort.block_size * 200_000) // BYTES_PER_PATIENT)
+        fit = int((0.8 * have - cfg.cohort.block_size * BLOCK_BYTES_PER_PATIENT) // BYTES_PER_PATIENT)
         raise ConfigError(
             "cohort.n_patients",
             cfg.cohort.n_patients,

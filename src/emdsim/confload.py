@@ -76,11 +76,11 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises ValueError too
         raise composition_error(list(overrides), err) from None
     except yaml.YAMLError as err:  # a conf/ file that is not valid YAML, or gives a key twice
+        from .inputs import yaml_problem
+
         mark = getattr(err, "problem_mark", None)
         where = mark.name if mark is not None else "a file under conf/"
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
-        raise ConfigError(where, None, f"a valid configuration file ({line}{problem})") from None
+        raise ConfigError(where, None, f"a valid configuration file ({yaml_problem(err)})") from None
 
 
 def composition_error(overrides: Sequence[str], err: Exception) -> ConfigError:

@@ -186,8 +186,8 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _make_components():
-    """The page's Solara components (defined on first use: solara is imported only by the server)."""
+def _make_page():
+    """The page's Solara component (defined here: solara is imported only by the server process)."""
     import solara
     from mesa.visualization.solara_viz import ModelController, ShowSteps
     from mesa.visualization.utils import update_counter
@@ -270,10 +270,6 @@ def _make_components():
 PAGE_TITLE = "emdsim: one virtual patient"
 
 
-def _page():
-    return _make_components()
-
-
 page = None
 if os.environ.get("EMDSIM_APP") == "1":  # set by emdsim-app for the solara server process only
     import warnings
@@ -282,7 +278,7 @@ if os.environ.get("EMDSIM_APP") == "1":  # set by emdsim-app for the solara serv
     # at import, and Solara explains at every page load that http on 127.0.0.1 gets samesite=lax
     warnings.filterwarnings("ignore", message=r"(?s).*ComponentsView: `use_state` found despite early return")
     warnings.filterwarnings("ignore", message=r"(?s)Cookies with samesite=none require https")
-    page = _page()
+    page = _make_page()
 
 
 def main(argv: list[str] | None = None) -> None:

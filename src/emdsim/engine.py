@@ -167,8 +167,13 @@ def _advance_constants(cfg: EmdConfig, p_spill: float, p_arrest: float, p_die_re
         "route_local": ROUTE_LOCAL,
         "route_haematogenous": ROUTE_HAEMATOGENOUS,
     }
-    record = np.zeros(1, dtype=kernels.ADVANCE_RECORD)
-    for name in kernels.ADVANCE_RECORD.names:
+    return _record(kernels.ADVANCE_RECORD, values)
+
+
+def _record(dtype: np.dtype, values: dict[str, float | int]) -> np.ndarray:
+    """A one-element array of the record ``dtype``, its fields filled by name (a missing one is a KeyError)."""
+    record = np.zeros(1, dtype=dtype)
+    for name in dtype.names:
         record[name] = values[name]
     return record
 
@@ -183,8 +188,9 @@ def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
         "followup_days": sim.followup_years * DAYS_PER_YEAR,
         "max_days_to_diagnosis": sim.max_years_to_diagnosis * DAYS_PER_YEAR,
     }
-    row = tuple(float(values[c]) if c in values else float(getattr(cl, c)) for c in kernels.CLINIC_CONSTANTS)
-    return np.array([row], dtype=kernels.CLINIC_RECORD)
+    return _record(
+        kernels.CLINIC_RECORD, {c: values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_CONSTANTS}
+    )
 
 
 def max_steps(cfg: EmdConfig) -> int:

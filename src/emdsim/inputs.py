@@ -19,7 +19,7 @@ import yaml
 
 from .config.schema import ConfigError
 
-__all__ = ["StrictLoader", "read_yaml", "read_json", "read_parquet", "check_name"]
+__all__ = ["StrictLoader", "yaml_problem", "read_yaml", "read_json", "read_parquet", "check_name"]
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -48,6 +48,13 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """``line 3: found duplicate key seed``: where a YAML file is wrong, and how."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return where + (getattr(err, "problem", None) or _first_line(err))
+
+
 def read_yaml(path: Path | str, what: str = "YAML file", *, mapping: bool = True) -> Any:
     """The parsed content of a YAML file (a mapping unless ``mapping=False``)."""
     path = Path(path)
@@ -58,10 +65,7 @@ def read_yaml(path: Path | str, what: str = "YAML file", *, mapping: bool = True
     try:
         data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or _first_line(err)
-        raise ConfigError(str(path), None, f"a valid {what} ({where}{problem})") from None
+        raise ConfigError(str(path), None, f"a valid {what} ({yaml_problem(err)})") from None
     if mapping and not isinstance(data, dict):
         raise ConfigError(str(path), type(data).__name__, f"a {what} holding a YAML mapping (key: value lines)")
     return data

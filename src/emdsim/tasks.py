@@ -34,13 +34,14 @@ def run_task(
     *,
     config_text: str | None = None,
     show_progress: bool = True,
-    figures: Callable[[Path], list[Path]] | None = None,
+    figures: Callable[..., list[Path]] | None = None,
 ) -> dict[str, Any]:
     """Simulate ``cfg``'s cohort and write the run directory; returns the summary.
 
     The directory first loses any earlier run's outputs; then the tables are written, then
-    ``figures(run_dir)`` if given (a figure problem is logged, never hides the results), and
-    ``summary.json`` last, listing every file written."""
+    ``figures(run_dir, survival_stats=...)`` if given, with the survival statistics the analysis
+    already computed (a figure problem is logged, never hides the results), and ``summary.json``
+    last, listing every file written."""
     begin_run(run_dir)
     from ._jit import kernels_cached
 
@@ -75,7 +76,8 @@ def run_task(
         if show_progress:
             print("emdsim: drawing the figures", file=sys.stderr, flush=True)
         try:
-            files += [Path(p).name for p in figures(Path(run_dir))]
+            drawn = figures(Path(run_dir), survival_stats=summary.get("survival_by_emd_at_diagnosis"))
+            files += [Path(p).name for p in drawn]
         except Exception as err:  # noqa: BLE001 - the results are written; a figure problem must not hide them
             log.error("figures not drawn: %s: %s", type(err).__name__, err)
     return finish_run(run_dir, summary, files)

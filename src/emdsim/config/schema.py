@@ -104,7 +104,6 @@ PLAN_SOURCE = "the treatment plan's protocol (conf/treatment/<plan>.yaml, its de
 SCENARIO_SOURCE = "the scenario's cohort (conf/scenario/<name>.yaml, its description)"
 
 PROB = dict(lo=0.0, hi=1.0)
-NONNEG = dict(lo=0.0)
 
 #: Adhesion/homing traits carried by every clone, in the column order of the trait arrays.
 TRAIT_NAMES: tuple[str, ...] = (
@@ -439,14 +438,6 @@ def check_fields(obj: Any, prefix: str) -> None:
             _check_number(f"{prefix}.{f.name}", value, f.metadata)
 
 
-def _nonneg(path: str, value: float, hi: float | None = None, unit: str = "") -> None:
-    _check_number(path, value, {"lo": 0.0, "hi": hi, "unit": unit})
-
-
-def _prob(path: str, value: float) -> None:
-    _check_number(path, value, {"lo": 0.0, "hi": 1.0, "unit": "probability"})
-
-
 def _one_of(path: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
     if value not in allowed:
         raise ConfigError(path, value, f"must be one of {sorted(allowed)}")
@@ -549,10 +540,10 @@ def _validate_traits(tr: TraitsConfig) -> None:
         raise ConfigError("traits.switches", len(names), "at most 8 switches (2^8 clone states)")
     for i, s in enumerate(tr.switches):
         p = f"traits.switches[{i}]({s.name})"
-        _prob(f"{p}.rate_per_division", s.rate_per_division)
+        check_fields(s, p)
         for trait, factor in s.effects.items():
             _one_of(f"{p}.effects", trait, TRAIT_NAMES)
-            _nonneg(f"{p}.effects.{trait}", factor, 100.0, "multiplier")
+            _check_number(f"{p}.effects.{trait}", factor, {"lo": 0.0, "hi": 100.0, "unit": "multiplier", "range_source": GAIN})
 
 
 def _validate_treatment(cfg: EmdConfig) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..snapshots import SNAPSHOT_COLUMNS
 from ..units import DAYS_PER_YEAR
 from .figures import pretty_site
 
@@ -439,22 +440,7 @@ def render(
     return out, len(steps)
 
 
-#: the columns the animation reads from a run directory's tables
-SNAPSHOT_COLUMNS = (
-    "patient_id",
-    "step",
-    "t_days",
-    "status",
-    "line",
-    "regimen",
-    "node",
-    "kind",
-    "cells",
-    "local_flow",
-    "haematogenous_flow",
-    "inflammation",
-    "wound_open",
-)
+#: the columns the animation reads from a run directory's tables (snapshots: all of them)
 PATIENT_COLUMNS = (
     "patient_id",
     "diagnosed",

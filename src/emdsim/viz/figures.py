@@ -285,8 +285,13 @@ def cumulative_incidence_figure(survival: pd.DataFrame, path: Path, *, title: st
     return fig
 
 
-def cohort_figures(run_dir: Path, targets: list[Target] | None = None) -> list[Path]:
-    """Draw the four cohort figures of a run directory; returns their paths."""
+def cohort_figures(
+    run_dir: Path, targets: list[Target] | None = None, *, survival_stats: dict | None = None
+) -> list[Path]:
+    """Draw the four cohort figures of a run directory; returns their paths.
+
+    ``survival_stats`` (``analysis.survival_statistics``, the summary's ``survival_by_emd_at_diagnosis``)
+    is computed from ``patients.parquet`` when not given."""
     from ..analysis import survival_statistics
 
     run_dir = Path(run_dir)
@@ -301,7 +306,9 @@ def cohort_figures(run_dir: Path, targets: list[Target] | None = None) -> list[P
         title=f"Extramedullary disease, model vs reported: {label}" if label else "",
     )
     sites_figure(pd.read_parquet(run_dir / "sites.parquet"), run_dir / FIGURES[1], title=label)
-    stats = survival_statistics(patients) if patients["diagnosed"].any() else None
+    stats = survival_stats
+    if stats is None and patients["diagnosed"].any():
+        stats = survival_statistics(patients)
     survival_figure(
         survival,
         run_dir / FIGURES[2],

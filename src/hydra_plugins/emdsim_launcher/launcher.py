@@ -98,7 +98,7 @@ class IsolatingJoblibLauncher(JoblibLauncher):
         ctx = multiprocessing.get_context("fork")
         results: list[JobReturn | None] = [None] * len(job_overrides)
         pending = list(enumerate(job_overrides))
-        running: dict[Any, tuple[int, Any, Any, DictConfig]] = {}
+        running: dict[Any, tuple[int, Any, DictConfig]] = {}  # result pipe -> job index, process, config
         while pending or running:
             while pending and len(running) < n_jobs:
                 i, overrides = pending.pop(0)
@@ -109,11 +109,11 @@ class IsolatingJoblibLauncher(JoblibLauncher):
                 proc = ctx.Process(target=_child, args=(self, cfg, child_end), daemon=False)
                 proc.start()
                 child_end.close()
-                running[parent_end] = (i, proc, parent_end, cfg)
+                running[parent_end] = (i, proc, cfg)
             # wait on the result pipes, not on the processes: a child blocks in send() until its
             # result (larger than a pipe buffer) is read, and a dead child's pipe reads as EOF
             for conn in wait(list(running)):
-                i, proc, _, cfg = running.pop(conn)
+                i, proc, cfg = running.pop(conn)
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
@@ -123,34 +123,35 @@ class IsolatingJoblibLauncher(JoblibLauncher):
                 if isinstance(message, JobReturn):
                     results[i] = message
                     continue
-                results[i] = self._lost(initial_job_idx + i, list(job_overrides[i]), cfg, proc.exitcode, message)
+                results[i] = _record_lost(
+                    initial_job_idx + i, list(job_overrides[i]), cfg, _why_lost(proc.exitcode, message)
+                )
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [r for r in results if r is not None]
 
-    def _lost(
-        self: Any, idx: int, overrides: list[str], cfg: DictConfig, exitcode: int | None, error: BaseException | None
-    ) -> JobReturn:
-        """Record a job whose process died (or raised outside the task) as failed, in its own
-        directory, and return a result that does not stop the sweep."""
-        HydraConfig.instance().set_config(cfg)
-        job_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        reason = (
-            str(error)
-            if isinstance(error, RuntimeError)
-            else f"{type(error).__name__}: {error}"
-            if error is not None
-            else f"the job's process {_describe_exit(exitcode)}"
-        )
-        if not (job_dir / sweep.JOB).is_file():
-            sweep.write_job(job_dir, num=idx, overrides=overrides, seed=None)
-        if not (job_dir / sweep.SUMMARY).is_file():
-            sweep.write_failure(job_dir, RuntimeError(reason))
-        log.error("job %d (%s) failed: %s", idx, " ".join(overrides), reason)
-        print(f"sweep: job {idx} failed: {reason}", flush=True)
-        ret = JobReturn(overrides=overrides, cfg=cfg, hydra_cfg=cfg, working_dir=str(job_dir), task_name="emdsim")
-        ret.status = JobStatus.COMPLETED
-        ret.return_value = None
-        return ret
+
+def _why_lost(exitcode: int | None, error: BaseException | None) -> str:
+    """Why a job's process returned no result: the error it sent, or how it ended."""
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    return f"the job's process {_describe_exit(exitcode)}"
+
+
+def _record_lost(idx: int, overrides: list[str], cfg: DictConfig, reason: str) -> JobReturn:
+    """Record a job that returned no result as failed, in its own directory, and return a result
+    that does not stop the sweep (the sweeper reads every job's result)."""
+    HydraConfig.instance().set_config(cfg)
+    job_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+    if not (job_dir / sweep.JOB).is_file():
+        sweep.write_job(job_dir, num=idx, overrides=overrides, seed=None)
+    if not (job_dir / sweep.SUMMARY).is_file():
+        sweep.write_failure(job_dir, RuntimeError(reason))
+    log.error("job %d (%s) failed: %s", idx, " ".join(overrides), reason)
+    print(f"sweep: job {idx} failed: {reason}", flush=True)
+    ret = JobReturn(overrides=overrides, cfg=cfg, hydra_cfg=cfg, working_dir=str(job_dir), task_name="emdsim")
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = None
+    return ret
 
 
 class _TolerantJob:
@@ -167,8 +168,7 @@ class _TolerantJob:
             cfg = _sweep_config(self.launcher, self.idx, self.overrides)
             text = str(err).strip().splitlines()
             why = text[0] if text else type(err).__name__
-            reason = RuntimeError(f"the job's process ended without a result ({why})")
-            return [IsolatingJoblibLauncher._lost(self.launcher, self.idx, self.overrides, cfg, None, reason)]
+            return [_record_lost(self.idx, self.overrides, cfg, f"the job's process ended without a result ({why})")]
 
 
 def _tolerant_launch(
