@@ -9,6 +9,7 @@ of the same mid-course state with the same seed; after every step every field of
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import fields
 
 import numpy as np
@@ -46,11 +47,12 @@ def _advance_first_line(st, tb, rows):
             _open_wound(st, on[(st.phase_pos[on] == ph) & st.patients.phase_wound[on, ph]], int(node))
 
 
-def _reference_clinic(st, tb, rng, node_total):
-    cfg, cl, w = tb.cfg, tb.cfg.clinical, tb.world
+def _reference_clinic(st, tb, rng, node_total, *, cfg):
+    cl, w = cfg.clinical, tb.world
     t = st.t_days
     total = node_total.sum(axis=1)
     marrow = node_total[:, tb.marrow_nodes].sum(axis=1)
+    st.total_cells[:], st.marrow_cells[:] = total, marrow  # the sums the compiled course reads
     detectable = (node_total >= tb.detection_cells) & tb.soft_tissue
     first_seen = detectable & np.isnan(st.lesion_detectable) & (st.status <= Status.FOLLOWED)[:, None]
     st.lesion_detectable[first_seen] = t
@@ -147,7 +149,8 @@ def test_compiled_clinic_equals_the_numpy_reference(make_cfg, overrides):
     events = 0
     for k in range(400):
         b, rb = copy.deepcopy(a), copy.deepcopy(ra)
-        for s, r, clinic in ((a, ra, _clinic), (b, rb, _reference_clinic)):
+        reference = functools.partial(_reference_clinic, cfg=cfg)
+        for s, r, clinic in ((a, ra, _clinic), (b, rb, reference)):
             s.t_days += cfg.sim.dt_days
             s.n_steps += 1
             _events(s, tb)

@@ -41,7 +41,7 @@ def test_dashboard_model_applies_the_inputs_and_its_components_render():
     initial["traits__switches__2__rate_per_division"] = 5e-9
     initial["treatment"] = "vtd_asct"
     model = DashboardModel(**initial)
-    cfg = model.tables.cfg
+    cfg = model.cfg
     assert cfg.spread.p_colonisation == 1e-4 and cfg.treatment.name == "vtd_asct"
     assert cfg.traits.switches[2].rate_per_division == 5e-9 and cfg.traits.switches[2].name == "niche_independence"
     for _ in range(3):

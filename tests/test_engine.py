@@ -244,7 +244,9 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     np.testing.assert_allclose(st.p_death, event_probability(d, dt), rtol=1e-12)
     np.testing.assert_allclose(st.survival, survival_probability(d, dt), rtol=1e-12)
     adh = adhesion(st.traits[:, None, :, :], tb.world.ligands[None, :, None, :], cfg.spread)
-    np.testing.assert_allclose(st.retained, retained_release(tb.release_base[None, :, None], adh), rtol=1e-12)
+    np.testing.assert_allclose(
+        st.retained, retained_release(tb.step.release_rate_per_day[None, :, None], adh), rtol=1e-12
+    )
     occ, b = np.linspace(0, 1.2, 7), 0.03
     np.testing.assert_allclose(
         egress_rate(0.02, 1.5, occ, 3.0), crowded_release(retained_release(0.02, 1.5), occ, 3.0), rtol=1e-12

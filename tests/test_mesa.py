@@ -11,8 +11,9 @@ from emdsim.model import CloneAgent, EMDModel
 
 
 def test_agents_mirror_state_and_network(make_cfg):
-    tb = build_tables(make_cfg())
-    model = EMDModel(tb, patient_id=3)
+    cfg = make_cfg()
+    tb = build_tables(cfg)
+    model = EMDModel(cfg, patient_id=3, tables=tb)
     assert set(model.space.G.nodes) == set(tb.world.names)
     for _ in range(150):
         model.step()
@@ -31,8 +32,9 @@ def test_agents_mirror_state_and_network(make_cfg):
 
 
 def test_agent_lineage_and_traits(make_cfg):
-    tb = build_tables(make_cfg())
-    model = EMDModel(tb, patient_id=0)
+    cfg = make_cfg()
+    tb = build_tables(cfg)
+    model = EMDModel(cfg, patient_id=0, tables=tb)
     for _ in range(40):
         model.step()
     subclones = [a for a in model.agents if a.clone > 0]
@@ -45,18 +47,20 @@ def test_agent_lineage_and_traits(make_cfg):
 
 
 def test_same_patient_same_course(make_cfg):
-    tb = build_tables(make_cfg())
+    cfg = make_cfg()
+    tb = build_tables(cfg)
     runs = []
     for _ in range(2):
-        m = EMDModel(tb, patient_id=5)
+        m = EMDModel(cfg, patient_id=5, tables=tb)
         m.run()
         runs.append(m.result().patients)
     pd.testing.assert_frame_equal(runs[0], runs[1])
 
 
 def test_snapshots_record_every_step(make_cfg):
-    tb = build_tables(make_cfg())
-    m = EMDModel(tb, patient_id=1)
+    cfg = make_cfg()
+    tb = build_tables(cfg)
+    m = EMDModel(cfg, patient_id=1, tables=tb)
     for _ in range(10):
         m.step()
     snaps = m.snapshot_table()

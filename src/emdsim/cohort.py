@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import rng as seeds
 from .config.schema import ConfigError, EmdConfig
-from .engine import Status, Tables, build_tables, init_state, max_steps, step
+from .engine import Status, Tables, build_tables, init_state, step
 from .outcomes import CohortResult, lesion_records, patient_records  # CohortResult re-exported
 from .patients import sample_patients
 from .snapshots import SnapshotRecorder, empty_table
@@ -42,6 +42,7 @@ def recorded_ids(cfg: EmdConfig, ids: np.ndarray) -> np.ndarray:
 
 
 def simulate_block(
+    cfg: EmdConfig,
     tb: Tables,
     ids: np.ndarray,
     rng: np.random.Generator,
@@ -53,14 +54,14 @@ def simulate_block(
 
     ``on_finished(k)`` is told, after each step, how many more patients with an id below ``n_real``
     (the cohort's own, not the block's padding) have finished: progress within a block."""
-    st = init_state(tb, sample_patients(tb.cfg, tb.world, ids))
+    st = init_state(tb, sample_patients(cfg, tb.world, ids))
     id_limit = np.inf if n_real is None else n_real
     retired_real = counted = 0  # the cohort's own patients retired so far / reported so far
-    recorder = SnapshotRecorder(tb, recorded_ids(tb.cfg, ids), tb.cfg.sim.snapshot_every)
+    recorder = SnapshotRecorder(tb, recorded_ids(cfg, ids), cfg.sim.snapshot_every)
     recorder.record(st)
     done_p: list[pd.DataFrame] = []
     done_l: list[pd.DataFrame] = []
-    limit = max_steps(tb.cfg)
+    limit = tb.max_steps
     while len(st) and st.n_steps < limit:
         step(st, tb, rng)
         recorder.record(st)
@@ -95,6 +96,7 @@ def _run_block(cfg: EmdConfig, b: int, on_finished: Progress | None = None) -> C
     """Block ``b`` of the cohort (padded to the block size, trimmed to the cohort)."""
     ids = np.arange(b * cfg.cohort.block_size, (b + 1) * cfg.cohort.block_size)
     res = simulate_block(
+        cfg,
         build_tables(cfg),
         ids,
         seeds.stream(cfg.seed, seeds.BLOCK, b),
@@ -189,7 +191,7 @@ def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortRes
 
         tb = build_tables(cfg)
         for i in range(n):
-            model = EMDModel(tb, patient_id=i)
+            model = EMDModel(cfg, patient_id=i, tables=tb)
             model.run()
             res = model.result()
             keep = len(recorded_ids(cfg, np.array([i])))

@@ -21,7 +21,6 @@ import pandas as pd
 
 from .config.schema import describe_parameters
 from .confload import CONF_DIR, load
-from .engine import build_tables
 from .model import EMDModel
 from .outcomes import lesion_records, patient_records
 from .units import DAYS_PER_YEAR
@@ -94,14 +93,13 @@ class DashboardModel(EMDModel):
     def __init__(self, patient_id: int, seed: int | str, treatment: str, scenario: str, **kwargs: float) -> None:
         overrides = [f"seed={int(seed)}", f"treatment={treatment}", f"scenario={scenario}"]
         overrides += [f"{k.replace(SEP, '.')}={float(v)!r}" for k, v in kwargs.items()]
-        tables = build_tables(load(overrides))
-        super().__init__(tables, patient_id=int(patient_id))
+        super().__init__(load(overrides), patient_id=int(patient_id))
 
     def nodes(self) -> pd.DataFrame:
         return pd.DataFrame(
             [
                 {"name": n.name, "kind": n.kind, "adjacent_to": getattr(n, "adjacent_to", "") or ""}
-                for n in self.tables.cfg.anatomy.nodes
+                for n in self.cfg.anatomy.nodes
             ]
         )
 

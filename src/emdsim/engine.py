@@ -20,22 +20,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import kernels
 from .anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
-from .config.schema import EmdConfig, RegimenSpec
+from .config.schema import EmdConfig, RegimenSpec, SpreadConfig, SwitchSpec
 from .niches import adhesion
 from .patients import PatientTable
 from .rates import competing_probabilities, event_probability, tally_record
 from .spread import homing_weights
-from .traits import TRAIT_INDEX, clone_trait_table, n_clone_states, switch_targets
+from .traits import TRAIT_INDEX, clone_label, clone_trait_table, n_clone_states, switch_targets
 from .treatment import regimen_kill_table
 from .units import DAYS_PER_YEAR
 
-__all__ = ["Status", "Tables", "CohortState", "build_tables", "init_state", "step", "max_steps"]
+__all__ = [
+    "Status",
+    "Tables",
+    "CohortState",
+    "build_tables",
+    "course_state",
+    "init_state",
+    "max_steps",
+    "patient_tables",
+    "step",
+]
 
 
 class Status(IntEnum):
@@ -54,42 +65,62 @@ _ND, _SENS, _PROLIF, _EMPROLIF = (
 
 @dataclass(frozen=True)
 class Tables:
-    """Everything derived once from a configuration (the resolved scenario)."""
+    """The resolved scenario: everything the engine derives once from a configuration, in the units
+    the step uses (days, cells, per-step probabilities).  It holds values, not the configuration:
+    what the cohort needs besides (the seed, the cohort's size, the snapshot schedule) it reads from
+    the configuration itself."""
 
-    cfg: EmdConfig
     world: World
     regimens: tuple[RegimenSpec, ...]  # first line, then salvage
-    kill_table: NDArray[np.float64]  # (R + 1, N); row R = untreated
     n_first: int
-    release_base: NDArray[np.float64]  # (N,) egress (marrow) or shedding (soft tissue) hazard
+    switches: tuple[SwitchSpec, ...]  # phenotype switches, in bit order of the clone states
+    clone_labels: tuple[str, ...]  # (K,) readable name of each clone state
     switch_sources: NDArray[np.int64]
     switch_targets: NDArray[np.int64]
-    switch_rates: NDArray[np.float64]  # (S,)
     n_clones: int
-    detection_cells: float
+    spread: SpreadConfig  # the spread rules' parameters (adhesion, homing weights)
+    onset_cells: float  # cells of the founding clone at myeloma onset
+    dt_days: float  # the step
+    max_steps: int  # steps from onset to the end of the longest possible course
+    detection_cells: float  # the scenario's imaging threshold, cells
     wound_nodes: NDArray[np.int64]
+    wound_decay_per_step: NDArray[np.float64]  # (wounds,) factor on their inflammation per step
     marrow_nodes: NDArray[np.int64]
     ps_nodes: NDArray[np.int64]  # paraskeletal nodes
     ps_marrow: NDArray[np.int64]  # their marrow sites
     soft_tissue: NDArray[np.bool_]  # paraskeletal, organ or wound
     is_em: NDArray[np.bool_]  # organ or wound (EM definition)
     em_nodes: NDArray[np.int64]  # their indices
-    in_marrow: NDArray[np.float64]  # (N,) 1.0 for marrow nodes (for the compiled rules)
-    dest: NDArray[np.int64]  # destinations of circulating cells (marrow, organ, wound)
-    dest_marrow: NDArray[np.bool_]
-    dest_wound: NDArray[np.bool_]
-    phase_wound_node: NDArray[np.int64]  # (n_first,) wound node opened by each first-line phase, -1 none
-    phase_days: NDArray[np.float64]  # (R + 1,) duration of each regimen's phase (0: until progression)
-    clinic_constants: np.ndarray  # the clinical course's constants (one kernels.CLINIC_RECORD)
     surgery_node: NDArray[np.int64]  # (n_surgeries,)
-    p_spill: float  # per step: a cell of a breached site spills (local extension)
-    p_arrest: float  # per step: a circulating cell arrests ...
-    p_die_rest: float  # ... or, if it does not, dies in the blood
-    advance_constants: np.ndarray  # the step's constants (one kernels.ADVANCE_RECORD), from the above
+    treatment_name: str
+    scenario_name: str
+    step: kernels.StepTables  # the per-compartment and per-regimen tables of the compiled loops
+    advance_constants: np.ndarray  # the step's constants (one kernels.ADVANCE_RECORD)
+    clinic_constants: np.ndarray  # the clinical course's constants (one kernels.CLINIC_RECORD)
+
+    @cached_property
+    def step_args(self) -> tuple:
+        """:attr:`step` as the compiled loops take it (:func:`emdsim.kernels.plain`)."""
+        return kernels.plain(self.step)
 
     @property
     def untreated(self) -> int:
         return len(self.regimens)
+
+    @property
+    def kill_table(self) -> NDArray[np.float64]:
+        """(R + 1, N) each regimen's kill hazard per compartment, 1/day; row R = untreated."""
+        return self.step.kill_rate_per_day
+
+    @property
+    def phase_days(self) -> NDArray[np.float64]:
+        """(R + 1,) duration of each regimen's phase, days (0: until progression)."""
+        return self.step.phase_days
+
+    @property
+    def phase_wound_node(self) -> NDArray[np.int64]:
+        """(n_first,) wound node opened by each first-line phase, -1 none."""
+        return self.step.phase_wound_node
 
 
 def build_tables(cfg: EmdConfig) -> Tables:
@@ -104,45 +135,65 @@ def build_tables(cfg: EmdConfig) -> Tables:
     src, tgt = switch_targets(len(cfg.traits.switches))
     detection = cfg.clinical.imaging[cfg.scenario.imaging].detection_threshold_cells
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
+    wound_nodes = np.flatnonzero(world.is_wound)
     sp, dt = cfg.spread, cfg.sim.dt_days
     p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
     p_spill = float(event_probability(sp.local_extension_rate_per_day, dt))
     p_arrest, p_die_rest = float(p_circ[0]), float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0))
-    return Tables(
-        cfg=cfg,
-        world=world,
-        regimens=regimens,
-        kill_table=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
-        n_first=len(tr.first_line),
-        release_base=release,
-        switch_sources=src,
-        switch_targets=tgt,
-        switch_rates=np.array([s.rate_per_division for s in cfg.traits.switches]),
-        n_clones=n_clone_states(cfg.traits.switches),
-        detection_cells=detection,
-        wound_nodes=np.flatnonzero(world.is_wound),
-        marrow_nodes=np.flatnonzero(world.is_marrow),
+    dest = world.is_marrow | world.is_tissue_target
+    soft_tissue = world.is_paraskeletal | world.is_tissue_target
+    n_clones = n_clone_states(cfg.traits.switches)
+    step_tables = kernels.StepTables(
+        soil=world.soil,
+        is_wound=world.is_wound,
+        capacity_cells=world.capacity,
+        in_marrow=world.is_marrow.astype(float),
+        release_rate_per_day=release,
+        soft_tissue=soft_tissue,
+        lesion_death_rate_per_day=world.lesion_death_rate,
         ps_nodes=ps_nodes,
         ps_marrow=world.adjacent_marrow[ps_nodes],
-        soft_tissue=world.is_paraskeletal | world.is_tissue_target,
-        is_em=world.is_tissue_target,
         em_nodes=np.flatnonzero(world.is_tissue_target),
-        in_marrow=world.is_marrow.astype(float),
-        dest=np.flatnonzero(world.is_marrow | world.is_tissue_target),
-        dest_marrow=world.is_marrow[world.is_marrow | world.is_tissue_target],
-        dest_wound=world.is_wound[world.is_marrow | world.is_tissue_target],
-        phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
+        dest=np.flatnonzero(dest),
+        dest_marrow=world.is_marrow[dest],
+        dest_wound=world.is_wound[dest],
+        switch_rate_per_division=np.array([s.rate_per_division for s in cfg.traits.switches], dtype=float),
+        kill_rate_per_day=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
         phase_days=np.array([r.duration_days for r in regimens] + [0.0], dtype=float),
-        clinic_constants=_clinic_constants(cfg, detection),
+        phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
+    )
+    return Tables(
+        world=world,
+        regimens=regimens,
+        n_first=len(tr.first_line),
+        switches=tuple(cfg.traits.switches),
+        clone_labels=tuple(clone_label(k, cfg.traits.switches) for k in range(n_clones)),
+        switch_sources=src,
+        switch_targets=tgt,
+        n_clones=n_clones,
+        spread=cfg.spread,
+        onset_cells=cfg.growth.onset_cells,
+        dt_days=dt,
+        max_steps=max_steps(cfg),
+        detection_cells=detection,
+        wound_nodes=wound_nodes,
+        wound_decay_per_step=np.exp(-np.log(2.0) * dt / world.wound_half_life[wound_nodes]),
+        marrow_nodes=np.flatnonzero(world.is_marrow),
+        ps_nodes=ps_nodes,
+        ps_marrow=step_tables.ps_marrow,
+        soft_tissue=soft_tissue,
+        is_em=world.is_tissue_target,
+        em_nodes=step_tables.em_nodes,
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
-        p_spill=p_spill,
-        p_arrest=p_arrest,
-        p_die_rest=p_die_rest,
-        advance_constants=_advance_constants(cfg, p_spill, p_arrest, p_die_rest),
+        treatment_name=tr.name,
+        scenario_name=cfg.scenario.name,
+        step=step_tables,
+        advance_constants=_advance_constants(cfg, world.blood, p_spill, p_arrest, p_die_rest),
+        clinic_constants=_clinic_constants(cfg, detection),
     )
 
 
-def _advance_constants(cfg: EmdConfig, p_spill: float, p_arrest: float, p_die_rest: float) -> np.ndarray:
+def _advance_constants(cfg: EmdConfig, blood: int, p_spill: float, p_arrest: float, p_die_rest: float) -> np.ndarray:
     """The constants of :func:`emdsim.kernels.advance`: one record of ``kernels.ADVANCE_RECORD``."""
     g, sp, sim = cfg.growth, cfg.spread, cfg.sim
     values = {
@@ -164,8 +215,10 @@ def _advance_constants(cfg: EmdConfig, p_spill: float, p_arrest: float, p_die_re
         "trait_proliferation": _PROLIF,
         "trait_em_proliferation": _EMPROLIF,
         "trait_drug_sensitivity": _SENS,
+        "blood_node": blood,
         "route_local": ROUTE_LOCAL,
         "route_haematogenous": ROUTE_HAEMATOGENOUS,
+        "status_followed": Status.FOLLOWED,
     }
     return _record(kernels.ADVANCE_RECORD, values)
 
@@ -187,9 +240,16 @@ def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
         "dt_days": sim.dt_days,
         "followup_days": sim.followup_years * DAYS_PER_YEAR,
         "max_days_to_diagnosis": sim.max_years_to_diagnosis * DAYS_PER_YEAR,
+        "n_first_line_phases": len(cfg.treatment.first_line),
+        "n_salvage_regimens": len(cfg.treatment.salvage),
+        "untreated_regimen": len(cfg.treatment.first_line) + len(cfg.treatment.salvage),
+        "status_undiagnosed": Status.UNDIAGNOSED,
+        "status_followed": Status.FOLLOWED,
+        "status_dead": Status.DEAD,
+        "status_censored": Status.CENSORED,
     }
     return _record(
-        kernels.CLINIC_RECORD, {c: values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_CONSTANTS}
+        kernels.CLINIC_RECORD, {c: values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_RECORD.names}
     )
 
 
@@ -241,6 +301,9 @@ class CohortState:
     last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     #: cells per compartment (P, N), kept by the compiled pass (occupancy at the next step's start)
     node_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: all cells and marrow cells (P,), summed from ``node_total`` for the clinical course
+    total_cells: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    marrow_cells: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     #: per-step kill probabilities (P, N, K) of the regimen and efficacy they were computed for (the
     #: compiled pass recomputes a patient's when either changes)
     kill_prob: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
@@ -257,6 +320,20 @@ class CohortState:
     def __len__(self) -> int:
         return len(self.patients)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # the compiled loops' views (:meth:`kernel_args`) hold the arrays: replacing one drops them
+        if name in _KERNEL_FIELDS:
+            self.__dict__.pop("_kernel_args", None)
+        object.__setattr__(self, name, value)
+
+    def kernel_args(self) -> tuple[tuple, tuple]:
+        """The state and the per-patient tables as the compiled loops take them
+        (:func:`course_state`, :func:`patient_tables`), built once per state object."""
+        args = self.__dict__.get("_kernel_args")
+        if args is None:
+            args = self.__dict__["_kernel_args"] = (course_state(self), patient_tables(self))
+        return args
+
     @property
     def alive(self) -> NDArray[np.bool_]:
         """Patients whose course goes on (undiagnosed or followed); the others are frozen."""
@@ -269,39 +346,35 @@ class CohortState:
         )
 
 
+#: the fields of a CohortState that the compiled loops' views hold
+_KERNEL_FIELDS = frozenset(kernels.CourseState._fields) | {
+    "traits",
+    "p_death",
+    "survival",
+    "retained",
+    "homing",
+    "patients",
+}
+
+
 def init_state(tb: Tables, patients: PatientTable) -> CohortState:
-    cfg, w = tb.cfg, tb.world
+    w = tb.world
     p, n, k = len(patients), w.n_nodes, tb.n_clones
-    traits = clone_trait_table(patients.base_traits, cfg.traits.switches)
+    traits = clone_trait_table(patients.base_traits, list(tb.switches))
     cells = np.zeros((p, n, k))
-    cells[:, :, 0] = np.round(cfg.growth.onset_cells * patients.onset_share)
+    cells[:, :, 0] = np.round(tb.onset_cells * patients.onset_share)
     nan = np.full(p, np.nan)
     nan_pn = np.full((p, n), np.nan)
     node_total = np.empty((p, n))
     kernels.node_totals(cells, node_total)
-    adh = adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], cfg.spread)
-    p_death, survival, retained = np.empty((p, n, k)), np.empty((p, n, k)), np.empty((p, n, k))
-    g = cfg.growth
-    kernels.static_rates(
-        traits,
-        adh,
-        w.soil,
-        tb.release_base,
-        g.death_rate_per_day,
-        g.niche_loss_death_rate_per_day,
-        cfg.sim.dt_days,
-        _ND,
-        p_death,
-        survival,
-        retained,
-    )
-    return CohortState(
+    adh = adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], tb.spread)
+    st = CohortState(
         patients=patients,
         traits=traits,
-        p_death=p_death,
-        survival=survival,
-        retained=retained,
-        homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, cfg.spread),
+        p_death=np.empty((p, n, k)),
+        survival=np.empty((p, n, k)),
+        retained=np.empty((p, n, k)),
+        homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, tb.spread),
         cells=cells,
         status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64),
         t_dx=nan.copy(),
@@ -328,19 +401,47 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         last_local=np.zeros((p, n, k)),
         last_haem=np.zeros((p, n, k)),
         node_total=node_total,
+        total_cells=np.zeros(p),
+        marrow_cells=np.zeros(p),
         kill_prob=np.zeros((p, n, k)),
         kill_regimen=np.full(p, -1, dtype=np.int64),
         kill_efficacy=nan.copy(),
     )
+    kernels.static_rates(patient_tables(st), adh, tb.step_args, tb.advance_constants)
+    return st
+
+
+def patient_tables(st: CohortState) -> tuple:
+    """The block's per-patient tables (a :class:`emdsim.kernels.PatientTables` filled by name, as a
+    plain tuple for the compiled loops: views, no copies)."""
+    pt = st.patients
+    record = kernels.PatientTables(
+        traits=st.traits,
+        proliferation=pt.proliferation,
+        switch_factor=pt.switch_factor,
+        p_death=st.p_death,
+        survival=st.survival,
+        retained=st.retained,
+        homing=st.homing,
+        age_years=pt.age_years,
+        phase_wound=pt.phase_wound,
+    )
+    return kernels.plain(record)
+
+
+def course_state(st: CohortState) -> tuple:
+    """The block's dynamic arrays, filled by name into a :class:`emdsim.kernels.CourseState` (the
+    same arrays: the compiled loops write into them), as a plain tuple for the compiled loops."""
+    return kernels.plain(kernels.CourseState(**{name: getattr(st, name) for name in kernels.CourseState._fields}))
 
 
 # ----------------------------------------------------------------------------------- processes
 def _events(st: CohortState, tb: Tables) -> None:
     """Open wounds whose procedure falls in this step; decay inflammation."""
-    dt = tb.cfg.sim.dt_days
+    dt = tb.dt_days
     wn = tb.wound_nodes
     if wn.size:
-        st.inflammation[:, wn] *= np.exp(-np.log(2.0) * dt / tb.world.wound_half_life[wn])
+        st.inflammation[:, wn] *= tb.wound_decay_per_step
     if tb.surgery_node.size:
         due_day = st.t_dx[:, None] + st.patients.surgery_day  # NaN if none / undiagnosed
         due = (due_day > st.t_days - dt) & (due_day <= st.t_days) & st.alive[:, None]
@@ -358,104 +459,24 @@ def _open_wound(st: CohortState, rows: NDArray[np.int64], node: int) -> None:
 def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[np.float64]:
     """Processes 1-5 and the lesions' bookkeeping (:func:`emdsim.kernels.advance`); returns the
     cells in each compartment after the step (P, N)."""
-    w = tb.world
-    kernels.advance(
-        rng,
-        tally_record(st.tally),
-        st.alive,
-        st.t_days,
-        st.cells,
-        st.traits,
-        st.patients.proliferation,
-        st.patients.switch_factor,
-        st.p_death,
-        st.survival,
-        st.retained,
-        st.homing,
-        st.inflammation,
-        st.disrupted,
-        st.regimen,
-        st.efficacy,
-        tb.kill_table,
-        w.soil,
-        w.is_wound,
-        w.capacity,
-        tb.in_marrow,
-        w.blood,
-        tb.release_base,
-        tb.ps_marrow,
-        tb.ps_nodes,
-        tb.em_nodes,
-        tb.dest,
-        tb.dest_marrow,
-        tb.dest_wound,
-        tb.switch_rates,
-        tb.advance_constants,
-        st.last_local,
-        st.last_haem,
-        st.lesion_onset,
-        st.lesion_route,
-        st.lesion_detectable,
-        st.node_total,
-        st.kill_prob,
-        st.kill_regimen,
-        st.kill_efficacy,
-    )
+    state, patients = st.kernel_args()
+    kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
     return st.node_total
 
 
 def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator, node_total: NDArray[np.float64]) -> None:
     """Process 6, the clinical course (:func:`emdsim.kernels.clinic`): imaging, diagnosis, phases of
     the plan, progression, death and censoring of every patient."""
-    cfg = tb.cfg
     # the totals are summed here by numpy (pairwise), as the clinical course has always summed them
-    kernels.clinic(
-        rng,
-        tally_record(st.tally),
-        st.t_days,
-        node_total,
-        node_total.sum(axis=1),
-        node_total[:, tb.marrow_nodes].sum(axis=1),
-        tb.soft_tissue,
-        tb.world.lesion_death_rate,
-        st.patients.age_years,
-        st.patients.phase_wound,
-        tb.clinic_constants,
-        tb.phase_days,
-        tb.phase_wound_node,
-        tb.n_first,
-        len(cfg.treatment.salvage),
-        tb.untreated,
-        int(Status.UNDIAGNOSED),
-        int(Status.FOLLOWED),
-        int(Status.DEAD),
-        int(Status.CENSORED),
-        st.status,
-        st.t_dx,
-        st.t_prog,
-        st.t_death,
-        st.t_end,
-        st.burden_at_dx,
-        st.dx_sites,
-        st.relapse_sites,
-        st.lesion_detectable,
-        st.nadir,
-        st.lesion_nadir,
-        st.line,
-        st.line_start,
-        st.phase_pos,
-        st.phase_end,
-        st.regimen,
-        st.efficacy,
-        st.inflammation,
-        st.wound_opened,
-    )
+    node_total.sum(axis=1, out=st.total_cells)
+    node_total[:, tb.marrow_nodes].sum(axis=1, out=st.marrow_cells)
+    state, patients = st.kernel_args()
+    kernels.clinic(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.clinic_constants)
 
 
 def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
-    """Advance every living patient of ``st`` by one step of ``sim.dt_days``."""
-    cfg = tb.cfg
-    st.t_days += cfg.sim.dt_days
+    """Advance every living patient of ``st`` by one step of ``dt_days``."""
+    st.t_days += tb.dt_days
     st.n_steps += 1
     _events(st, tb)  # 0
     node_total = _advance(st, tb, rng)  # 1-5, lesion onsets and routes

@@ -23,11 +23,12 @@ import pandas as pd
 from mesa.discrete_space import CellAgent, Network
 
 from . import rng as seeds
-from .engine import Status, Tables, init_state, max_steps, step
+from .config.schema import EmdConfig
+from .engine import Status, Tables, build_tables, init_state, step
 from .outcomes import CohortResult, lesion_records, patient_records
 from .patients import sample_patients
 from .snapshots import SnapshotRecorder
-from .traits import TRAIT_INDEX, clone_label
+from .traits import TRAIT_INDEX
 
 __all__ = ["CloneAgent", "EMDModel", "build_network"]
 
@@ -56,12 +57,12 @@ class CloneAgent(CellAgent):
 
     @property
     def label(self) -> str:
-        return clone_label(self.clone, self.model.tables.cfg.traits.switches)
+        return self.model.tables.clone_labels[self.clone]
 
     @property
     def parent_clones(self) -> list[int]:
         """Clone states this one can descend from (one switch fewer)."""
-        n_switches = len(self.model.tables.cfg.traits.switches)
+        n_switches = len(self.model.tables.switches)
         return [self.clone & ~(1 << s) for s in range(n_switches) if self.clone >> s & 1]
 
     def trait(self, name: str) -> float:
@@ -71,20 +72,23 @@ class CloneAgent(CellAgent):
 class EMDModel(mesa.Model):
     """One patient from myeloma onset to death or censoring."""
 
-    def __init__(self, tables: Tables, *, patient_id: int) -> None:
-        super().__init__(rng=seeds.stream(tables.cfg.seed, seeds.DYNAMICS, patient_id))
+    def __init__(self, cfg: EmdConfig, *, patient_id: int, tables: Tables | None = None) -> None:
+        """Patient ``patient_id`` of the cohort ``cfg`` (``tables``: ``build_tables(cfg)``, if already built)."""
+        super().__init__(rng=seeds.stream(cfg.seed, seeds.DYNAMICS, patient_id))
+        tables = build_tables(cfg) if tables is None else tables
+        self.cfg = cfg
         self.tables = tables
         self.patient_id = patient_id
-        self.state = init_state(tables, sample_patients(tables.cfg, tables.world, np.array([patient_id])))
+        self.state = init_state(tables, sample_patients(cfg, tables.world, np.array([patient_id])))
         self.space = build_network(tables, self.random)
         self._agents_at: dict[tuple[int, int], CloneAgent] = {}
-        self.recorder = SnapshotRecorder(tables, [patient_id], tables.cfg.sim.snapshot_every)
+        self.recorder = SnapshotRecorder(tables, [patient_id], cfg.sim.snapshot_every)
         self._sync_agents()
         self.recorder.record(self.state)
 
     @property
     def finished(self) -> bool:
-        return bool(self.state.status[0] >= Status.DEAD) or self.state.n_steps >= max_steps(self.tables.cfg)
+        return bool(self.state.status[0] >= Status.DEAD) or self.state.n_steps >= self.tables.max_steps
 
     def step(self) -> None:
         step(self.state, self.tables, self.rng)

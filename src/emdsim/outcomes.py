@@ -73,7 +73,7 @@ def _sites(mask: np.ndarray, names: tuple[str, ...]) -> list[list[str]]:
 
 def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
     """One row per patient of a state whose patients have all finished."""
-    w, cfg = tb.world, tb.cfg
+    w = tb.world
     pt = st.patients
     dx = ~np.isnan(st.t_dx)
     ps, em = w.is_paraskeletal, tb.is_em
@@ -91,8 +91,8 @@ def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "patient_id": pt.patient_id,
-            "treatment": cfg.treatment.name,
-            "scenario": cfg.scenario.name,
+            "treatment": tb.treatment_name,
+            "scenario": tb.scenario_name,
             "high_risk": pt.high_risk,
             "subgroup": np.array(SUBGROUPS)[pt.subgroup],
             "centrosome_amplification": pt.centrosome_amplification,
