@@ -29,13 +29,15 @@ import time
 
 import numpy as np
 
-from emdsim.cohort import n_workers, run_cohort
-from emdsim.confload import load
+from emdsim.cohort.run import n_workers, run_cohort
+from emdsim.config.load import load
 
 
 def _peak_kib() -> dict[str, int]:
-    return {"main_peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "workers_peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
+    return {
+        "main_peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "workers_peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }
 
 
 def _run(overrides: list[str]):
@@ -49,7 +51,7 @@ def _run(overrides: list[str]):
 
 def _breakdown(overrides: list[str]) -> dict[str, float]:
     """Seconds in the compiled pass, in the rest of ``engine.step`` and outside the step."""
-    import emdsim.cohort as cohort_mod
+    import emdsim.cohort.run as cohort_mod
     from emdsim import engine
 
     spent = {"advance": 0.0, "step": 0.0}
@@ -62,6 +64,7 @@ def _breakdown(overrides: list[str]) -> dict[str, float]:
                 return fn(*a, **kw)
             finally:
                 spent[key] += time.perf_counter() - t0
+
         return wrapper
 
     # the block loop calls cohort.step (engine.step imported by name), which calls engine._advance
@@ -70,9 +73,12 @@ def _breakdown(overrides: list[str]) -> dict[str, float]:
         _, _, wall, _ = _run(overrides)
     finally:
         engine._advance, cohort_mod.step = advance, step
-    return {"wall_s": round(wall, 2), "compiled_pass_s": round(spent["advance"], 2),
-            "rest_of_step_s": round(spent["step"] - spent["advance"], 2),
-            "outside_step_s": round(wall - spent["step"], 2)}
+    return {
+        "wall_s": round(wall, 2),
+        "compiled_pass_s": round(spent["advance"], 2),
+        "rest_of_step_s": round(spent["step"] - spent["advance"], 2),
+        "outside_step_s": round(wall - spent["step"], 2),
+    }
 
 
 def _emit(case: str, **fields) -> None:
@@ -108,9 +114,18 @@ def main(argv: list[str] | None = None) -> None:
 
     # reference case
     cfg, res, wall, years = _run(["cohort.n_patients=1965", "sim.followup_years=10"])
-    _emit("reference", patients=1965, followup_years=10, cores=cores, wall_s=round(wall, 2),
-          patients_per_s=round(1965 / wall, 1), patient_years=round(years), goal_wall_s=10,
-          meets_goal=wall <= 10, **_peak_kib())
+    _emit(
+        "reference",
+        patients=1965,
+        followup_years=10,
+        cores=cores,
+        wall_s=round(wall, 2),
+        patients_per_s=round(1965 / wall, 1),
+        patient_years=round(years),
+        goal_wall_s=10,
+        meets_goal=wall <= 10,
+        **_peak_kib(),
+    )
 
     # Mesa vs vectorized on the same patients, one core each
     n_m = args.mesa_patients or (24 if q else 64)
@@ -118,22 +133,39 @@ def main(argv: list[str] | None = None) -> None:
     _, _, wall_mesa, _ = _run(common + ["engine=mesa"])
     _, res_v, wall_vec1, _ = _run(common + ["cohort.n_jobs=1", f"cohort.block_size={n_m}"])
     _, _, wall_vec_all, _ = _run(common + [f"cohort.block_size={max(1, n_m // cores)}"])
-    _emit("speedup_vs_mesa", patients=n_m, mesa_wall_s=round(wall_mesa, 2), vectorized_wall_s=round(wall_vec1, 2),
-          speedup_vs_mesa=round(wall_mesa / wall_vec1, 1),
-          vectorized_all_cores_wall_s=round(wall_vec_all, 2),
-          speedup_vs_mesa_all_cores=round(wall_mesa / wall_vec_all, 1), goal=50)
+    _emit(
+        "speedup_vs_mesa",
+        patients=n_m,
+        mesa_wall_s=round(wall_mesa, 2),
+        vectorized_wall_s=round(wall_vec1, 2),
+        speedup_vs_mesa=round(wall_mesa / wall_vec1, 1),
+        vectorized_all_cores_wall_s=round(wall_vec_all, 2),
+        speedup_vs_mesa_all_cores=round(wall_mesa / wall_vec_all, 1),
+        goal=50,
+    )
 
     # RNG floor, one core
     n_f = 250 if q else 500
     _, res_f, wall_f, _ = _run([f"cohort.n_patients={n_f}", "cohort.n_jobs=1", "cohort.block_size=256"])
     floor = rng_floor_seconds(*res_f.draws)
-    _emit("vs_rng_floor", patients=n_f, engine_wall_s=round(wall_f, 2), uniform_variates=res_f.draws[0],
-          normal_variates=res_f.draws[1], rng_floor_s=round(floor, 3), vs_rng_floor=round(wall_f / floor, 1), goal=5)
+    _emit(
+        "vs_rng_floor",
+        patients=n_f,
+        engine_wall_s=round(wall_f, 2),
+        uniform_variates=res_f.draws[0],
+        normal_variates=res_f.draws[1],
+        rng_floor_s=round(floor, 3),
+        vs_rng_floor=round(wall_f / floor, 1),
+        goal=5,
+    )
 
     # where one block's time goes: the compiled pass (processes 1-5) vs the rest of the step
     # (clinical course, events) vs the block's bookkeeping (records, snapshots)
-    _emit("breakdown", patients=n_f, **_breakdown([f"cohort.n_patients={n_f}", "cohort.n_jobs=1",
-                                                    "cohort.block_size=256"]))
+    _emit(
+        "breakdown",
+        patients=n_f,
+        **_breakdown([f"cohort.n_patients={n_f}", "cohort.n_jobs=1", "cohort.block_size=256"]),
+    )
 
     # scaling in patients and horizon
     sizes = (250, 1000, 4000) if q else (500, 2000, 8000)
@@ -141,16 +173,28 @@ def main(argv: list[str] | None = None) -> None:
     for n in sizes:
         _, _, wall, years = _run([f"cohort.n_patients={n}", "sim.followup_years=10"])
         per_py.append(wall / years)
-        _emit("scale_patients", patients=n, followup_years=10, wall_s=round(wall, 2), patient_years=round(years),
-              us_per_patient_year=round(1e6 * wall / years, 1))
+        _emit(
+            "scale_patients",
+            patients=n,
+            followup_years=10,
+            wall_s=round(wall, 2),
+            patient_years=round(years),
+            us_per_patient_year=round(1e6 * wall / years, 1),
+        )
     _emit("scale_patients_summary", max_over_min=round(max(per_py) / min(per_py), 2), goal=1.5)
     per_py = []
     n_h = 500 if q else 1000
     for horizon in (5, 10, 20):
         _, _, wall, years = _run([f"cohort.n_patients={n_h}", f"sim.followup_years={horizon}"])
         per_py.append(wall / years)
-        _emit("scale_horizon", patients=n_h, followup_years=horizon, wall_s=round(wall, 2),
-              patient_years=round(years), us_per_patient_year=round(1e6 * wall / years, 1))
+        _emit(
+            "scale_horizon",
+            patients=n_h,
+            followup_years=horizon,
+            wall_s=round(wall, 2),
+            patient_years=round(years),
+            us_per_patient_year=round(1e6 * wall / years, 1),
+        )
     _emit("scale_horizon_summary", max_over_min=round(max(per_py) / min(per_py), 2), goal=1.5)
     _emit("memory", **_peak_kib())
 

@@ -22,8 +22,13 @@ import platform
 import sys
 from pathlib import Path
 
-SCENARIOS = {"default": [], "fitted": ["experiment=fitted"], "surgery": ["scenario=surgery"],
-             "allo": ["treatment=allo_ric"], "conventional": ["treatment=conventional"]}
+SCENARIOS = {
+    "default": [],
+    "fitted": ["experiment=fitted"],
+    "surgery": ["scenario=surgery"],
+    "allo": ["treatment=allo_ric"],
+    "conventional": ["treatment=conventional"],
+}
 BLOCK = ["cohort.n_patients=256", "cohort.block_size=256", "cohort.n_jobs=1", "seed=20121101"]
 
 
@@ -34,14 +39,18 @@ def _digest(frame) -> str:
 
 
 def fingerprints() -> dict[str, dict[str, object]]:
-    from emdsim.cohort import run_cohort
-    from emdsim.confload import load
+    from emdsim.cohort.run import run_cohort
+    from emdsim.config.load import load
 
     out = {}
     for name, overrides in SCENARIOS.items():
         result = run_cohort(load([*BLOCK, *overrides]))
-        out[name] = {"draws": list(map(int, result.draws)), "patients": _digest(result.patients),
-                     "lesions": _digest(result.lesions), "snapshots": _digest(result.snapshots)}
+        out[name] = {
+            "draws": list(map(int, result.draws)),
+            "patients": _digest(result.patients),
+            "lesions": _digest(result.lesions),
+            "snapshots": _digest(result.snapshots),
+        }
         print(f"{name}: {out[name]}", flush=True)
     return out
 
@@ -54,8 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     now = fingerprints()
     if args.write:
-        args.write.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                          "python": platform.python_version(), "blocks": now}, indent=1) + "\n")
+        args.write.write_text(
+            json.dumps(
+                {
+                    "machine": platform.processor() or platform.machine(),
+                    "python": platform.python_version(),
+                    "blocks": now,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         return 0
     before = json.loads(args.check.read_text())["blocks"]
     changed = sorted(k for k in before if before[k] != now.get(k))

@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
-from emdsim.confload import load
+from emdsim.config.load import load
 
 #: a short, small cohort for tests: 3 years of follow-up after diagnosis
 SMALL = ("cohort.n_patients=16", "cohort.block_size=16", "sim.followup_years=3", "sim.max_years_to_diagnosis=6")

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emdsim.analysis import (
+from emdsim.analysis.summary import DAYS_PER_MONTH
+from emdsim.analysis.survival import (
     analyse,
     cumulative_incidence_table,
     incidence_table,
@@ -14,7 +15,6 @@ from emdsim.analysis import (
     survival_statistics,
     wilson_interval,
 )
-from emdsim.summary import DAYS_PER_MONTH
 
 
 def _patients(n=400, seed=0, hazard_ratio=2.0):

@@ -7,7 +7,7 @@ import dataclasses
 import networkx as nx
 import pytest
 
-from emdsim.anatomy import build_anatomy_graph, build_world
+from emdsim.biology.anatomy import build_anatomy_graph, build_world
 from emdsim.config.schema import ConfigError
 
 REQUIRED_ORGANS = {

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from emdsim.outcomes import PATIENT_COLUMNS
+from emdsim.cohort.outcomes import PATIENT_COLUMNS
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
-EMDSIM = [sys.executable, "-m", "emdsim.cli"]
+EMDSIM = [sys.executable, "-m", "emdsim.cli.main"]
 SMALL = ["cohort.n_patients=6", "cohort.block_size=8", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
 SUMMARY_KEYS = {
     "n_patients",
@@ -139,7 +139,7 @@ def test_bad_input_is_one_clear_message(tmp_path, override, needle):
 def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     """Results are written through a private temporary file but end up as readable as ``open()``
     would leave them (under the process's umask), not 0600."""
-    from emdsim.rundir import atomic_write_parquet, atomic_write_text
+    from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text
 
     atomic_write_text(tmp_path / "a.txt", "x")
     atomic_write_parquet(tmp_path / "b.parquet", pd.DataFrame({"x": [1]}))

@@ -1,4 +1,4 @@
-"""The compiled clinical course (:func:`emdsim.kernels.clinic`) against a numpy reference.
+"""The compiled clinical course (:func:`emdsim.engine.kernels.clinic`) against a numpy reference.
 
 ``_reference_clinic`` is the vectorised numpy formulation of process 6 that the compiled loop
 replaced (emdsim before 2026-11-26): same rules, written over whole arrays.  Both are run on copies
@@ -15,9 +15,12 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from emdsim.engine import Status, _advance, _clinic, _events, build_tables, init_state, step
-from emdsim.patients import sample_patients
-from emdsim.rates import hazard_to_probability
+from emdsim.biology.patients import sample_patients
+from emdsim.engine.flows import hazard_to_probability
+from emdsim.engine.schedule import _advance, _clinic, _events, step
+from emdsim.engine.state import init_state
+from emdsim.engine.status import Status
+from emdsim.engine.tables import build_tables
 
 
 def _start_phase(st, tb, rows, regimen):

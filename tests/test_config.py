@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from emdsim.config.load import CONF_DIR, compose, load, to_config
 from emdsim.config.schema import ConfigError, describe_parameters
-from emdsim.confload import CONF_DIR, compose, load, to_config
 
 GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "experiment")
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
@@ -49,13 +49,18 @@ def test_every_numeric_field_of_every_config_class_has_unit_range_and_source():
 
     from emdsim.config import schema
 
+    def numeric(t) -> bool:  # a number, or a list / mapping / optional of numbers
+        args = [a for a in typing.get_args(t) if a is not type(None) and a is not str]
+        return t in (int, float) or (bool(args) and all(numeric(a) for a in args))
+
     classes = [obj for obj in vars(schema).values() if dataclasses.is_dataclass(obj) and isinstance(obj, type)]
     assert len(classes) >= 15
+    assert numeric(dict[str, float]) and numeric(list[int]) and not numeric(list[str]) and not numeric(str)
     bare = []
     for cls in classes:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if hints[f.name] not in (int, float):
+            if not numeric(hints[f.name]):
                 continue
             meta = f.metadata
             if f.name == "seed":

@@ -13,9 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from emdsim.cli.dashboard import (
+    SEP,
+    SLIDER_PARAMETERS,
+    BodyMap,
+    Burden,
+    DashboardModel,
+    Events,
+    events_html,
+    model_params,
+)
+from emdsim.config.load import load
 from emdsim.config.schema import resolve_path
-from emdsim.confload import load
-from emdsim.dashboard import SEP, SLIDER_PARAMETERS, BodyMap, Burden, DashboardModel, Events, events_html, model_params
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
@@ -62,7 +71,7 @@ def _free_port() -> int:
 def server():
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emdsim.dashboard", "--port", str(port)],
+        [sys.executable, "-m", "emdsim.cli.dashboard", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=dict(os.environ),

@@ -14,7 +14,7 @@ import yaml
 
 from emdsim import rng as seeds
 from emdsim.config.schema import ConfigError, describe_parameters
-from emdsim.design import analyse, generate, parse_spec
+from emdsim.studies.design import analyse, generate, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_analysis_refuses_missing_outputs(known):
 
 def _design_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "emdsim.design_cli", *args],
+        [sys.executable, "-m", "emdsim.cli.design", *args],
         capture_output=True,
         text=True,
         env=dict(os.environ, HYDRA_FULL_ERROR="0"),

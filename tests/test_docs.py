@@ -4,15 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from emdsim.confload import load
-from emdsim.paramdoc import parameter_markdown
+from emdsim.cli.paramdoc import parameter_markdown
+from emdsim.config.load import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parameter_table_is_current():
     current = (ROOT / "docs" / "parameters.md").read_text()
-    assert current == parameter_markdown(load([])), "run: python -m emdsim.paramdoc"
+    assert current == parameter_markdown(load([])), "run: python -m emdsim.cli.paramdoc"
 
 
 def test_odd_and_readme_exist_and_link_the_parameters():
@@ -33,8 +33,8 @@ def test_odd_and_readme_exist_and_link_the_parameters():
 
 
 def test_paramdoc_help_writes_nothing(tmp_path, monkeypatch, capsys):
-    """``python -m emdsim.paramdoc --help`` prints its usage instead of writing a file named --help."""
-    from emdsim.paramdoc import main
+    """``python -m emdsim.cli.paramdoc --help`` prints its usage instead of writing a file named --help."""
+    from emdsim.cli.paramdoc import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:

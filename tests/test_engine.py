@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emdsim.cohort import run_cohort
-from emdsim.engine import build_tables, init_state, step
-from emdsim.patients import sample_patients
+from emdsim.biology.patients import sample_patients
+from emdsim.cohort.run import run_cohort
+from emdsim.engine.schedule import step
+from emdsim.engine.state import init_state
+from emdsim.engine.tables import build_tables
 
 NO_TURNOVER = (
     "growth.birth_rate_per_day=0",
@@ -227,14 +229,14 @@ def test_outcomes_do_not_depend_on_the_step_size(make_cfg):
 def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
     """The per-patient tables the compiled pass reads (death and survival probabilities, uncrowded
     egress) are the rule functions evaluated with numpy on the same inputs."""
-    from emdsim.niches import adhesion, crowded_release, death_rate, egress_rate, retained_release, support
-    from emdsim.rates import (
+    from emdsim.biology.niches import adhesion, crowded_release, death_rate, egress_rate, retained_release, support
+    from emdsim.biology.traits import TRAIT_INDEX
+    from emdsim.engine.flows import (
         birth_probability,
         birth_probability_given_survival,
         event_probability,
         survival_probability,
     )
-    from emdsim.traits import TRAIT_INDEX
 
     cfg = make_cfg()
     tb, st = _state(cfg, n=6)
@@ -259,10 +261,10 @@ def test_static_rate_tables_are_the_rules_on_arrays(make_cfg):
 def test_kill_probabilities_follow_the_regimen_and_efficacy(make_cfg):
     """The compiled pass tables a patient's kill probabilities per regimen and efficacy and recomputes
     them when either changes; the table is the rule (treatment.kill_rate) evaluated with numpy."""
-    from emdsim.engine import _advance
-    from emdsim.rates import event_probability
-    from emdsim.traits import TRAIT_INDEX
-    from emdsim.treatment import kill_rate
+    from emdsim.biology.traits import TRAIT_INDEX
+    from emdsim.biology.treatment import kill_rate
+    from emdsim.engine.flows import event_probability
+    from emdsim.engine.schedule import _advance
 
     cfg = make_cfg()
     tb, st = _state(cfg, n=4)

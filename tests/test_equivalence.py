@@ -13,7 +13,7 @@ import pytest
 from lifelines.statistics import logrank_test
 from scipy.stats import ks_2samp
 
-from emdsim.cohort import run_cohort
+from emdsim.cohort.run import run_cohort
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emdsim.cli.trial import load_registry, main
 from emdsim.config.schema import ConfigError
-from emdsim.experiment_cli import load_registry, main
-from emdsim.experiments import compare, parse_experiment
+from emdsim.studies.trials import compare, parse_experiment
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 

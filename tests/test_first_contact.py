@@ -13,12 +13,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
-    "emdsim-design": "emdsim.design_cli",
-    "emdsim-fit": "emdsim.fit_cli",
-    "emdsim-experiment": "emdsim.experiment_cli",
-    "emdsim-animate": "emdsim.viz.animate",
-    "emdsim-report": "emdsim.viz.sweeps",
-    "emdsim-app": "emdsim.dashboard",
+    "emdsim-design": "emdsim.cli.design",
+    "emdsim-fit": "emdsim.cli.fit",
+    "emdsim-experiment": "emdsim.cli.trial",
+    "emdsim-animate": "emdsim.cli.animate",
+    "emdsim-report": "emdsim.cli.report",
+    "emdsim-app": "emdsim.cli.dashboard",
 }
 
 
@@ -34,7 +34,7 @@ def _run(module: str, *args: str, timeout: float = 120, cwd: Path = ROOT) -> sub
 
 
 def test_emdsim_help_fits_one_screen_and_names_every_command():
-    proc = _run("emdsim.cli", "--help")
+    proc = _run("emdsim.cli.main", "--help")
     assert proc.returncode == 0 and proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert len(lines) <= 40 and max(len(line) for line in lines) <= 110
@@ -49,7 +49,7 @@ def test_emdsim_help_fits_one_screen_and_names_every_command():
 def test_version_names_emdsim_and_its_git_revision():
     from emdsim import __version__
 
-    proc = _run("emdsim.cli", "--version")
+    proc = _run("emdsim.cli.main", "--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith(f"emdsim {__version__} (git ") and "Hydra" not in proc.stdout
 
@@ -66,7 +66,7 @@ def test_every_command_has_help_with_examples_and_outputs_and_a_version(command)
 
 
 def test_the_quick_fit_spec_is_valid_and_small():
-    from emdsim.fit_cli import load_fit_spec
+    from emdsim.cli.fit import load_fit_spec
 
     spec, _ = load_fit_spec(ROOT / "fits" / "quick.yaml")
     simulations = spec.population_size * spec.max_generations
@@ -82,7 +82,7 @@ def test_the_quick_fit_runs_reports_and_installs_in_three_minutes(tmp_path):
     start = time.monotonic()
     try:
         proc = _run(
-            "emdsim.fit_cli", "run", "fits/quick.yaml", "--out", str(out), "--install", "quick_test", timeout=600
+            "emdsim.cli.fit", "run", "fits/quick.yaml", "--out", str(out), "--install", "quick_test", timeout=600
         )
         elapsed = time.monotonic() - start
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -96,7 +96,7 @@ def test_the_quick_fit_runs_reports_and_installs_in_three_minutes(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "emdsim.cli",
+                "emdsim.cli.main",
                 "experiment=quick_test",
                 "cohort.n_patients=8",
                 "cohort.block_size=8",
@@ -115,7 +115,7 @@ def test_the_quick_fit_runs_reports_and_installs_in_three_minutes(tmp_path):
 
 
 def test_run_folders_are_named_by_what_was_changed(tmp_path):
-    from emdsim.confload import _suffix
+    from emdsim.config.load import _suffix
 
     assert _suffix("") == ""
     assert _suffix("traits.distributions.cxcr4.level=0.2") == "_traits.distributions.cxcr4.level=0.2"

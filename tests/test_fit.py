@@ -15,20 +15,19 @@ import pandas as pd
 import pytest
 import yaml
 
+from emdsim.analysis.targets import load_targets
+from emdsim.cli.fit import load_fit_spec
 from emdsim.config.schema import ConfigError, describe_parameters
-from emdsim.fit import (
-    STATISTICS,
+from emdsim.studies.fit.objective import (
     bound_z_squared,
     cohort_statistics,
     distance,
-    parse_fit_spec,
     simulation_seed,
     weighted_quantile,
     with_parameters,
     z_squared,
 )
-from emdsim.fit_cli import load_fit_spec
-from emdsim.targets import load_targets
+from emdsim.studies.fit.spec import STATISTICS, parse_fit_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.stem for p in (ROOT / "conf" / "scenario").glob("*.yaml"))
@@ -88,7 +87,7 @@ def test_distance_adds_penalties_of_violated_constraints(known):
 
 
 def test_effective_sample_size_counts_particles_that_carry_weight():
-    from emdsim.fit_abc import effective_sample_size
+    from emdsim.studies.fit.abc import effective_sample_size
 
     assert effective_sample_size(np.full(40, 0.025)) == pytest.approx(40.0)
     assert effective_sample_size(np.array([1.0, 0.0, 0.0])) == pytest.approx(1.0)
@@ -272,8 +271,8 @@ def test_a_spec_may_state_the_denominator_of_an_approximate_target(known):
 def test_fitted_yaml_with_a_list_item_composes_as_an_experiment(tmp_path, known):
     """A fitted switch rate is written with its whole list (Hydra replaces lists); composed as an
     experiment it sets the fitted values and leaves the rest of the list as configured."""
-    from emdsim.confload import load
-    from emdsim.fit_cli import _fitted_yaml
+    from emdsim.cli.fit import _fitted_yaml
+    from emdsim.config.load import load
 
     spec = _parse(
         known,
@@ -318,7 +317,7 @@ def test_weighted_quantile_matches_the_unweighted_one_for_equal_weights():
 
 def _fit(spec_path: Path, out: Path, **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "emdsim.fit_cli", "run", str(spec_path), "--out", str(out), "--n-procs", "1"],
+        [sys.executable, "-m", "emdsim.cli.fit", "run", str(spec_path), "--out", str(out), "--n-procs", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -390,7 +389,7 @@ def test_a_fit_with_another_spec_refuses_the_directory(tmp_path):
     out.mkdir()
     (out / "fit_spec.yaml").write_text(yaml.safe_dump(dict(TINY, seed=99)))
     proc = subprocess.run(
-        [sys.executable, "-m", "emdsim.fit_cli", "run", str(spec), "--out", str(out)],
+        [sys.executable, "-m", "emdsim.cli.fit", "run", str(spec), "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -402,8 +401,8 @@ def test_a_fit_with_another_spec_refuses_the_directory(tmp_path):
 @pytest.mark.slow
 def test_recovery_of_a_known_colonisation_probability(tmp_path, make_cfg):
     """Synthetic targets simulated at a known p_colonisation are fitted; the truth lies in the 95% CrI."""
-    from emdsim.cohort import run_cohort
-    from emdsim.fit import cohort_statistics
+    from emdsim.cohort.run import run_cohort
+    from emdsim.studies.fit.objective import cohort_statistics
 
     truth = 2e-4
     cfg = with_parameters(
@@ -462,7 +461,7 @@ def test_recovery_of_a_known_colonisation_probability(tmp_path, make_cfg):
         [
             sys.executable,
             "-m",
-            "emdsim.fit_cli",
+            "emdsim.cli.fit",
             "run",
             str(spec_file),
             "--out",
@@ -487,9 +486,9 @@ def test_recovery_of_a_known_colonisation_probability(tmp_path, make_cfg):
 @pytest.fixture(scope="module")
 def fitted_usmani():
     """experiment=fitted scenario=usmani on 1,965 patients, followed as in the fit (run once)."""
-    from emdsim.cohort import run_cohort
-    from emdsim.confload import load
-    from emdsim.fit import cohort_statistics
+    from emdsim.cohort.run import run_cohort
+    from emdsim.config.load import load
+    from emdsim.studies.fit.objective import cohort_statistics
 
     spec, _ = load_fit_spec(ROOT / "fits" / "incidence.yaml")
     cfg = load(

@@ -1,71 +1,36 @@
-"""Architecture rules: layers stay apart, no global random state, no registry hosts in the repo."""
+"""Architecture rules: the layer contract, no import circles, one owner per heavy dependency, short
+compiled signatures, no global random state, no registry hosts in the repo.
+
+The layer contract itself lives in ``pyproject.toml`` (``[tool.importlinter]``) and is checked by
+``lint-imports`` (``make lint``, part of ``make test``); :func:`test_the_layer_contract_holds` runs it
+here too, so ``pytest`` alone also fails on a broken layer.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "emdsim"
-CLI_LAYER = {"cli.py", "callbacks.py", "confload.py", "paramdoc.py"}
-#: modules that may draw figures or fit: none of the simulator core imports them
-CORE = {
-    "_jit.py",
-    "analysis.py",
-    "anatomy.py",
-    "kernels.py",
-    "cohort.py",
-    "engine.py",
-    "model.py",
-    "niches.py",
-    "outcomes.py",
-    "patients.py",
-    "rates.py",
-    "rng.py",
-    "spread.py",
-    "summary.py",
-    "traits.py",
-    "treatment.py",
-    "rundir.py",
-    "tasks.py",
-}
+ROOT = SRC.parents[1]
+#: the layers, lowest first (the subpackages of emdsim and the foundation modules)
+LAYERS = ("rng", "units", "config", "biology", "engine", "cohort", "analysis", "studies", "viz", "cli")
 
 
-def _sources():
-    return {p.relative_to(SRC).as_posix(): p.read_text() for p in SRC.rglob("*.py")}
-
-
-def test_nothing_below_the_cli_imports_hydra_or_omegaconf():
-    for name, text in _sources().items():
-        if name not in CLI_LAYER:
-            assert not re.search(r"^\s*(import|from)\s+(hydra|omegaconf)\b", text, re.M), name
-
-
-def test_no_global_random_state():
-    pattern = re.compile(
-        r"np\.random\.(?!default_rng|SeedSequence|Generator)\w+\(|^\s*import random\b|random\.seed\(", re.M
-    )
-    for name, text in _sources().items():
-        assert not pattern.search(text), name
-
-
-def test_simulator_never_imports_plotting_or_fitting():
-    for name, text in _sources().items():
-        if name in CORE:
-            assert not re.search(
-                r"^\s*(import|from)\s+(matplotlib|pyabc|SALib|emdsim\.viz|emdsim\.fit)\b", text, re.M
-            ), name
-
-
-def test_no_registry_hosts_or_lock_files_in_repo():
-    root = SRC.parents[1]
-    assert not (root / "uv.lock").exists() and not (root / "poetry.lock").exists()
+def _module_name(path: Path) -> str:
+    parts = ["emdsim", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _imports(path: Path, text: str | None = None) -> set[str]:
-    """Every module ``path`` imports, relative imports resolved (``from .viz import x`` in
-    ``emdsim/cli.py`` -> ``emdsim.viz``), including imports inside functions."""
-    import ast
-
+    """Every module ``path`` imports, relative imports resolved (``from ..viz import x`` in
+    ``emdsim/cli/main.py`` -> ``emdsim.viz``, ``emdsim.viz.x``), including imports inside functions."""
     package = ["emdsim", *path.relative_to(SRC).parent.parts]
     found = set()
     for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
@@ -79,54 +44,41 @@ def _imports(path: Path, text: str | None = None) -> set[str]:
     return found
 
 
-def test_layers_hold_for_relative_and_function_local_imports():
-    """The regex tests above see only absolute imports at line start; this walks every import
-    statement (relative ones resolved, those inside functions too)."""
-    forbidden_in_core = (
-        "matplotlib",
-        "pyabc",
-        "SALib",
-        "solara",
-        "hydra",
-        "omegaconf",
-        "emdsim.viz",
-        "emdsim.fit",
-        "emdsim.fit_cli",
-        "emdsim.design_cli",
-        "emdsim.experiment_cli",
-        "emdsim.cli",
-        "emdsim.dashboard",
-        "emdsim.callbacks",
-    )
-    for path in SRC.rglob("*.py"):
-        name = path.relative_to(SRC).as_posix()
-        imported = _imports(path)
-        if name in CORE:
-            bad = sorted(m for m in imported if m.startswith(forbidden_in_core))
-            assert not bad, f"{name} imports {bad}"
-        if name not in CLI_LAYER:
-            bad = sorted(m for m in imported if m.split(".")[0] in ("hydra", "omegaconf"))
-            assert not bad, f"{name} imports {bad}"
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in SRC.rglob("*.py")}
 
 
-def test_the_relative_import_resolver_sees_what_the_regex_missed():
-    """The checker itself: relative imports of the plotting and fitting code inside a function,
-    in a module of a subpackage, are resolved to their absolute names."""
-    text = "def f():\n    from ..viz.figures import cohort_figures\n    from .. import fit\n"
-    assert {"emdsim.viz.figures", "emdsim.fit"} <= _imports(SRC / "config" / "probe.py", text)
+def test_the_layer_contract_holds():
+    """import-linter's contracts (pyproject.toml): each layer imports only the layers below it;
+    Hydra/OmegaConf only in emdsim.config.load; the simulator imports no plotting, fitting or study code."""
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert exe, "lint-imports (import-linter) is a test dependency: pip install -e '.[test]'"
+    proc = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
+
+
+def test_every_module_belongs_to_a_layer():
+    """The package is the layers and nothing else: a new module goes into one of them."""
+    for name in _modules():
+        parts = name.split(".")
+        assert len(parts) == 1 or parts[1] in LAYERS, f"{name} is in no layer of {LAYERS}"
+
+
+def test_the_checker_sees_relative_and_function_local_imports():
+    """The AST checker used below: relative imports of the plotting and fitting code inside a
+    function, in a module of a subpackage, are resolved to their absolute names."""
+    text = "def f():\n    from ..viz.figures import cohort_figures\n    from ..studies import fit\n"
+    assert {"emdsim.viz.figures", "emdsim.studies.fit"} <= _imports(SRC / "engine" / "probe.py", text)
 
 
 def test_no_import_circles_not_even_inside_functions():
     """The module graph of emdsim (every import statement, relative and function-local ones
-    included) has no cycle; ``emdsim.x`` importing ``emdsim.x.y`` (a package and its module) aside."""
+    included) has no cycle; a module importing its own package (``emdsim.engine.tables`` ->
+    ``emdsim.engine``, whose ``__init__`` re-exports it) aside."""
     import networkx as nx
 
-    modules = {}
-    for path in SRC.rglob("*.py"):
-        parts = ["emdsim", *path.relative_to(SRC).with_suffix("").parts]
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        modules[".".join(parts)] = path
+    modules = _modules()
     graph = nx.DiGraph()
     for name, path in modules.items():
         graph.add_node(name)
@@ -140,12 +92,83 @@ def test_no_import_circles_not_even_inside_functions():
     assert not cycles, cycles[:5]
 
 
-def test_only_one_module_each_imports_pyabc_and_solara():
-    """pyabc lives behind emdsim.fit_abc, Solara behind emdsim.dashboard; Hydra below the CLI only in
-    emdsim.confload (the configuration boundary)."""
-    owners = {"pyabc": {"fit_abc.py"}, "solara": {"dashboard.py"}}
+def test_one_module_owns_each_heavy_dependency():
+    """pyabc lives behind emdsim.studies.fit.abc, Solara behind emdsim.cli.dashboard; below the CLI,
+    Hydra and OmegaConf only in emdsim.config.load (the configuration boundary)."""
+    owners = {
+        "pyabc": {"studies/fit/abc.py"},
+        "solara": {"cli/dashboard.py"},
+        "hydra": {"config/load.py"},
+        "omegaconf": {"config/load.py"},
+    }
     for path in SRC.rglob("*.py"):
         name = path.relative_to(SRC).as_posix()
         roots = {m.split(".")[0] for m in _imports(path)}
         for package, allowed in owners.items():
-            assert package not in roots or name in allowed, f"{name} imports {package}"
+            below_cli = not name.startswith("cli/") or package in ("pyabc", "solara")
+            assert package not in roots or name in allowed or not below_cli, f"{name} imports {package}"
+
+
+def test_no_compiled_function_takes_more_than_eight_parameters():
+    """The compiled boundary passes a few typed records (emdsim.engine.kernels: CourseState,
+    PatientTables, StepTables, the constant records), not dozens of arrays: every function of the
+    compiled modules, numba's and plain ones, takes at most 8 parameters."""
+    from numba.core.registry import CPUDispatcher
+
+    from emdsim.engine import jit
+
+    seen = 0
+    for source in jit._COMPILED_SOURCES:
+        module = importlib.import_module("emdsim." + source.removesuffix(".py").replace("/", "."))
+        for attr, value in vars(module).items():
+            func = value.py_func if isinstance(value, CPUDispatcher) else value
+            if inspect.isfunction(func) and func.__module__ == module.__name__:
+                n = len(inspect.signature(func).parameters)
+                assert n <= 8, f"{module.__name__}.{attr} takes {n} parameters"
+                seen += isinstance(value, CPUDispatcher)
+    assert seen >= 10  # the check saw the compiled loops
+
+
+def test_the_numba_cache_is_keyed_by_every_compiled_source():
+    """Every module whose functions numba compiles, and every module they import from emdsim, is in
+    the cache key (jit._COMPILED_SOURCES): an edit to any of them can never run stale machine code."""
+    from emdsim.engine import jit
+
+    keyed = {"emdsim." + s.removesuffix(".py").replace("/", ".") for s in jit._COMPILED_SOURCES}
+    modules = _modules()
+    for name in keyed:
+        for target in _imports(modules[name]):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target.startswith("emdsim.") and modules[target].name != "__init__.py":  # packages: no code
+                assert target in keyed or target.startswith("emdsim.config"), f"{name} imports {target}, not keyed"
+
+
+def test_old_module_names_still_import_with_a_deprecation_warning():
+    """emdsim <= 0.1 was flat (``emdsim.kernels``, ``emdsim.confload``, ...): each old name gives the
+    module at its new home, the same object, and a DeprecationWarning naming the new home."""
+    import warnings
+
+    import emdsim
+
+    for old, new in emdsim.MOVED.items():
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old
+        assert module.__spec__.name == new  # the real module keeps its own identity
+        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught), old
+        sys.modules.pop(old, None)
+
+
+def test_no_global_random_state():
+    pattern = re.compile(
+        r"np\.random\.(?!default_rng|SeedSequence|Generator)\w+\(|^\s*import random\b|random\.seed\(", re.M
+    )
+    for path in SRC.rglob("*.py"):
+        assert not pattern.search(path.read_text()), path
+
+
+def test_no_registry_hosts_or_lock_files_in_repo():
+    assert not (ROOT / "uv.lock").exists() and not (ROOT / "poetry.lock").exists()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emdsim.cohort import run_cohort
-from emdsim.engine import build_tables
-from emdsim.model import CloneAgent, EMDModel
+from emdsim.cohort.agents import CloneAgent, EMDModel
+from emdsim.cohort.run import run_cohort
+from emdsim.engine.tables import build_tables
 
 
 def test_agents_mirror_state_and_network(make_cfg):

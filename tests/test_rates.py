@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emdsim.rates import (
+from emdsim.engine.flows import (
     GAUSSIAN_MIN_MEAN,
     competing_probabilities,
     event_probability,

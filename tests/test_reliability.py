@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emdsim import sweep
 from emdsim.config.schema import ConfigError
-from emdsim.rundir import atomic_write_text
+from emdsim.studies import sweep
+from emdsim.studies.rundir import atomic_write_text
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
@@ -39,7 +39,7 @@ def _env() -> dict[str, str]:
 
 def _emdsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PY, "-m", "emdsim.cli", *args], capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT
+        [PY, "-m", "emdsim.cli.main", *args], capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT
     )
 
 
@@ -104,7 +104,7 @@ def test_a_killed_job_process_fails_only_its_own_job(tmp_path, launcher, needle)
         [
             PY,
             "-m",
-            "emdsim.cli",
+            "emdsim.cli.main",
             "-m",
             "cohort.n_patients=8,400,9,10",
             *TINY,
@@ -142,7 +142,7 @@ def test_a_run_killed_mid_simulation_leaves_nothing_that_looks_finished(tmp_path
     files = json.loads((d / "summary.json").read_text())["files"]
     assert files[-1] == "summary.json" and "fig_incidence.png" in files  # summary written last, after figures
     proc = subprocess.Popen(
-        [PY, "-m", "emdsim.cli", "cohort.n_patients=3000", "cohort.n_jobs=1", f"hydra.run.dir={d}"],
+        [PY, "-m", "emdsim.cli.main", "cohort.n_patients=3000", "cohort.n_jobs=1", f"hydra.run.dir={d}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=_env(),
@@ -169,7 +169,7 @@ def test_an_interrupted_write_keeps_the_old_file_and_leaves_no_final_name(tmp_pa
         Path(tmp).write_text("half")
         raise Boom
 
-    from emdsim.rundir import _atomic
+    from emdsim.studies.rundir import _atomic
 
     with pytest.raises(Boom):
         _atomic(target, failing)
@@ -191,7 +191,7 @@ def test_a_cohort_in_which_nobody_is_diagnosed_says_so(tmp_path):
 
 # ------------------------------------------------------------------------------------ YAML, names
 def test_a_key_given_twice_is_an_error_naming_the_file_and_line(tmp_path):
-    from emdsim.targets import load_targets
+    from emdsim.analysis.targets import load_targets
 
     text = (ROOT / "data" / "targets" / "clinical_targets.yaml").read_text()
     assert "value: 3.4," in text
@@ -206,7 +206,7 @@ def test_names_cannot_escape_their_output_folder(tmp_path):
     spec = tmp_path / "escape.yaml"
     spec.write_text((ROOT / "designs" / "tiny.yaml").read_text().replace("name: tiny", "name: ../../escaped"))
     proc = subprocess.run(
-        [PY, "-m", "emdsim.design_cli", "run", str(spec), "--dry-run"],
+        [PY, "-m", "emdsim.cli.design", "run", str(spec), "--dry-run"],
         capture_output=True,
         text=True,
         env=_env(),
@@ -227,7 +227,7 @@ def test_an_invalid_fit_leaves_no_directory(tmp_path):
     spec.write_text(__import__("yaml").safe_dump(data))
     out = tmp_path / "fitrun"
     proc = subprocess.run(
-        [PY, "-m", "emdsim.fit_cli", "run", str(spec), "--out", str(out)],
+        [PY, "-m", "emdsim.cli.fit", "run", str(spec), "--out", str(out)],
         capture_output=True,
         text=True,
         env=_env(),
@@ -255,7 +255,7 @@ def _answers(port: int) -> bool:
 def test_killing_emdsim_app_stops_its_server():
     port = _free_port()
     proc = subprocess.Popen(
-        [PY, "-m", "emdsim.dashboard", "--port", str(port)],
+        [PY, "-m", "emdsim.cli.dashboard", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=_env(),
@@ -299,48 +299,48 @@ def _case_files(kind: str, run: Path, tmp: Path) -> list[str]:
     if kind == "animate_config_not_yaml":
         d = _copy_run(run, tmp / "r")
         (d / "config.yaml").write_text("anatomy: [unclosed\n")
-        return ["emdsim.viz.animate", str(d)]
+        return ["emdsim.cli.animate", str(d)]
     if kind == "animate_config_without_anatomy":
         d = _copy_run(run, tmp / "r")
         (d / "config.yaml").write_text("seed: 1\n")
-        return ["emdsim.viz.animate", str(d)]
+        return ["emdsim.cli.animate", str(d)]
     if kind == "animate_other_columns":
         d = _copy_run(run, tmp / "r")
         pd.DataFrame({"a": [1]}).to_parquet(d / "patients.parquet")
-        return ["emdsim.viz.animate", str(d)]
+        return ["emdsim.cli.animate", str(d)]
     if kind == "animate_truncated_parquet":
         d = _copy_run(run, tmp / "r")
         data = (d / "snapshots.parquet").read_bytes()
         (d / "snapshots.parquet").write_bytes(data[: len(data) // 2])
-        return ["emdsim.viz.animate", str(d)]
+        return ["emdsim.cli.animate", str(d)]
     if kind == "report_malformed_job":
         d = tmp / "sw"
         (d / "0").mkdir(parents=True)
         (d / "0" / "job.json").write_text("{not json")
-        return ["emdsim.viz.sweeps", str(d)]
+        return ["emdsim.cli.report", str(d)]
     if kind == "report_malformed_plan":
         d = tmp / "sw"
         d.mkdir()
         (d / "sweep.json").write_text("[1, 2]")
-        return ["emdsim.viz.sweeps", str(d), "--status"]
+        return ["emdsim.cli.report", str(d), "--status"]
     if kind == "report_not_a_sweep":
         d = tmp / "plain"
         d.mkdir()
         (d / "notes.txt").write_text("x")
-        return ["emdsim.viz.sweeps", str(d)]
+        return ["emdsim.cli.report", str(d)]
     if kind == "design_unknown_override":
         spec = tmp / "d.yaml"
         text = (ROOT / "designs" / "tiny.yaml").read_text()
         spec.write_text(text.replace("overrides: [", "overrides: [nonesuch.key=3, "))
-        return ["emdsim.design_cli", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
+        return ["emdsim.cli.design", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
     if kind == "design_duplicate_key":
         spec = tmp / "d.yaml"
         spec.write_text((ROOT / "designs" / "tiny.yaml").read_text() + "n: 8\n")
-        return ["emdsim.design_cli", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
+        return ["emdsim.cli.design", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
     if kind == "design_too_small":
         spec = tmp / "d.yaml"
         spec.write_text((ROOT / "designs" / "tiny.yaml").read_text().replace("n: 20", "n: 6"))
-        return ["emdsim.design_cli", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
+        return ["emdsim.cli.design", "run", str(spec), "--dry-run", "--out", str(tmp / "out")]
     if kind == "fit_unknown_override":
         import yaml
 
@@ -348,12 +348,12 @@ def _case_files(kind: str, run: Path, tmp: Path) -> list[str]:
         data = yaml.safe_load((ROOT / "fits" / "incidence.yaml").read_text())
         data["overrides"] = [*(data.get("overrides") or []), "nonesuch.key=3"]
         spec.write_text(yaml.safe_dump(data))
-        return ["emdsim.fit_cli", "run", str(spec), "--out", str(tmp / "out")]
+        return ["emdsim.cli.fit", "run", str(spec), "--out", str(tmp / "out")]
     if kind == "fit_missing_spec":
-        return ["emdsim.fit_cli", "run", str(tmp / "nonesuch.yaml"), "--out", str(tmp / "out")]
+        return ["emdsim.cli.fit", "run", str(tmp / "nonesuch.yaml"), "--out", str(tmp / "out")]
     if kind == "fit_report_not_a_fit":
         (tmp / "nofit").mkdir()
-        return ["emdsim.fit_cli", "report", str(tmp / "nofit")]
+        return ["emdsim.cli.fit", "report", str(tmp / "nofit")]
     raise AssertionError(kind)
 
 
@@ -387,25 +387,28 @@ def test_bad_files_get_one_line_and_exit_2(finished_run, tmp_path, case, needle)
 
 
 BAD_ARGS = [  # (argv after `python -m`, expected words)
-    (["emdsim.cli", "=5"], "an override key=value with a key"),
-    (["emdsim.cli", "hydra/launcher=nonesuch"], "hydra/launcher='nonesuch' is invalid: must be one of"),
-    (["emdsim.cli", "figures=maybe"], "figures='maybe' is invalid: true or false"),
-    (["emdsim.cli", "growth.birth_rate_per_day=1000"], "growth.birth_rate_per_day=1000.0 is invalid: allowed [0, 1]"),
-    (["emdsim.cli", "spread.egress_rate_per_day=1e300"], "allowed [0, 10]"),
-    (["emdsim.cli", "cohort.n_patients=9000000"], "needs ~"),
-    (["emdsim.cli", "seed=-1"], "seed=-1 is invalid"),
-    (["emdsim.cli", "treatment=nonesuch"], "treatment='nonesuch' is invalid"),
-    (["emdsim.cli", "spread.p_colonization=1e-4"], "did you mean spread.p_colonisation"),
-    (["emdsim.viz.animate", "/nonexistent/run"], "is not a finished run directory"),
-    (["emdsim.viz.sweeps", "/nonexistent/sweep"], "an existing directory"),
-    (["emdsim.experiment_cli", "run", "nonesuch", "--tiny"], "NAME='nonesuch' is invalid"),
-    (["emdsim.dashboard", "--port", "0"], "--port=0 is invalid"),
+    (["emdsim.cli.main", "=5"], "an override key=value with a key"),
+    (["emdsim.cli.main", "hydra/launcher=nonesuch"], "hydra/launcher='nonesuch' is invalid: must be one of"),
+    (["emdsim.cli.main", "figures=maybe"], "figures='maybe' is invalid: true or false"),
+    (
+        ["emdsim.cli.main", "growth.birth_rate_per_day=1000"],
+        "growth.birth_rate_per_day=1000.0 is invalid: allowed [0, 1]",
+    ),
+    (["emdsim.cli.main", "spread.egress_rate_per_day=1e300"], "allowed [0, 10]"),
+    (["emdsim.cli.main", "cohort.n_patients=9000000"], "needs ~"),
+    (["emdsim.cli.main", "seed=-1"], "seed=-1 is invalid"),
+    (["emdsim.cli.main", "treatment=nonesuch"], "treatment='nonesuch' is invalid"),
+    (["emdsim.cli.main", "spread.p_colonization=1e-4"], "did you mean spread.p_colonisation"),
+    (["emdsim.cli.animate", "/nonexistent/run"], "is not a finished run directory"),
+    (["emdsim.cli.report", "/nonexistent/sweep"], "an existing directory"),
+    (["emdsim.cli.trial", "run", "nonesuch", "--tiny"], "NAME='nonesuch' is invalid"),
+    (["emdsim.cli.dashboard", "--port", "0"], "--port=0 is invalid"),
 ]
 
 
 @pytest.mark.parametrize(("argv", "needle"), BAD_ARGS, ids=[" ".join(a[1:]) for a, _ in BAD_ARGS])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, argv, needle):
-    run_dir = [f"hydra.run.dir={tmp_path / 'run'}"] if argv[0] == "emdsim.cli" else []
+    run_dir = [f"hydra.run.dir={tmp_path / 'run'}"] if argv[0] == "emdsim.cli.main" else []
     proc = subprocess.run(
         [PY, "-m", *argv, *run_dir], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300
     )
@@ -423,7 +426,7 @@ def test_animate_rejects_bad_options_before_rendering(finished_run, tmp_path):
         (["--out", str(tmp_path / "missing" / "a.gif")], "does not exist"),
     ):
         proc = subprocess.run(
-            [PY, "-m", "emdsim.viz.animate", str(finished_run), *args],
+            [PY, "-m", "emdsim.cli.animate", str(finished_run), *args],
             capture_output=True,
             text=True,
             env=_env(),
@@ -437,7 +440,7 @@ def test_a_conf_file_with_a_key_given_twice_is_one_line(tmp_path, monkeypatch):
     ConfigError naming the file and line, not a traceback."""
     import shutil
 
-    from emdsim import confload
+    from emdsim.config import load as confload
 
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)

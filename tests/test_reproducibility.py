@@ -21,8 +21,8 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT = """
 import hashlib
-from emdsim.confload import load
-from emdsim.cohort import run_cohort
+from emdsim.config.load import load
+from emdsim.cohort.run import run_cohort
 r = run_cohort(load(["cohort.n_patients=48", "cohort.block_size=48", "cohort.n_jobs=1", "sim.followup_years=4",
                      "seed=11"]))
 print(hashlib.sha256(r.patients.to_parquet() + r.lesions.to_parquet()).hexdigest(), r.draws)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emdsim.anatomy import build_world
-from emdsim.niches import adhesion, birth_rate, death_rate, egress_rate, occupancy, support
-from emdsim.spread import colonisation_probability, disruption_rate, homing_weights
-from emdsim.traits import TRAIT_INDEX, clone_trait_table, switch_targets
-from emdsim.treatment import regimen_kill_table
+from emdsim.biology.anatomy import build_world
+from emdsim.biology.niches import adhesion, birth_rate, death_rate, egress_rate, occupancy, support
+from emdsim.biology.spread import colonisation_probability, disruption_rate, homing_weights
+from emdsim.biology.traits import TRAIT_INDEX, clone_trait_table, switch_targets
+from emdsim.biology.treatment import regimen_kill_table
 
 T = TRAIT_INDEX
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emdsim import sweep
+from emdsim.studies import sweep
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
-EMDSIM = [sys.executable, "-m", "emdsim.cli"]
+EMDSIM = [sys.executable, "-m", "emdsim.cli.main"]
 TINY = ["cohort.n_patients=5", "cohort.block_size=5", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
 METRICS = ["n_diagnosed", "ps_at_diagnosis", "em_at_diagnosis", "emd_at_relapse", "median_os_months"]
 
@@ -78,7 +78,7 @@ def test_resume_state_skips_only_a_finished_run_of_the_same_configuration(tmp_pa
 
 
 def _run_in_process(monkeypatch, argv):
-    from emdsim import cli
+    from emdsim.cli import main as cli
 
     monkeypatch.setattr(sys, "argv", ["emdsim", *argv])
     try:
@@ -90,9 +90,9 @@ def _run_in_process(monkeypatch, argv):
 
 def test_a_crashing_job_is_a_failed_row_and_a_rerun_resumes(tmp_path, monkeypatch):
     """Basic launcher in this process: job seed=2 raises; the others finish; a rerun runs only it."""
-    import emdsim.tasks
+    import emdsim.studies.task
 
-    real = emdsim.tasks.run_task
+    real = emdsim.studies.task.run_task
     calls = []
 
     def flaky(cfg, run_dir, **kw):
@@ -101,7 +101,7 @@ def test_a_crashing_job_is_a_failed_row_and_a_rerun_resumes(tmp_path, monkeypatc
             raise RuntimeError("simulated crash")
         return real(cfg, run_dir, **kw)
 
-    monkeypatch.setattr(emdsim.tasks, "run_task", flaky)
+    monkeypatch.setattr(emdsim.studies.task, "run_task", flaky)
     sweep_dir = tmp_path / "sw"
     argv = ["-m", *TINY, "seed=1,2,3", f"hydra.sweep.dir={sweep_dir}"]
     assert _run_in_process(monkeypatch, argv) == 1  # a failed job makes the sweep's status non-zero
@@ -113,7 +113,9 @@ def test_a_crashing_job_is_a_failed_row_and_a_rerun_resumes(tmp_path, monkeypatc
 
     calls.clear()
     monkeypatch.setattr(
-        emdsim.tasks, "run_task", lambda cfg, run_dir, **kw: (calls.append(cfg.seed), real(cfg, run_dir, **kw))[1]
+        emdsim.studies.task,
+        "run_task",
+        lambda cfg, run_dir, **kw: (calls.append(cfg.seed), real(cfg, run_dir, **kw))[1],
     )
     assert _run_in_process(monkeypatch, argv) == 0
     assert calls == [2]  # the finished jobs were skipped
@@ -124,7 +126,7 @@ def test_a_crashing_job_is_a_failed_row_and_a_rerun_resumes(tmp_path, monkeypatc
 
 
 def test_report_status_and_figures_of_a_sweep(tmp_path, capsys):
-    from emdsim.viz.sweeps import main as report
+    from emdsim.cli.report import main as report
 
     _fake_job(tmp_path, 0, summary={"em_at_diagnosis": 0.1, "n_diagnosed": 40, "median_os_months": 80.0})
     _fake_job(tmp_path, 1, summary={"em_at_diagnosis": 0.2, "n_diagnosed": 40, "median_os_months": 70.0})

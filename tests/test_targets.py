@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from emdsim.analysis.targets import TARGETS_FILE, load_targets
 from emdsim.config.schema import ConfigError
-from emdsim.targets import TARGETS_FILE, load_targets
 
 SOURCES = 'sources:\n  a2020: "Author A. Journal 2020."\n'
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from emdsim.cohort import run_cohort
-from emdsim.confload import compose, config_yaml, to_config
-from emdsim.snapshots import SNAPSHOT_COLUMNS
-from emdsim.targets import incidence_targets, load_targets
-from emdsim.tasks import run_task
+from emdsim.analysis.targets import incidence_targets, load_targets
+from emdsim.cohort.run import run_cohort
+from emdsim.cohort.snapshots import SNAPSHOT_COLUMNS
+from emdsim.config.load import compose, config_yaml, to_config
+from emdsim.studies.task import run_task
 from emdsim.viz import animate, figures
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
@@ -158,6 +158,6 @@ def test_node_positions_place_every_compartment(run_dir):
 
 def test_animate_command_line_errors_are_one_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "emdsim.viz.animate", str(tmp_path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "emdsim.cli.animate", str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "not a finished run directory" in proc.stderr and "Traceback" not in proc.stderr

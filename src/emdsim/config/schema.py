@@ -3,7 +3,7 @@
 The *values* of every parameter live in the YAML files under ``conf/`` (one copy of each default);
 this module declares their types, units, allowed ranges and sources as dataclass-field metadata,
 and validates a whole configuration after it is loaded.  Nothing here imports Hydra or OmegaConf:
-the CLI converts its ``DictConfig`` with :func:`emdsim.confload.to_config` and everything
+the CLI converts its ``DictConfig`` with :func:`emdsim.config.load.to_config` and everything
 below works on these plain dataclasses.
 
 Conventions (see ``docs/ODD.md``): ``*_rate_per_day`` is a hazard (1/day), ``p_*`` a probability,
@@ -87,7 +87,7 @@ DECADE = "plausibility: no line of therapy is assessed only after ten years"
 EXPONENT = "numerical: an exponent above 10 is a step function of the burden"
 GOMPERTZ = "plausibility: adult human mortality h(65) ~ 1 %/year doubling every ~8 years (life tables)"
 COHORT = ("engineering: ~10 KB of memory per patient at the peak; a cohort larger than the machine's "
-          "memory is refused with an estimate (emdsim.cohort.check_resources)")
+          "memory is refused with an estimate (emdsim.cohort.run.check_resources)")
 BLOCK = "engineering: a block's arrays grow with its patients; 1e5 needs ~10 GB"
 ENGINEERING = "engineering: no machine has more"
 AGE = "plausibility: human age, years"
@@ -189,8 +189,9 @@ class SwitchSpec:
     name: str
     #: probability per division (per cell birth)
     rate_per_division: float = param("probability per division", ITEM_SOURCE, **PROB)
-    #: trait multipliers applied when the switch is acquired
-    effects: dict[str, float]
+    #: trait multipliers applied when the switch is acquired (trait name -> factor)
+    effects: dict[str, float] = param("multiplier on the trait (1 = unchanged)", ITEM_SOURCE, lo=0.0, hi=100.0,
+                                      why=GAIN)
     source: str = ""
 
 
@@ -431,11 +432,20 @@ def _check_number(path: str, value: Any, meta: dict[str, Any]) -> None:
 
 
 def check_fields(obj: Any, prefix: str) -> None:
-    """Check every number field of a dataclass against its declared interval."""
+    """Check every number field of a dataclass against its declared interval (each entry of a
+    mapping of numbers, such as a switch's ``effects``)."""
     for f in fields(obj):
         value = getattr(obj, f.name)
         if "unit" in f.metadata:
-            _check_number(f"{prefix}.{f.name}", value, f.metadata)
+            if isinstance(value, dict):
+                for key, v in value.items():
+                    _check_number(f"{prefix}.{f.name}.{key}", v, f.metadata)
+            else:
+                _check_number(f"{prefix}.{f.name}", value, f.metadata)
+
+
+#: the declared unit and interval of a switch's effects (checked entry by entry)
+_EFFECTS_META = next(f.metadata for f in fields(SwitchSpec) if f.name == "effects")
 
 
 def _one_of(path: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
@@ -543,7 +553,7 @@ def _validate_traits(tr: TraitsConfig) -> None:
         check_fields(s, p)
         for trait, factor in s.effects.items():
             _one_of(f"{p}.effects", trait, TRAIT_NAMES)
-            _check_number(f"{p}.effects.{trait}", factor, {"lo": 0.0, "hi": 100.0, "unit": "multiplier", "range_source": GAIN})
+            _check_number(f"{p}.effects.{trait}", factor, _EFFECTS_META)
 
 
 def _validate_treatment(cfg: EmdConfig) -> None:
@@ -590,6 +600,12 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
                     if row["source"] == ITEM_SOURCE:  # the item's own source (each switch in conf/traits)
                         row["source"] = f"{name}: {getattr(item, 'source', '')}".strip(": ")
                     rows.append(dict(row, item=name))
+        elif "unit" in f.metadata and isinstance(value, dict):  # a mapping of numbers: one row per entry
+            for key, v in value.items():
+                rows.append({"field": f"{path}.{key}", "value": v, "unit": f.metadata["unit"],
+                             "source": f.metadata["source"], "lo": f.metadata["lo"], "hi": f.metadata["hi"],
+                             "lo_open": f.metadata["lo_open"], "range_source": f.metadata.get("range_source", ""),
+                             "item": None})
         elif "unit" in f.metadata:
             rows.append({"field": path, "value": value, "unit": f.metadata["unit"],
                          "source": f.metadata["source"], "lo": f.metadata["lo"], "hi": f.metadata["hi"],
@@ -604,7 +620,12 @@ def resolve_path(obj: Any, path: str) -> Any:
     node = obj
     try:
         for part in path.split(".") if path else ():
-            node = node[int(part)] if isinstance(node, list) else getattr(node, part)
-    except (AttributeError, IndexError, ValueError):
+            if isinstance(node, list):
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                node = node[part]
+            else:
+                node = getattr(node, part)
+    except (AttributeError, IndexError, KeyError, ValueError):
         raise ConfigError(path, None, "a parameter path of the configuration") from None
     return node

@@ -15,18 +15,17 @@ with a cursor at the frame's time.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..snapshots import SNAPSHOT_COLUMNS
-from ..units import DAYS_PER_YEAR
-from .figures import pretty_site
+from emdsim.cohort.snapshots import SNAPSHOT_COLUMNS
+from emdsim.units import DAYS_PER_YEAR
+from emdsim.viz.figures import pretty_site
 
-__all__ = ["LAYOUT", "node_positions", "select_patient", "frame_steps", "render", "main"]
+__all__ = ["LAYOUT", "node_positions", "select_patient", "frame_steps", "render"]
 
 #: body-map positions of the default anatomy's marrow sites (x, y); presentation only
 LAYOUT: dict[str, tuple[float, float]] = {
@@ -398,7 +397,7 @@ def render(
     """Write the animation of one recorded patient; returns (path, number of frames)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    from ..inputs import read_parquet
+    from emdsim.config.inputs import read_parquet
 
     run_dir = Path(run_dir)
     snaps = read_parquet(run_dir / "snapshots.parquet", "snapshot table", SNAPSHOT_COLUMNS)
@@ -461,8 +460,8 @@ LESION_COLUMNS = ("patient_id", "site", "kind", "route", "onset_days", "detectab
 
 def anatomy_nodes(run_dir: Path) -> pd.DataFrame:
     """The compartments of the run's anatomy (from its ``config.yaml``): name, kind, adjacent_to."""
-    from ..config.schema import ConfigError
-    from ..inputs import read_yaml
+    from emdsim.config.inputs import read_yaml
+    from emdsim.config.schema import ConfigError
 
     path = Path(run_dir) / "config.yaml"
     cfg = read_yaml(path, "run configuration")
@@ -475,71 +474,3 @@ def anatomy_nodes(run_dir: Path) -> pd.DataFrame:
         )
     rows = [{"name": n["name"], "kind": n["kind"], "adjacent_to": n.get("adjacent_to", "") or ""} for n in nodes]
     return pd.DataFrame(rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from ..cliutil import command_parser
-
-    parser = command_parser(
-        "emdsim-animate",
-        "One recorded patient's course as an animation of the body map: marrow sites on a skeleton, each\n"
-        "paraskeletal compartment beside its bone, organs around the blood, wounds below; colour and size\n"
-        "give log10 cells, arrows the local (orange) and haematogenous (red) arrivals, the strip below the\n"
-        "diagnosis, treatment lines, relapse, detections and death. Replayed from the run's\n"
-        "snapshots.parquet, never re-simulated (raise sim.snapshot_patients to record more patients).",
-        [
-            ("emdsim-animate outputs/default/RUN", "first recorded patient with EMD at relapse"),
-            ("emdsim-animate RUN --patient 3 --max-frames 200 --fps 12", "a patient by id"),
-            ("emdsim-animate RUN --format mp4", "MP4 (pip install -e '.[video]')"),
-        ],
-        "RUN/patient_<id>.gif (or --out FILE).",
-    )
-    parser.add_argument("run_dir", type=Path, help="a finished run directory of emdsim")
-    parser.add_argument(
-        "--patient",
-        default="first-emd-relapse",
-        help="patient id, or first | first-emd-relapse (default) | first-em-relapse | first-emd",
-    )
-    parser.add_argument("--format", choices=("gif", "mp4"), default="gif")
-    parser.add_argument("--out", type=Path, help="output file (default RUN_DIR/patient_<id>.<format>)")
-    parser.add_argument("--max-frames", type=int, default=120, help="at most this many frames (default 120)")
-    parser.add_argument("--fps", type=int, default=8, help="frames per second, 1-60 (default 8)")
-    args = parser.parse_args(argv)
-
-    def refuse(text: str) -> None:
-        print(f"emdsim-animate: {text}", file=sys.stderr)
-        raise SystemExit(2)
-
-    for name in ("snapshots.parquet", "patients.parquet", "lesions.parquet", "config.yaml"):
-        if not (args.run_dir / name).is_file():
-            refuse(f"{args.run_dir} is not a finished run directory ({name} missing)")
-    if not 2 <= args.max_frames <= 10_000:
-        refuse(f"--max-frames={args.max_frames} is invalid: allowed [2, 10000]")
-    if not 1 <= args.fps <= 60:
-        refuse(f"--fps={args.fps} is invalid: allowed [1, 60] frames per second")
-    if args.out is not None:
-        if not args.out.parent.is_dir():
-            refuse(f"--out={args.out} is invalid: its folder {args.out.parent} does not exist")
-        if args.out.suffix.lower() != f".{args.format}":
-            refuse(f"--out={args.out} is invalid: a .{args.format} file (or choose --format)")
-    from ..config.schema import ConfigError
-
-    try:
-        path, n = render(
-            args.run_dir,
-            patient=args.patient,
-            out=args.out,
-            fmt=args.format,
-            max_frames=args.max_frames,
-            fps=args.fps,
-            progress=True,
-        )
-    except ConfigError as err:
-        refuse(str(err))
-    except ValueError as err:
-        refuse(str(err))
-    print(f"emdsim-animate: {n} frames -> {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..targets import Target, incidence_targets, load_targets
-from ..units import DAYS_PER_MONTH
+from emdsim.analysis.targets import Target, incidence_targets, load_targets
+from emdsim.units import DAYS_PER_MONTH
 
 __all__ = [
     "FIGURES",
@@ -58,7 +58,7 @@ def pretty_site(name: str) -> str:
 
 def run_label(run_dir: Path) -> str:
     """What was run, for figure titles: scenario, treatment, patients, seed (from ``config.yaml``)."""
-    from ..inputs import read_yaml
+    from emdsim.config.inputs import read_yaml
 
     try:
         cfg = read_yaml(Path(run_dir) / "config.yaml", "run configuration")
@@ -71,7 +71,7 @@ def run_label(run_dir: Path) -> str:
 
 
 def incidence_figure(incidence: pd.DataFrame, targets: list[Target], path: Path, *, title: str = "") -> Figure:
-    from ..targets import short_citation
+    from emdsim.analysis.targets import short_citation
 
     fig = Figure(figsize=(10, 5.2), layout="constrained")
     sources = list(dict.fromkeys(short_citation(t) for t in targets))
@@ -292,7 +292,7 @@ def cohort_figures(
 
     ``survival_stats`` (``analysis.survival_statistics``, the summary's ``survival_by_emd_at_diagnosis``)
     is computed from ``patients.parquet`` when not given."""
-    from ..analysis import survival_statistics
+    from emdsim.analysis.survival import survival_statistics
 
     run_dir = Path(run_dir)
     targets = incidence_targets(load_targets()) if targets is None else targets

@@ -25,7 +25,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import DictConfig, open_dict
 
-from emdsim import sweep
+from emdsim.studies import sweep
 
 log = logging.getLogger("emdsim")
 

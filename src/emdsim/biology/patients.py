@@ -1,0 +1,118 @@
+"""Virtual patients: the heterogeneity drawn once per patient before the dynamics start.
+
+Each patient ``i`` draws from its own stream ``(PATIENT, i)`` of the seed tree (see :mod:`rng`),
+so its baseline is the same whatever the cohort size, block or engine.
+
+Drawn here: GEP70 high risk, molecular subgroup (MF / PR / other), centrosome amplification,
+age, the (unsimulated) MGUS duration, the founder's spread over the skeleton, its trait levels
+conditioned on risk, switch-rate multipliers, and the procedures (wounds) of the scenario.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emdsim import rng as seeds
+from emdsim.biology.anatomy import World
+from emdsim.config.schema import TRAIT_NAMES, EmdConfig
+
+__all__ = ["SUBGROUPS", "PatientTable", "sample_patients"]
+
+SUBGROUPS = ("other", "MF", "PR")
+
+
+@dataclass(frozen=True)
+class PatientTable:
+    patient_id: NDArray[np.int64]
+    high_risk: NDArray[np.bool_]
+    subgroup: NDArray[np.int64]  # index into SUBGROUPS
+    centrosome_amplification: NDArray[np.bool_]
+    age_years: NDArray[np.float64]  # at myeloma onset
+    mgus_years: NDArray[np.float64]  # MGUS duration before onset (drawn, not simulated)
+    base_traits: NDArray[np.float64]  # (P, T) founder traits
+    proliferation: NDArray[np.float64]  # multiplier on the birth rate
+    switch_factor: NDArray[np.float64]  # multiplier on every switch rate
+    onset_share: NDArray[np.float64]  # (P, N) founder cells per node (marrow only), sums to 1
+    phase_wound: NDArray[np.bool_]  # (P, n_first_line) the phase's wound is made
+    surgery_day: NDArray[np.float64]  # (P, n_surgeries) days after diagnosis, NaN = none
+
+    def __len__(self) -> int:
+        return len(self.patient_id)
+
+    def take(self, rows: NDArray[np.int64]) -> PatientTable:
+        return PatientTable(**{k: v[rows] for k, v in vars(self).items()})
+
+
+def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> PatientTable:
+    """Baselines of patients ``ids`` (vectorised after one small draw per patient stream)."""
+    tr, n_t = cfg.traits, len(TRAIT_NAMES)
+    n_first, n_surg = len(cfg.treatment.first_line), len(cfg.scenario.surgeries)
+    n_u = 5 + n_t + n_first + 2 * n_surg
+    n_z = 1 + n_t
+    marrow = np.flatnonzero(world.is_marrow)
+    alpha = cfg.growth.onset_site_concentration * world.share[marrow]
+    alpha = np.maximum(alpha, 1e-3 * alpha.max())
+    u = np.empty((len(ids), n_u))
+    z = np.empty((len(ids), n_z))
+    d = np.empty((len(ids), len(marrow)))
+    for row, i in enumerate(ids):
+        g = seeds.stream(cfg.seed, seeds.PATIENT, int(i))
+        u[row] = g.random(n_u)
+        z[row] = g.standard_normal(n_z)
+        d[row] = g.dirichlet(alpha)
+
+    high_risk = u[:, 0] < tr.p_high_risk
+    subgroup = np.where(u[:, 1] < tr.p_subgroup_mf, 1, np.where(u[:, 1] < tr.p_subgroup_mf + tr.p_subgroup_pr, 2, 0))
+    centrosome = u[:, 2] < tr.p_centrosome_amplification
+    co = cfg.cohort
+    age = np.clip(co.age_mean_years + co.age_sd_years * z[:, 0], co.age_min_years, co.age_max_years)
+    # MGUS duration: exponential at Kyle's 1%/year, truncated at the years lived since age 30
+    rate = cfg.growth.mgus_progression_rate_per_year
+    span = np.maximum(age - co.age_min_years, 0.0)
+    mgus = -np.log1p(-u[:, 3] * -np.expm1(-rate * span)) / rate
+
+    base = np.empty((len(ids), n_t))
+    for t, name in enumerate(TRAIT_NAMES):
+        dist = tr.distributions[name]
+        p_pos = np.minimum(1.0, dist.p_positive * np.where(high_risk, dist.high_risk_p_factor, 1.0))
+        level = dist.level * np.where(high_risk, dist.high_risk_factor, 1.0) * np.exp(dist.log_sd * z[:, 1 + t])
+        base[:, t] = np.where(u[:, 5 + t] < p_pos, level, 0.0)
+    for name in ("niche_dependence", "drug_sensitivity"):
+        t = TRAIT_NAMES.index(name)
+        np.clip(base[:, t], 0.0, 1.0, out=base[:, t])
+
+    prolif = np.where(subgroup == 2, tr.pr_proliferation_factor, 1.0) * np.where(
+        high_risk, tr.high_risk_proliferation_factor, 1.0
+    )
+    switch = (
+        np.where(centrosome, tr.centrosome_switch_factor, 1.0)
+        * np.where(subgroup == 1, tr.mf_switch_factor, 1.0)
+        * np.where(high_risk, tr.high_risk_switch_factor, 1.0)
+    )
+    onset = np.zeros((len(ids), world.n_nodes))
+    onset[:, marrow] = d
+    c = 5 + n_t
+    phase_wound = u[:, c : c + n_first] < np.array([r.p_wound if r.wound else 0.0 for r in cfg.treatment.first_line])
+    c += n_first
+    surgery_day = np.full((len(ids), n_surg), np.nan)
+    for s, spec in enumerate(cfg.scenario.surgeries):
+        has = u[:, c + 2 * s] < spec.probability
+        day = spec.earliest_days + u[:, c + 2 * s + 1] * (spec.latest_days - spec.earliest_days)
+        surgery_day[has, s] = day[has]
+    return PatientTable(
+        patient_id=np.asarray(ids, dtype=np.int64),
+        high_risk=high_risk,
+        subgroup=subgroup,
+        centrosome_amplification=centrosome,
+        age_years=age,
+        mgus_years=mgus,
+        base_traits=base,
+        proliferation=prolif,
+        switch_factor=switch,
+        onset_share=onset,
+        phase_wound=phase_wound,
+        surgery_day=surgery_day,
+    )

@@ -1,0 +1,256 @@
+"""``emdsim-experiment``: run the in-silico experiments of ``experiments/experiments.yaml``.
+
+::
+
+    emdsim-experiment list
+    emdsim-experiment run q1_novel_agents                      # -> experiments/q1_novel_agents/
+    emdsim-experiment run q1_novel_agents hydra/launcher=joblib hydra.launcher.n_jobs=2
+    emdsim-experiment run q1_novel_agents --tiny --out /tmp/q1 # a minutes-long check of the config
+
+Each run is one ``emdsim -m`` sweep (any launcher; re-running resumes) over the arms and the
+replicate seeds, then the paired comparison: ``comparison.csv``, ``comparison.png`` and a README
+with the question, the design, the command, the table, the figure and the limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from emdsim.cli.args import command_parser, parse_with_overrides, run_command
+from emdsim.config.load import CONF_DIR, compose, select_values
+from emdsim.config.schema import ConfigError
+from emdsim.studies import sweep
+from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text
+from emdsim.studies.trials import arm_table, compare, parse_experiment, wound_lesions
+
+__all__ = ["main", "REGISTRY", "load_registry"]
+
+REGISTRY = CONF_DIR.parent / "experiments" / "experiments.yaml"
+TINY = ["cohort.block_size=6", "sim.followup_years=1.5", "sim.max_years_to_diagnosis=5"]
+
+
+def _groups() -> dict[str, list[str]]:
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in CONF_DIR.iterdir() if d.is_dir()}
+
+
+def load_registry(path: Path = REGISTRY) -> dict:
+    from emdsim.config.inputs import read_yaml
+
+    data = read_yaml(path, "experiment registry")
+    groups = _groups()
+    return {name: parse_experiment(name, entry, groups) for name, entry in (data or {}).items()}
+
+
+def _arm_column(spec) -> str:
+    return f"override.{spec['arm_group']}" if spec.get("arm_group") else "override.design.row"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    if args.name not in registry:
+        raise ConfigError("NAME", args.name, f"one of {sorted(registry)}")
+    spec = registry[args.name]
+    # committed results (experiments/NAME) are written only when asked for with --out
+    default = Path("outputs") / "experiments" / f"{args.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    out = Path(args.out or default).resolve()
+    sweep_dir = out / "sweep"
+    n = 6 if args.tiny else spec["n_patients"]
+    replicates = 2 if args.tiny else spec["replicates"]
+    base = [
+        f"experiment={spec['config']}",
+        f"cohort.n_patients={n}",
+        "figures=false",
+        "sim.snapshot_patients=0",
+        *spec.get("overrides", []),
+    ]
+    if spec.get("followup_years"):
+        base.append(f"sim.followup_years={spec['followup_years']}")
+    if args.tiny:
+        base += TINY
+    if spec.get("arm_group"):
+        axes = [f"{spec['arm_group']}={','.join(spec['arms'])}"]
+    else:
+        paths = sorted({p for values in spec["arms"].values() for p in (values or {})})
+        table = arm_table(spec, select_values(compose(base), paths))
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(out / "arms.parquet", table)
+        axes = [f"design.file={out / 'arms.parquet'}", f"design.row=range(0,{len(table)})"]
+    command = [
+        sys.executable,
+        "-m",
+        "emdsim.cli.main",
+        "-m",
+        *base,
+        *axes,
+        f"seed=range(1,{replicates + 1})",
+        f"hydra.sweep.dir={sweep_dir}",
+        *args.overrides,
+    ]
+    print("emdsim-experiment: " + " ".join(command[2:]), flush=True)
+    code = _in_process(command[3:]) if args.in_process else subprocess.call(command)
+    if code not in (0, 1):
+        return code
+    frame = sweep.write_table(sweep_dir)
+    arm = _arm_column(spec)
+    names = spec["arm_names"]
+    if not spec.get("arm_group"):
+        frame[arm] = frame[arm].map(lambda i: names[int(i)])
+    result = compare(frame, arm, spec["reference"], spec["metrics"], order=names)
+    extra = ""
+    if "wounds" in spec.get("analyses", []):
+        done = frame[frame["status"] == "done"]
+        wounds = wound_lesions([(a, sweep_dir / d) for a, d in zip(done[arm], done["dir"], strict=True)])
+        atomic_write_text(out / "wounds.csv", wounds.to_csv(index=False))
+        extra = _wound_summary(wounds, done, arm)
+    atomic_write_text(out / "comparison.csv", result.to_csv(index=False, float_format="%.6g"))
+    from emdsim.viz.sweeps import plot_comparison
+
+    plot_comparison(result, spec["reference"], out / "comparison.png", title=spec["question"])
+    command_text = " ".join(
+        ["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides]
+    )
+    atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
+    print(f"emdsim-experiment: {out / 'README.md'}", flush=True)
+    return code
+
+
+def _in_process(argv: list[str]) -> int:
+    """Run ``emdsim ARGV`` in this process (basic launcher; no interpreter start-up per job)."""
+    from emdsim.cli import main as cli
+
+    saved = sys.argv
+    sys.argv = ["emdsim", *argv]
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _wound_summary(wounds: pd.DataFrame, done: pd.DataFrame, arm: str) -> str:
+    lines = [
+        "",
+        "### Wound-site plasmacytomas",
+        "",
+        "Wound lesions seeded (any size) and detected by imaging, pooled over replicates.",
+        "",
+        "| arm | patients (all replicates) | wound lesions seeded | detected | seeded per 1,000 patients "
+        "| median months after the procedure | high-risk share |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a, g in done.groupby(arm):
+        w = wounds[wounds["arm"] == a]
+        n_pat = int(g["n_patients"].sum())
+        med = f"{w['months_after_procedure'].median():.1f}" if len(w) else "-"
+        hr = f"{w['high_risk'].mean():.0%}" if len(w) else "-"
+        det = int(w["detected"].sum()) if len(w) else 0
+        lines.append(f"| {a} | {n_pat} | {len(w)} | {det} | {1000 * len(w) / max(n_pat, 1):.1f} | {med} | {hr} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return "-" if pd.isna(v) else f"{v:.3g}"
+
+
+def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, extra: str, frame) -> str:
+    arms = spec["arms"]
+    lines = [
+        f"# {spec['name']}: {spec['question']}",
+        "",
+        "## Design",
+        "",
+        f"- Model: `experiment={spec['config']}` (the parameter set of `conf/experiment/{spec['config']}.yaml`), "
+        f"{n} virtual patients per cohort, "
+        f"{replicates} replicate cohorts (seeds 1..{replicates}); every arm runs on the same patients and "
+        "streams (common random numbers).",
+        f"- Arms ({'config group `' + spec['arm_group'] + '`' if spec.get('arm_group') else 'parameter sets'}), "
+        f"reference `{spec['reference']}`:",
+    ]
+    if spec.get("arm_group"):
+        lines += [f"  - `{a}`" for a in arms]
+    else:
+        lines += [
+            f"  - `{a}`: " + (", ".join(f"`{k}={v}`" for k, v in (arms[a] or {}).items()) or "defaults") for a in arms
+        ]
+    if spec.get("overrides"):
+        lines.append(f"- Fixed overrides: {', '.join('`' + o + '`' for o in spec['overrides'])}")
+    n_failed = int((frame["status"] != "done").sum())
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"{int((frame['status'] == 'done').sum())} jobs finished, {n_failed} did not.",
+        "",
+        "## Result",
+        "",
+        "Mean over replicate cohorts per arm; difference from the reference arm paired by replicate, "
+        "with its 95% interval across replicates (fractions are of diagnosed or relapsed patients; "
+        "months for medians).",
+        "",
+        "| metric | arm | mean | difference vs reference | 95% interval |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result.itertuples():
+        diff = getattr(r, "difference", float("nan"))
+        ci = "(reference)" if r.arm == spec["reference"] else f"{_fmt(r.lower)} to {_fmt(r.upper)}"
+        lines.append(f"| {r.metric} | {r.arm} | {_fmt(r.mean)} | {_fmt(diff)} | {ci} |")
+    lines += [extra, "![comparison](comparison.png)", "", "## Limits", "", spec.get("limits", "").strip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_parser(
+        "emdsim-experiment",
+        "In-silico experiments on the open questions of the seed editorial (experiments/experiments.yaml):\n"
+        "every arm runs on the same virtual patients (replicate r is seed=r in every arm) through emdsim -m\n"
+        "and any Hydra launcher; differences from the reference arm are paired by replicate, with 95 %\n"
+        "intervals across replicates.",
+        [
+            ("emdsim-experiment list", "the experiments and their questions"),
+            ("emdsim-experiment run q2_allo_vs_auto --tiny", "check an experiment's config in seconds"),
+            ("emdsim-experiment run q2_allo_vs_auto hydra/launcher=joblib", "the experiment on every core"),
+            ("emdsim-experiment run q2_allo_vs_auto --out experiments/q2_allo_vs_auto", "update the committed results"),
+        ],
+        "OUT (default outputs/experiments/<name>-<time>): sweep/, comparison.csv, comparison.png, README.md;\n"
+        "  the committed results under experiments/ change only with --out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the experiments and their questions")
+    run = sub.add_parser("run", help="run one experiment's sweep and compare its arms")
+    run.add_argument("name")
+    run.add_argument("--tiny", action="store_true", help="6 patients, 2 replicates, 1.5 years: checks the config only")
+    run.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default outputs/experiments/NAME-<time>; "
+        "--out experiments/NAME updates the committed results)",
+    )
+    run.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the jobs in this process with the basic launcher (tests, notebooks)",
+    )
+    args, args.overrides = parse_with_overrides(parser, argv)
+    run_command("emdsim-experiment", "invalid experiment", cmd_run if args.command == "run" else cmd_list, args)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name, spec in load_registry().items():
+        print(f"{name}: {spec['question']}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Hazards to per-step probabilities, and the one place where flows of cells are realised.
+
+Every rate in emdsim is a hazard (1/day).  :func:`event_probability` turns it into the
+probability of the event within one step of ``dt_days``, so compounding two steps of ``dt`` gives
+exactly one step of ``2 dt`` and the biology does not change with the step size.
+
+Cell numbers span twelve orders of magnitude (a founder lesion of 1e12 cells, a single arrested
+cell).  :func:`flow_one` is a hybrid tau-leap (Cao, Gillespie & Petzold, J Chem Phys 2005): a
+flow whose expected size is at least ``threshold`` cells is taken as its mean (relative noise
+below 1/sqrt(threshold) is ignored); a smaller one is a binomial draw on the whole cells (the
+fractional remainder left by earlier mean flows moves by its mean), so small populations go
+extinct and rare events (a colonising cell) happen by chance; between ``GAUSSIAN_MIN_MEAN`` and the
+threshold the binomial is replaced by its normal limit (the chemical-Langevin regime).  :func:`split_one` shares cells
+among destinations the same way (a multinomial drawn as conditional binomials).
+
+These scalar functions are compiled with numba and called from the loops in
+:mod:`emdsim.engine.kernels`; :func:`realise_flow` and :func:`split_flow` apply them to whole arrays.
+They draw from a Generator's bit generator (``rng.bit_generator`` inside compiled code) with the
+very functions numba's ``Generator.random`` and ``Generator.standard_normal`` call, so the draws are
+those of the Generator; and they count their draws in a record of :data:`TALLY`.  Neither is
+reference-counted, where a Generator or an array passed to a function inlined per flow costs two
+atomic increments and decrements on every flow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.np.random.distributions import random_standard_normal
+from numba.np.random.generator_core import next_double
+from numpy.typing import ArrayLike, NDArray
+
+from emdsim.engine.jit import JIT, JIT_INLINE
+
+__all__ = [
+    "TALLY",
+    "tally_record",
+    "hazard_to_probability",
+    "event_probability",
+    "birth_probability",
+    "survival_probability",
+    "birth_probability_given_survival",
+    "competing_probabilities",
+    "draw_binomial",
+    "flow_one",
+    "split_one",
+    "realise_flow",
+    "split_flow",
+]
+
+#: counts of the random variates drawn, as one record (compiled code takes ``tally_record(a)[0]``)
+TALLY = np.dtype([("uniform", np.int64), ("normal", np.int64)])
+
+
+def tally_record(counts: NDArray[np.int64]) -> NDArray[np.void]:
+    """``counts (2,)`` ([uniform, normal]) seen as a one-element array of :data:`TALLY` (same memory)."""
+    return counts.view(TALLY)
+
+
+#: flows with an expected size between this and the deterministic threshold are drawn from the
+#: normal approximation of the binomial (rounded); smaller ones from the binomial itself
+GAUSSIAN_MIN_MEAN = 10.0
+
+
+def event_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+    """Probability that an event with hazard ``rate_per_day`` happens within ``dt_days`` (no checks)."""
+    return -np.expm1(-rate_per_day * dt_days)
+
+
+def birth_probability(
+    birth_rate_per_day: ArrayLike, death_rate_per_day: ArrayLike, dt_days: float
+) -> NDArray[np.float64]:
+    """Per-cell probability of a birth within ``dt_days`` such that, together with deaths drawn at
+    :func:`event_probability` of the death hazard, the expected population after the step is
+    exactly ``exp((birth - death) * dt)`` times the current one (the linear birth-death process).
+
+    ``exp(-death dt) * (exp(birth dt) - 1)``; capped at 1 (birth hazards above ~0.69/dt).  Using
+    ``1 - exp(-birth dt)`` instead would let each cell divide at most once per step and make the
+    growth rate depend on the step size.
+    """
+    survival = survival_probability(death_rate_per_day, dt_days)
+    return birth_probability_given_survival(birth_rate_per_day, survival, dt_days)
+
+
+def survival_probability(death_rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+    """Probability that a cell escapes a death hazard for ``dt_days``: ``exp(-death dt)``."""
+    return np.exp(-death_rate_per_day * dt_days)
+
+
+def birth_probability_given_survival(
+    birth_rate_per_day: ArrayLike, survival: ArrayLike, dt_days: float
+) -> NDArray[np.float64]:
+    """:func:`birth_probability` from the survival probability (:func:`survival_probability`) of the death hazard."""
+    return np.minimum(survival * np.expm1(birth_rate_per_day * dt_days), 1.0)
+
+
+def hazard_to_probability(rate_per_day: ArrayLike, dt_days: float) -> NDArray[np.float64]:
+    """:func:`event_probability` for arrays, rejecting negative hazards."""
+    rate = np.asarray(rate_per_day, dtype=float)
+    if np.any(rate < 0):
+        raise ValueError("hazards must be non-negative")
+    return event_probability(rate, dt_days)
+
+
+def competing_probabilities(rates_per_day: ArrayLike, dt_days: float, axis: int = -1) -> NDArray[np.float64]:
+    """Probabilities of each of several competing events within ``dt_days``.
+
+    ``rates_per_day`` holds the hazards along ``axis``; each event's share of the total event
+    probability ``1 - exp(-total * dt)`` is proportional to its hazard.
+    """
+    rates = np.asarray(rates_per_day, dtype=float)
+    total = rates.sum(axis=axis, keepdims=True)
+    p_any = -np.expm1(-total * dt_days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, rates / np.where(total > 0, total, 1.0), 0.0)
+    return share * p_any
+
+
+@JIT_INLINE
+def draw_binomial(bitgen, n: float, p: float, tally) -> float:
+    """A binomial(n, p) count: exact by inversion below ``GAUSSIAN_MIN_MEAN``, else its normal limit.
+
+    ``bitgen`` is a Generator's bit generator; ``tally`` (a :data:`TALLY` record) counts the uniform
+    and the normal variates drawn.
+    """
+    if n <= 0.0 or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return n
+    mean = n * p
+    if mean >= GAUSSIAN_MIN_MEAN:  # chemical-Langevin regime
+        tally.normal += 1
+        x = mean + np.sqrt(mean * (1.0 - p)) * random_standard_normal(bitgen)
+        return min(max(np.floor(x + 0.5), 0.0), n)
+    tally.uniform += 1
+    u = next_double(bitgen)
+    if u <= 1.0 - mean:
+        # squeeze: P(X = 0) = (1 - p)^n >= 1 - n p, so inversion would stop at 0 here too; the
+        # result is the same as below, without its exp and log (most small flows move nothing)
+        return 0.0
+    pmf = np.exp(n * np.log1p(-p))
+    cdf = pmf
+    k = 0.0
+    ratio = p / (1.0 - p)
+    while u > cdf and k < n:
+        pmf *= (n - k) / (k + 1.0) * ratio
+        if pmf <= 0.0:  # round-off in the far tail: the remaining mass is negligible
+            break
+        k += 1.0
+        cdf += pmf
+    return k
+
+
+@JIT_INLINE
+def flow_one(bitgen, cells: float, p: float, threshold: float, tally) -> float:
+    """Cells, out of ``cells``, that undergo an event of probability ``p`` (never more than ``cells``)."""
+    if cells <= 0.0 or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return cells
+    mean = cells * p
+    if mean >= threshold:
+        return mean
+    whole = np.floor(cells)
+    drawn = draw_binomial(bitgen, whole, p, tally) + (cells - whole) * p
+    return min(drawn, cells)
+
+
+@JIT_INLINE
+def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray, tally) -> None:
+    """Share ``cells`` among destinations in proportion to ``weights`` into ``out`` (sums to ``cells``).
+
+    Large totals are split by their means; small ones are a multinomial drawn as conditional
+    binomials (the fractional remainder is split by its mean).  All-zero weights send nothing.
+    """
+    total = 0.0
+    for j in range(weights.size):
+        total += weights[j]
+    for j in range(weights.size):
+        out[j] = 0.0
+    if cells <= 0.0 or total <= 0.0:
+        return
+    if cells >= threshold:
+        for j in range(weights.size):
+            out[j] = cells * weights[j] / total
+        return
+    whole = np.floor(cells)
+    frac = cells - whole
+    left = whole
+    rest = total
+    for j in range(weights.size):
+        w = weights[j]
+        out[j] = frac * w / total
+        if left > 0.0 and w > 0.0:
+            x = draw_binomial(bitgen, left, w / rest if rest > w else 1.0, tally)
+            out[j] += x
+            left -= x
+        rest -= w
+
+
+@JIT
+def _flow_many(rng, cells, p, threshold, out, counts):  # pragma: no cover - compiled
+    bitgen, tally = rng.bit_generator, counts[0]
+    for i in range(cells.size):
+        out[i] = flow_one(bitgen, cells[i], p[i], threshold, tally)
+
+
+@JIT
+def _split_many(rng, cells, weights, threshold, out, counts):  # pragma: no cover - compiled
+    bitgen, tally = rng.bit_generator, counts[0]
+    for i in range(cells.size):
+        split_one(bitgen, cells[i], weights[i], threshold, out[i], tally)
+
+
+def realise_flow(rng: np.random.Generator, cells: ArrayLike, p: ArrayLike, threshold: float) -> NDArray[np.float64]:
+    """:func:`flow_one` over broadcast arrays ``cells`` and ``p``."""
+    c, q = np.broadcast_arrays(np.asarray(cells, dtype=float), np.asarray(p, dtype=float))
+    out = np.empty(c.shape)
+    _flow_many(
+        rng,
+        np.ascontiguousarray(c).reshape(-1),
+        np.ascontiguousarray(q).reshape(-1),
+        float(threshold),
+        out.reshape(-1),
+        np.zeros(1, TALLY),
+    )
+    return out
+
+
+def split_flow(rng: np.random.Generator, cells: ArrayLike, weights: ArrayLike, threshold: float) -> NDArray[np.float64]:
+    """:func:`split_one` for each row: ``cells (R,)`` among ``weights (R, D)`` -> ``(R, D)``."""
+    c = np.ascontiguousarray(cells, dtype=float).reshape(-1)
+    w = np.ascontiguousarray(weights, dtype=float).reshape(c.size, -1)
+    out = np.empty(w.shape)
+    _split_many(rng, c, w, float(threshold), out, np.zeros(1, TALLY))
+    return out

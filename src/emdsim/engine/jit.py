@@ -1,0 +1,57 @@
+"""The numba decorator used by emdsim, with a compilation cache that cannot go stale.
+
+numba's on-disk cache is invalidated only by changes to the file that defines a compiled
+function, not to the functions it calls in other modules: editing a rule in ``niches.py`` would
+leave ``kernels.py`` running the old rule.  The cache therefore lives in a directory named after a
+hash of every module whose code is compiled, so any edit starts a fresh cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numba
+
+__all__ = ["JIT", "JIT_INLINE"]
+
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/emdsim
+#: every module whose code numba compiles, and the modules of emdsim they import (their constants are
+#: frozen into the machine code): paths inside the package; an edit to any starts a fresh cache
+_COMPILED_SOURCES = (
+    "engine/jit.py",
+    "engine/flows.py",
+    "engine/kernels.py",
+    "biology/anatomy.py",
+    "biology/niches.py",
+    "biology/spread.py",
+    "biology/traits.py",
+    "biology/treatment.py",
+    "units.py",
+)
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for name in _COMPILED_SOURCES:
+        h.update((_PACKAGE / name).read_bytes())
+    h.update(numba.__version__.encode())
+    return h.hexdigest()[:16]
+
+
+numba.config.CACHE_DIR = str(_PACKAGE / "__pycache__" / f"numba-{_source_hash()}")
+
+#: ``@JIT``: nopython, cached (in the directory above), releasing the GIL; ``error_model="numpy"``:
+#: a float division by zero gives inf/nan as in numpy instead of a check and exception per division
+#: (the rules guard their own denominators)
+JIT = numba.njit(cache=True, nogil=True, error_model="numpy")
+#: ``@JIT_INLINE``: the same, inlined into its callers by numba (for small functions called per
+#: entry from the compiled loops: a call boundary costs reference counting of its array arguments)
+JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+
+
+def kernels_cached() -> bool:
+    """Whether the compiled kernels of this source tree are already in the cache (else the first
+    cohort compiles them, ~35 s on 2 cores)."""
+    cache = Path(numba.config.CACHE_DIR)
+    return all(any(cache.rglob(f"kernels.{name}-*.nbi")) for name in ("advance", "clinic"))

@@ -1,0 +1,728 @@
+"""Compiled loops over patients x compartments x clones (numba): one pass per patient and step.
+
+:func:`advance` runs processes 1-5 of :mod:`emdsim.engine` (growth, release, local extension,
+haematogenous spread, treatment) for each living patient in turn, then removes extinct
+populations, books the onset and route of new lesions and returns each compartment's total.
+Each process is a function of one patient, called in the documented order, so a patient's arrays
+stay in cache for the whole step and no array over the whole block is built between processes.
+Patients whose course has ended (``alive`` false) are frozen.  :func:`clinic` runs process 6, the
+clinical course, as a second loop over the patients; its criteria (diagnosis, progression, death,
+censoring) are written once, there, with every constant from the configuration, and
+``tests/test_clinic.py`` holds the numpy formulation it must match exactly.  What does not change
+during a course is tabled per patient (:func:`static_rates`; the kill probabilities per regimen and
+efficacy inside :func:`advance`).
+
+The loops hold no biology of their own: every rate comes from the rule functions of
+:mod:`emdsim.biology.niches`, :mod:`emdsim.biology.spread` and :mod:`emdsim.biology.treatment` — the same source that
+numpy code calls on arrays, compiled here for scalars — and every flow is realised by
+:func:`emdsim.engine.flows.flow_one` / :func:`emdsim.engine.flows.split_one`.  Loops touch only occupied entries.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba.np.random.generator_core import next_double
+from numpy.typing import NDArray
+
+from emdsim.biology import niches, spread, treatment
+from emdsim.engine.flows import (
+    birth_probability_given_survival,
+    event_probability,
+    flow_one,
+    split_one,
+    survival_probability,
+)
+from emdsim.engine.jit import JIT, JIT_INLINE
+from emdsim.units import DAYS_PER_YEAR
+
+__all__ = [
+    "ADVANCE_RECORD",
+    "CLINIC_CODES",
+    "CLINIC_CONSTANTS",
+    "CLINIC_RECORD",
+    "CourseState",
+    "PatientTables",
+    "StepTables",
+    "advance",
+    "clinic",
+    "node_totals",
+    "plain",
+    "static_rates",
+]
+
+_support = JIT(niches.support)
+_proliferation = JIT(niches.proliferation)
+_birth_rate = JIT(niches.birth_rate)
+_death_rate = JIT(niches.death_rate)
+_retained_release = JIT(niches.retained_release)
+_crowded_release = JIT(niches.crowded_release)
+_disruption_rate = JIT(spread.disruption_rate)
+_colonisation_probability = JIT(spread.colonisation_probability)
+_kill_rate = JIT(treatment.kill_rate)
+_event_probability = JIT(event_probability)
+_survival_probability = JIT(survival_probability)
+_birth_probability_given_survival = JIT(birth_probability_given_survival)
+
+
+@JIT_INLINE
+def _node_sum(cells_p, n):  # pragma: no cover - compiled
+    """Cells in node ``n`` of one patient (four partial sums: the additions run in parallel)."""
+    n_k = cells_p.shape[1]
+    a = b = c = d = 0.0
+    k = 0
+    while k + 4 <= n_k:
+        a += cells_p[n, k]
+        b += cells_p[n, k + 1]
+        c += cells_p[n, k + 2]
+        d += cells_p[n, k + 3]
+        k += 4
+    while k < n_k:
+        a += cells_p[n, k]
+        k += 1
+    return (a + b) + (c + d)
+
+
+@JIT_INLINE
+def _occupancy(total, capacity):  # pragma: no cover - compiled
+    """Occupancy of a node (total / capacity; 0 without capacity), as :func:`emdsim.biology.niches.occupancy`."""
+    return total / capacity if capacity > 0.0 else 0.0
+
+
+@JIT
+def node_totals(cells, out):  # pragma: no cover - compiled
+    """Cells in each compartment (P, N) into ``out``, summed as :func:`advance` sums them."""
+    for p in range(cells.shape[0]):
+        for n in range(cells.shape[1]):
+            out[p, n] = _node_sum(cells[p], n)
+
+
+@JIT_INLINE
+def _death_and_survival(death_base, niche_loss, supp, dt):  # pragma: no cover - compiled
+    """Per-step death probability and survival probability of a clone with niche support ``supp``."""
+    d = _death_rate(death_base, niche_loss, supp)
+    return _event_probability(d, dt), _survival_probability(d, dt)
+
+
+@JIT
+def static_rates(patients, adhesion, tables, k):  # pragma: no cover - compiled
+    """Fill ``pt.p_death``, ``pt.survival`` and ``pt.retained`` (P, N, K), what does not change during
+    a course: the per-step death and survival probabilities on the compartment's own soil (a wound's
+    changes with its inflammation, so :func:`advance` computes those per step) and the uncrowded
+    egress hazard (:func:`emdsim.biology.niches.retained_release`) from the clones' ``adhesion`` (P, N, K).
+    ``patients`` and ``tables`` are a :class:`PatientTables` and :class:`StepTables` as plain tuples
+    (:func:`plain`), ``k`` the step's constants (:data:`ADVANCE_RECORD`)."""
+    pt, tb, c = PatientTables(*patients), StepTables(*tables), k[0]
+    death_base, niche_loss, dt, i_nd = (
+        c.death_rate_per_day,
+        c.niche_loss_death_rate_per_day,
+        c.dt_days,
+        c.trait_niche_dependence,
+    )
+    n_p, n_n, n_k = pt.p_death.shape
+    for p in range(n_p):
+        for n in range(n_n):
+            for kk in range(n_k):
+                supp = _support(pt.traits[p, kk, i_nd], tb.soil[n])
+                pt.p_death[p, n, kk], pt.survival[p, n, kk] = _death_and_survival(death_base, niche_loss, supp, dt)
+                pt.retained[p, n, kk] = _retained_release(tb.release_rate_per_day[n], adhesion[p, n, kk])
+
+
+# ------------------------------------------------------------------------ the compiled boundary
+class StepTables(NamedTuple):
+    """What the compiled loops read of the resolved scenario, built once per configuration
+    (:func:`emdsim.engine.build_tables`): per compartment ``(N,)``, per destination of circulating
+    cells ``(D,)``, per regimen ``(R + 1, ...)`` (row ``R``: untreated)."""
+
+    soil: NDArray[np.float64]  # (N,) soil quality of the compartment, 0-1
+    is_wound: NDArray[np.bool_]  # (N,)
+    capacity_cells: NDArray[np.float64]  # (N,) cells at full occupancy (0: no capacity)
+    in_marrow: NDArray[np.float64]  # (N,) 1.0 for marrow compartments
+    release_rate_per_day: NDArray[np.float64]  # (N,) egress (marrow) or shedding (soft tissue), 1/day
+    soft_tissue: NDArray[np.bool_]  # (N,) paraskeletal, organ or wound: where imaging sees lesions
+    lesion_death_rate_per_day: NDArray[np.float64]  # (N,) death hazard of a detectable lesion, 1/day
+    ps_nodes: NDArray[np.int64]  # (L,) paraskeletal compartments
+    ps_marrow: NDArray[np.int64]  # (L,) the marrow site beside each
+    em_nodes: NDArray[np.int64]  # (E,) organs and wounds (the EM definition)
+    dest: NDArray[np.int64]  # (D,) destinations of circulating cells (marrow, organ, wound)
+    dest_marrow: NDArray[np.bool_]  # (D,)
+    dest_wound: NDArray[np.bool_]  # (D,)
+    switch_rate_per_division: NDArray[np.float64]  # (S,)
+    kill_rate_per_day: NDArray[np.float64]  # (R + 1, N) each regimen's kill hazard per compartment
+    phase_days: NDArray[np.float64]  # (R + 1,) each regimen's phase duration, days (0: until progression)
+    phase_wound_node: NDArray[np.int64]  # (F,) wound opened by each first-line phase (-1: none)
+
+
+class PatientTables(NamedTuple):
+    """Per patient, what does not change during a course (rows: the block's patients)."""
+
+    traits: NDArray[np.float64]  # (P, K, T) each clone state's trait values
+    proliferation: NDArray[np.float64]  # (P,) the patient's proliferation factor
+    switch_factor: NDArray[np.float64]  # (P,) scale of the switch rates
+    p_death: NDArray[np.float64]  # (P, N, K) death probability per step (:func:`static_rates`)
+    survival: NDArray[np.float64]  # (P, N, K) survival probability per step
+    retained: NDArray[np.float64]  # (P, N, K) uncrowded egress hazard, 1/day
+    homing: NDArray[np.float64]  # (P, K, N) destination weights before inflammation
+    age_years: NDArray[np.float64]  # (P,) age at myeloma onset, years
+    phase_wound: NDArray[np.bool_]  # (P, F) whether each first-line phase makes the patient's wound
+
+
+class CourseState(NamedTuple):
+    """Per patient, what the step changes (the arrays of :class:`emdsim.engine.CohortState`, by
+    name; times in days since myeloma onset, NaN before the event)."""
+
+    cells: NDArray[np.float64]  # (P, N, K)
+    node_total: NDArray[np.float64]  # (P, N) cells per compartment, kept by :func:`advance`
+    total_cells: NDArray[np.float64]  # (P,) all cells, summed before :func:`clinic`
+    marrow_cells: NDArray[np.float64]  # (P,) marrow cells, summed before :func:`clinic`
+    status: NDArray[np.int64]  # (P,) :class:`emdsim.engine.Status`
+    t_dx: NDArray[np.float64]
+    t_prog: NDArray[np.float64]
+    t_death: NDArray[np.float64]
+    t_end: NDArray[np.float64]
+    burden_at_dx: NDArray[np.float64]  # (P,) cells
+    regimen: NDArray[np.int64]  # (P,) row of ``kill_rate_per_day``
+    phase_pos: NDArray[np.int64]  # (P,) first-line phase (-1: salvage)
+    phase_end: NDArray[np.float64]
+    line: NDArray[np.int64]
+    line_start: NDArray[np.float64]
+    efficacy: NDArray[np.float64]  # (P,) factor on the kill hazards
+    nadir: NDArray[np.float64]  # (P,) cells
+    lesion_nadir: NDArray[np.float64]  # (P, N) cells
+    disrupted: NDArray[np.bool_]  # (P, N) breached cortex
+    inflammation: NDArray[np.float64]  # (P, N) 0-1
+    wound_opened: NDArray[np.float64]  # (P, N)
+    lesion_onset: NDArray[np.float64]  # (P, N)
+    lesion_route: NDArray[np.int8]  # (P, N) route code of the seeding
+    lesion_detectable: NDArray[np.float64]  # (P, N)
+    dx_sites: NDArray[np.bool_]  # (P, N)
+    relapse_sites: NDArray[np.bool_]  # (P, N)
+    last_local: NDArray[np.float64]  # (P, N, K) cells arrived by local extension this step
+    last_haem: NDArray[np.float64]  # (P, N, K) cells arrived through the blood this step
+    kill_prob: NDArray[np.float64]  # (P, N, K) kill probability per step, tabled per regimen and efficacy
+    kill_regimen: NDArray[np.int64]  # (P,) the regimen ``kill_prob`` is for
+    kill_efficacy: NDArray[np.float64]  # (P,) the efficacy ``kill_prob`` is for
+
+
+def plain(record: tuple) -> tuple:
+    """A record of arrays as the plain tuple the compiled functions take: numba types a plain tuple
+    of arrays from a cached fingerprint (~2 us for 30 arrays) but a named tuple element by element
+    (~16 us), so records cross the boundary as plain tuples, built by name on this side
+    (:class:`CourseState` etc.) and rebuilt by name on the other (``CourseState(*state)``)."""
+    return tuple(record)
+
+
+class _Scratch(NamedTuple):
+    """Work arrays of one pass, reused for every patient."""
+
+    occ: NDArray[np.float64]  # (N,) occupancy
+    soil: NDArray[np.float64]  # (N,) soil, wounds scaled by their inflammation
+    gain: NDArray[np.float64]  # (N, K) newborns that switched
+    entering: NDArray[np.float64]  # (K,) cells released into the blood
+    mu_ks: NDArray[np.float64]  # (K, S) switch rates per division
+    mu_k: NDArray[np.float64]  # (K,) their sum, capped at 1
+    to_s: NDArray[np.float64]  # (S,)
+    weights: NDArray[np.float64]  # (D,)
+    settle: NDArray[np.float64]  # (D,)
+    share: NDArray[np.float64]  # (D,)
+    arrived: NDArray[np.float64]  # (D,)
+
+
+@JIT_INLINE
+def _switch_table(switch_rates, factor, mu_ks, mu_k):  # pragma: no cover - compiled
+    """Per clone state k: the rate per division of each switch it lacks (``mu_ks (K, S)``) and their
+    sum, capped at 1 (``mu_k (K,)``), for a patient whose switch rates are scaled by ``factor``."""
+    n_k, n_s = mu_ks.shape
+    for k in range(n_k):
+        tot = 0.0
+        for s in range(n_s):
+            mu_ks[k, s] = 0.0 if (k >> s) & 1 else switch_rates[s] * factor
+            tot += mu_ks[k, s]
+        mu_k[k] = min(tot, 1.0)
+
+
+# Every process below is a function of one patient ``p`` with the same parameters: the bit
+# generator and the draw tally, the patient's row, the state, the patient tables, the step tables,
+# the step's constants ``c`` (an :data:`ADVANCE_RECORD`) and the pass's work arrays ``w``.
+
+
+@JIT_INLINE
+def _grow(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """Process 1: births and deaths of every occupied entry; newborns that switch go to their subclone.
+    ``w.occ`` holds the occupancy before the step on entry and after growth on return; death and
+    survival probabilities come from :func:`static_rates` except in wounds."""
+    cells_p, traits_p, prolif_p = s.cells[p], pt.traits[p], pt.proliferation[p]
+    p_death_p, survival_p = pt.p_death[p], pt.survival[p]
+    gain, occ, soil, mu_ks, mu_k, to_s = w.gain, w.occ, w.soil, w.mu_ks, w.mu_k, w.to_s
+    is_wound, in_marrow = tb.is_wound, tb.in_marrow
+    birth_base, death_base, niche_loss = c.birth_rate_per_day, c.death_rate_per_day, c.niche_loss_death_rate_per_day
+    dt, thr, blood = c.dt_days, c.deterministic_threshold_cells, c.blood_node
+    i_nd, i_prolif, i_em = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation
+    n_n, n_k = cells_p.shape
+    n_s = mu_ks.shape[1]
+    gain[:] = 0.0
+    for n in range(n_n):
+        o = occ[n]
+        so = soil[n]
+        im = in_marrow[n]
+        wound = is_wound[n]
+        for k in range(n_k):
+            cnk = cells_p[n, k]
+            if cnk <= 0.0:
+                continue
+            supp = _support(traits_p[k, i_nd], so)
+            if wound:
+                pd, sd = _death_and_survival(death_base, niche_loss, supp, dt)
+            else:
+                pd, sd = p_death_p[n, k], survival_p[n, k]
+            deaths = flow_one(bitgen, cnk, pd, thr, tally)
+            births = 0.0
+            if n != blood:
+                prol = _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im)
+                b = _birth_rate(birth_base, prol, o, supp)
+                births = flow_one(bitgen, cnk, _birth_probability_given_survival(b, sd, dt), thr, tally)
+            left = births
+            if births > 0.0 and n_s > 0:
+                # newborns that switch: one flow with the summed rate of the switches the clone
+                # lacks, then a multinomial among them (drawn only when some switch)
+                moved = flow_one(bitgen, births, mu_k[k], thr, tally)
+                if moved > 0.0:
+                    split_one(bitgen, moved, mu_ks[k], thr, to_s, tally)
+                    for sw in range(n_s):
+                        if to_s[sw] > 0.0:
+                            gain[n, k | (1 << sw)] += to_s[sw]
+                    left -= moved
+            cells_p[n, k] = max(cnk - deaths + left, 0.0)
+    for n in range(n_n):
+        for k in range(n_k):
+            cells_p[n, k] += gain[n, k]
+        occ[n] = _occupancy(_node_sum(cells_p, n), tb.capacity_cells[n])
+
+
+@JIT_INLINE
+def _release(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """Process 2: egress from marrow and shedding from soft tissue into ``w.entering (K,)`` (the
+    uncrowded hazards from :func:`static_rates`, raised by crowding)."""
+    cells_p, retained_p, occ, entering = s.cells[p], pt.retained[p], w.occ, w.entering
+    crowding_gain, dt, thr = c.crowding_egress_gain, c.dt_days, c.deterministic_threshold_cells
+    n_n, n_k = cells_p.shape
+    entering[:] = 0.0
+    for n in range(n_n):
+        base = tb.release_rate_per_day[n]
+        if base <= 0.0:
+            continue
+        for k in range(n_k):
+            cnk = cells_p[n, k]
+            if cnk <= 0.0:
+                continue
+            rate = _crowded_release(retained_p[n, k], occ[n], crowding_gain)
+            out = flow_one(bitgen, cnk, _event_probability(rate, dt), thr, tally)
+            cells_p[n, k] = cnk - out
+            entering[k] += out
+
+
+@JIT_INLINE
+def _extend(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """Process 3: marrow sites above the occupancy threshold break their cortex (a hazard); cells of
+    breached sites spill into the paraskeletal compartment beside them."""
+    cells_p, disrupted_p, last_local_p, occ = s.cells[p], s.disrupted[p], s.last_local[p], w.occ
+    ps_nodes, ps_marrow = tb.ps_nodes, tb.ps_marrow
+    disruption_occ, disruption_rate = c.cortical_disruption_occupancy, c.cortical_disruption_rate_per_day
+    dt, p_spill, thr = c.dt_days, c.p_spill_per_step, c.deterministic_threshold_cells
+    n_k = cells_p.shape[1]
+    last_local_p[:, :] = 0.0
+    for i in range(ps_nodes.size):
+        m = ps_marrow[i]
+        if not disrupted_p[m]:
+            hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
+            if hz > 0.0:
+                tally.uniform += 1
+                if next_double(bitgen) < _event_probability(hz, dt):
+                    disrupted_p[m] = True
+        if not disrupted_p[m]:
+            continue
+        ps = ps_nodes[i]
+        for k in range(n_k):
+            cmk = cells_p[m, k]
+            if cmk <= 0.0:
+                continue
+            moved = flow_one(bitgen, cmk, p_spill, thr, tally)
+            cells_p[m, k] = cmk - moved
+            cells_p[ps, k] += moved
+            last_local_p[ps, k] = moved
+
+
+@JIT_INLINE
+def _circulate(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """Process 4: death in the blood, arrest by destination, engraftment (marrow) or colonisation."""
+    cells_p, last_haem_p, inflammation_p = s.cells[p], s.last_haem[p], s.inflammation[p]
+    homing_p, traits_p = pt.homing[p], pt.traits[p]
+    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
+    entering, weights, settle, share, arrived, soil = w.entering, w.weights, w.settle, w.share, w.arrived, w.soil
+    p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
+    p_engraft, p_col = c.p_marrow_engraftment, c.p_colonisation
+    thr, blood, i_nd = c.deterministic_threshold_cells, c.blood_node, c.trait_niche_dependence
+    n_k = cells_p.shape[1]
+    n_d = dest.size
+    last_haem_p[:, :] = 0.0
+    for k in range(n_k):
+        b = cells_p[blood, k] + entering[k]
+        if b <= 0.0:
+            continue
+        arrest = flow_one(bitgen, b, p_arrest, thr, tally)
+        b -= arrest
+        b -= flow_one(bitgen, b, p_die_rest, thr, tally)
+        cells_p[blood, k] = b
+        if arrest <= 0.0:
+            continue
+        total_w = 0.0
+        for j in range(n_d):
+            wj = homing_p[k, dest[j]]
+            if dest_wound[j]:
+                wj *= inflammation_p[dest[j]]
+            weights[j] = wj
+            total_w += wj
+        if total_w <= 0.0:
+            continue
+        # each arrested cell settles at one destination j with probability (w_j / W) x s_j
+        # (s_j: engraftment in marrow, colonisation elsewhere) or dies: a multinomial drawn as
+        # the number settling in marrow, then in other tissue, each shared among its sites
+        d_k = traits_p[k, i_nd]
+        p_marrow = 0.0
+        p_tissue = 0.0
+        for j in range(n_d):
+            if dest_marrow[j]:
+                s_j = p_engraft
+            else:
+                s_j = _colonisation_probability(p_col, _support(d_k, soil[dest[j]]))
+            settle[j] = weights[j] / total_w * s_j
+            if dest_marrow[j]:
+                p_marrow += settle[j]
+            else:
+                p_tissue += settle[j]
+        left = arrest
+        rest = 1.0
+        for g in range(2):
+            p_g = p_marrow if g == 0 else p_tissue
+            q = min(p_g / rest, 1.0) if rest > 0.0 else 0.0
+            n_g = flow_one(bitgen, left, q, thr, tally)
+            rest -= p_g
+            if n_g <= 0.0:
+                continue
+            left -= n_g
+            for j in range(n_d):
+                share[j] = settle[j] if dest_marrow[j] == (g == 0) else 0.0
+            split_one(bitgen, n_g, share, thr, arrived, tally)
+            for j in range(n_d):
+                if arrived[j] > 0.0:
+                    cells_p[dest[j], k] += arrived[j]
+                    last_haem_p[dest[j], k] = arrived[j]
+
+
+@JIT_INLINE
+def _kill_probabilities(node_kill, efficacy_p, traits_p, i_sens, dt, kill_p):  # pragma: no cover - compiled
+    """Per-step kill probability (N, K) of one patient under a regimen (``node_kill``: its hazard per
+    node) at the patient's efficacy, per clone sensitivity; 0 where the regimen does not reach."""
+    n_n, n_k = kill_p.shape
+    for n in range(n_n):
+        kn = node_kill[n]
+        for k in range(n_k):
+            kill_p[n, k] = _event_probability(_kill_rate(kn, efficacy_p, traits_p[k, i_sens]), dt) if kn > 0.0 else 0.0
+
+
+@JIT_INLINE
+def _treat(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """Process 5: kill by the patient's regimen, from its per-step probabilities, tabled until the
+    regimen or the efficacy changes (:func:`_kill_probabilities`)."""
+    r = s.regimen[p]
+    if r == tb.kill_rate_per_day.shape[0] - 1:  # untreated
+        return
+    node_kill, kill_p = tb.kill_rate_per_day[r], s.kill_prob[p]
+    if s.kill_regimen[p] != r or s.kill_efficacy[p] != s.efficacy[p]:
+        _kill_probabilities(node_kill, s.efficacy[p], pt.traits[p], c.trait_drug_sensitivity, c.dt_days, kill_p)
+        s.kill_regimen[p], s.kill_efficacy[p] = r, s.efficacy[p]
+    cells_p, thr = s.cells[p], c.deterministic_threshold_cells
+    n_n, n_k = cells_p.shape
+    for n in range(n_n):
+        if node_kill[n] <= 0.0:
+            continue
+        for k in range(n_k):
+            cnk = cells_p[n, k]
+            if cnk <= 0.0:
+                continue
+            cells_p[n, k] = cnk - flow_one(bitgen, cnk, kill_p[n, k], thr, tally)
+
+
+@JIT_INLINE
+def _record_onset(t, nodes, flow_p, route, onset_p, route_p):  # pragma: no cover - compiled
+    """Book the first seeding (>= 1 cell arrived this step) of a lesion at ``nodes`` and its route."""
+    n_k = flow_p.shape[1]
+    for i in range(nodes.size):
+        n = nodes[i]
+        seeded = 0.0
+        for k in range(n_k):
+            seeded += flow_p[n, k]
+        if seeded >= 1.0 and np.isnan(onset_p[n]):
+            onset_p[n] = t
+            route_p[n] = route
+
+
+@JIT_INLINE
+def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_total_p):  # pragma: no cover
+    """Remove populations below ``extinction`` cells, total each node, and forget a lesion that died
+    out before it was ever detectable (it was never a lesion)."""
+    n_n, n_k = cells_p.shape
+    for n in range(n_n):
+        for k in range(n_k):
+            if cells_p[n, k] < extinction:
+                cells_p[n, k] = 0.0
+        tot = _node_sum(cells_p, n)
+        node_total_p[n] = tot
+        if tot == 0.0 and not np.isnan(onset_p[n]) and np.isnan(detectable_p[n]):
+            onset_p[n] = np.nan
+            route_p[n] = 0
+
+
+@JIT
+def advance(rng, counts, t, state, patients, tables, k):  # pragma: no cover - compiled
+    """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
+    route of new lesions, extinction), at time ``t`` (days).  ``state``, ``patients`` and ``tables``
+    are a :class:`CourseState`, :class:`PatientTables` and :class:`StepTables` passed as plain tuples
+    (:func:`plain`) and read here by field name; ``k`` the step's constants (a one-element
+    :data:`ADVANCE_RECORD` array, read by field name).  ``s.node_total (P, N)`` holds
+    each compartment's cells before the step (:func:`node_totals`, or the previous step's) and
+    receives them after it; nothing outside this pass changes the cells, and the cells of a patient
+    whose course has ended do not change.  ``counts`` is a one-element :data:`emdsim.engine.flows.TALLY`
+    array (:func:`emdsim.engine.flows.tally_record`)."""
+    s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), k[0]
+    bitgen, tally = rng.bit_generator, counts[0]
+    n_p, n_n, n_k = s.cells.shape
+    n_s, n_d = tb.switch_rate_per_division.size, tb.dest.size
+    w = _Scratch(
+        np.empty(n_n),
+        np.empty(n_n),
+        np.empty((n_n, n_k)),
+        np.empty(n_k),
+        np.zeros((n_k, n_s)),
+        np.zeros(n_k),
+        np.zeros(n_s),
+        np.empty(n_d),
+        np.empty(n_d),
+        np.empty(n_d),
+        np.empty(n_d),
+    )
+    for p in range(n_p):
+        if s.status[p] > c.status_followed:  # the course has ended: frozen
+            continue
+        for n in range(n_n):  # wounds only support growth while inflamed
+            w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
+            w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
+        _switch_table(tb.switch_rate_per_division, pt.switch_factor[p], w.mu_ks, w.mu_k)
+        _grow(bitgen, tally, p, s, pt, tb, c, w)  # 1
+        _release(bitgen, tally, p, s, pt, tb, c, w)  # 2
+        _extend(bitgen, tally, p, s, pt, tb, c, w)  # 3
+        _circulate(bitgen, tally, p, s, pt, tb, c, w)  # 4
+        _treat(bitgen, tally, p, s, pt, tb, c, w)  # 5
+        _record_onset(t, tb.ps_nodes, s.last_local[p], c.route_local, s.lesion_onset[p], s.lesion_route[p])
+        _record_onset(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s.lesion_onset[p], s.lesion_route[p])
+        _book_lesions(
+            s.cells[p],
+            c.extinction_cells,
+            s.lesion_onset[p],
+            s.lesion_route[p],
+            s.lesion_detectable[p],
+            s.node_total[p],
+        )
+
+
+# ---------------------------------------------------------------------------- clinical course
+#: the clinical constants from the configuration (fields of :data:`CLINIC_RECORD`, floats)
+CLINIC_CONSTANTS = (
+    "detection_threshold_cells",
+    "diagnosis_marrow_cells",
+    "progression_rise_fraction",
+    "progression_min_cells",
+    "symptomatic_lesion_cells",
+    "min_days_on_line",
+    "line_efficacy_factor",
+    "gompertz_a_per_year",
+    "gompertz_b_per_year",
+    "tumour_death_rate_per_day",
+    "lethal_burden_cells",
+    "tumour_death_exponent",
+    "dt_days",
+    "followup_days",
+    "max_days_to_diagnosis",
+)
+#: the codes :func:`clinic` reads beside them: the plan's shape and the status codes
+CLINIC_CODES = (
+    "n_first_line_phases",
+    "n_salvage_regimens",
+    "untreated_regimen",
+    "status_undiagnosed",
+    "status_followed",
+    "status_dead",
+    "status_censored",
+)
+#: the constants of one step of :func:`advance` (rates from the configuration, per-step probabilities
+#: derived once, trait columns, the blood compartment, route and status codes), one numpy record
+#: read by field name
+ADVANCE_RECORD = np.dtype(
+    [
+        ("birth_rate_per_day", np.float64),
+        ("death_rate_per_day", np.float64),
+        ("niche_loss_death_rate_per_day", np.float64),
+        ("crowding_egress_gain", np.float64),
+        ("cortical_disruption_occupancy", np.float64),
+        ("cortical_disruption_rate_per_day", np.float64),
+        ("p_spill_per_step", np.float64),
+        ("p_arrest_per_step", np.float64),
+        ("p_die_in_blood_per_step", np.float64),
+        ("p_marrow_engraftment", np.float64),
+        ("p_colonisation", np.float64),
+        ("dt_days", np.float64),
+        ("deterministic_threshold_cells", np.float64),
+        ("extinction_cells", np.float64),
+        ("trait_niche_dependence", np.int64),
+        ("trait_proliferation", np.int64),
+        ("trait_em_proliferation", np.int64),
+        ("trait_drug_sensitivity", np.int64),
+        ("blood_node", np.int64),
+        ("route_local", np.int64),
+        ("route_haematogenous", np.int64),
+        ("status_followed", np.int64),
+    ]
+)
+#: the clinical constants and codes as one numpy record: read by name (with its unit) in :func:`clinic`
+CLINIC_RECORD = np.dtype(
+    [(name, np.float64) for name in CLINIC_CONSTANTS] + [(name, np.int64) for name in CLINIC_CODES]
+)
+
+
+@JIT_INLINE
+def _start_phase(p, r, t, s, tb):  # pragma: no cover - compiled
+    """Patient ``p`` starts regimen ``r`` at ``t``; a finite phase ends after its duration."""
+    s.regimen[p] = r
+    s.phase_end[p] = t + tb.phase_days[r] if tb.phase_days[r] > 0 else np.inf
+
+
+@JIT_INLINE
+def _next_first_line(p, t, s, pt, tb, c):  # pragma: no cover - compiled
+    """Patient ``p`` moves to its next first-line phase (off treatment after the last); a phase
+    that makes a wound (a catheter, a procedure) opens it."""
+    s.phase_pos[p] += 1
+    pos = s.phase_pos[p]
+    if pos < c.n_first_line_phases:
+        _start_phase(p, pos, t, s, tb)
+        node = tb.phase_wound_node[pos]
+        if node >= 0 and pt.phase_wound[p, pos]:
+            s.inflammation[p, node] = 1.0
+            if np.isnan(s.wound_opened[p, node]):
+                s.wound_opened[p, node] = t
+    else:
+        s.regimen[p] = c.untreated_regimen
+        s.phase_end[p] = np.inf
+
+
+@JIT
+def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - compiled
+    """Process 6 for every patient at time ``t`` (days), in this order: imaging (soft-tissue lesions
+    above the detection threshold), diagnosis when the marrow burden crosses its threshold (imaging
+    records the lesions, first-line treatment starts), the end of finite phases, progression (an
+    IMWG-like rise from the nadir or a growing symptomatic soft-tissue lesion: next line), the nadirs,
+    death (Gompertz background + tumour burden + lethal sites; one uniform per living patient) and
+    censoring (end of follow-up, or never diagnosed within the cap).  A patient whose course had
+    ended before the step is skipped: its compartments are frozen, so nothing of this would change.
+
+    ``state``, ``patients`` and ``tables`` are as for :func:`advance` (``state.total_cells`` and
+    ``state.marrow_cells`` summed before the call); ``cl`` the clinical constants, a one-element
+    array of :data:`CLINIC_RECORD` read by field name."""
+    s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), cl[0]
+    detection_cells, dx_cells = c.detection_threshold_cells, c.diagnosis_marrow_cells
+    rise, min_rise_cells = c.progression_rise_fraction, c.progression_min_cells
+    symptomatic_cells = c.symptomatic_lesion_cells
+    min_days_on_line, line_factor = c.min_days_on_line, c.line_efficacy_factor
+    gompertz_a, gompertz_b = c.gompertz_a_per_year, c.gompertz_b_per_year
+    tumour_rate, lethal_cells = c.tumour_death_rate_per_day, c.lethal_burden_cells
+    tumour_exponent = c.tumour_death_exponent
+    dt, followup_days, dx_cap_days = c.dt_days, c.followup_days, c.max_days_to_diagnosis
+    n_first, n_salvage = c.n_first_line_phases, c.n_salvage_regimens
+    undiagnosed, followed, dead, censored = c.status_undiagnosed, c.status_followed, c.status_dead, c.status_censored
+    node_total, total, marrow, status = s.node_total, s.total_cells, s.marrow_cells, s.status
+    soft_tissue = tb.soft_tissue
+    bitgen, tally = rng.bit_generator, counts[0]
+    n_p, n_n = node_total.shape
+    grow = 1.0 + rise
+    age_offset = t / DAYS_PER_YEAR
+    detectable = np.empty(n_n, dtype=np.bool_)
+    for p in range(n_p):
+        if status[p] > followed:
+            continue
+        for n in range(n_n):
+            detectable[n] = node_total[p, n] >= detection_cells and soft_tissue[n]
+            if detectable[n] and np.isnan(s.lesion_detectable[p, n]):
+                s.lesion_detectable[p, n] = t
+        if status[p] == undiagnosed and marrow[p] >= dx_cells:
+            status[p] = followed
+            s.t_dx[p] = t
+            s.burden_at_dx[p] = total[p]
+            s.nadir[p] = total[p]
+            for n in range(n_n):
+                s.dx_sites[p, n] = detectable[n]
+                s.lesion_nadir[p, n] = node_total[p, n]
+            s.line_start[p] = t
+            _next_first_line(p, t, s, pt, tb, c)
+        if status[p] == followed:
+            if s.phase_end[p] <= t:
+                if s.phase_pos[p] >= 0:
+                    _next_first_line(p, t, s, pt, tb, c)
+                else:
+                    s.regimen[p] = c.untreated_regimen
+                    s.phase_end[p] = np.inf
+            if t - s.line_start[p] >= min_days_on_line:
+                progressed = total[p] >= s.nadir[p] * grow and total[p] - s.nadir[p] >= min_rise_cells
+                n = 0
+                while not progressed and n < n_n:
+                    progressed = (
+                        node_total[p, n] >= symptomatic_cells
+                        and node_total[p, n] >= s.lesion_nadir[p, n] * grow
+                        and soft_tissue[n]
+                    )
+                    n += 1
+                if progressed:
+                    if np.isnan(s.t_prog[p]):
+                        s.t_prog[p] = t
+                        for n in range(n_n):
+                            s.relapse_sites[p, n] = detectable[n]
+                    s.line[p] += 1
+                    s.line_start[p] = t
+                    s.phase_pos[p] = -1
+                    s.efficacy[p] = line_factor ** float(s.line[p])
+                    _start_phase(p, n_first + min(s.line[p] - 1, n_salvage - 1), t, s, tb)
+                    s.nadir[p] = total[p]
+                    for n in range(n_n):
+                        s.lesion_nadir[p, n] = node_total[p, n]
+        s.nadir[p] = min(s.nadir[p], total[p])
+        for n in range(n_n):
+            s.lesion_nadir[p, n] = min(s.lesion_nadir[p, n], node_total[p, n])
+        # death (the patient is living here)
+        lethal = 0.0
+        for n in range(n_n):
+            if detectable[n]:
+                lethal += tb.lesion_death_rate_per_day[n]
+        h = (
+            gompertz_a * np.exp(gompertz_b * (pt.age_years[p] + age_offset)) / DAYS_PER_YEAR
+            + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent
+            + lethal
+        )
+        tally.uniform += 1
+        if next_double(bitgen) < _event_probability(h, dt):
+            status[p] = dead
+            s.t_death[p] = t
+            s.t_end[p] = t
+        if (status[p] == followed and t >= s.t_dx[p] + followup_days) or (
+            status[p] == undiagnosed and t >= dx_cap_days
+        ):
+            status[p] = censored
+            s.t_end[p] = t

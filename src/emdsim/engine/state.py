@@ -1,0 +1,195 @@
+"""The dynamic state of a block of patients (:class:`CohortState`) and its views for the compiled loops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emdsim.biology.niches import adhesion
+from emdsim.biology.patients import PatientTable
+from emdsim.biology.spread import homing_weights
+from emdsim.biology.traits import clone_trait_table
+from emdsim.engine import kernels
+from emdsim.engine.status import Status
+from emdsim.engine.tables import Tables
+
+__all__ = ["CohortState", "course_state", "init_state", "patient_tables"]
+
+
+@dataclass
+class CohortState:
+    """Dynamic state of a block of patients (rows), all on the same clock since myeloma onset."""
+
+    patients: PatientTable
+    traits: NDArray[np.float64]  # (P, K, T)
+    #: static per patient (P, N, K), from :func:`emdsim.engine.kernels.static_rates`: per-step death and
+    #: survival probabilities on each compartment's own soil, and the uncrowded egress hazard (from
+    #: the clones' retention score, :func:`emdsim.biology.niches.adhesion`)
+    p_death: NDArray[np.float64]
+    survival: NDArray[np.float64]
+    retained: NDArray[np.float64]
+    homing: NDArray[np.float64]  # (P, K, N) destination weights before inflammation
+    cells: NDArray[np.float64]  # (P, N, K)
+    t_days: float = 0.0
+    n_steps: int = 0
+    status: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    t_dx: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    t_prog: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    t_death: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    t_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    regimen: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    phase_pos: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    phase_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    line: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    line_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    efficacy: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    nadir: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    lesion_nadir: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    disrupted: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    inflammation: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    wound_opened: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    lesion_onset: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    lesion_route: NDArray[np.int8] = field(default=None)  # type: ignore[assignment]
+    lesion_detectable: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    dx_sites: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    relapse_sites: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    burden_at_dx: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: flows of the last step, (P, N, K): cells that arrived by each route
+    last_local: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    last_haem: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: cells per compartment (P, N), kept by the compiled pass (occupancy at the next step's start)
+    node_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: all cells and marrow cells (P,), summed from ``node_total`` for the clinical course
+    total_cells: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    marrow_cells: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: per-step kill probabilities (P, N, K) of the regimen and efficacy they were computed for (the
+    #: compiled pass recomputes a patient's when either changes)
+    kill_prob: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    kill_regimen: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    kill_efficacy: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+
+    #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
+    tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
+
+    #: per-row arrays (first axis = patient), kept in step when rows are retired
+    #: fields that are not per-row arrays (shared by the block or rebuilt on take)
+    SHARED_FIELDS = ("patients", "t_days", "n_steps", "tally")
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # the compiled loops' views (:meth:`kernel_args`) hold the arrays: replacing one drops them
+        if name in _KERNEL_FIELDS:
+            self.__dict__.pop("_kernel_args", None)
+        object.__setattr__(self, name, value)
+
+    def kernel_args(self) -> tuple[tuple, tuple]:
+        """The state and the per-patient tables as the compiled loops take them
+        (:func:`course_state`, :func:`patient_tables`), built once per state object."""
+        args = self.__dict__.get("_kernel_args")
+        if args is None:
+            args = self.__dict__["_kernel_args"] = (course_state(self), patient_tables(self))
+        return args
+
+    @property
+    def alive(self) -> NDArray[np.bool_]:
+        """Patients whose course goes on (undiagnosed or followed); the others are frozen."""
+        return self.status <= Status.FOLLOWED
+
+    def take(self, rows: NDArray[np.int64]) -> CohortState:
+        kw = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in self.SHARED_FIELDS}
+        return CohortState(
+            patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps, tally=self.tally, **kw
+        )
+
+
+#: the fields of a CohortState that the compiled loops' views hold
+_KERNEL_FIELDS = frozenset(kernels.CourseState._fields) | {
+    "traits",
+    "p_death",
+    "survival",
+    "retained",
+    "homing",
+    "patients",
+}
+
+
+def init_state(tb: Tables, patients: PatientTable) -> CohortState:
+    w = tb.world
+    p, n, k = len(patients), w.n_nodes, tb.n_clones
+    traits = clone_trait_table(patients.base_traits, list(tb.switches))
+    cells = np.zeros((p, n, k))
+    cells[:, :, 0] = np.round(tb.onset_cells * patients.onset_share)
+    nan = np.full(p, np.nan)
+    nan_pn = np.full((p, n), np.nan)
+    node_total = np.empty((p, n))
+    kernels.node_totals(cells, node_total)
+    adh = adhesion(traits[:, None, :, :], w.ligands[None, :, None, :], tb.spread)
+    st = CohortState(
+        patients=patients,
+        traits=traits,
+        p_death=np.empty((p, n, k)),
+        survival=np.empty((p, n, k)),
+        retained=np.empty((p, n, k)),
+        homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, tb.spread),
+        cells=cells,
+        status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64),
+        t_dx=nan.copy(),
+        t_prog=nan.copy(),
+        t_death=nan.copy(),
+        t_end=nan.copy(),
+        regimen=np.full(p, tb.untreated, dtype=np.int64),
+        phase_pos=np.full(p, -1, dtype=np.int64),
+        phase_end=np.full(p, np.inf),
+        line=np.zeros(p, dtype=np.int64),
+        line_start=nan.copy(),
+        efficacy=np.ones(p),
+        nadir=np.full(p, np.inf),
+        lesion_nadir=np.full((p, n), np.inf),
+        disrupted=np.zeros((p, n), dtype=bool),
+        inflammation=np.zeros((p, n)),
+        wound_opened=nan_pn.copy(),
+        lesion_onset=nan_pn.copy(),
+        lesion_route=np.zeros((p, n), dtype=np.int8),
+        lesion_detectable=nan_pn.copy(),
+        dx_sites=np.zeros((p, n), dtype=bool),
+        relapse_sites=np.zeros((p, n), dtype=bool),
+        burden_at_dx=nan.copy(),
+        last_local=np.zeros((p, n, k)),
+        last_haem=np.zeros((p, n, k)),
+        node_total=node_total,
+        total_cells=np.zeros(p),
+        marrow_cells=np.zeros(p),
+        kill_prob=np.zeros((p, n, k)),
+        kill_regimen=np.full(p, -1, dtype=np.int64),
+        kill_efficacy=nan.copy(),
+    )
+    kernels.static_rates(patient_tables(st), adh, tb.step_args, tb.advance_constants)
+    return st
+
+
+def patient_tables(st: CohortState) -> tuple:
+    """The block's per-patient tables (a :class:`emdsim.engine.kernels.PatientTables` filled by name, as a
+    plain tuple for the compiled loops: views, no copies)."""
+    pt = st.patients
+    record = kernels.PatientTables(
+        traits=st.traits,
+        proliferation=pt.proliferation,
+        switch_factor=pt.switch_factor,
+        p_death=st.p_death,
+        survival=st.survival,
+        retained=st.retained,
+        homing=st.homing,
+        age_years=pt.age_years,
+        phase_wound=pt.phase_wound,
+    )
+    return kernels.plain(record)
+
+
+def course_state(st: CohortState) -> tuple:
+    """The block's dynamic arrays, filled by name into a :class:`emdsim.engine.kernels.CourseState` (the
+    same arrays: the compiled loops write into them), as a plain tuple for the compiled loops."""
+    return kernels.plain(kernels.CourseState(**{name: getattr(st, name) for name in kernels.CourseState._fields}))

@@ -1,0 +1,225 @@
+"""The resolved scenario: what the engine derives once from a configuration (:class:`Tables`).
+
+Rates, per-step probabilities, the anatomy's per-compartment arrays, the regimens' kill tables and
+the constant records of the compiled boundary (:data:`emdsim.engine.kernels.ADVANCE_RECORD`,
+:data:`emdsim.engine.kernels.CLINIC_RECORD`), filled by field name.  Everything downstream of
+:func:`build_tables` reads these values, never the configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emdsim.biology.anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
+from emdsim.biology.traits import TRAIT_INDEX, clone_label, n_clone_states, switch_targets
+from emdsim.biology.treatment import regimen_kill_table
+from emdsim.config.schema import EmdConfig, RegimenSpec, SpreadConfig, SwitchSpec
+from emdsim.engine import kernels
+from emdsim.engine.flows import competing_probabilities, event_probability
+from emdsim.engine.status import Status
+from emdsim.units import DAYS_PER_YEAR
+
+__all__ = ["Tables", "build_tables", "max_steps"]
+
+_ND, _SENS, _PROLIF, _EMPROLIF = (
+    TRAIT_INDEX[t] for t in ("niche_dependence", "drug_sensitivity", "proliferation", "em_proliferation")
+)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The resolved scenario: everything the engine derives once from a configuration, in the units
+    the step uses (days, cells, per-step probabilities).  It holds values, not the configuration:
+    what the cohort needs besides (the seed, the cohort's size, the snapshot schedule) it reads from
+    the configuration itself."""
+
+    world: World
+    regimens: tuple[RegimenSpec, ...]  # first line, then salvage
+    n_first: int
+    switches: tuple[SwitchSpec, ...]  # phenotype switches, in bit order of the clone states
+    clone_labels: tuple[str, ...]  # (K,) readable name of each clone state
+    switch_sources: NDArray[np.int64]
+    switch_targets: NDArray[np.int64]
+    n_clones: int
+    spread: SpreadConfig  # the spread rules' parameters (adhesion, homing weights)
+    onset_cells: float  # cells of the founding clone at myeloma onset
+    dt_days: float  # the step
+    max_steps: int  # steps from onset to the end of the longest possible course
+    detection_cells: float  # the scenario's imaging threshold, cells
+    wound_nodes: NDArray[np.int64]
+    wound_decay_per_step: NDArray[np.float64]  # (wounds,) factor on their inflammation per step
+    marrow_nodes: NDArray[np.int64]
+    ps_nodes: NDArray[np.int64]  # paraskeletal nodes
+    ps_marrow: NDArray[np.int64]  # their marrow sites
+    soft_tissue: NDArray[np.bool_]  # paraskeletal, organ or wound
+    is_em: NDArray[np.bool_]  # organ or wound (EM definition)
+    em_nodes: NDArray[np.int64]  # their indices
+    surgery_node: NDArray[np.int64]  # (n_surgeries,)
+    treatment_name: str
+    scenario_name: str
+    step: kernels.StepTables  # the per-compartment and per-regimen tables of the compiled loops
+    advance_constants: np.ndarray  # the step's constants (one kernels.ADVANCE_RECORD)
+    clinic_constants: np.ndarray  # the clinical course's constants (one kernels.CLINIC_RECORD)
+
+    @cached_property
+    def step_args(self) -> tuple:
+        """:attr:`step` as the compiled loops take it (:func:`emdsim.engine.kernels.plain`)."""
+        return kernels.plain(self.step)
+
+    @property
+    def untreated(self) -> int:
+        return len(self.regimens)
+
+    @property
+    def kill_table(self) -> NDArray[np.float64]:
+        """(R + 1, N) each regimen's kill hazard per compartment, 1/day; row R = untreated."""
+        return self.step.kill_rate_per_day
+
+    @property
+    def phase_days(self) -> NDArray[np.float64]:
+        """(R + 1,) duration of each regimen's phase, days (0: until progression)."""
+        return self.step.phase_days
+
+    @property
+    def phase_wound_node(self) -> NDArray[np.int64]:
+        """(n_first,) wound node opened by each first-line phase, -1 none."""
+        return self.step.phase_wound_node
+
+
+def build_tables(cfg: EmdConfig) -> Tables:
+    world = build_world(cfg.anatomy)
+    tr = cfg.treatment
+    regimens = tuple(tr.first_line) + tuple(tr.salvage)
+    release = np.where(
+        world.is_marrow,
+        cfg.spread.egress_rate_per_day,
+        np.where(np.arange(world.n_nodes) == world.blood, 0.0, cfg.spread.shedding_rate_per_day),
+    )
+    src, tgt = switch_targets(len(cfg.traits.switches))
+    detection = cfg.clinical.imaging[cfg.scenario.imaging].detection_threshold_cells
+    ps_nodes = np.flatnonzero(world.is_paraskeletal)
+    wound_nodes = np.flatnonzero(world.is_wound)
+    sp, dt = cfg.spread, cfg.sim.dt_days
+    p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
+    p_spill = float(event_probability(sp.local_extension_rate_per_day, dt))
+    p_arrest, p_die_rest = float(p_circ[0]), float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0))
+    dest = world.is_marrow | world.is_tissue_target
+    soft_tissue = world.is_paraskeletal | world.is_tissue_target
+    n_clones = n_clone_states(cfg.traits.switches)
+    step_tables = kernels.StepTables(
+        soil=world.soil,
+        is_wound=world.is_wound,
+        capacity_cells=world.capacity,
+        in_marrow=world.is_marrow.astype(float),
+        release_rate_per_day=release,
+        soft_tissue=soft_tissue,
+        lesion_death_rate_per_day=world.lesion_death_rate,
+        ps_nodes=ps_nodes,
+        ps_marrow=world.adjacent_marrow[ps_nodes],
+        em_nodes=np.flatnonzero(world.is_tissue_target),
+        dest=np.flatnonzero(dest),
+        dest_marrow=world.is_marrow[dest],
+        dest_wound=world.is_wound[dest],
+        switch_rate_per_division=np.array([s.rate_per_division for s in cfg.traits.switches], dtype=float),
+        kill_rate_per_day=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
+        phase_days=np.array([r.duration_days for r in regimens] + [0.0], dtype=float),
+        phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
+    )
+    return Tables(
+        world=world,
+        regimens=regimens,
+        n_first=len(tr.first_line),
+        switches=tuple(cfg.traits.switches),
+        clone_labels=tuple(clone_label(k, cfg.traits.switches) for k in range(n_clones)),
+        switch_sources=src,
+        switch_targets=tgt,
+        n_clones=n_clones,
+        spread=cfg.spread,
+        onset_cells=cfg.growth.onset_cells,
+        dt_days=dt,
+        max_steps=max_steps(cfg),
+        detection_cells=detection,
+        wound_nodes=wound_nodes,
+        wound_decay_per_step=np.exp(-np.log(2.0) * dt / world.wound_half_life[wound_nodes]),
+        marrow_nodes=np.flatnonzero(world.is_marrow),
+        ps_nodes=ps_nodes,
+        ps_marrow=step_tables.ps_marrow,
+        soft_tissue=soft_tissue,
+        is_em=world.is_tissue_target,
+        em_nodes=step_tables.em_nodes,
+        surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
+        treatment_name=tr.name,
+        scenario_name=cfg.scenario.name,
+        step=step_tables,
+        advance_constants=_advance_constants(cfg, world.blood, p_spill, p_arrest, p_die_rest),
+        clinic_constants=_clinic_constants(cfg, detection),
+    )
+
+
+def _advance_constants(cfg: EmdConfig, blood: int, p_spill: float, p_arrest: float, p_die_rest: float) -> np.ndarray:
+    """The constants of :func:`emdsim.engine.kernels.advance`: one record of ``kernels.ADVANCE_RECORD``."""
+    g, sp, sim = cfg.growth, cfg.spread, cfg.sim
+    values = {
+        "birth_rate_per_day": g.birth_rate_per_day,
+        "death_rate_per_day": g.death_rate_per_day,
+        "niche_loss_death_rate_per_day": g.niche_loss_death_rate_per_day,
+        "crowding_egress_gain": sp.crowding_egress_gain,
+        "cortical_disruption_occupancy": sp.cortical_disruption_occupancy,
+        "cortical_disruption_rate_per_day": sp.cortical_disruption_rate_per_day,
+        "p_spill_per_step": p_spill,
+        "p_arrest_per_step": p_arrest,
+        "p_die_in_blood_per_step": p_die_rest,
+        "p_marrow_engraftment": sp.p_marrow_engraftment,
+        "p_colonisation": sp.p_colonisation,
+        "dt_days": sim.dt_days,
+        "deterministic_threshold_cells": sim.deterministic_threshold_cells,
+        "extinction_cells": sim.extinction_cells,
+        "trait_niche_dependence": _ND,
+        "trait_proliferation": _PROLIF,
+        "trait_em_proliferation": _EMPROLIF,
+        "trait_drug_sensitivity": _SENS,
+        "blood_node": blood,
+        "route_local": ROUTE_LOCAL,
+        "route_haematogenous": ROUTE_HAEMATOGENOUS,
+        "status_followed": Status.FOLLOWED,
+    }
+    return _record(kernels.ADVANCE_RECORD, values)
+
+
+def _record(dtype: np.dtype, values: dict[str, float | int]) -> np.ndarray:
+    """A one-element array of the record ``dtype``, its fields filled by name (a missing one is a KeyError)."""
+    record = np.zeros(1, dtype=dtype)
+    for name in dtype.names:
+        record[name] = values[name]
+    return record
+
+
+def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
+    """The constants of :func:`emdsim.engine.kernels.clinic`: one record of ``kernels.CLINIC_RECORD``."""
+    cl, sim = cfg.clinical, cfg.sim
+    values = {
+        "detection_threshold_cells": detection_cells,
+        "line_efficacy_factor": cfg.treatment.line_efficacy_factor,
+        "dt_days": sim.dt_days,
+        "followup_days": sim.followup_years * DAYS_PER_YEAR,
+        "max_days_to_diagnosis": sim.max_years_to_diagnosis * DAYS_PER_YEAR,
+        "n_first_line_phases": len(cfg.treatment.first_line),
+        "n_salvage_regimens": len(cfg.treatment.salvage),
+        "untreated_regimen": len(cfg.treatment.first_line) + len(cfg.treatment.salvage),
+        "status_undiagnosed": Status.UNDIAGNOSED,
+        "status_followed": Status.FOLLOWED,
+        "status_dead": Status.DEAD,
+        "status_censored": Status.CENSORED,
+    }
+    return _record(
+        kernels.CLINIC_RECORD, {c: values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_RECORD.names}
+    )
+
+
+def max_steps(cfg: EmdConfig) -> int:
+    years = cfg.sim.max_years_to_diagnosis + cfg.sim.followup_years
+    return int(np.ceil(years * DAYS_PER_YEAR / cfg.sim.dt_days)) + 1
