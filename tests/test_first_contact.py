@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "emdsim-design": "emdsim.cli.design",
     "emdsim-fit": "emdsim.cli.fit",
-    "emdsim-experiment": "emdsim.cli.trial",
+    "emdsim-trial": "emdsim.cli.trial",
     "emdsim-animate": "emdsim.cli.animate",
     "emdsim-report": "emdsim.cli.report",
     "emdsim-app": "emdsim.cli.dashboard",

@@ -1,4 +1,4 @@
-"""What the argparse commands (emdsim-design, -fit, -experiment) share: extra Hydra overrides
+"""What the argparse commands (emdsim-design, -fit, -trial) share: extra Hydra overrides
 after the arguments, and one-line errors with exit status 2 for invalid input."""
 
 from __future__ import annotations

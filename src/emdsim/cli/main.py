@@ -281,7 +281,7 @@ outputs: outputs/<scenario>/<time>_<overrides>/ (or hydra.run.dir=DIR): summary.
 other commands (each has --help)
   emdsim-design run designs/screen.yaml    SALib design (Morris, Sobol, LHS) as a sweep, indices
   emdsim-fit run fits/quick.yaml           fit to reported incidence (ABC-SMC): report, fitted.yaml
-  emdsim-experiment run q2_allo_vs_auto    paired in-silico experiment over replicate cohorts
+  emdsim-trial run q2_allo_vs_auto    paired in-silico trial over replicate cohorts
   emdsim-animate RUN_DIR                   body-map animation (GIF/MP4) of one recorded patient
   emdsim-report SWEEP_DIR                  figures of a sweep next to its sweep.parquet
   emdsim-app                               dashboard of one virtual patient, http://127.0.0.1:8765

@@ -1,11 +1,11 @@
-"""``emdsim-experiment``: run the in-silico experiments of ``experiments/experiments.yaml``.
+"""``emdsim-trial``: run the in-silico trials of ``trials/trials.yaml``.
 
 ::
 
-    emdsim-experiment list
-    emdsim-experiment run q1_novel_agents                      # -> experiments/q1_novel_agents/
-    emdsim-experiment run q1_novel_agents hydra/launcher=joblib hydra.launcher.n_jobs=2
-    emdsim-experiment run q1_novel_agents --tiny --out /tmp/q1 # a minutes-long check of the config
+    emdsim-trial list
+    emdsim-trial run q1_novel_agents                      # -> trials/q1_novel_agents/
+    emdsim-trial run q1_novel_agents hydra/launcher=joblib hydra.launcher.n_jobs=2
+    emdsim-trial run q1_novel_agents --tiny --out /tmp/q1 # a minutes-long check of the config
 
 Each run is one ``emdsim -m`` sweep (any launcher; re-running resumes) over the arms and the
 replicate seeds, then the paired comparison: ``comparison.csv``, ``comparison.png`` and a README
@@ -27,11 +27,11 @@ from emdsim.config.load import CONF_DIR, compose, select_values
 from emdsim.config.schema import ConfigError
 from emdsim.studies import sweep
 from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text
-from emdsim.studies.trials import arm_table, compare, parse_experiment, wound_lesions
+from emdsim.studies.trials import arm_table, compare, parse_trial, wound_lesions
 
 __all__ = ["main", "REGISTRY", "load_registry"]
 
-REGISTRY = CONF_DIR.parent / "experiments" / "experiments.yaml"
+REGISTRY = CONF_DIR.parent / "trials" / "trials.yaml"
 TINY = ["cohort.block_size=6", "sim.followup_years=1.5", "sim.max_years_to_diagnosis=5"]
 
 
@@ -42,9 +42,9 @@ def _groups() -> dict[str, list[str]]:
 def load_registry(path: Path = REGISTRY) -> dict:
     from emdsim.config.inputs import read_yaml
 
-    data = read_yaml(path, "experiment registry")
+    data = read_yaml(path, "trial registry")
     groups = _groups()
-    return {name: parse_experiment(name, entry, groups) for name, entry in (data or {}).items()}
+    return {name: parse_trial(name, entry, groups) for name, entry in (data or {}).items()}
 
 
 def _arm_column(spec) -> str:
@@ -56,8 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.name not in registry:
         raise ConfigError("NAME", args.name, f"one of {sorted(registry)}")
     spec = registry[args.name]
-    # committed results (experiments/NAME) are written only when asked for with --out
-    default = Path("outputs") / "experiments" / f"{args.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    # committed results (trials/NAME) are written only when asked for with --out
+    default = Path("outputs") / "trials" / f"{args.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     out = Path(args.out or default).resolve()
     sweep_dir = out / "sweep"
     n = 6 if args.tiny else spec["n_patients"]
@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"hydra.sweep.dir={sweep_dir}",
         *args.overrides,
     ]
-    print("emdsim-experiment: " + " ".join(command[2:]), flush=True)
+    print("emdsim-trial: " + " ".join(command[2:]), flush=True)
     code = _in_process(command[3:]) if args.in_process else subprocess.call(command)
     if code not in (0, 1):
         return code
@@ -112,11 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emdsim.viz.sweeps import plot_comparison
 
     plot_comparison(result, spec["reference"], out / "comparison.png", title=spec["question"])
-    command_text = " ".join(
-        ["emdsim-experiment", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides]
-    )
+    command_text = " ".join(["emdsim-trial", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides])
     atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
-    print(f"emdsim-experiment: {out / 'README.md'}", flush=True)
+    print(f"emdsim-trial: {out / 'README.md'}", flush=True)
     return code
 
 
@@ -212,30 +210,29 @@ def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, e
 
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser(
-        "emdsim-experiment",
-        "In-silico experiments on the open questions of the seed editorial (experiments/experiments.yaml):\n"
+        "emdsim-trial",
+        "In-silico trials on the open questions of the seed editorial (trials/trials.yaml):\n"
         "every arm runs on the same virtual patients (replicate r is seed=r in every arm) through emdsim -m\n"
         "and any Hydra launcher; differences from the reference arm are paired by replicate, with 95 %\n"
         "intervals across replicates.",
         [
-            ("emdsim-experiment list", "the experiments and their questions"),
-            ("emdsim-experiment run q2_allo_vs_auto --tiny", "check an experiment's config in seconds"),
-            ("emdsim-experiment run q2_allo_vs_auto hydra/launcher=joblib", "the experiment on every core"),
-            ("emdsim-experiment run q2_allo_vs_auto --out experiments/q2_allo_vs_auto", "update the committed results"),
+            ("emdsim-trial list", "the trials and their questions"),
+            ("emdsim-trial run q2_allo_vs_auto --tiny", "check a trial's config in seconds"),
+            ("emdsim-trial run q2_allo_vs_auto hydra/launcher=joblib", "the trial on every core"),
+            ("emdsim-trial run q2_allo_vs_auto --out trials/q2_allo_vs_auto", "update the committed results"),
         ],
-        "OUT (default outputs/experiments/<name>-<time>): sweep/, comparison.csv, comparison.png, README.md;\n"
-        "  the committed results under experiments/ change only with --out.",
+        "OUT (default outputs/trials/<name>-<time>): sweep/, comparison.csv, comparison.png, README.md;\n"
+        "  the committed results under trials/ change only with --out.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the experiments and their questions")
-    run = sub.add_parser("run", help="run one experiment's sweep and compare its arms")
+    sub.add_parser("list", help="the trials and their questions")
+    run = sub.add_parser("run", help="run one trial's sweep and compare its arms")
     run.add_argument("name")
     run.add_argument("--tiny", action="store_true", help="6 patients, 2 replicates, 1.5 years: checks the config only")
     run.add_argument(
         "--out",
         type=Path,
-        help="output folder (default outputs/experiments/NAME-<time>; "
-        "--out experiments/NAME updates the committed results)",
+        help="output folder (default outputs/trials/NAME-<time>; --out trials/NAME updates the committed results)",
     )
     run.add_argument(
         "--in-process",
@@ -243,7 +240,13 @@ def main(argv: list[str] | None = None) -> None:
         help="run the jobs in this process with the basic launcher (tests, notebooks)",
     )
     args, args.overrides = parse_with_overrides(parser, argv)
-    run_command("emdsim-experiment", "invalid experiment", cmd_run if args.command == "run" else cmd_list, args)
+    run_command("emdsim-trial", "invalid trial", cmd_run if args.command == "run" else cmd_list, args)
+
+
+def deprecated_main(argv: list[str] | None = None) -> None:
+    """``emdsim-experiment``: the name of ``emdsim-trial`` before 0.2; runs it after a note on stderr."""
+    print("emdsim-experiment: renamed emdsim-trial (the registry is trials/trials.yaml); running that", file=sys.stderr)
+    main(argv)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

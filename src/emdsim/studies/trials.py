@@ -1,6 +1,6 @@
-"""In-silico experiments: arms compared on the same virtual patients (common random numbers).
+"""in-silico trials: arms compared on the same virtual patients (common random numbers).
 
-An experiment (``experiments/experiments.yaml``) runs every arm on the same replicate cohorts:
+A trial (an entry of ``trials/trials.yaml``) runs every arm on the same replicate cohorts:
 replicate ``r`` uses ``seed=r`` in every arm, so the arms see the same patients (baselines are
 drawn per patient from the seed tree) and the same block streams.  Arms are either options of a
 config group (``treatment=conventional_asct,vtd_asct``) or named parameter sets, written as a
@@ -23,15 +23,15 @@ from scipy import stats
 from emdsim.config.schema import ConfigError
 from emdsim.units import DAYS_PER_MONTH
 
-__all__ = ["ExperimentSpec", "parse_experiment", "arm_table", "compare", "wound_lesions"]
+__all__ = ["TrialSpec", "parse_trial", "arm_table", "compare", "wound_lesions"]
 
 
-class ExperimentSpec(dict):
-    """A validated experiment entry (a dict with the keys documented in experiments.yaml)."""
+class TrialSpec(dict):
+    """A validated trial entry (a dict with the keys documented in trials/trials.yaml)."""
 
 
-def parse_experiment(name: str, data: Mapping[str, Any], groups: Mapping[str, list[str]]) -> ExperimentSpec:
-    where = f"experiments.{name}"
+def parse_trial(name: str, data: Mapping[str, Any], groups: Mapping[str, list[str]]) -> TrialSpec:
+    where = f"trials.{name}"
     required = {"question", "config", "arms", "reference", "replicates", "n_patients", "metrics"}
     allowed = required | {"arm_group", "overrides", "limits", "followup_years", "analyses"}
     if not isinstance(data, Mapping):
@@ -61,18 +61,20 @@ def parse_experiment(name: str, data: Mapping[str, Any], groups: Mapping[str, li
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{where}.{key}", v, f"an integer >= {lo}")
     if data["config"] not in groups.get("experiment", []):
-        raise ConfigError(f"{where}.config", data["config"], f"an experiment config ({groups.get('experiment')})")
-    return ExperimentSpec(dict(data, name=name, arm_names=names))
+        raise ConfigError(
+            f"{where}.config", data["config"], f"a parameter set of conf/experiment ({groups.get('experiment')})"
+        )
+    return TrialSpec(dict(data, name=name, arm_names=names))
 
 
-def arm_table(spec: ExperimentSpec, defaults: Mapping[str, Any]) -> pd.DataFrame:
+def arm_table(spec: TrialSpec, defaults: Mapping[str, Any]) -> pd.DataFrame:
     """Design table of parameter-set arms: one row per arm, the defaults where an arm sets nothing
     (``defaults``: the configuration's value at each path an arm sets; a non-number is an error)."""
     arms = spec["arms"]
     paths = sorted({p for values in arms.values() for p in (values or {})})
     missing = [p for p in paths if not isinstance(defaults.get(p), int | float) or isinstance(defaults.get(p), bool)]
     if missing:
-        raise ConfigError(f"experiments.{spec['name']}.arms", missing, "parameter paths of the configuration")
+        raise ConfigError(f"trials.{spec['name']}.arms", missing, "parameter paths of the configuration")
     return pd.DataFrame([{p: float((arms[a] or {}).get(p, defaults[p])) for p in paths} for a in spec["arm_names"]])
 
 

@@ -1,4 +1,4 @@
-"""In-silico experiments: the registry is valid, comparisons are paired, and every experiment runs."""
+"""In-silico trials: the registry is valid, comparisons are paired, and every trial runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from emdsim.cli.trial import load_registry, main
 from emdsim.config.schema import ConfigError
-from emdsim.studies.trials import compare, parse_experiment
+from emdsim.studies.trials import compare, parse_trial
 
 pytestmark = pytest.mark.e2e  # end to end: `make test-fast` leaves it out
 
@@ -43,13 +43,13 @@ def test_paired_comparison_uses_replicate_differences():
 @pytest.mark.parametrize(
     "change, field",
     [
-        ({"reference": "nobody"}, "experiments.x.reference"),
-        ({"arms": ["vrd_asct", "no_such_plan"]}, "experiments.x.arms"),
-        ({"replicates": 1}, "experiments.x.replicates"),
-        ({"config": "missing"}, "experiments.x.config"),
+        ({"reference": "nobody"}, "trials.x.reference"),
+        ({"arms": ["vrd_asct", "no_such_plan"]}, "trials.x.arms"),
+        ({"replicates": 1}, "trials.x.replicates"),
+        ({"config": "missing"}, "trials.x.config"),
     ],
 )
-def test_bad_experiments_are_rejected(change, field):
+def test_bad_trials_are_rejected(change, field):
     entry = {
         "question": "q?",
         "config": "fitted",
@@ -63,12 +63,12 @@ def test_bad_experiments_are_rejected(change, field):
     }
     groups = {"treatment": ["vrd_asct", "vtd_asct"], "experiment": ["fitted"]}
     with pytest.raises(ConfigError) as err:
-        parse_experiment("x", entry, groups)
+        parse_trial("x", entry, groups)
     assert err.value.field_path == field
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_every_experiment_runs_on_a_tiny_cohort(name, tmp_path):
+def test_every_trial_runs_on_a_tiny_cohort(name, tmp_path):
     out = tmp_path / name
     with pytest.raises(SystemExit) as exit_:
         main(["run", name, "--tiny", "--in-process", "--out", str(out)])
@@ -78,5 +78,16 @@ def test_every_experiment_runs_on_a_tiny_cohort(name, tmp_path):
     assert set(table["arm"].astype(str)) == {str(a) for a in spec["arm_names"]}
     assert set(table["metric"]) <= set(spec["metrics"]) and len(set(table["metric"])) >= 1
     readme = (out / "README.md").read_text()
-    assert spec["question"] in readme and "## Limits" in readme and f"emdsim-experiment run {name}" in readme
+    assert spec["question"] in readme and "## Limits" in readme and f"emdsim-trial run {name}" in readme
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_old_command_name_still_works_with_a_note(capsys):
+    """``emdsim-experiment`` (the name before 0.2) runs ``emdsim-trial`` after one line on stderr."""
+    from emdsim.cli.trial import deprecated_main
+
+    with pytest.raises(SystemExit) as stop:
+        deprecated_main(["list"])
+    out = capsys.readouterr()
+    assert stop.value.code in (0, None)
+    assert "renamed emdsim-trial" in out.err and "q2_allo_vs_auto:" in out.out
