@@ -52,10 +52,10 @@ def _run(overrides: list[str]):
 def _breakdown(overrides: list[str]) -> dict[str, float]:
     """Seconds in the compiled pass, in the rest of ``engine.step`` and outside the step."""
     import emdsim.cohort.run as cohort_mod
-    from emdsim import engine
+    from emdsim.engine import schedule
 
     spent = {"advance": 0.0, "step": 0.0}
-    advance, step = engine._advance, cohort_mod.step
+    advance, step = schedule._advance, cohort_mod.step
 
     def timed(fn, key):
         def wrapper(*a, **kw):
@@ -67,12 +67,13 @@ def _breakdown(overrides: list[str]) -> dict[str, float]:
 
         return wrapper
 
-    # the block loop calls cohort.step (engine.step imported by name), which calls engine._advance
-    engine._advance, cohort_mod.step = timed(advance, "advance"), timed(step, "step")
+    # the block loop calls cohort.run.step (engine.schedule.step imported by name), which calls
+    # engine.schedule._advance
+    schedule._advance, cohort_mod.step = timed(advance, "advance"), timed(step, "step")
     try:
         _, _, wall, _ = _run(overrides)
     finally:
-        engine._advance, cohort_mod.step = advance, step
+        schedule._advance, cohort_mod.step = advance, step
     return {
         "wall_s": round(wall, 2),
         "compiled_pass_s": round(spent["advance"], 2),

@@ -1,6 +1,6 @@
 """Engine: the resolved tables, the state of a block of patients and the step that advances it.
 
-:mod:`.tables` (the scenario resolved once: :class:`Tables`), :mod:`.status` and :mod:`.state` (the
+:mod:`.tables` (the configuration resolved once: :class:`Tables`), :mod:`.status` and :mod:`.state` (the
 arrays over patients x compartments x clones), :mod:`.schedule` (the processes in their order:
 :func:`step`), :mod:`.kernels` (the compiled loops and the typed records they take), :mod:`.flows`
 (the compiled draws of every flow of cells) and :mod:`.jit` (the numba decorator and its cache).

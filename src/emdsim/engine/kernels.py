@@ -20,6 +20,8 @@ numpy code calls on arrays, compiled here for scalars — and every flow is real
 
 from __future__ import annotations
 
+import typing
+from dataclasses import fields
 from typing import NamedTuple
 
 import numpy as np
@@ -27,6 +29,7 @@ from numba.np.random.generator_core import next_double
 from numpy.typing import NDArray
 
 from emdsim.biology import niches, spread, treatment
+from emdsim.config.schema import ClinicalConfig, GrowthConfig, SimConfig, SpreadConfig
 from emdsim.engine.flows import (
     birth_probability_given_survival,
     event_probability,
@@ -39,13 +42,12 @@ from emdsim.units import DAYS_PER_YEAR
 
 __all__ = [
     "ADVANCE_RECORD",
-    "CLINIC_CODES",
-    "CLINIC_CONSTANTS",
     "CLINIC_RECORD",
     "CourseState",
     "PatientTables",
     "StepTables",
     "advance",
+    "config_numbers",
     "clinic",
     "node_totals",
     "plain",
@@ -131,7 +133,7 @@ def static_rates(patients, adhesion, tables, k):  # pragma: no cover - compiled
 
 # ------------------------------------------------------------------------ the compiled boundary
 class StepTables(NamedTuple):
-    """What the compiled loops read of the resolved scenario, built once per configuration
+    """What the compiled loops read of the resolved configuration, built once per configuration
     (:func:`emdsim.engine.build_tables`): per compartment ``(N,)``, per destination of circulating
     cells ``(D,)``, per regimen ``(R + 1, ...)`` (row ``R``: untreated)."""
 
@@ -537,53 +539,35 @@ def advance(rng, counts, t, state, patients, tables, k):  # pragma: no cover - c
 
 
 # ---------------------------------------------------------------------------- clinical course
-#: the clinical constants from the configuration (fields of :data:`CLINIC_RECORD`, floats)
-CLINIC_CONSTANTS = (
-    "detection_threshold_cells",
-    "diagnosis_marrow_cells",
-    "progression_rise_fraction",
-    "progression_min_cells",
-    "symptomatic_lesion_cells",
-    "min_days_on_line",
-    "line_efficacy_factor",
-    "gompertz_a_per_year",
-    "gompertz_b_per_year",
-    "tumour_death_rate_per_day",
-    "lethal_burden_cells",
-    "tumour_death_exponent",
-    "dt_days",
-    "followup_days",
-    "max_days_to_diagnosis",
-)
-#: the codes :func:`clinic` reads beside them: the plan's shape and the status codes
-CLINIC_CODES = (
-    "n_first_line_phases",
-    "n_salvage_regimens",
-    "untreated_regimen",
-    "status_undiagnosed",
-    "status_followed",
-    "status_dead",
-    "status_censored",
-)
-#: the constants of one step of :func:`advance` (rates from the configuration, per-step probabilities
-#: derived once, trait columns, the blood compartment, route and status codes), one numpy record
-#: read by field name
+def config_numbers(*sections: type) -> list[tuple[str, type]]:
+    """``(name, dtype)`` of every number field of the given configuration sections, by its config
+    name (which carries its unit: ``birth_rate_per_day``, ``dt_days``): the part of a constants record
+    that comes straight from the configuration.  A field added to one of these sections reaches the
+    compiled loops under its own name with no edit here."""
+    out = []
+    for section in sections:
+        hints = typing.get_type_hints(section)
+        out += [
+            (f.name, np.float64 if hints[f.name] is float else np.int64)
+            for f in fields(section)
+            if hints[f.name] in (int, float)
+        ]
+    names = [n for n, _ in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:  # pragma: no cover - a schema error caught at import
+        raise TypeError(f"config fields {duplicates} appear in two sections of one constants record")
+    return out
+
+
+#: the constants of one step of :func:`advance` and :func:`static_rates`: every number of the growth,
+#: spread and sim sections under its config name, then what the engine derives once (per-step
+#: probabilities, trait columns, the blood compartment, route and status codes); read by field name
 ADVANCE_RECORD = np.dtype(
-    [
-        ("birth_rate_per_day", np.float64),
-        ("death_rate_per_day", np.float64),
-        ("niche_loss_death_rate_per_day", np.float64),
-        ("crowding_egress_gain", np.float64),
-        ("cortical_disruption_occupancy", np.float64),
-        ("cortical_disruption_rate_per_day", np.float64),
+    config_numbers(GrowthConfig, SpreadConfig, SimConfig)
+    + [
         ("p_spill_per_step", np.float64),
         ("p_arrest_per_step", np.float64),
         ("p_die_in_blood_per_step", np.float64),
-        ("p_marrow_engraftment", np.float64),
-        ("p_colonisation", np.float64),
-        ("dt_days", np.float64),
-        ("deterministic_threshold_cells", np.float64),
-        ("extinction_cells", np.float64),
         ("trait_niche_dependence", np.int64),
         ("trait_proliferation", np.int64),
         ("trait_em_proliferation", np.int64),
@@ -594,9 +578,25 @@ ADVANCE_RECORD = np.dtype(
         ("status_followed", np.int64),
     ]
 )
-#: the clinical constants and codes as one numpy record: read by name (with its unit) in :func:`clinic`
+#: the constants of :func:`clinic`: every number of the clinical section under its config name, then
+#: those derived from other sections (the imaging threshold of the scenario, durations in days) and
+#: the codes it reads (the plan's shape, the status codes); read by field name
 CLINIC_RECORD = np.dtype(
-    [(name, np.float64) for name in CLINIC_CONSTANTS] + [(name, np.int64) for name in CLINIC_CODES]
+    config_numbers(ClinicalConfig)
+    + [
+        ("detection_threshold_cells", np.float64),
+        ("line_efficacy_factor", np.float64),
+        ("dt_days", np.float64),
+        ("followup_days", np.float64),
+        ("max_days_to_diagnosis", np.float64),
+        ("n_first_line_phases", np.int64),
+        ("n_salvage_regimens", np.int64),
+        ("untreated_regimen", np.int64),
+        ("status_undiagnosed", np.int64),
+        ("status_followed", np.int64),
+        ("status_dead", np.int64),
+        ("status_censored", np.int64),
+    ]
 )
 
 

@@ -1,4 +1,4 @@
-"""The resolved scenario: what the engine derives once from a configuration (:class:`Tables`).
+"""The resolved configuration: what the engine derives once from a configuration (:class:`Tables`).
 
 Rates, per-step probabilities, the anatomy's per-compartment arrays, the regimens' kill tables and
 the constant records of the compiled boundary (:data:`emdsim.engine.kernels.ADVANCE_RECORD`,
@@ -8,7 +8,7 @@ the constant records of the compiled boundary (:data:`emdsim.engine.kernels.ADVA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
@@ -32,7 +32,7 @@ _ND, _SENS, _PROLIF, _EMPROLIF = (
 
 @dataclass(frozen=True)
 class Tables:
-    """The resolved scenario: everything the engine derives once from a configuration, in the units
+    """The resolved configuration: everything the engine derives once from a configuration, in the units
     the step uses (days, cells, per-step probabilities).  It holds values, not the configuration:
     what the cohort needs besides (the seed, the cohort's size, the snapshot schedule) it reads from
     the configuration itself."""
@@ -161,23 +161,12 @@ def build_tables(cfg: EmdConfig) -> Tables:
 
 
 def _advance_constants(cfg: EmdConfig, blood: int, p_spill: float, p_arrest: float, p_die_rest: float) -> np.ndarray:
-    """The constants of :func:`emdsim.engine.kernels.advance`: one record of ``kernels.ADVANCE_RECORD``."""
-    g, sp, sim = cfg.growth, cfg.spread, cfg.sim
-    values = {
-        "birth_rate_per_day": g.birth_rate_per_day,
-        "death_rate_per_day": g.death_rate_per_day,
-        "niche_loss_death_rate_per_day": g.niche_loss_death_rate_per_day,
-        "crowding_egress_gain": sp.crowding_egress_gain,
-        "cortical_disruption_occupancy": sp.cortical_disruption_occupancy,
-        "cortical_disruption_rate_per_day": sp.cortical_disruption_rate_per_day,
+    """The constants of :func:`emdsim.engine.kernels.advance`: one record of ``kernels.ADVANCE_RECORD``,
+    the configuration's numbers by their own names, then the derived values."""
+    derived = {
         "p_spill_per_step": p_spill,
         "p_arrest_per_step": p_arrest,
         "p_die_in_blood_per_step": p_die_rest,
-        "p_marrow_engraftment": sp.p_marrow_engraftment,
-        "p_colonisation": sp.p_colonisation,
-        "dt_days": sim.dt_days,
-        "deterministic_threshold_cells": sim.deterministic_threshold_cells,
-        "extinction_cells": sim.extinction_cells,
         "trait_niche_dependence": _ND,
         "trait_proliferation": _PROLIF,
         "trait_em_proliferation": _EMPROLIF,
@@ -187,7 +176,12 @@ def _advance_constants(cfg: EmdConfig, blood: int, p_spill: float, p_arrest: flo
         "route_haematogenous": ROUTE_HAEMATOGENOUS,
         "status_followed": Status.FOLLOWED,
     }
-    return _record(kernels.ADVANCE_RECORD, values)
+    return _record(kernels.ADVANCE_RECORD, _numbers(cfg.growth, cfg.spread, cfg.sim) | derived)
+
+
+def _numbers(*sections: object) -> dict[str, float | int]:
+    """Every field of the configuration sections by name (the record keeps the numbers among them)."""
+    return {f.name: getattr(section, f.name) for section in sections for f in fields(section)}
 
 
 def _record(dtype: np.dtype, values: dict[str, float | int]) -> np.ndarray:
@@ -199,9 +193,10 @@ def _record(dtype: np.dtype, values: dict[str, float | int]) -> np.ndarray:
 
 
 def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
-    """The constants of :func:`emdsim.engine.kernels.clinic`: one record of ``kernels.CLINIC_RECORD``."""
-    cl, sim = cfg.clinical, cfg.sim
-    values = {
+    """The constants of :func:`emdsim.engine.kernels.clinic`: one record of ``kernels.CLINIC_RECORD``,
+    the clinical section's numbers by their own names, then the derived values and codes."""
+    sim = cfg.sim
+    derived = {
         "detection_threshold_cells": detection_cells,
         "line_efficacy_factor": cfg.treatment.line_efficacy_factor,
         "dt_days": sim.dt_days,
@@ -215,9 +210,7 @@ def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
         "status_dead": Status.DEAD,
         "status_censored": Status.CENSORED,
     }
-    return _record(
-        kernels.CLINIC_RECORD, {c: values[c] if c in values else getattr(cl, c) for c in kernels.CLINIC_RECORD.names}
-    )
+    return _record(kernels.CLINIC_RECORD, _numbers(cfg.clinical) | derived)
 
 
 def max_steps(cfg: EmdConfig) -> int:
