@@ -86,7 +86,7 @@ def _run_and_report(emd, run_dir: Path, config_text: str, *, show_progress: bool
         from emdsim.viz.figures import cohort_figures as draw
     summary = run_task(emd, run_dir, config_text=config_text, show_progress=show_progress, figures=draw)
     log.info("results written to %s", run_dir)
-    print(summary_lines(summary, run_dir), flush=True)
+    print(summary_lines(summary, run_dir, followed=emd.sim.followup_years > 0), flush=True)
     return summary
 
 
@@ -99,8 +99,9 @@ def _months(value: float | None) -> str:
     return "not reached" if value is None else f"{value:.1f} months"
 
 
-def summary_lines(summary: dict, run_dir: Path) -> str:
-    """The closing lines of a run: each fraction with its denominator, median PFS and OS, the files."""
+def summary_lines(summary: dict, run_dir: Path, *, followed: bool = True) -> str:
+    """The closing lines of a run: each fraction with its denominator, median PFS and OS, the files
+    (``followed`` False: the courses stopped at diagnosis, so there is no relapse or survival to report)."""
     n, n_dx, n_rel = summary["n_patients"], summary["n_diagnosed"], summary["n_relapsed"]
     lines = [f"emdsim: {n} patients, {n_dx} diagnosed, {n_rel} relapsed"]
     if n_dx == 0:
@@ -110,17 +111,20 @@ def summary_lines(summary: dict, run_dir: Path) -> str:
             f"  at diagnosis (of {n_dx} diagnosed): EMD {_share(summary, 'emd_at_diagnosis', n_dx)}, "
             f"PS {_share(summary, 'ps_at_diagnosis', n_dx)}, EM {_share(summary, 'em_at_diagnosis', n_dx)}"
         )
-        if n_rel == 0:
+        if not followed:
+            lines.append("  courses stopped at diagnosis (sim.followup_years=0): no relapse, PFS or OS to report")
+        elif n_rel == 0:
             lines.append("  at first relapse: n/a (no patient relapsed during follow-up)")
         else:
             lines.append(
                 f"  at first relapse (of {n_rel} relapsed): EMD {_share(summary, 'emd_at_relapse', n_rel)}, "
                 f"PS {_share(summary, 'ps_at_relapse', n_rel)}, EM {_share(summary, 'em_at_relapse', n_rel)}"
             )
-        lines.append(
-            f"  median PFS {_months(summary.get('median_pfs_months'))}, median OS "
-            f"{_months(summary.get('median_os_months'))} (Kaplan-Meier, diagnosed patients)"
-        )
+        if followed:
+            lines.append(
+                f"  median PFS {_months(summary.get('median_pfs_months'))}, median OS "
+                f"{_months(summary.get('median_os_months'))} (Kaplan-Meier, diagnosed patients)"
+            )
     files = summary.get("files", [])
     lines.append(f"  {len(files)} files in {run_dir}: {', '.join(files)}")
     return "\n".join(lines)

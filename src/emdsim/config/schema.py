@@ -376,8 +376,9 @@ class CohortConfig:
 @dataclass
 class SimConfig:
     dt_days: float = param("days", "numerical choice (rates are hazards: results do not depend on it to first order)", lo=0.0, lo_open=True, hi=365.0, why=STEP)
-    #: follow every patient this long after diagnosis (censoring)
-    followup_years: float = param("years", "Usmani 2012 and targets: up to 10 years follow-up", lo=0.0, lo_open=True, hi=50.0, why=LIFETIME)
+    #: follow every patient this long after diagnosis (censoring); 0 stops each course at diagnosis
+    #: (outcomes at diagnosis only, what a fit of figures at diagnosis needs: no step after it is simulated)
+    followup_years: float = param("years", "Usmani 2012 and targets: up to 10 years follow-up; 0: stop at diagnosis", lo=0.0, hi=50.0, why=LIFETIME)
     #: patients not diagnosed within this time after myeloma onset are reported as undiagnosed
     max_years_to_diagnosis: float = param("years", "numerical cap", lo=0.0, lo_open=True, hi=50.0, why=LIFETIME)
     #: a flow whose expected size is at least this is taken as its mean; smaller flows are drawn

@@ -634,6 +634,8 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     death (Gompertz background + tumour burden + lethal sites; one uniform per living patient) and
     censoring (end of follow-up, or never diagnosed within the cap).  A patient whose course had
     ended before the step is skipped: its compartments are frozen, so nothing of this would change.
+    Without follow-up (``followup_days`` 0) a course ends at diagnosis, censored, before any of the
+    rest: no treatment starts and no death is drawn.
 
     ``state``, ``patients`` and ``tables`` are as for :func:`advance` (``state.total_cells`` and
     ``state.marrow_cells`` summed before the call); ``cl`` the clinical constants, a one-element
@@ -672,6 +674,10 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 s.dx_sites[p, n] = detectable[n]
                 s.lesion_nadir[p, n] = node_total[p, n]
             s.line_start[p] = t
+            if followup_days <= 0.0:  # sim.followup_years=0: the course stops at diagnosis
+                status[p] = censored
+                s.t_end[p] = t
+                continue
             _next_first_line(p, t, s, pt, tb, c)
         if status[p] == followed:
             if s.phase_end[p] <= t:

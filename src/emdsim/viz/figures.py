@@ -288,7 +288,8 @@ def cumulative_incidence_figure(survival: pd.DataFrame, path: Path, *, title: st
 def cohort_figures(
     run_dir: Path, targets: list[Target] | None = None, *, survival_stats: dict | None = None
 ) -> list[Path]:
-    """Draw the four cohort figures of a run directory; returns their paths.
+    """Draw the four cohort figures of a run directory; returns their paths (the incidence and
+    sites figures only when no diagnosed patient was followed: ``sim.followup_years=0``).
 
     ``survival_stats`` (``analysis.survival_statistics``, the summary's ``survival_by_emd_at_diagnosis``)
     is computed from ``patients.parquet`` when not given."""
@@ -306,6 +307,9 @@ def cohort_figures(
         title=f"Extramedullary disease, model vs reported: {label}" if label else "",
     )
     sites_figure(pd.read_parquet(run_dir / "sites.parquet"), run_dir / FIGURES[1], title=label)
+    followed = patients.loc[patients["diagnosed"], "os_days"]
+    if followed.empty or not (followed > 0).any():  # no follow-up (sim.followup_years=0): no survival to draw
+        return [run_dir / name for name in FIGURES[:2]]
     stats = survival_stats
     if stats is None and patients["diagnosed"].any():
         stats = survival_statistics(patients)
