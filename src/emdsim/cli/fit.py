@@ -32,7 +32,7 @@ import yaml
 
 from emdsim import rng as seeds
 from emdsim.analysis.targets import TARGETS_FILE, load_targets
-from emdsim.cli.args import command_parser, run_command
+from emdsim.cli.args import command_parser, parse_with_overrides, run_command
 from emdsim.config.inputs import check_name, read_yaml
 from emdsim.config.load import CONF_DIR, load
 from emdsim.config.schema import ConfigError, EmdConfig, describe_parameters, resolve_path
@@ -428,10 +428,13 @@ def main(argv: list[str] | None = None) -> None:
             ("emdsim experiment=quick", "a cohort with the fitted values"),
             ("emdsim-fit run fits/incidence.yaml", "the shipped fit, ~1 h on 2 cores"),
             ("emdsim-fit run SPEC --dask tcp://HOST:8786", "simulations on a Dask cluster"),
+            ("emdsim-fit validate fits/evidence.yaml", "score the model against every reported figure"),
         ],
         "DIR (default fits/runs/<name>-<time>): fit.db (pyabc history; an existing one resumes),\n"
         "  posterior.parquet, predictive.parquet, fit_posterior.png, fit_predictive.png, fit_report.md,\n"
-        "  fitted.yaml (copied into conf/experiment only with --install NAME).",
+        "  fitted.yaml (copied into conf/experiment only with --install NAME).\n"
+        "validate: OUT (default outputs/validate/<name>-<time>): sweeps/<scenario>/, validation.parquet,\n"
+        "  validation.md, validation_forest.png.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit (or resume a fit) and report")
@@ -455,8 +458,22 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("dir", type=Path)
     rep.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)))
     rep.add_argument("--install", metavar="NAME", help="also copy fitted.yaml to conf/experiment/NAME.yaml")
-    args = parser.parse_args(argv)
-    run_command("emdsim-fit", "invalid input", cmd_run if args.command == "run" else cmd_report, args)
+    val = sub.add_parser(
+        "validate",
+        help="score the model against every reported figure (validation.parquet, validation.md, forest plot)",
+    )
+    val.add_argument("spec", type=Path, help="a validation spec (fits/evidence.yaml)")
+    val.add_argument("--out", type=Path, help="output folder (default outputs/validate/<name>-<time>); re-runs resume")
+    val.add_argument("--experiment", help="the parameter set of conf/experiment (default: the spec's, fitted)")
+    val.add_argument("--tiny", action="store_true", help="24 patients, 1 seed per scenario: check a spec in minutes")
+    val.add_argument("--in-process", action="store_true", help="run the cohorts in this process (tests, notebooks)")
+    args, args.overrides = parse_with_overrides(parser, argv, command="validate")
+    if args.command != "validate":
+        args.overrides = []
+    from emdsim.cli.validate import cmd_validate
+
+    handlers = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate}
+    run_command("emdsim-fit", "invalid input", handlers[args.command], args)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["plot_posterior", "plot_predictive"]
+__all__ = ["plot_posterior", "plot_predictive", "validation_forest"]
 
 
 def plot_posterior(posterior: pd.DataFrame, spec, path: Path) -> Figure:
@@ -102,5 +103,66 @@ def plot_predictive(predictive: pd.DataFrame, path: Path, *, name: str = "") -> 
         ax.set_ylim(-0.6, len(rows) - 0.4)
         # below the panel, never over a point
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Figure:
+    """Every reported figure against the model (``validation.parquet``), on one axis: each value as a
+    multiple of the reported one (log scale), the reported interval as a bar, the simulated value
+    as a dot (green inside the interval, red outside; a triangle when beyond the axis or a median
+    not reached; "n/a" when nothing was measured), a factor of 2 shaded; a reported range without a
+    value is drawn against its middle; qualitative findings and figures the model cannot express yet
+    are listed with their verdict."""
+    rows: list[tuple[str, float, float, float, bool]] = []  # label, lower, upper, simulated (x reported), inside
+    notes: list[tuple[str, str, bool | None]] = []
+    for r in table.itertuples():
+        rep, lo, hi, sim = (list(v) for v in (r.reported_values, r.lower_values, r.upper_values, r.simulated_values))
+        if not r.expressible:
+            notes.append((r.target, "not expressible yet", None))
+        elif r.kind in ("sites", "association"):
+            notes.append((r.target, f"reported {r.reported_text}, simulated {r.simulated_text}", bool(r.inside)))
+        else:
+            if not rep and len(lo) == 1 and len(hi) == 1:  # a reported range without a value: its middle
+                rep = [(lo[0] + hi[0]) / 2.0]
+            names = [r.target] if len(rep) == 1 else [f"{r.target} [{i + 1}]" for i in range(len(rep))]
+            for k, name in enumerate(names):
+                if rep[k] and k < len(lo) and k < len(hi):
+                    s = sim[k] if k < len(sim) else math.nan
+                    rows.append((name, lo[k] / rep[k], hi[k] / rep[k], s / rep[k], bool(lo[k] <= s <= hi[k])))
+    height = 0.28 * (len(rows) + len(notes)) + 1.6
+    fig = Figure(figsize=(10.5, height), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    clip = (1 / 64, 64)
+    for y, (_name, lo, hi, sim, inside) in enumerate(rows):
+        ax.plot([max(lo, clip[0]), min(hi, clip[1])], [y, y], color="0.35", lw=3, solid_capstyle="butt")
+        ax.plot([1.0], [y], marker="|", color="0.1", ms=10)
+        colour = "tab:green" if inside else "tab:red"
+        if np.isnan(sim):  # nothing to measure (no patient in the statistic's denominator)
+            ax.text(clip[1] / 1.15, y, "n/a", va="center", ha="right", fontsize=8, color="tab:red")
+        elif sim < clip[0]:
+            ax.plot([clip[0]], [y], "<", color=colour, ms=7, zorder=3)
+        elif sim > clip[1]:  # beyond the axis, or a median not reached (longer than follow-up)
+            ax.plot([clip[1]], [y], ">", color=colour, ms=7, zorder=3)
+        else:
+            ax.plot([sim], [y], "o", color=colour, ms=6, zorder=3)
+    for k, (_name, text, holds) in enumerate(notes):
+        y = len(rows) + k
+        colour = "0.5" if holds is None else ("tab:green" if holds else "tab:red")
+        verdict = "" if holds is None else (" (inside)" if holds else " (outside)")
+        ax.text(clip[0] * 1.1, y, f"{text}{verdict}", va="center", fontsize=8, color=colour)
+    labels = [r[0] for r in rows] + [n[0] for n in notes]
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xscale("log")
+    ax.set_xlim(*clip)
+    ax.axvspan(0.5, 2.0, color="tab:blue", alpha=0.08, lw=0)
+    ax.axvline(1.0, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("multiple of the reported value (bar: reported 95 % interval; shaded: within a factor of 2)")
+    inside = int(table["inside"].sum())
+    ax.set_title(
+        (title + "\n" if title else "") + f"{inside} of {len(table)} reported figures inside their intervals",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110)
     return fig

@@ -1,0 +1,139 @@
+"""``emdsim-fit validate SPEC``: score the model against every reported figure.
+
+Each cohort scenario of the spec (``fits/evidence.yaml``) runs as one Hydra sweep over the replicate
+seeds (``emdsim -m``: any launcher, resumable, a crashed job is a failed row), into
+``OUT/sweeps/<scenario>``; the statistics are measured on the jobs' patient and lesion tables
+(:mod:`emdsim.studies.validate`) and written as ``validation.parquet``, ``validation.md`` and
+``validation_forest.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from emdsim.analysis.targets import load_targets
+from emdsim.config.inputs import read_parquet, read_yaml
+from emdsim.config.load import CONF_DIR
+from emdsim.config.schema import ConfigError
+from emdsim.studies import sweep
+from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text, provenance
+from emdsim.studies.validate import ValidationSpec, markdown, parse_validation_spec, score
+
+__all__ = ["cmd_validate", "load_validation_spec"]
+
+#: what the command writes beside the sweeps (validation.md last but one, the figure last)
+OUTPUTS = ("validation.parquet", "validation.md", "provenance.json", "validation_forest.png")
+#: a minutes-long check of a spec: small cohorts, short courses
+TINY = ["cohort.n_patients=24", "cohort.block_size=24", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
+
+
+def load_validation_spec(path: Path) -> ValidationSpec:
+    data = read_yaml(path, "validation spec")
+    scenarios = sorted(p.stem for p in (CONF_DIR / "scenario").glob("*.yaml"))
+    experiments = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    return parse_validation_spec(data, load_targets(), scenarios, experiments)
+
+
+def _sweep_command(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace) -> list[str]:
+    sc = spec.scenarios[name]
+    replicates = 1 if args.tiny else spec.replicates
+    size = [] if args.tiny else [f"cohort.n_patients={sc.n_patients}"]
+    return [
+        "-m",
+        f"experiment={args.experiment or spec.experiment}",
+        *sc.overrides,
+        *spec.overrides,
+        *size,
+        *(TINY if args.tiny else []),
+        "figures=false",
+        f"seed=range(1,{replicates + 1})",
+        f"hydra.sweep.dir={out / 'sweeps' / name}",
+        *args.overrides,
+    ]
+
+
+def _in_process(argv: list[str]) -> int:
+    """``emdsim ARGV`` in this process (basic launcher: tests, notebooks)."""
+    from emdsim.cli import main as cli
+
+    saved = sys.argv
+    sys.argv = ["emdsim", *argv]
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _cohorts(sweep_dir: Path) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    frame = sweep.write_table(sweep_dir)
+    done = frame[frame["status"] == "done"] if len(frame) else frame
+    return [
+        (
+            read_parquet(sweep_dir / d / "patients.parquet", "patients table"),
+            read_parquet(sweep_dir / d / "lesions.parquet", "lesions table"),
+        )
+        for d in done["dir"]
+    ]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    spec = load_validation_spec(args.spec)
+    if args.experiment:
+        experiments = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+        if args.experiment not in experiments:
+            raise ConfigError("--experiment", args.experiment, f"a parameter set of conf/experiment ({experiments})")
+    default = Path("outputs") / "validate" / f"{spec.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    out = Path(args.out or default).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:  # an interrupted re-run must not leave the earlier results looking current
+        (out / name).unlink(missing_ok=True)
+    code = 0
+    cohorts = {}
+    needed = sorted({s.scenario for s in spec.targets})
+    for i, name in enumerate(needed, 1):
+        command = _sweep_command(spec, name, out, args)
+        print(f"emdsim-fit validate: [{i}/{len(needed)}] {name}: emdsim " + " ".join(command), flush=True)
+        if args.in_process:
+            rc = _in_process(command)
+        else:
+            rc = subprocess.call([sys.executable, "-m", "emdsim.cli.main", *command])
+        if rc not in (0, 1):
+            return rc
+        code = max(code, rc)
+        cohorts[name] = _cohorts(out / "sweeps" / name)
+    table = score(spec, cohorts)
+    atomic_write_parquet(out / "validation.parquet", table)
+    header = (
+        f"# Validation: {spec.name} (`experiment={args.experiment or spec.experiment}`)\n\n"
+        f"Command: `emdsim-fit validate {args.spec}{' --tiny' if args.tiny else ''}"
+        f"{' ' + ' '.join(args.overrides) if args.overrides else ''}`; "
+        f"{1 if args.tiny else spec.replicates} replicate seed(s) per scenario; cohort sizes "
+        + ", ".join(f"{n} {'(tiny)' if args.tiny else spec.scenarios[n].n_patients}" for n in needed)
+        + ". Generated by the command; do not edit."
+    )
+    atomic_write_text(out / "validation.md", markdown(table, header))
+    record = {k: v for k, v in provenance(1, "vectorized").items() if not k.startswith("seed")}
+    record |= {
+        "spec": str(args.spec),
+        "experiment": args.experiment or spec.experiment,
+        "tiny": bool(args.tiny),
+        "seeds": list(range(1, (1 if args.tiny else spec.replicates) + 1)),
+        "overrides": args.overrides,
+    }
+    atomic_write_text(out / "provenance.json", json.dumps(record, indent=1) + "\n")
+    from emdsim.viz.fitplots import validation_forest
+
+    validation_forest(table, out / "validation_forest.png", title=f"{spec.name}: model vs reported figures")
+    inside = int(table["inside"].sum())
+    print(f"emdsim-fit validate: {inside} of {len(table)} reported figures inside their intervals -> {out}")
+    return code

@@ -1,0 +1,229 @@
+"""``emdsim-fit validate``: the spec maps every reported figure, the statistics measure what they say
+on hand-built cohorts, the scoring counts what is inside, and bad specs are one line."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from emdsim.analysis.evidence import STATISTICS, measure
+from emdsim.analysis.targets import load_targets
+from emdsim.cli.validate import load_validation_spec
+from emdsim.config.schema import ConfigError
+from emdsim.studies.validate import COLUMNS, parse_validation_spec, score
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "fits" / "evidence.yaml"
+TARGETS = load_targets()
+SCENARIOS = ["default", "ebmt", "registry", "usmani", "varettoni"]
+EXPERIMENTS = ["fitted"]
+
+
+def _spec_data() -> dict:
+    return yaml.safe_load(SPEC.read_text())
+
+
+def test_the_shipped_spec_scores_every_reported_figure():
+    spec = load_validation_spec(SPEC)
+    names = {s.target.name for s in spec.targets} | {t.name for t, _ in spec.unscored}
+    assert names == {t.name for t in TARGETS} and len(names) == 28
+    assert len(spec.targets) == 25 and all("response" in t.name for t, _ in spec.unscored)
+    ebmt = spec.scenarios["ebmt"]
+    assert ebmt.n_patients == 3744 and "scenario=ebmt" in ebmt.overrides  # the reported n by default
+
+
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (lambda d: d["targets"].update(nonesuch={"scenario": "usmani", "statistic": "em_at_diagnosis"}),
+         "validate.targets.nonesuch"),
+        (lambda d: d["targets"].pop("ebmt_em_at_diagnosis"), "validate.targets"),
+        (lambda d: d["targets"]["ebmt_em_at_diagnosis"].update(scenario="mars"),
+         "validate.targets.ebmt_em_at_diagnosis.scenario"),
+        (lambda d: d["targets"]["ebmt_em_at_diagnosis"].update(statistic="luck"),
+         "validate.targets.ebmt_em_at_diagnosis.statistic"),
+        (lambda d: d["targets"]["ebmt_em_at_diagnosis"].update(statistic="median_os_years_from_emd"),
+         "validate.targets.ebmt_em_at_diagnosis.statistic"),
+        (lambda d: d["targets"]["spanish_asct_em_at_diagnosis"].pop("interval"),
+         "validate.targets.spanish_asct_em_at_diagnosis.interval"),
+        (lambda d: d["targets"]["spanish_asct_em_at_diagnosis"].pop("why"),
+         "validate.targets.spanish_asct_em_at_diagnosis.why"),
+        (lambda d: d["scenarios"]["spanish_asct"].pop("n_patients"), "validate.scenarios.spanish_asct.n_patients"),
+        (lambda d: d["scenarios"]["usmani"].update(overrides=["scenario=atlantis"]),
+         "validate.scenarios.usmani.overrides"),
+        (lambda d: d.update(experiment="guess"), "validate.experiment"),
+        (lambda d: d.update(replicates=0), "validate.replicates"),
+        (lambda d: d["targets"]["thalidomide_response_with_em"].pop("why"),
+         "validate.targets.thalidomide_response_with_em.why"),
+    ],
+)  # fmt: skip
+def test_a_bad_spec_is_refused_naming_the_entry(change, field):
+    data = _spec_data()
+    change(data)
+    with pytest.raises(ConfigError) as err:
+        parse_validation_spec(data, TARGETS, SCENARIOS, EXPERIMENTS)
+    assert err.value.field_path == field
+
+
+def _patients(rows: list[dict]) -> pd.DataFrame:
+    base = {
+        "diagnosed": True, "emd_at_diagnosis": False, "em_at_diagnosis": False, "ps_at_diagnosis": False,
+        "relapsed": False, "em_at_relapse": False, "emd_at_relapse": False, "em_ever": False, "ps_ever": False,
+        "em_first_detected_days": np.nan, "ps_first_detected_days": np.nan, "high_risk": False,
+        "pfs_days": 3000.0, "pfs_event": False, "os_days": 3000.0, "os_event": False,
+        "sites_at_diagnosis": [], "sites_at_relapse": [],
+    }  # fmt: skip
+    return pd.DataFrame([base | {"patient_id": i} | r for i, r in enumerate(rows)])
+
+
+NO_LESIONS = pd.DataFrame(columns=["patient_id", "site", "detectable_days"])
+
+
+def test_fractions_count_their_own_denominators():
+    """Secondary EMD: seen after diagnosis, none at diagnosis; of diagnosed, or of those without EMD
+    at diagnosis; EMD at relapse given EMD at diagnosis: of relapsed patients who had it."""
+    p = _patients(
+        [
+            {"em_ever": True, "em_first_detected_days": 400.0},  # secondary
+            {"emd_at_diagnosis": True, "ps_at_diagnosis": True, "ps_ever": True, "ps_first_detected_days": 0.0,
+             "relapsed": True, "emd_at_relapse": True},
+            {"emd_at_diagnosis": True, "em_at_diagnosis": True, "em_ever": True, "em_first_detected_days": 0.0,
+             "relapsed": True},
+            {},
+            {"diagnosed": False},
+        ]
+    )  # fmt: skip
+    m = {name: measure(name, p, NO_LESIONS) for name in STATISTICS if STATISTICS[name].kind == "percent"}
+    assert (m["secondary_emd"].value, m["secondary_emd"].n) == (25.0, 4)
+    assert (m["secondary_emd_without_emd_at_diagnosis"].value, m["secondary_emd_without_emd_at_diagnosis"].n) == (
+        50.0,
+        2,
+    )
+    assert m["emd_ever"].value == 75.0 and m["emd_at_diagnosis"].value == 50.0 and m["em_at_diagnosis"].value == 25.0
+    given = m["emd_at_relapse_given_emd_at_diagnosis"]
+    assert (given.value, given.n) == (50.0, 2)
+    assert measure("median_months_to_secondary_emd", p, NO_LESIONS).value == pytest.approx(400.0 / 30.4375)
+
+
+def test_cns_counts_a_lesion_seen_before_the_end_of_the_course():
+    p = _patients([{"os_days": 500.0}, {"os_days": 500.0}, {"os_days": 500.0}, {}])
+    lesions = pd.DataFrame(
+        {
+            "patient_id": [0, 1, 2, 3],
+            "site": ["cns", "cns", "liver", "cns"],
+            "detectable_days": [100.0, 800.0, 50.0, np.nan],
+        }
+    )
+    assert measure("cns_ever", p, lesions).value == 25.0  # only patient 0: 1 seen after the end, 3 never
+
+
+def test_survival_by_future_emd_and_from_emd():
+    """Kaplan-Meier medians, uncensored here: future EMD (secondary) vs never; OS from the first EMD."""
+    future = [
+        {"em_ever": True, "em_first_detected_days": 300.0, "os_days": d, "os_event": True}
+        for d in (900.0, 1200.0, 1500.0)
+    ]
+    never = [{"os_days": d, "os_event": True} for d in (2000.0, 2500.0, 3000.0)]
+    p = _patients(future + never)
+    pair = measure("median_os_months_future_emd_vs_none", p, NO_LESIONS).value
+    assert pair == pytest.approx([1200.0 / 30.4375, 2500.0 / 30.4375])
+    years = measure("median_os_years_from_emd", p, NO_LESIONS).value
+    assert years == pytest.approx(900.0 / 365.25)
+    censored = _patients([{"em_ever": True, "em_first_detected_days": 10.0}])
+    assert math.isinf(measure("median_os_years_from_emd", censored, NO_LESIONS).value)  # not reached
+
+
+def test_qualitative_findings():
+    p = _patients(
+        [
+            {"em_at_diagnosis": True, "emd_at_diagnosis": True, "em_ever": True, "high_risk": True,
+             "sites_at_diagnosis": ["skin", "liver"], "os_days": 100.0, "os_event": True, "pfs_days": 50.0,
+             "pfs_event": True},
+            {"em_at_diagnosis": True, "emd_at_diagnosis": True, "em_ever": True, "high_risk": True,
+             "sites_at_diagnosis": ["skin", "ps_ribs"], "os_days": 200.0, "os_event": True, "pfs_days": 80.0,
+             "pfs_event": True},
+            {"os_days": 900.0, "os_event": True, "pfs_days": 400.0, "pfs_event": True},
+        ]
+    )  # fmt: skip
+    assert measure("top_em_site_at_diagnosis", p, NO_LESIONS).value == ["skin"]
+    assert measure("em_more_in_high_risk", p, NO_LESIONS).value is True
+    assert measure("emd_shorter_pfs_os", p, NO_LESIONS).value is True
+
+
+def test_scoring_counts_inside_and_lists_what_cannot_be_expressed():
+    """A fraction inside its interval, one outside, a qualitative finding, a pair and the figures
+    without a statistic: inside only where the pooled replicates say so."""
+    spec = load_validation_spec(SPEC)
+    rows = [{"em_at_diagnosis": True, "emd_at_diagnosis": True, "em_ever": True, "sites_at_diagnosis": ["skin"]}]
+    rows += [{} for _ in range(26)]  # EM at diagnosis 1/27 = 3.7 %: inside EBMT's [3.2, 4.4]
+    p = _patients(rows)
+    table = score(spec, {"ebmt": [(p, NO_LESIONS)], "usmani": [(p, NO_LESIONS), (p, NO_LESIONS)]})
+    assert list(table.columns) == COLUMNS and len(table) == 28
+    row = table.set_index("target")
+    assert row.loc["ebmt_em_at_diagnosis", "inside"] and row.loc["ebmt_em_at_diagnosis", "simulated"] == pytest.approx(
+        100 / 27
+    )
+    assert not row.loc["ebmt_ps_at_diagnosis", "inside"] and row.loc["ebmt_ps_at_diagnosis", "simulated"] == 0.0
+    assert (
+        row.loc["usmani_top_site_at_diagnosis", "inside"]
+        and row.loc["usmani_em_at_diagnosis", "per_seed_text"].count(";") == 1
+    )
+    assert not row.loc["varettoni_em_at_diagnosis", "inside"]  # no cohort for the scenario: not inside
+    assert (
+        not row.loc["thalidomide_response_with_em", "expressible"]
+        and not row.loc["thalidomide_response_with_em", "inside"]
+    )
+    assert row.loc["ebmt_em_at_diagnosis", "within_2x"] and not row.loc["ebmt_ps_at_diagnosis", "within_2x"]
+
+
+@pytest.mark.e2e
+def test_a_bad_spec_through_the_command_is_one_line_and_exit_2(tmp_path):
+    data = _spec_data()
+    data["targets"]["ebmt_em_at_diagnosis"]["statistic"] = "luck"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "emdsim.cli.fit", "validate", str(bad), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "validate.targets.ebmt_em_at_diagnosis.statistic" in lines[0] and "luck" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_shipped_spec_runs_end_to_end_on_tiny_cohorts(tmp_path):
+    """Every scenario runs as a sweep (in process), every figure gets a row, the table, report and
+    forest plot are written; a re-run resumes the finished jobs."""
+    from emdsim.cli.fit import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["validate", str(SPEC), "--tiny", "--in-process", "--out", str(tmp_path)])
+    assert stop.value.code in (0, 1)
+    table = pd.read_parquet(tmp_path / "validation.parquet")
+    assert len(table) == 28 and table["expressible"].sum() == 25
+    text = (tmp_path / "validation.md").read_text()
+    assert f"**{int(table['inside'].sum())} of 28 reported figures inside" in text
+    assert (tmp_path / "validation_forest.png").stat().st_size > 10_000
+
+
+def test_pooled_replicates_keep_each_lesion_with_its_patient():
+    """Replicates number their patients from 0: pooled, a lesion of replicate 2 must not count for
+    patient 0 of replicate 1 (CNS ever: one patient of two in each replicate, so 50 % pooled)."""
+    spec = load_validation_spec(SPEC)
+    reps = []
+    for site in ("cns", "cns"):
+        p = _patients([{}, {}])
+        reps.append((p, pd.DataFrame({"patient_id": [1], "site": [site], "detectable_days": [10.0]})))
+    table = score(spec, {"greek_cns": reps}).set_index("target")
+    assert table.loc["cns_myeloma_cumulative", "simulated"] == 50.0
+    assert table.loc["cns_myeloma_cumulative", "per_seed_text"] == "50; 50"
