@@ -83,6 +83,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     first_prog = prog[np.isnan(st.t_prog[prog])]
     st.t_prog[first_prog] = t
     st.relapse_sites[first_prog] = detectable[first_prog]
+    st.salvage_end[prog[st.line[prog] == 1]] = t  # the first salvage line ends
     st.line[prog] += 1
     st.line_start[prog] = t
     st.phase_pos[prog] = -1
@@ -90,6 +91,14 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     _start_phase(st, tb, prog, tb.n_first + np.minimum(st.line[prog] - 1, len(cfg.treatment.salvage) - 1))
     st.nadir[prog] = total[prog]
     st.lesion_nadir[prog] = node_total[prog]
+    soft = np.where(tb.soft_tissue, node_total, 0.0).sum(axis=1)
+    started = prog[st.line[prog] == 1]  # the first salvage line starts: its baseline
+    st.salvage_start_total[started] = st.salvage_best_total[started] = total[started]
+    st.salvage_start_soft[started] = st.salvage_best_soft[started] = soft[started]
+    st.salvage_with_emd[started] = detectable[started].any(axis=1)
+    on = followed & (st.line == 1)
+    st.salvage_best_total[on] = np.minimum(st.salvage_best_total[on], total[on])
+    st.salvage_best_soft[on] = np.minimum(st.salvage_best_soft[on], soft[on])
     np.minimum(st.nadir, total, out=st.nadir)
     np.minimum(st.lesion_nadir, node_total, out=st.lesion_nadir)
     alive = np.flatnonzero(st.status <= Status.FOLLOWED)

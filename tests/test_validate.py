@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from emdsim.analysis.evidence import STATISTICS, measure
+from emdsim.analysis.evidence import STATISTICS, Measure, measure
 from emdsim.analysis.targets import load_targets
 from emdsim.cli.validate import load_validation_spec
 from emdsim.config.schema import ConfigError
@@ -34,7 +34,7 @@ def test_the_shipped_spec_scores_every_reported_figure():
     spec = load_validation_spec(SPEC)
     names = {s.target.name for s in spec.targets} | {t.name for t, _ in spec.unscored}
     assert names == {t.name for t in TARGETS} and len(names) == 28
-    assert len(spec.targets) == 25 and all("response" in t.name for t, _ in spec.unscored)
+    assert len(spec.targets) == 28 and not spec.unscored  # every figure is expressible
     ebmt = spec.scenarios["ebmt"]
     assert ebmt.n_patients == 3744 and "scenario=ebmt" in ebmt.overrides  # the reported n by default
 
@@ -60,7 +60,7 @@ def test_the_shipped_spec_scores_every_reported_figure():
          "validate.scenarios.usmani.overrides"),
         (lambda d: d.update(experiment="guess"), "validate.experiment"),
         (lambda d: d.update(replicates=0), "validate.replicates"),
-        (lambda d: d["targets"]["thalidomide_response_with_em"].pop("why"),
+        (lambda d: d["targets"].update(thalidomide_response_with_em={"expressible": False}),
          "validate.targets.thalidomide_response_with_em.why"),
     ],
 )  # fmt: skip
@@ -78,7 +78,8 @@ def _patients(rows: list[dict]) -> pd.DataFrame:
         "relapsed": False, "em_at_relapse": False, "emd_at_relapse": False, "em_ever": False, "ps_ever": False,
         "em_first_detected_days": np.nan, "ps_first_detected_days": np.nan, "high_risk": False,
         "pfs_days": 3000.0, "pfs_event": False, "os_days": 3000.0, "os_event": False,
-        "sites_at_diagnosis": [], "sites_at_relapse": [],
+        "sites_at_diagnosis": [], "sites_at_relapse": [], "salvaged": False, "salvage_with_emd": False,
+        "salvage_serum_response": False, "salvage_soft_tissue_response": False,
     }  # fmt: skip
     return pd.DataFrame([base | {"patient_id": i} | r for i, r in enumerate(rows)])
 
@@ -140,6 +141,27 @@ def test_survival_by_future_emd_and_from_emd():
     assert math.isinf(measure("median_os_years_from_emd", censored, NO_LESIONS).value)  # not reached
 
 
+def test_salvage_responses_by_compartment():
+    """Of patients whose first salvage started: with EMD at its start, a response needs serum and soft
+    tissue; without, serum alone; the soft-tissue response is of those with EMD."""
+    base = {"salvaged": True, "salvage_with_emd": True, "salvage_serum_response": True}
+    p = _patients(
+        [
+            base | {"salvage_soft_tissue_response": False},  # serum responds, the mass does not
+            base | {"salvage_soft_tissue_response": True},
+            {"salvaged": True, "salvage_with_emd": False, "salvage_serum_response": True,
+             "salvage_soft_tissue_response": False},
+            {"salvaged": True, "salvage_with_emd": False, "salvage_serum_response": False,
+             "salvage_soft_tissue_response": False},
+            {"salvaged": False, "salvage_with_emd": False, "salvage_serum_response": False,
+             "salvage_soft_tissue_response": False},
+        ]
+    )  # fmt: skip
+    assert measure("salvage_response_with_emd", p, NO_LESIONS) == Measure(50.0, 2)
+    assert measure("salvage_serum_response_without_emd", p, NO_LESIONS) == Measure(50.0, 2)
+    assert measure("salvage_soft_tissue_response", p, NO_LESIONS) == Measure(50.0, 2)
+
+
 def test_qualitative_findings():
     p = _patients(
         [
@@ -160,7 +182,9 @@ def test_qualitative_findings():
 def test_scoring_counts_inside_and_lists_what_cannot_be_expressed():
     """A fraction inside its interval, one outside, a qualitative finding, a pair and the figures
     without a statistic: inside only where the pooled replicates say so."""
-    spec = load_validation_spec(SPEC)
+    data = _spec_data()
+    data["targets"]["thalidomide_response_with_em"] = {"expressible": False, "why": "for the test"}
+    spec = parse_validation_spec(data, TARGETS, SCENARIOS + ["registry"], EXPERIMENTS)
     rows = [{"em_at_diagnosis": True, "emd_at_diagnosis": True, "em_ever": True, "sites_at_diagnosis": ["skin"]}]
     rows += [{} for _ in range(26)]  # EM at diagnosis 1/27 = 3.7 %: inside EBMT's [3.2, 4.4]
     p = _patients(rows)
@@ -210,10 +234,26 @@ def test_the_shipped_spec_runs_end_to_end_on_tiny_cohorts(tmp_path):
         main(["validate", str(SPEC), "--tiny", "--in-process", "--out", str(tmp_path)])
     assert stop.value.code in (0, 1)
     table = pd.read_parquet(tmp_path / "validation.parquet")
-    assert len(table) == 28 and table["expressible"].sum() == 25
+    assert len(table) == 28 and table["expressible"].all()
     text = (tmp_path / "validation.md").read_text()
     assert f"**{int(table['inside'].sum())} of 28 reported figures inside" in text
     assert (tmp_path / "validation_forest.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_changed_model_in_the_same_folder_is_reported_not_mixed(tmp_path, capsys):
+    """Re-validating into a folder filled by another configuration keeps the earlier jobs (the sweep
+    refuses them), says so per scenario, marks the report incomplete and exits 1."""
+    from emdsim.cli.fit import main
+
+    args = ["validate", str(SPEC), "--tiny", "--in-process", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main(args)
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "sim.extinction_cells=2"])
+    assert stop.value.code == 1
+    assert "0 of 1 replicates finished" in capsys.readouterr().err
+    assert "**Incomplete:**" in (tmp_path / "validation.md").read_text()
 
 
 def test_pooled_replicates_keep_each_lesion_with_its_patient():

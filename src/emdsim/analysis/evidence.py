@@ -129,6 +129,13 @@ def _emd_shorter_pfs_os(p: pd.DataFrame) -> Measure:
     return Measure(bool(g.any() and (~g).any() and all(shorter)), int(len(dx)))
 
 
+def _salvaged(p: pd.DataFrame, with_emd: bool) -> pd.DataFrame:
+    """Patients whose first salvage line started, with (or without) a soft-tissue lesion seen then."""
+    s = _dx(p)
+    s = s[s["salvaged"]]
+    return s[s["salvage_with_emd"] == with_emd]
+
+
 def _relapsed(p: pd.DataFrame) -> pd.DataFrame:
     dx = _dx(p)
     return dx[dx["relapsed"]]
@@ -173,6 +180,17 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("median_os_years_from_emd", "years",
                   "Kaplan-Meier median OS from the first EMD seen, of patients with EMD at any time",
                   lambda p, _: _os_from_emd(p)),
+        Statistic("salvage_response_with_emd", "percent",
+                  "partial response or better of the first salvage line in serum and in soft tissue, of patients "
+                  "with EMD at its start",
+                  lambda p, _: _percent(_salvaged(p, True)["salvage_serum_response"]
+                                        & _salvaged(p, True)["salvage_soft_tissue_response"])),
+        Statistic("salvage_serum_response_without_emd", "percent",
+                  "serum partial response or better of the first salvage line, of patients without EMD at its start",
+                  lambda p, _: _percent(_salvaged(p, False)["salvage_serum_response"])),
+        Statistic("salvage_soft_tissue_response", "percent",
+                  "soft-tissue partial response or better of the first salvage line, of patients with EMD at its start",
+                  lambda p, _: _percent(_salvaged(p, True)["salvage_soft_tissue_response"])),
         Statistic("top_em_site_at_diagnosis", "sites", "most frequent EM site at diagnosis, of patients with EM",
                   lambda p, _: _top_sites(_dx(p), "sites_at_diagnosis", _dx(p)["em_at_diagnosis"])),
         Statistic("top_em_site_at_relapse", "sites", "most frequent EM site at first relapse, of patients with EM",

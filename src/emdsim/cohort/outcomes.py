@@ -54,6 +54,11 @@ PATIENT_COLUMNS = (
     "ps_first_detected_days",
     "wound_plasmacytoma",
     "simulated_days",
+    "salvaged",
+    "salvage_regimen",
+    "salvage_with_emd",
+    "salvage_serum_response",
+    "salvage_soft_tissue_response",
 )
 
 
@@ -123,8 +128,29 @@ def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
             "ps_first_detected_days": np.where(np.isfinite(ps_first), ps_first, np.nan),
             "wound_plasmacytoma": wound_lesion,
             "simulated_days": st.t_end,
+            **_salvage_response(st, tb),
         }
     )
+
+
+def _salvage_response(st: CohortState, tb: Tables) -> dict[str, np.ndarray]:
+    """The first salvage line's best response by compartment (IMWG-like): serum (all cells) partial
+    response when the fewest cells during the line were at most ``partial_response_ratio`` of its
+    start; soft tissue (patients with a detectable soft-tissue lesion at its start) when the sum of
+    products of diameters was: it scales as volume^(2/3), and volume as cells."""
+    salvaged = ~np.isnan(st.salvage_start_total)
+    ratio = tb.partial_response_ratio
+    with np.errstate(invalid="ignore", divide="ignore"):
+        serum = st.salvage_best_total <= ratio * st.salvage_start_total
+        spd = (st.salvage_best_soft / st.salvage_start_soft) ** (2.0 / 3.0)
+    name = tb.regimens[tb.n_first].name if len(tb.regimens) > tb.n_first else ""
+    return {
+        "salvaged": salvaged,
+        "salvage_regimen": np.where(salvaged, name, ""),
+        "salvage_with_emd": salvaged & st.salvage_with_emd,
+        "salvage_serum_response": salvaged & serum,
+        "salvage_soft_tissue_response": salvaged & st.salvage_with_emd & (spd <= ratio),
+    }
 
 
 def lesion_records(st: CohortState, tb: Tables) -> pd.DataFrame:

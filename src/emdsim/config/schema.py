@@ -330,6 +330,9 @@ class ClinicalConfig:
     #: Gompertz background mortality h(age) = a exp(b age)
     gompertz_a_per_year: float = param("1/year", "Gompertz fit to adult life tables (h(65) ~ 1.2%/year)", lo=0.0, hi=1.0, why=GOMPERTZ)
     gompertz_b_per_year: float = param("1/year", "Gompertz fit to adult life tables (mortality doubling ~8 years)", lo=0.0, hi=0.5, why=GOMPERTZ)
+    #: partial response: the tumour's measure falls by at least this fraction from the line's start
+    #: (IMWG: >= 50 % fall of serum M-protein; >= 50 % fall of a plasmacytoma's sum of products of diameters)
+    partial_response_reduction: float = param("fraction", "Kumar S et al. Lancet Oncol 2016;17:e328 (IMWG response criteria: PR >= 50% reduction)", **PROB, default=0.5)
     imaging: dict[str, ImagingModality] = field(default_factory=dict)
 
 

@@ -205,6 +205,15 @@ class CourseState(NamedTuple):
     kill_prob: NDArray[np.float64]  # (P, N, K) kill probability per step, tabled per regimen and efficacy
     kill_regimen: NDArray[np.int64]  # (P,) the regimen ``kill_prob`` is for
     kill_efficacy: NDArray[np.float64]  # (P,) the efficacy ``kill_prob`` is for
+    #: the first salvage line (line 1): cells at its start (NaN before), in all compartments and in
+    #: soft tissue, whether a soft-tissue lesion was detectable then, the fewest cells during the line
+    #: (its best response) and the day it ended (NaN while it goes on)
+    salvage_start_total: NDArray[np.float64]  # (P,) cells
+    salvage_start_soft: NDArray[np.float64]  # (P,) cells
+    salvage_with_emd: NDArray[np.bool_]  # (P,)
+    salvage_best_total: NDArray[np.float64]  # (P,) cells
+    salvage_best_soft: NDArray[np.float64]  # (P,) cells
+    salvage_end: NDArray[np.float64]  # (P,) days
 
 
 def plain(record: tuple) -> tuple:
@@ -701,6 +710,8 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                         s.t_prog[p] = t
                         for n in range(n_n):
                             s.relapse_sites[p, n] = detectable[n]
+                    if s.line[p] == 1:  # the first salvage line ends
+                        s.salvage_end[p] = t
                     s.line[p] += 1
                     s.line_start[p] = t
                     s.phase_pos[p] = -1
@@ -709,6 +720,22 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                     s.nadir[p] = total[p]
                     for n in range(n_n):
                         s.lesion_nadir[p, n] = node_total[p, n]
+                    if s.line[p] == 1:  # the first salvage line starts: its baseline
+                        soft, seen = 0.0, False
+                        for n in range(n_n):
+                            if soft_tissue[n]:
+                                soft += node_total[p, n]
+                                seen = seen or detectable[n]
+                        s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
+                        s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
+                        s.salvage_with_emd[p] = seen
+            if s.line[p] == 1:  # the first salvage line goes on: its best response so far
+                soft = 0.0
+                for n in range(n_n):
+                    if soft_tissue[n]:
+                        soft += node_total[p, n]
+                s.salvage_best_total[p] = min(s.salvage_best_total[p], total[p])
+                s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
         s.nadir[p] = min(s.nadir[p], total[p])
         for n in range(n_n):
             s.lesion_nadir[p, n] = min(s.lesion_nadir[p, n], node_total[p, n])

@@ -69,6 +69,14 @@ class CohortState:
     kill_prob: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     kill_regimen: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
     kill_efficacy: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: the first salvage line: baseline cells (all, soft tissue), EMD at its start, best response
+    #: (fewest cells during the line) and the day it ended (:class:`emdsim.engine.kernels.CourseState`)
+    salvage_start_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    salvage_start_soft: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    salvage_with_emd: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
+    salvage_best_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    salvage_best_soft: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    salvage_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
     #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
@@ -166,6 +174,12 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         kill_prob=np.zeros((p, n, k)),
         kill_regimen=np.full(p, -1, dtype=np.int64),
         kill_efficacy=nan.copy(),
+        salvage_start_total=nan.copy(),
+        salvage_start_soft=nan.copy(),
+        salvage_with_emd=np.zeros(p, dtype=bool),
+        salvage_best_total=nan.copy(),
+        salvage_best_soft=nan.copy(),
+        salvage_end=nan.copy(),
     )
     kernels.static_rates(patient_tables(st), adh, tb.step_args, tb.advance_constants)
     return st

@@ -50,6 +50,7 @@ class Tables:
     dt_days: float  # the step
     max_steps: int  # steps from onset to the end of the longest possible course
     detection_cells: float  # the scenario's imaging threshold, cells
+    partial_response_ratio: float  # a partial response leaves at most this fraction of the line's start
     wound_nodes: NDArray[np.int64]
     wound_decay_per_step: NDArray[np.float64]  # (wounds,) factor on their inflammation per step
     marrow_nodes: NDArray[np.int64]
@@ -143,6 +144,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         dt_days=dt,
         max_steps=max_steps(cfg),
         detection_cells=detection,
+        partial_response_ratio=1.0 - cfg.clinical.partial_response_reduction,
         wound_nodes=wound_nodes,
         wound_decay_per_step=np.exp(-np.log(2.0) * dt / world.wound_half_life[wound_nodes]),
         marrow_nodes=np.flatnonzero(world.is_marrow),

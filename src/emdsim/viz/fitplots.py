@@ -112,8 +112,8 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
     multiple of the reported one (log scale), the reported interval as a bar, the simulated value
     as a dot (green inside the interval, red outside; a triangle when beyond the axis or a median
     not reached; "n/a" when nothing was measured), a factor of 2 shaded; a reported range without a
-    value is drawn against its middle; qualitative findings and figures the model cannot express yet
-    are listed with their verdict."""
+    value, or a reported 0, is drawn against the interval's middle; qualitative findings and figures
+    the model cannot express yet are listed with their verdict."""
     rows: list[tuple[str, float, float, float, bool]] = []  # label, lower, upper, simulated (x reported), inside
     notes: list[tuple[str, str, bool | None]] = []
     for r in table.itertuples():
@@ -127,9 +127,12 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
                 rep = [(lo[0] + hi[0]) / 2.0]
             names = [r.target] if len(rep) == 1 else [f"{r.target} [{i + 1}]" for i in range(len(rep))]
             for k, name in enumerate(names):
-                if rep[k] and k < len(lo) and k < len(hi):
+                if k < len(lo) and k < len(hi):
+                    ref = rep[k] or (lo[k] + hi[k]) / 2.0  # a reported 0: against its interval's middle
+                    if ref <= 0:
+                        continue
                     s = sim[k] if k < len(sim) else math.nan
-                    rows.append((name, lo[k] / rep[k], hi[k] / rep[k], s / rep[k], bool(lo[k] <= s <= hi[k])))
+                    rows.append((name, lo[k] / ref, hi[k] / ref, s / ref, bool(lo[k] <= s <= hi[k])))
     height = 0.28 * (len(rows) + len(notes)) + 1.6
     fig = Figure(figsize=(10.5, height), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)

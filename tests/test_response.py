@@ -1,0 +1,53 @@
+"""Response of the first salvage line by compartment (``emdsim.cohort.outcomes``): what is recorded,
+and the mechanism behind the reports (thalidomide spares soft-tissue masses, bortezomib does not)."""
+
+from __future__ import annotations
+
+import pytest
+
+from emdsim.cohort import run_cohort
+from emdsim.config.load import load
+
+COHORT = ["scenario=default", "sim.followup_years=6", "seed=3"]  # PET/CT: soft-tissue lesions are seen
+
+
+def _run(treatment: str, n: int):
+    block = min(n, 256)
+    return run_cohort(load([f"treatment={treatment}", f"cohort.n_patients={n}", f"cohort.block_size={block}", *COHORT]))
+
+
+@pytest.fixture(scope="module")
+def bortezomib():
+    return _run("bortezomib_salvage", 128).patients
+
+
+def test_salvage_columns_are_consistent(bortezomib):
+    """Only relapsed patients start a salvage line (named by its regimen); responses are recorded only
+    for them, a soft-tissue response only with EMD at the line's start."""
+    p = bortezomib
+    salvaged = p[p["salvaged"]]
+    assert len(salvaged) > 10 and salvaged["relapsed"].all()
+    assert (salvaged["salvage_regimen"] == "vd").all() and (p.loc[~p["salvaged"], "salvage_regimen"] == "").all()
+    rest = p[~p["salvaged"]]
+    assert not rest[["salvage_with_emd", "salvage_serum_response", "salvage_soft_tissue_response"]].any().any()
+    assert not p.loc[~p["salvage_with_emd"], "salvage_soft_tissue_response"].any()
+    assert salvaged["salvage_serum_response"].any()  # bortezomib-dexamethasone does shrink the disease
+
+
+@pytest.mark.slow
+def test_thalidomide_spares_soft_tissue_masses_bortezomib_does_not():
+    """Effect: thalidomide's kill hazard in organs is 0 and in paraskeletal tissue 1/10 of the marrow's
+    (conf/drugs, Rosinol 2004), bortezomib's 0.7-0.8 of it: soft-tissue responses at first salvage
+    are rarer on thalidomide (measured: 0 of 94 vs 9 of 97 patients with EMD at the line's start, of
+    1,024 each).  One-sided Fisher exact test at alpha = 0.001 on 2 x 2,048 patients (~190 with EMD
+    at salvage in each arm: power ~0.9 for that difference)."""
+    from scipy.stats import fisher_exact
+
+    counts = []
+    for treatment in ("thalidomide_salvage", "bortezomib_salvage"):
+        p = _run(treatment, 2048).patients
+        with_emd = p[p["salvaged"] & p["salvage_with_emd"]]
+        k = int(with_emd["salvage_soft_tissue_response"].sum())
+        counts.append([k, len(with_emd) - k])
+    assert min(sum(c) for c in counts) >= 100, counts
+    assert fisher_exact(counts, alternative="less").pvalue < 0.001, counts
