@@ -26,7 +26,7 @@ from emdsim.studies import sweep
 
 log = logging.getLogger("emdsim")
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "run_in_process"]
 
 
 def run(cfg: DictConfig) -> dict | None:
@@ -300,6 +300,20 @@ def help_text() -> str:
 
     groups = " ".join(sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir() and d.name != "hydra"))
     return HELP.format(version=__version__, groups=groups)
+
+
+def run_in_process(argv: list[str]) -> int:
+    """Run ``emdsim ARGV`` in this process and return its exit status (Hydra's basic launcher, no
+    interpreter start-up per job: tests and notebooks; the commands start ``emdsim`` as a process)."""
+    saved = sys.argv
+    sys.argv = ["emdsim", *argv]
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = saved
+    return 0
 
 
 def main() -> None:

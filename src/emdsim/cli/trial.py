@@ -93,7 +93,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         *args.overrides,
     ]
     print("emdsim-trial: " + " ".join(command[2:]), flush=True)
-    code = _in_process(command[3:]) if args.in_process else subprocess.call(command)
+    if args.in_process:
+        from emdsim.cli.main import run_in_process
+
+        code = run_in_process(command[3:])
+    else:
+        code = subprocess.call(command)
     if code not in (0, 1):
         return code
     frame = sweep.write_table(sweep_dir)
@@ -116,21 +121,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
     print(f"emdsim-trial: {out / 'README.md'}", flush=True)
     return code
-
-
-def _in_process(argv: list[str]) -> int:
-    """Run ``emdsim ARGV`` in this process (basic launcher; no interpreter start-up per job)."""
-    from emdsim.cli import main as cli
-
-    saved = sys.argv
-    sys.argv = ["emdsim", *argv]
-    try:
-        cli.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
 
 
 def _wound_summary(wounds: pd.DataFrame, done: pd.DataFrame, arm: str) -> str:

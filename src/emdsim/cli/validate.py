@@ -59,21 +59,6 @@ def _sweep_command(spec: ValidationSpec, name: str, out: Path, args: argparse.Na
     ]
 
 
-def _in_process(argv: list[str]) -> int:
-    """``emdsim ARGV`` in this process (basic launcher: tests, notebooks)."""
-    from emdsim.cli import main as cli
-
-    saved = sys.argv
-    sys.argv = ["emdsim", *argv]
-    try:
-        cli.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
-
-
 def _cohorts(sweep_dir: Path) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     frame = sweep.write_table(sweep_dir)
     done = frame[frame["status"] == "done"] if len(frame) else frame
@@ -104,7 +89,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         command = _sweep_command(spec, name, out, args)
         print(f"emdsim-fit validate: [{i}/{len(needed)}] {name}: emdsim " + " ".join(command), flush=True)
         if args.in_process:
-            rc = _in_process(command)
+            from emdsim.cli.main import run_in_process
+
+            rc = run_in_process(command)
         else:
             rc = subprocess.call([sys.executable, "-m", "emdsim.cli.main", *command])
         if rc not in (0, 1):
