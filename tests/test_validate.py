@@ -261,3 +261,27 @@ def test_a_changed_model_in_the_same_folder_is_reported_not_mixed(tmp_path, caps
     with pytest.raises(SystemExit) as stop:
         main([*args, "sim.extinction_cells=2"])
     assert stop.value.code == 2
+
+
+def test_the_ratio_to_a_range_or_a_zero_is_against_the_intervals_middle():
+    """A reported range without a value (the seed's 7-18 %) and a reported 0 (no response in 0 of 11)
+    are compared with their interval's middle; 0 simulated for a reported 0 is a ratio of 1."""
+    spec = load_validation_spec(SPEC)
+    p = _patients([{"emd_at_diagnosis": True}, {}, {}, {}, {}, {}, {}, {}, {}, {}])  # 10 % at diagnosis
+    table = score(spec, {"seed_series": [(p, NO_LESIONS)], "rosinol": [(p, NO_LESIONS)]}).set_index("target")
+    assert table.loc["em_at_diagnosis_range_seed", "ratio"] == pytest.approx(10.0 / 12.5)
+    assert table.loc["em_at_diagnosis_range_seed", "within_2x"]
+    assert np.isnan(table.loc["thalidomide_response_with_em", "ratio"])  # nobody with EMD at salvage: n/a
+
+
+def test_pooled_replicates_keep_each_lesion_with_its_patient():
+    """Replicates number their patients from 0: pooled, a lesion of replicate 2 must not count for
+    patient 1 of replicate 1 (CNS ever: one patient of two in each replicate, so 50 % pooled)."""
+    spec = load_validation_spec(SPEC)
+    reps = []
+    for _ in range(2):
+        p = _patients([{}, {}])
+        reps.append((p, pd.DataFrame({"patient_id": [1], "site": ["cns"], "detectable_days": [10.0]})))
+    table = score(spec, {"greek_cns": reps}).set_index("target")
+    assert table.loc["cns_myeloma_cumulative", "simulated"] == 50.0
+    assert table.loc["cns_myeloma_cumulative", "per_seed_text"] == "50; 50"

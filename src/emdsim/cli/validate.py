@@ -120,7 +120,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         + "".join(f"\n\n**Incomplete:** {n}: {k} of {replicates} replicates finished." for n, k in short.items())
     )
     atomic_write_text(out / "validation.md", markdown(table, header))
-    record = {k: v for k, v in provenance(1, "vectorized").items() if not k.startswith("seed")}
+    # versions and git revision (each job's own provenance.json records its seed and engine)
+    record = {k: v for k, v in provenance(1, "").items() if not k.startswith("seed") and k != "engine"}
     record |= {
         "spec": str(args.spec),
         "experiment": args.experiment or spec.experiment,

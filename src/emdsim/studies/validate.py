@@ -231,12 +231,19 @@ def _inside(kind: str, value: Any, t: Target, lower: Any, upper: Any) -> bool:
     return bool(lower <= value <= upper)
 
 
-def _ratio(kind: str, value: Any, reported: Any) -> float:
-    """Simulated over reported (the worse of a pair); NaN where a ratio means nothing."""
+def _ratio(kind: str, value: Any, reported: Any, lower: Any, upper: Any) -> float:
+    """Simulated over reported (the worse of a pair), against the interval's middle where the report
+    gives a range or a 0; NaN where a ratio means nothing (a site, an association, nothing measured)."""
     if kind in ("sites", "association") or not finite(value):
         return math.nan
-    pairs = zip(value, reported, strict=True) if kind == "pair_months" else [(value, reported)]
-    ratios = [v / r if r else math.inf for v, r in pairs]
+    pair = kind == "pair_months"
+    values = list(value) if pair else [value]
+    refs = list(reported) if pair else [reported]
+    lows, highs = (list(lower), list(upper)) if pair else ([lower], [upper])
+    ratios = []
+    for v, r, lo, hi in zip(values, refs, lows, highs, strict=True):
+        ref = r if r else (lo + hi) / 2.0
+        ratios.append(1.0 if v == ref else (v / ref if ref else math.inf))
     return max(ratios, key=lambda x: abs(math.log(x)) if 0 < x < math.inf else math.inf)
 
 
@@ -251,7 +258,7 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
         per_seed = [measure(s.statistic, p, le).value for p, le in reps]
         value = pooled.value if pooled else math.nan
         inside = pooled is not None and _inside(kind, value, t, s.lower, s.upper)
-        ratio = _ratio(kind, value, t.value)
+        ratio = _ratio(kind, value, t.value, s.lower, s.upper)
         qualitative = kind in ("sites", "association")
         rows.append(
             _row(t, s.lower, s.upper, value)
