@@ -44,7 +44,7 @@ def machine_record() -> dict[str, object]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    from emdsim.rundir import git_revision
+    from emdsim.studies.rundir import git_revision
 
     return {"cpu": _cpu(), "python": platform.python_version(), "libc": " ".join(platform.libc_ver()),
             "os": platform.platform(), "versions": versions, "git_revision": git_revision()}
@@ -57,7 +57,7 @@ def _pct(summary: dict, key: str, n: int) -> str:
 
 def main() -> int:
     out = HERE / "default"
-    cmd = [sys.executable, "-m", "emdsim.cli", f"hydra.run.dir={out}"]
+    cmd = [sys.executable, "-m", "emdsim.cli.main", f"hydra.run.dir={out}"]
     print("results: " + " ".join(cmd[1:]), flush=True)
     code = subprocess.call(cmd, cwd=ROOT)
     if code:

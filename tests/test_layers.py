@@ -172,3 +172,31 @@ def test_no_global_random_state():
 
 def test_no_registry_hosts_or_lock_files_in_repo():
     assert not (ROOT / "uv.lock").exists() and not (ROOT / "poetry.lock").exists()
+
+
+def test_scripts_beside_the_package_use_current_module_paths():
+    """benchmarks/ and results/ scripts import modules at their current homes (not the deprecated
+    0.1 names) and start commands by modules that exist (``python -m emdsim.cli`` is a package now)."""
+    import ast
+    import importlib.util
+
+    import emdsim
+
+    for script in [*ROOT.glob("benchmarks/*.py"), *ROOT.glob("results/*.py")]:
+        tree = ast.parse(script.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("emdsim"):
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("emdsim")]
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and re.fullmatch(r"emdsim(\.\w+)+", node.value)
+            ):
+                spec = importlib.util.find_spec(node.value)
+                assert spec is not None and spec.submodule_search_locations is None, f"{script.name}: -m {node.value}"
+            for name in names:
+                assert name not in emdsim.MOVED, f"{script.name} imports the deprecated {name}"
+                assert importlib.util.find_spec(name) is not None, f"{script.name} imports {name}"
