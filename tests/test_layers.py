@@ -200,3 +200,19 @@ def test_scripts_beside_the_package_use_current_module_paths():
             for name in names:
                 assert name not in emdsim.MOVED, f"{script.name} imports the deprecated {name}"
                 assert importlib.util.find_spec(name) is not None, f"{script.name} imports {name}"
+
+
+def test_stale_numba_caches_are_pruned_once_after_an_edit(tmp_path):
+    """The caches of earlier sources go when the current one is first made; never the current one,
+    and nothing happens while it exists."""
+    from emdsim.engine.jit import prune_stale_caches
+
+    old, other, current = tmp_path / "numba-aaa", tmp_path / "numba-bbb", tmp_path / "numba-ccc"
+    for d in (old, other):
+        (d / "sub").mkdir(parents=True)
+    (tmp_path / "keep.txt").write_text("not a cache")
+    assert sorted(prune_stale_caches(tmp_path, current)) == [old, other]
+    assert not old.exists() and not other.exists() and (tmp_path / "keep.txt").exists()
+    current.mkdir()
+    old.mkdir()
+    assert prune_stale_caches(tmp_path, current) == [] and old.exists()

@@ -9,6 +9,7 @@ hash of every module whose code is compiled, so any edit starts a fresh cache.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numba
@@ -39,7 +40,21 @@ def _source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-numba.config.CACHE_DIR = str(_PACKAGE / "__pycache__" / f"numba-{_source_hash()}")
+def prune_stale_caches(cache_root: Path, current: Path) -> list[Path]:
+    """Remove the caches of earlier sources beside ``current`` (``numba-<hash>`` folders: each edit
+    of a compiled source leaves one behind, tens of MB); only when ``current`` does not exist yet,
+    i.e. once, at the first compilation after an edit.  Returns what was removed."""
+    if current.exists() or not cache_root.is_dir():
+        return []
+    stale = [d for d in cache_root.glob("numba-*") if d.is_dir() and d != current]
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)  # another process may be removing it too
+    return stale
+
+
+_CACHE = _PACKAGE / "__pycache__" / f"numba-{_source_hash()}"
+prune_stale_caches(_CACHE.parent, _CACHE)
+numba.config.CACHE_DIR = str(_CACHE)
 
 #: ``@JIT``: nopython, cached (in the directory above), releasing the GIL; ``error_model="numpy"``:
 #: a float division by zero gives inf/nan as in numpy instead of a check and exception per division
