@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import warnings
@@ -65,6 +66,9 @@ MOVED = {
 class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old module name and loads it as the module at its new home (the same object)."""
 
+    def __init__(self) -> None:
+        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}  # the real specs, restored in exec_module
+
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001 - importlib's protocol
         if name not in MOVED:
             return None
@@ -74,7 +78,6 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         new = MOVED[spec.name]
         warnings.warn(f"{spec.name} has moved to {new}; import it from there", DeprecationWarning, stacklevel=2)
         module = importlib.import_module(new)
-        self._specs = getattr(self, "_specs", {})
         self._specs[spec.name] = module.__spec__  # importlib sets __spec__ to the old name's: restored below
         return module
 

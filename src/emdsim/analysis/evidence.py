@@ -62,6 +62,20 @@ def _secondary(p: pd.DataFrame) -> pd.Series:
     return _emd_ever(p) & ~p["emd_at_diagnosis"]
 
 
+def _without_emd_at_diagnosis(p: pd.DataFrame) -> pd.DataFrame:
+    dx = _dx(p)
+    return dx[~dx["emd_at_diagnosis"]]
+
+
+def _with_secondary(p: pd.DataFrame) -> pd.DataFrame:
+    dx = _dx(p)
+    return dx[_secondary(dx)]
+
+
+def _responded_in_both(s: pd.DataFrame) -> pd.Series:
+    return s["salvage_serum_response"] & s["salvage_soft_tissue_response"]
+
+
 def _first_emd_days(p: pd.DataFrame) -> pd.Series:
     """Days from diagnosis to the first soft-tissue lesion seen (<= 0: at diagnosis; NaN: never)."""
     return p[["em_first_detected_days", "ps_first_detected_days"]].min(axis=1)
@@ -160,17 +174,17 @@ STATISTICS: dict[str, Statistic] = {
                   lambda p, _: _percent(_secondary(_dx(p)))),
         Statistic("secondary_emd_without_emd_at_diagnosis", "percent",
                   "EMD first seen after diagnosis, of diagnosed without EMD at diagnosis",
-                  lambda p, _: _percent(_secondary(_dx(p))[~_dx(p)["emd_at_diagnosis"]])),
+                  lambda p, _: _percent(_secondary(_without_emd_at_diagnosis(p)))),
         Statistic("emd_at_relapse_given_emd_at_diagnosis", "percent",
                   "EMD at first relapse, of relapsed patients who had EMD at diagnosis",
                   lambda p, _: _percent(_relapsed(p).query("emd_at_diagnosis")["emd_at_relapse"])),
         Statistic("cns_ever", "percent", "CNS lesion seen at any time up to the end, of diagnosed", _cns_ever),
         Statistic("median_years_to_secondary_emd", "years",
                   "median time from diagnosis to the first EMD seen, of patients with secondary EMD",
-                  lambda p, _: _median(_first_emd_days(_dx(p)[_secondary(_dx(p))]), DAYS_PER_YEAR)),
+                  lambda p, _: _median(_first_emd_days(_with_secondary(p)), DAYS_PER_YEAR)),
         Statistic("median_months_to_secondary_emd", "months",
                   "median time from diagnosis to the first EMD seen, of patients with secondary EMD",
-                  lambda p, _: _median(_first_emd_days(_dx(p)[_secondary(_dx(p))]), DAYS_PER_MONTH)),
+                  lambda p, _: _median(_first_emd_days(_with_secondary(p)), DAYS_PER_MONTH)),
         Statistic("median_os_months_future_emd_vs_none", "pair_months",
                   "Kaplan-Meier median OS from diagnosis: patients with secondary EMD, patients never with EMD",
                   lambda p, _: _pair(p, "os")),
@@ -183,8 +197,7 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("salvage_response_with_emd", "percent",
                   "partial response or better of the first salvage line in serum and in soft tissue, of patients "
                   "with EMD at its start",
-                  lambda p, _: _percent(_salvaged(p, True)["salvage_serum_response"]
-                                        & _salvaged(p, True)["salvage_soft_tissue_response"])),
+                  lambda p, _: _percent(_responded_in_both(_salvaged(p, True)))),
         Statistic("salvage_serum_response_without_emd", "percent",
                   "serum partial response or better of the first salvage line, of patients without EMD at its start",
                   lambda p, _: _percent(_salvaged(p, False)["salvage_serum_response"])),

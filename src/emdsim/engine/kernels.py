@@ -720,20 +720,16 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                     s.nadir[p] = total[p]
                     for n in range(n_n):
                         s.lesion_nadir[p, n] = node_total[p, n]
-                    if s.line[p] == 1:  # the first salvage line starts: its baseline
-                        soft, seen = 0.0, False
-                        for n in range(n_n):
-                            if soft_tissue[n]:
-                                soft += node_total[p, n]
-                                seen = seen or detectable[n]
-                        s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
-                        s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
-                        s.salvage_with_emd[p] = seen
-            if s.line[p] == 1:  # the first salvage line goes on: its best response so far
-                soft = 0.0
+            if s.line[p] == 1:  # on the first salvage line: its baseline at the start, then its best
+                soft, seen = 0.0, False
                 for n in range(n_n):
                     if soft_tissue[n]:
                         soft += node_total[p, n]
+                        seen = seen or detectable[n]
+                if np.isnan(s.salvage_start_total[p]):  # it started at this step
+                    s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
+                    s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
+                    s.salvage_with_emd[p] = seen
                 s.salvage_best_total[p] = min(s.salvage_best_total[p], total[p])
                 s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
         s.nadir[p] = min(s.nadir[p], total[p])

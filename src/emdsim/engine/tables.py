@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emdsim.biology.anatomy import ROUTE_HAEMATOGENOUS, ROUTE_LOCAL, World, build_world
-from emdsim.biology.traits import TRAIT_INDEX, clone_label, n_clone_states, switch_targets
+from emdsim.biology.traits import TRAIT_INDEX, clone_label, n_clone_states
 from emdsim.biology.treatment import regimen_kill_table
 from emdsim.config.schema import EmdConfig, RegimenSpec, SpreadConfig, SwitchSpec
 from emdsim.engine import kernels
@@ -42,8 +42,6 @@ class Tables:
     n_first: int
     switches: tuple[SwitchSpec, ...]  # phenotype switches, in bit order of the clone states
     clone_labels: tuple[str, ...]  # (K,) readable name of each clone state
-    switch_sources: NDArray[np.int64]
-    switch_targets: NDArray[np.int64]
     n_clones: int
     spread: SpreadConfig  # the spread rules' parameters (adhesion, homing weights)
     onset_cells: float  # cells of the founding clone at myeloma onset
@@ -54,11 +52,7 @@ class Tables:
     wound_nodes: NDArray[np.int64]
     wound_decay_per_step: NDArray[np.float64]  # (wounds,) factor on their inflammation per step
     marrow_nodes: NDArray[np.int64]
-    ps_nodes: NDArray[np.int64]  # paraskeletal nodes
-    ps_marrow: NDArray[np.int64]  # their marrow sites
-    soft_tissue: NDArray[np.bool_]  # paraskeletal, organ or wound
     is_em: NDArray[np.bool_]  # organ or wound (EM definition)
-    em_nodes: NDArray[np.int64]  # their indices
     surgery_node: NDArray[np.int64]  # (n_surgeries,)
     treatment_name: str
     scenario_name: str
@@ -74,6 +68,16 @@ class Tables:
     @property
     def untreated(self) -> int:
         return len(self.regimens)
+
+    @property
+    def ps_nodes(self) -> NDArray[np.int64]:
+        """Paraskeletal compartments."""
+        return self.step.ps_nodes
+
+    @property
+    def soft_tissue(self) -> NDArray[np.bool_]:
+        """(N,) paraskeletal, organ or wound: where imaging sees lesions."""
+        return self.step.soft_tissue
 
     @property
     def kill_table(self) -> NDArray[np.float64]:
@@ -100,7 +104,6 @@ def build_tables(cfg: EmdConfig) -> Tables:
         cfg.spread.egress_rate_per_day,
         np.where(np.arange(world.n_nodes) == world.blood, 0.0, cfg.spread.shedding_rate_per_day),
     )
-    src, tgt = switch_targets(len(cfg.traits.switches))
     detection = cfg.clinical.imaging[cfg.scenario.imaging].detection_threshold_cells
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
     wound_nodes = np.flatnonzero(world.is_wound)
@@ -109,7 +112,6 @@ def build_tables(cfg: EmdConfig) -> Tables:
     p_spill = float(event_probability(sp.local_extension_rate_per_day, dt))
     p_arrest, p_die_rest = float(p_circ[0]), float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0))
     dest = world.is_marrow | world.is_tissue_target
-    soft_tissue = world.is_paraskeletal | world.is_tissue_target
     n_clones = n_clone_states(cfg.traits.switches)
     step_tables = kernels.StepTables(
         soil=world.soil,
@@ -117,7 +119,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         capacity_cells=world.capacity,
         in_marrow=world.is_marrow.astype(float),
         release_rate_per_day=release,
-        soft_tissue=soft_tissue,
+        soft_tissue=world.is_paraskeletal | world.is_tissue_target,
         lesion_death_rate_per_day=world.lesion_death_rate,
         ps_nodes=ps_nodes,
         ps_marrow=world.adjacent_marrow[ps_nodes],
@@ -136,8 +138,6 @@ def build_tables(cfg: EmdConfig) -> Tables:
         n_first=len(tr.first_line),
         switches=tuple(cfg.traits.switches),
         clone_labels=tuple(clone_label(k, cfg.traits.switches) for k in range(n_clones)),
-        switch_sources=src,
-        switch_targets=tgt,
         n_clones=n_clones,
         spread=cfg.spread,
         onset_cells=cfg.growth.onset_cells,
@@ -148,11 +148,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         wound_nodes=wound_nodes,
         wound_decay_per_step=np.exp(-np.log(2.0) * dt / world.wound_half_life[wound_nodes]),
         marrow_nodes=np.flatnonzero(world.is_marrow),
-        ps_nodes=ps_nodes,
-        ps_marrow=step_tables.ps_marrow,
-        soft_tissue=soft_tissue,
         is_em=world.is_tissue_target,
-        em_nodes=step_tables.em_nodes,
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
         treatment_name=tr.name,
         scenario_name=cfg.scenario.name,

@@ -296,7 +296,8 @@ def _pool(reps: Sequence[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFra
     for p, le in reps:
         patients.append(p.assign(patient_id=p["patient_id"] + offset))
         lesions.append(le.assign(patient_id=le["patient_id"] + offset))
-        offset += int(max(p["patient_id"].max(), le["patient_id"].max() if len(le) else 0)) + 1 if len(p) else 0
+        ids = [*p["patient_id"], *le["patient_id"]]
+        offset += int(max(ids)) + 1 if ids else 0
     return pd.concat(patients, ignore_index=True), pd.concat(lesions, ignore_index=True)
 
 
