@@ -8,6 +8,8 @@ on which worker ran it):
   engine, its dynamics;
 * ``(BLOCK, b)`` — the dynamics of block ``b`` of ``cohort.block_size`` patients in the
   vectorized engine;
+* ``(STREAM, i)`` — patient ``i``'s dynamics in the hybrid engine (a xoshiro256++ state,
+  :func:`emdsim.engine.streams.patient_streams`);
 * ``(DESIGN, 0)`` / ``(DESIGN, 1)`` — a sampling design's draws and its bootstrap intervals
   (root: the design spec's own ``seed``).
 
@@ -18,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PATIENT", "BLOCK", "DYNAMICS", "DESIGN", "stream", "root_entropy"]
+__all__ = ["PATIENT", "BLOCK", "DYNAMICS", "DESIGN", "STREAM", "stream", "root_entropy"]
 
-PATIENT, BLOCK, DYNAMICS, DESIGN = 0, 1, 2, 3
+PATIENT, BLOCK, DYNAMICS, DESIGN, STREAM = 0, 1, 2, 3, 4
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:

@@ -1,8 +1,12 @@
 """Cohorts of virtual patients, run by either engine.
 
-* ``vectorized`` (default): patients are simulated in blocks of ``cohort.block_size`` by the
-  array engine; block ``b`` draws its dynamics from stream ``(BLOCK, b)``, and the last block is
-  padded to full size so that a patient's result never depends on the cohort size.
+* ``hybrid``: patients are simulated in blocks of ``cohort.block_size`` by the array engine with
+  deterministic large populations (:mod:`emdsim.engine.hybrid`); patient ``i`` draws its dynamics
+  from its own stream ``(STREAM, i)``, so its result depends only on the seed and its id, and no
+  block is padded.
+* ``exact``: the same blocks through the exact pass (the reference); block ``b`` draws its dynamics
+  from stream ``(BLOCK, b)``, and the last block is padded to full size so that a patient's result
+  never depends on the cohort size.
 * ``mesa``: one :class:`emdsim.cohort.agents.EMDModel` per patient, drawing from stream
   ``(DYNAMICS, i)``; the agent view used for single patients, snapshots and the dashboard.
 
@@ -27,6 +31,7 @@ from emdsim.config.schema import ConfigError, EmdConfig
 from emdsim.engine.schedule import step
 from emdsim.engine.state import init_state
 from emdsim.engine.status import Status
+from emdsim.engine.streams import patient_streams
 from emdsim.engine.tables import Tables, build_tables
 
 __all__ = ["CohortResult", "run_cohort", "simulate_block"]
@@ -57,7 +62,8 @@ def simulate_block(
 
     ``on_finished(k)`` is told, after each step, how many more patients with an id below ``n_real``
     (the cohort's own, not the block's padding) have finished: progress within a block."""
-    st = init_state(tb, sample_patients(cfg, tb.world, ids))
+    streams = patient_streams(cfg.seed, ids) if tb.hybrid else None
+    st = init_state(tb, sample_patients(cfg, tb.world, ids), streams)
     id_limit = np.inf if n_real is None else n_real
     retired_real = counted = 0  # the cohort's own patients retired so far / reported so far
     recorder = SnapshotRecorder(tb, recorded_ids(cfg, ids), cfg.sim.snapshot_every)
@@ -96,8 +102,13 @@ def simulate_block(
 
 
 def _run_block(cfg: EmdConfig, b: int, on_finished: Progress | None = None) -> CohortResult:
-    """Block ``b`` of the cohort (padded to the block size, trimmed to the cohort)."""
-    ids = np.arange(b * cfg.cohort.block_size, (b + 1) * cfg.cohort.block_size)
+    """Block ``b`` of the cohort: in the exact engine padded to the block size (its patients share
+    one stream) and trimmed to the cohort; in the hybrid engine only the cohort's own patients (each
+    has its own stream)."""
+    end = (b + 1) * cfg.cohort.block_size
+    if cfg.engine == "hybrid":
+        end = min(end, cfg.cohort.n_patients)
+    ids = np.arange(b * cfg.cohort.block_size, end)
     res = simulate_block(
         cfg,
         build_tables(cfg),
@@ -172,7 +183,7 @@ def run_cohort(cfg: EmdConfig, *, progress: Progress | None = None) -> CohortRes
     """
     n = cfg.cohort.n_patients
     parts: list[CohortResult] = []
-    if cfg.engine == "vectorized":
+    if cfg.engine in ("hybrid", "exact"):
         n_blocks = -(-n // cfg.cohort.block_size)
         workers = min(n_workers(cfg.cohort.n_jobs), n_blocks)
         if workers <= 1:  # progress as patients finish, within each block

@@ -14,6 +14,7 @@ levels are dimensionless and scaled so that a CD56+, CXCR4+ founder clone in nor
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -387,6 +388,10 @@ class SimConfig:
     #: a flow whose expected size is at least this is taken as its mean; smaller flows are drawn
     #: (hybrid tau-leaping: relative noise < 1/sqrt(threshold) is ignored)
     deterministic_threshold_cells: float = param("cells", "numerical choice (Cao, Gillespie & Petzold 2005 hybrid tau-leaping)", lo=1.0, hi=1e12, why=MARROW)
+    #: hybrid engine: a population of at least this many cells grows, dies and is killed by its
+    #: expected flows (relative noise per step below 1/sqrt(threshold)); smaller ones are whole cells,
+    #: drawn exactly; what leaves a large population for another is a count unless its mean is large
+    hybrid_threshold_cells: float = param("cells", "numerical choice (Haseltine & Rawlings 2002 partitioned hybrid; justified by the equivalence suite, docs/ODD.md)", lo=1.0, hi=1e12, why=MARROW)
     #: populations below one cell are extinct
     extinction_cells: float = param("cells", "numerical choice", lo=0.0, lo_open=True, hi=1e6, why=EXTINCT)
     #: save a snapshot of cells per node every this many steps (0 = none)
@@ -398,7 +403,9 @@ class SimConfig:
 @dataclass
 class EmdConfig:
     seed: int
-    #: 'vectorized' (cohorts) or 'mesa' (one Mesa model per patient)
+    #: 'hybrid' (cohorts, deterministic large populations), 'exact' (cohorts, every flow below the
+    #: deterministic threshold drawn: the reference) or 'mesa' (one Mesa model per patient);
+    #: 'vectorized', the old name of 'exact', is read as 'exact' with a warning
     engine: str
     anatomy: AnatomyConfig
     traits: TraitsConfig
@@ -412,10 +419,13 @@ class EmdConfig:
     sim: SimConfig
 
     def __post_init__(self) -> None:
+        if self.engine == "vectorized":
+            warnings.warn("engine=vectorized is now called engine=exact", DeprecationWarning, stacklevel=2)
+            self.engine = "exact"
         validate(self)
 
 
-ENGINES = ("vectorized", "mesa")
+ENGINES = ("hybrid", "exact", "mesa")
 DEFINITIONS = ("PS", "EM", "MIX")
 
 

@@ -25,11 +25,10 @@ atomic increments and decrements on every flow.
 from __future__ import annotations
 
 import numpy as np
-from numba.np.random.distributions import random_standard_normal
-from numba.np.random.generator_core import next_double
 from numpy.typing import ArrayLike, NDArray
 
 from emdsim.engine.jit import JIT, JIT_INLINE
+from emdsim.engine.streams import normal, uniform
 
 __all__ = [
     "TALLY",
@@ -43,6 +42,10 @@ __all__ = [
     "draw_binomial",
     "flow_one",
     "split_one",
+    "flow_out",
+    "flow_within",
+    "split_out",
+    "whole_cells",
     "realise_flow",
     "split_flow",
 ]
@@ -129,10 +132,10 @@ def draw_binomial(bitgen, n: float, p: float, tally) -> float:
     mean = n * p
     if mean >= GAUSSIAN_MIN_MEAN:  # chemical-Langevin regime
         tally.normal += 1
-        x = mean + np.sqrt(mean * (1.0 - p)) * random_standard_normal(bitgen)
+        x = mean + np.sqrt(mean * (1.0 - p)) * normal(bitgen)
         return min(max(np.floor(x + 0.5), 0.0), n)
     tally.uniform += 1
-    u = next_double(bitgen)
+    u = uniform(bitgen)
     if u <= 1.0 - mean:
         # squeeze: P(X = 0) = (1 - p)^n >= 1 - n p, so inversion would stop at 0 here too; the
         # result is the same as below, without its exp and log (most small flows move nothing)
@@ -195,6 +198,87 @@ def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: 
             out[j] += x
             left -= x
         rest -= w
+
+
+# ------------------------------------------------------------------ the hybrid engine's flows
+# A population of at least ``large`` cells (``sim.hybrid_threshold_cells``) is deterministic: its
+# births, deaths and kills are their means.  A smaller one holds whole cells and every flow out of it
+# is a binomial draw.  A flow from a large population into another population (switch mutants,
+# released, spilled, arrested or settling cells) is its mean only when that mean is itself at least
+# ``large``; otherwise it is a count (a binomial on the whole cells: for a large source and a small
+# probability, the Poisson count of the integrated rate), so that a new seed or a mutant arrives as
+# whole cells, by chance, and no fraction of a cell ever travels.
+
+
+@JIT_INLINE
+def flow_out(bitgen, cells: float, p: float, large: float, tally) -> float:
+    """Cells, out of ``cells``, that leave for another population with probability ``p`` each: the
+    mean when both the population and the mean are at least ``large``, else a count on the whole
+    cells (a fractional remainder stays behind)."""
+    if cells <= 0.0 or p <= 0.0:
+        return 0.0
+    mean = cells * p
+    if cells >= large and mean >= large:
+        return min(mean, cells)
+    whole = np.floor(cells)
+    if p >= 1.0:
+        return whole
+    return draw_binomial(bitgen, whole, p, tally)
+
+
+@JIT_INLINE
+def flow_within(bitgen, cells: float, p: float, large: float, tally) -> float:
+    """Cells, out of ``cells``, that undergo an event of probability ``p`` without founding another
+    population (death, birth, kill): the mean in a large population, else a count on the whole cells."""
+    if cells <= 0.0 or p <= 0.0:
+        return 0.0
+    if cells >= large:
+        return cells * min(p, 1.0)
+    whole = np.floor(cells)
+    if p >= 1.0:
+        return whole
+    return draw_binomial(bitgen, whole, p, tally)
+
+
+@JIT_INLINE
+def split_out(bitgen, cells: float, weights: np.ndarray, large: float, out: np.ndarray, tally) -> None:
+    """Share ``cells`` among destinations in proportion to ``weights`` into ``out``, as conditional
+    :func:`flow_out` flows (a multinomial on whole cells where the shares are small, means where a
+    share is large); the last destination with weight takes what is left (whole cells, unless the
+    total was large: its fraction is rounded where it lands, :func:`whole_cells`).  All-zero weights
+    send nothing."""
+    total = 0.0
+    last = -1
+    for j in range(weights.size):
+        out[j] = 0.0
+        if weights[j] > 0.0:
+            total += weights[j]
+            last = j
+    if cells <= 0.0 or total <= 0.0:
+        return
+    left = cells
+    rest = total
+    for j in range(last + 1):
+        w = weights[j]
+        if w <= 0.0 or left <= 0.0:
+            continue
+        x = left if j == last else flow_out(bitgen, left, w / rest, large, tally)
+        out[j] = x
+        left -= x
+        rest -= w
+
+
+@JIT_INLINE
+def whole_cells(bitgen, cells: float, large: float, tally) -> float:
+    """A small population (below ``large``) with a fraction of a cell (left by mean flows out of a
+    large one) rounded to whole cells at random, up with the probability of the fraction (unbiased)."""
+    if cells >= large or cells <= 0.0:
+        return cells
+    whole = np.floor(cells)
+    if whole == cells:
+        return cells
+    tally.uniform += 1
+    return whole + 1.0 if uniform(bitgen) < cells - whole else whole
 
 
 @JIT

@@ -22,12 +22,15 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # src/emdsim
 _COMPILED_SOURCES = (
     "engine/jit.py",
     "engine/flows.py",
+    "engine/streams.py",
+    "engine/hybrid.py",
     "engine/kernels.py",
     "biology/anatomy.py",
     "biology/niches.py",
     "biology/spread.py",
     "biology/traits.py",
     "biology/treatment.py",
+    "rng.py",
     "units.py",
 )
 

@@ -25,7 +25,6 @@ from dataclasses import fields
 from typing import NamedTuple
 
 import numpy as np
-from numba.np.random.generator_core import next_double
 from numpy.typing import NDArray
 
 from emdsim.biology import niches, spread, treatment
@@ -38,6 +37,7 @@ from emdsim.engine.flows import (
     survival_probability,
 )
 from emdsim.engine.jit import JIT, JIT_INLINE
+from emdsim.engine.streams import patient_source, uniform
 from emdsim.units import DAYS_PER_YEAR
 
 __all__ = [
@@ -112,7 +112,9 @@ def static_rates(patients, adhesion, tables, k):  # pragma: no cover - compiled
     """Fill ``pt.p_death``, ``pt.survival`` and ``pt.retained`` (P, N, K), what does not change during
     a course: the per-step death and survival probabilities on the compartment's own soil (a wound's
     changes with its inflammation, so :func:`advance` computes those per step) and the uncrowded
-    egress hazard (:func:`emdsim.biology.niches.retained_release`) from the clones' ``adhesion`` (P, N, K).
+    egress hazard (:func:`emdsim.biology.niches.retained_release`) from the clones' ``adhesion`` (P, N, K);
+    and ``pt.settle``, ``pt.settle_marrow``, ``pt.settle_tissue``, where arrested cells settle while
+    no wound is inflamed.
     ``patients`` and ``tables`` are a :class:`PatientTables` and :class:`StepTables` as plain tuples
     (:func:`plain`), ``k`` the step's constants (:data:`ADVANCE_RECORD`)."""
     pt, tb, c = PatientTables(*patients), StepTables(*tables), k[0]
@@ -129,6 +131,28 @@ def static_rates(patients, adhesion, tables, k):  # pragma: no cover - compiled
                 supp = _support(pt.traits[p, kk, i_nd], tb.soil[n])
                 pt.p_death[p, n, kk], pt.survival[p, n, kk] = _death_and_survival(death_base, niche_loss, supp, dt)
                 pt.retained[p, n, kk] = _retained_release(tb.release_rate_per_day[n], adhesion[p, n, kk])
+    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
+    for p in range(n_p):
+        for kk in range(n_k):
+            total_w = 0.0
+            for j in range(dest.size):
+                if not dest_wound[j]:
+                    total_w += pt.homing[p, kk, dest[j]]
+            d_k = pt.traits[p, kk, i_nd]
+            pt.settle_marrow[p, kk] = pt.settle_tissue[p, kk] = 0.0
+            for j in range(dest.size):
+                if dest_wound[j] or total_w <= 0.0:
+                    pt.settle[p, kk, j] = 0.0
+                    continue
+                if dest_marrow[j]:
+                    s_j = c.p_marrow_engraftment
+                else:
+                    s_j = _colonisation_probability(c.p_colonisation, _support(d_k, tb.soil[dest[j]]))
+                pt.settle[p, kk, j] = pt.homing[p, kk, dest[j]] / total_w * s_j
+                if dest_marrow[j]:
+                    pt.settle_marrow[p, kk] += pt.settle[p, kk, j]
+                else:
+                    pt.settle_tissue[p, kk] += pt.settle[p, kk, j]
 
 
 # ------------------------------------------------------------------------ the compiled boundary
@@ -166,6 +190,12 @@ class PatientTables(NamedTuple):
     survival: NDArray[np.float64]  # (P, N, K) survival probability per step
     retained: NDArray[np.float64]  # (P, N, K) uncrowded egress hazard, 1/day
     homing: NDArray[np.float64]  # (P, K, N) destination weights before inflammation
+    #: where an arrested cell of clone k settles while no wound is inflamed: probability per
+    #: destination (homing share x engraftment or colonisation), and its sums over marrow and over
+    #: other tissue (:func:`static_rates`; the hybrid pass reads them, the exact pass recomputes them)
+    settle: NDArray[np.float64]  # (P, K, D)
+    settle_marrow: NDArray[np.float64]  # (P, K)
+    settle_tissue: NDArray[np.float64]  # (P, K)
     age_years: NDArray[np.float64]  # (P,) age at myeloma onset, years
     phase_wound: NDArray[np.bool_]  # (P, F) whether each first-line phase makes the patient's wound
 
@@ -349,7 +379,7 @@ def _extend(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
             if hz > 0.0:
                 tally.uniform += 1
-                if next_double(bitgen) < _event_probability(hz, dt):
+                if uniform(bitgen) < _event_probability(hz, dt):
                     disrupted_p[m] = True
         if not disrupted_p[m]:
             continue
@@ -647,7 +677,9 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     rest: no treatment starts and no death is drawn.
 
     ``state``, ``patients`` and ``tables`` are as for :func:`advance` (``state.total_cells`` and
-    ``state.marrow_cells`` summed before the call); ``cl`` the clinical constants, a one-element
+    ``state.marrow_cells`` summed before the call); ``rng`` the block's Generator (exact engine) or
+    the patients' streams ``(P, 4)`` (hybrid engine, :func:`emdsim.engine.streams.patient_source`);
+    ``cl`` the clinical constants, a one-element
     array of :data:`CLINIC_RECORD` read by field name."""
     s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), cl[0]
     detection_cells, dx_cells = c.detection_threshold_cells, c.diagnosis_marrow_cells
@@ -662,7 +694,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     undiagnosed, followed, dead, censored = c.status_undiagnosed, c.status_followed, c.status_dead, c.status_censored
     node_total, total, marrow, status = s.node_total, s.total_cells, s.marrow_cells, s.status
     soft_tissue = tb.soft_tissue
-    bitgen, tally = rng.bit_generator, counts[0]
+    tally = counts[0]
     n_p, n_n = node_total.shape
     grow = 1.0 + rise
     age_offset = t / DAYS_PER_YEAR
@@ -746,7 +778,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             + lethal
         )
         tally.uniform += 1
-        if next_double(bitgen) < _event_probability(h, dt):
+        if uniform(patient_source(rng, p)) < _event_probability(h, dt):
             status[p] = dead
             s.t_death[p] = t
             s.t_end[p] = t

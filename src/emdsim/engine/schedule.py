@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from emdsim.engine import kernels
+from emdsim.engine import hybrid, kernels
 from emdsim.engine.flows import tally_record
 from emdsim.engine.state import CohortState
 from emdsim.engine.tables import Tables
@@ -49,26 +49,34 @@ def _open_wound(st: CohortState, rows: NDArray[np.int64], node: int) -> None:
     )
 
 
-def _advance(st: CohortState, tb: Tables, rng: np.random.Generator) -> NDArray[np.float64]:
-    """Processes 1-5 and the lesions' bookkeeping (:func:`emdsim.engine.kernels.advance`); returns the
-    cells in each compartment after the step (P, N)."""
+def _advance(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> NDArray[np.float64]:
+    """Processes 1-5 and the lesions' bookkeeping (:func:`emdsim.engine.kernels.advance`, or
+    :func:`emdsim.engine.hybrid.advance` on the patients' own streams); returns the cells in each
+    compartment after the step (P, N)."""
     state, patients = st.kernel_args()
-    kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
+    if tb.hybrid:
+        hybrid.advance(
+            st.streams, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants
+        )
+    else:
+        kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
     return st.node_total
 
 
-def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator, node_total: NDArray[np.float64]) -> None:
+def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator | None, node_total: NDArray[np.float64]) -> None:
     """Process 6, the clinical course (:func:`emdsim.engine.kernels.clinic`): imaging, diagnosis, phases of
     the plan, progression, death and censoring of every patient."""
     # the totals are summed here by numpy (pairwise), as the clinical course has always summed them
     node_total.sum(axis=1, out=st.total_cells)
     node_total[:, tb.marrow_nodes].sum(axis=1, out=st.marrow_cells)
     state, patients = st.kernel_args()
-    kernels.clinic(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.clinic_constants)
+    source = st.streams if tb.hybrid else rng
+    kernels.clinic(source, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.clinic_constants)
 
 
-def step(st: CohortState, tb: Tables, rng: np.random.Generator) -> None:
-    """Advance every living patient of ``st`` by one step of ``dt_days``."""
+def step(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> None:
+    """Advance every living patient of ``st`` by one step of ``dt_days`` (``rng``: the block's
+    generator in the exact engine; the hybrid engine draws from ``st.streams`` and ignores it)."""
     st.t_days += tb.dt_days
     st.n_steps += 1
     _events(st, tb)  # 0

@@ -31,6 +31,11 @@ class CohortState:
     survival: NDArray[np.float64]
     retained: NDArray[np.float64]
     homing: NDArray[np.float64]  # (P, K, N) destination weights before inflammation
+    #: where arrested cells settle while no wound is inflamed (P, K, D), (P, K), (P, K)
+    #: (:func:`emdsim.engine.kernels.static_rates`)
+    settle: NDArray[np.float64]
+    settle_marrow: NDArray[np.float64]
+    settle_tissue: NDArray[np.float64]
     cells: NDArray[np.float64]  # (P, N, K)
     t_days: float = 0.0
     n_steps: int = 0
@@ -78,6 +83,10 @@ class CohortState:
     salvage_best_soft: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     salvage_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
+    #: the hybrid engine's per-patient random streams (P, 4) (:mod:`emdsim.engine.streams`); (P, 0)
+    #: in the exact engine, which draws a block from one generator
+    streams: NDArray[np.uint64] = field(default=None)  # type: ignore[assignment]
+
     #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
 
@@ -121,11 +130,15 @@ _KERNEL_FIELDS = frozenset(kernels.CourseState._fields) | {
     "survival",
     "retained",
     "homing",
+    "settle",
+    "settle_marrow",
+    "settle_tissue",
     "patients",
 }
 
 
-def init_state(tb: Tables, patients: PatientTable) -> CohortState:
+def init_state(tb: Tables, patients: PatientTable, streams: NDArray[np.uint64] | None = None) -> CohortState:
+    """The state at myeloma onset of ``patients``; ``streams`` their random streams (hybrid engine)."""
     w = tb.world
     p, n, k = len(patients), w.n_nodes, tb.n_clones
     traits = clone_trait_table(patients.base_traits, list(tb.switches))
@@ -143,6 +156,9 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         survival=np.empty((p, n, k)),
         retained=np.empty((p, n, k)),
         homing=homing_weights(traits[:, :, None, :], w.ligands[None, None, :, :], w.perfusion, w.barrier, tb.spread),
+        settle=np.empty((p, k, tb.step.dest.size)),
+        settle_marrow=np.empty((p, k)),
+        settle_tissue=np.empty((p, k)),
         cells=cells,
         status=np.full(p, Status.UNDIAGNOSED, dtype=np.int64),
         t_dx=nan.copy(),
@@ -180,6 +196,7 @@ def init_state(tb: Tables, patients: PatientTable) -> CohortState:
         salvage_best_total=nan.copy(),
         salvage_best_soft=nan.copy(),
         salvage_end=nan.copy(),
+        streams=np.zeros((p, 0), dtype=np.uint64) if streams is None else streams,
     )
     kernels.static_rates(patient_tables(st), adh, tb.step_args, tb.advance_constants)
     return st
@@ -197,6 +214,9 @@ def patient_tables(st: CohortState) -> tuple:
         survival=st.survival,
         retained=st.retained,
         homing=st.homing,
+        settle=st.settle,
+        settle_marrow=st.settle_marrow,
+        settle_tissue=st.settle_tissue,
         age_years=pt.age_years,
         phase_wound=pt.phase_wound,
     )

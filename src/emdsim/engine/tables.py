@@ -56,6 +56,7 @@ class Tables:
     surgery_node: NDArray[np.int64]  # (n_surgeries,)
     treatment_name: str
     scenario_name: str
+    hybrid: bool  # the hybrid engine's pass (per-patient streams) instead of the exact one
     step: kernels.StepTables  # the per-compartment and per-regimen tables of the compiled loops
     advance_constants: np.ndarray  # the step's constants (one kernels.ADVANCE_RECORD)
     clinic_constants: np.ndarray  # the clinical course's constants (one kernels.CLINIC_RECORD)
@@ -152,6 +153,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
         treatment_name=tr.name,
         scenario_name=cfg.scenario.name,
+        hybrid=cfg.engine == "hybrid",
         step=step_tables,
         advance_constants=_advance_constants(cfg, world.blood, p_spill, p_arrest, p_die_rest),
         clinic_constants=_clinic_constants(cfg, detection),

@@ -1,0 +1,187 @@
+"""Cohort-level equivalence of two engines: replicate cohorts, then tests with their power stated.
+
+For each engine, ``replicates`` cohorts of the same scenario are run on seeds ``seed, seed + 1, ...``
+(the engines draw the same patients and differ in their dynamics).  Then:
+
+* **two one-sided tests** (TOST, Schuirmann 1987) on each proportion (PS, EM and EMD at diagnosis,
+  at relapse and ever) within ``margin_pp`` percentage points, and on the median PFS and OS within
+  ``margin_months``: the difference of the replicate means, its standard error from the
+  replicates' spread (Welch), and the 90 % interval that must lie inside the margin (level 0.05);
+  ``power`` is the probability that TOST declares equivalence when the engines agree exactly, at
+  the measured standard error;
+* **KS tests** on onset-to-diagnosis times and on lesion onset times (days from diagnosis);
+* a **chi-square** test on the sites of the lesions seen at diagnosis and at relapse (sites with
+  fewer than 5 expected lesions pooled);
+* **log-rank** tests on PFS and OS.
+
+The difference tests (KS, chi-square, log-rank) report p-values; :func:`verdict` counts a failure
+when one falls below ``alpha`` (the caller's family-wise level, Bonferroni over the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["PROPORTIONS", "EngineComparison", "compare", "markdown_table", "run_replicates", "verdict"]
+
+#: the proportions compared (columns of the patient table, among diagnosed patients); "emd_ever" is
+#: derived as PS or EM ever
+PROPORTIONS = (
+    "ps_at_diagnosis",
+    "em_at_diagnosis",
+    "emd_at_diagnosis",
+    "ps_at_relapse",
+    "em_at_relapse",
+    "emd_at_relapse",
+    "ps_ever",
+    "em_ever",
+    "emd_ever",
+)
+DAYS_PER_MONTH = 365.25 / 12
+
+
+@dataclass(frozen=True)
+class EngineComparison:
+    tost: pd.DataFrame  # statistic, a, b, difference, se, lower90, upper90, margin, equivalent, power
+    tests: pd.DataFrame  # test, statistic, p_value
+    replicates: int
+    patients: tuple[int, int]  # diagnosed patients pooled, per engine
+
+
+def run_replicates(
+    run: Callable[[int], tuple[pd.DataFrame, pd.DataFrame]], seeds: Sequence[int]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``run(seed) -> (patients, lesions)`` for each seed, stacked with a ``replicate`` column."""
+    pats, lesions = [], []
+    for r, seed in enumerate(seeds):
+        p, les = run(seed)
+        pats.append(p.assign(replicate=r))
+        lesions.append(les.merge(p[["patient_id"]], on="patient_id").assign(replicate=r))
+    return pd.concat(pats, ignore_index=True), pd.concat(lesions, ignore_index=True)
+
+
+def _median_months(days: pd.Series, event: pd.Series) -> float:
+    from lifelines import KaplanMeierFitter
+
+    km = KaplanMeierFitter().fit(days / DAYS_PER_MONTH, event)
+    return float(km.median_survival_time_)
+
+
+def _per_replicate(patients: pd.DataFrame) -> pd.DataFrame:
+    dx = patients[patients["diagnosed"]].copy()
+    dx["emd_ever"] = dx["ps_ever"] | dx["em_ever"]
+    rel = dx[dx["relapsed"]]
+    rows = []
+    for r, g in dx.groupby("replicate"):
+        row = {c: g[c].mean() * 100 for c in PROPORTIONS if "relapse" not in c}
+        gr = rel[rel["replicate"] == r]
+        row.update({c: gr[c].mean() * 100 for c in PROPORTIONS if "relapse" in c})
+        row["median_pfs_months"] = _median_months(g["pfs_days"], g["pfs_event"])
+        row["median_os_months"] = _median_months(g["os_days"], g["os_event"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _tost(a: np.ndarray, b: np.ndarray, margin: float) -> dict[str, float]:
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1)) if se > 0 else np.inf
+    t = stats.t.ppf(0.95, dof)
+    diff = float(b.mean() - a.mean())
+    lo, hi = diff - t * se, diff + t * se
+    # P(equivalence declared | true difference 0) = P(|d| < margin - t se), d ~ N(0, se)
+    power = float(max(2 * stats.norm.cdf((margin - t * se) / se) - 1, 0.0)) if se > 0 else 1.0
+    return {
+        "a": float(a.mean()),
+        "b": float(b.mean()),
+        "difference": diff,
+        "se": se,
+        "lower90": lo,
+        "upper90": hi,
+        "margin": margin,
+        "equivalent": bool(-margin < lo and hi < margin),
+        "power": power,
+    }
+
+
+def _site_counts(patients: pd.DataFrame) -> pd.Series:
+    dx = patients[patients["diagnosed"]]
+    sites = [s for col in ("sites_at_diagnosis", "sites_at_relapse") for cell in dx[col] for s in cell]
+    return pd.Series(sites, dtype=object).value_counts()
+
+
+def compare(
+    a: tuple[pd.DataFrame, pd.DataFrame],
+    b: tuple[pd.DataFrame, pd.DataFrame],
+    *,
+    margin_pp: float = 1.0,
+    margin_months: float = 1.0,
+) -> EngineComparison:
+    """Compare engine ``b`` against engine ``a`` (each: patients and lesions of its replicates)."""
+    from lifelines.statistics import logrank_test
+
+    pa, la = a
+    pb, lb = b
+    ra, rb = _per_replicate(pa), _per_replicate(pb)
+    tost = pd.DataFrame(
+        [
+            {
+                "statistic": col,
+                **_tost(
+                    ra[col].to_numpy(), rb[col].to_numpy(), margin_months if col.startswith("median") else margin_pp
+                ),
+            }
+            for col in ra.columns
+        ]
+    )
+    da, db = pa[pa["diagnosed"]], pb[pb["diagnosed"]]
+    tests = []
+    ks = stats.ks_2samp(da["onset_to_diagnosis_days"], db["onset_to_diagnosis_days"])
+    tests.append({"test": "KS onset to diagnosis", "statistic": ks.statistic, "p_value": ks.pvalue})
+    oa, ob = la["onset_days"].dropna(), lb["onset_days"].dropna()
+    ks = stats.ks_2samp(oa, ob)
+    tests.append({"test": "KS lesion onset", "statistic": ks.statistic, "p_value": ks.pvalue})
+    sa, sb = _site_counts(pa), _site_counts(pb)
+    table = pd.concat([sa, sb], axis=1).fillna(0.0)
+    expected = table.sum(axis=1).to_numpy()[:, None] * table.sum(axis=0).to_numpy()[None, :] / table.to_numpy().sum()
+    rare = expected.min(axis=1) < 5
+    if rare.any():
+        table = pd.concat([table[~rare], table[rare].sum().to_frame("other").T])
+    chi2, p_chi2, _, _ = stats.chi2_contingency(table.to_numpy())
+    tests.append({"test": f"chi-square sites ({len(table)} groups)", "statistic": chi2, "p_value": p_chi2})
+    for end in ("pfs", "os"):
+        lr = logrank_test(da[f"{end}_days"], db[f"{end}_days"], da[f"{end}_event"], db[f"{end}_event"])
+        tests.append({"test": f"log-rank {end.upper()}", "statistic": lr.test_statistic, "p_value": lr.p_value})
+    return EngineComparison(tost, pd.DataFrame(tests), int(pa["replicate"].nunique()), (len(da), len(db)))
+
+
+def verdict(cmp: EngineComparison, alpha: float) -> list[str]:
+    """What fails: statistics not shown equivalent, and difference tests with p below ``alpha``."""
+    bad = [
+        f"{r.statistic}: 90% CI [{r.lower90:+.2f}, {r.upper90:+.2f}] not inside +-{r.margin:g}"
+        for r in cmp.tost.itertuples()
+        if not r.equivalent
+    ]
+    bad += [f"{r.test}: p = {r.p_value:.2g} < {alpha:.2g}" for r in cmp.tests.itertuples() if r.p_value < alpha]
+    return bad
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a markdown table (numbers to 3 significant digits)."""
+
+    def cell(v: object) -> str:
+        if isinstance(v, bool | np.bool_):
+            return "yes" if v else "**no**"
+        if isinstance(v, float | np.floating):
+            return f"{v:.3g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

@@ -1,0 +1,247 @@
+"""The hybrid engine: its random streams, its flows, and its mechanisms against branching-process theory.
+
+Every statistical test here states its effect and is sized to fail by chance at most ~1 in 1,000
+runs (two-sided z at 3.29, or the 0.05 % / 99.95 % quantiles of its reference distribution).
+Cohort-level equivalence with the exact engine is in ``tests/test_engine_equivalence.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from emdsim.biology import niches
+from emdsim.biology.patients import sample_patients
+from emdsim.cohort.run import run_cohort
+from emdsim.engine import hybrid
+from emdsim.engine.flows import TALLY, flow_out, split_out, tally_record, whole_cells
+from emdsim.engine.jit import JIT
+from emdsim.engine.kernels import node_totals
+from emdsim.engine.state import init_state
+from emdsim.engine.streams import patient_streams, stream_doubles
+from emdsim.engine.tables import build_tables
+
+Z = 3.29  # two-sided 0.001
+MASK = (1 << 64) - 1
+
+
+def _xoshiro_reference(state, n):
+    """xoshiro256++ as published (Blackman & Vigna), in Python integers: the top 53 bits as doubles."""
+    s = [int(x) for x in state]
+
+    def rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & MASK
+
+    out = []
+    for _ in range(n):
+        result = (rotl((s[0] + s[3]) & MASK, 23) + s[0]) & MASK
+        t = (s[1] << 17) & MASK
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        out.append((result >> 11) * 2.0**-53)
+    return out
+
+
+# ----------------------------------------------------------------------------------- streams
+def test_streams_are_xoshiro256pp_from_the_seed_tree():
+    states = patient_streams(20121101, np.arange(5))
+    row = states[3].copy()
+    u, _ = stream_doubles(row, 1000, 0)
+    assert u.tolist() == _xoshiro_reference(states[3], 1000)
+    # a patient's stream depends on the seed and its id only, not on the others asked for with it
+    assert (patient_streams(20121101, np.array([3]))[0] == states[3]).all()
+    assert not (patient_streams(20121102, np.array([3]))[0] == states[3]).all()
+    assert len({tuple(r) for r in states}) == 5
+
+
+def test_stream_normals_are_standard_normal():
+    """200k ziggurat normals: mean and variance within 3.29 standard errors, KS p > 0.001."""
+    row = patient_streams(7, np.array([0]))[0].copy()
+    _, z = stream_doubles(row, 0, 200_000)
+    n = z.size
+    assert abs(z.mean()) < Z / np.sqrt(n)
+    assert abs(z.var() - 1.0) < Z * np.sqrt(2.0 / n)
+    assert stats.kstest(z, "norm").pvalue > 0.001
+
+
+# ------------------------------------------------------------------------------------- flows
+@JIT
+def _flows(states, cells, p, large, weights):  # pragma: no cover - compiled
+    counts = np.zeros(1, TALLY)
+    tally = counts[0]
+    n = states.shape[0]
+    out, whole = np.empty(n), np.empty(n)
+    shares = np.empty((n, weights.size))
+    for i in range(n):
+        src = states[i]
+        out[i] = flow_out(src, cells, p, large, tally)
+        split_out(src, cells, weights, large, shares[i], tally)
+        whole[i] = whole_cells(src, cells, large, tally)
+    return out, shares, whole
+
+
+@pytest.mark.parametrize("cells", [37.0, 5_000.5, 2.5e6])
+def test_hybrid_flows_conserve_cells_and_keep_small_flows_whole(cells):
+    states = patient_streams(3, np.arange(20_000))
+    weights = np.array([0.5, 0.0, 0.3, 0.2])
+    out, shares, whole = _flows(states, cells, 1e-3, 1000.0, weights)
+    assert ((out >= 0) & (out <= cells)).all()
+    np.testing.assert_allclose(shares.sum(axis=1), cells, rtol=1e-12)  # every cell goes somewhere
+    assert (shares[:, 1] == 0).all()  # nowhere without weight
+    small = out < 1000.0
+    assert (out[small] == np.floor(out[small])).all()  # a small flow is whole cells
+    # the count leaving is binomial(whole cells, p): mean within 3.29 SE
+    n_whole = np.floor(cells)
+    mean, sd = n_whole * 1e-3, np.sqrt(n_whole * 1e-3 * (1 - 1e-3) / out.size)
+    assert abs(out.mean() - mean) < Z * sd + 1e-12
+    # rounding a fraction of a cell is unbiased (and leaves large populations alone)
+    if cells < 1000.0:
+        frac = cells - np.floor(cells)
+        assert set(np.unique(whole)) <= {np.floor(cells), np.floor(cells) + 1}
+        assert abs(whole.mean() - cells) < Z * np.sqrt(frac * (1 - frac) / whole.size) + 1e-12
+    else:
+        assert (whole == cells).all()
+    # shares of a large total: the mean share of each destination is its weight (3.29 SE of a
+    # multinomial share; for the large total, mean shares are exact)
+    for j, w in enumerate(weights):
+        se = np.sqrt(cells * w * (1 - w) / shares.shape[0]) if cells < 1000 else 1e-9 * cells
+        assert abs(shares[:, j].mean() - cells * w) < Z * se + 1e-6 * cells
+
+
+# -------------------------------------------------------------------------------- mechanisms
+def _seeded_block(make_cfg, n_patients, cells, node=0):
+    """``n_patients`` replicate patients of the default scenario, untreated and without egress, each
+    holding ``cells`` founder cells in marrow compartment ``node`` and nothing else."""
+    cfg = make_cfg("engine=hybrid", "spread.egress_rate_per_day=0")
+    tb = build_tables(cfg)
+    ids = np.arange(n_patients)
+    st = init_state(tb, sample_patients(cfg, tb.world, ids), patient_streams(cfg.seed, ids))
+    assert tb.world.is_marrow[node]
+    st.cells[:] = 0.0
+    st.cells[:, node, 0] = cells
+    node_totals(st.cells, st.node_total)
+    return cfg, tb, st
+
+
+def _advance(st, tb, steps):
+    state, patients = st.kernel_args()
+    for i in range(steps):
+        hybrid.advance(
+            st.streams, tally_record(st.tally), 7.0 * (i + 1), state, patients, tb.step_args, tb.advance_constants
+        )
+
+
+def _per_step_probabilities(cfg, tb, st, node, occupancy=0.0):
+    """Each patient's per-step death and birth probabilities of the founder in ``node`` (the rule
+    functions, evaluated in numpy as the pass evaluates them compiled)."""
+    from emdsim.biology.traits import TRAIT_INDEX
+
+    dt = cfg.sim.dt_days
+    traits = st.traits[:, 0, :]
+    supp = niches.support(traits[:, TRAIT_INDEX["niche_dependence"]], tb.world.soil[node])
+    prol = niches.proliferation(
+        st.patients.proliferation * traits[:, TRAIT_INDEX["proliferation"]],
+        traits[:, TRAIT_INDEX["em_proliferation"]],
+        1.0,
+    )
+    b = niches.birth_rate(cfg.growth.birth_rate_per_day, prol, occupancy, supp)
+    pd, sd = st.p_death[:, node, 0], st.survival[:, node, 0]
+    pb = np.minimum(sd * np.expm1(b * dt), 1.0)
+    return pd, pb, b
+
+
+def test_a_single_seed_establishes_as_a_branching_process(make_cfg):
+    """One founder cell per patient, 20,000 patients, 150 weekly steps: the share still alive is
+    that of the branching process whose cells each survive the step (1 - pd) and divide (pb):
+    extinction by step t is q_t = f(q_(t-1)), f(s) = P0 + P1 s + P2 s^2, q_0 = 0, per patient,
+    and its limit is q = pd (1 - pb) / ((1 - pd) pb), the discrete-step form of d/b.  The count
+    alive is within 3.29 standard errors of its Poisson-binomial expectation."""
+    steps = 150
+    cfg, tb, st = _seeded_block(make_cfg, 20_000, 1.0)
+    pd, pb, b = _per_step_probabilities(cfg, tb, st, 0)
+    p0, p2 = pd * (1 - pb), (1 - pd) * pb
+    p1 = 1 - p0 - p2
+    q = np.zeros_like(pd)
+    for _ in range(steps):
+        q = p0 + p1 * q + p2 * q * q
+    _advance(st, tb, steps)
+    alive = st.cells.sum(axis=(1, 2)) > 0
+    expected = (1 - q).sum()
+    sd = np.sqrt((q * (1 - q)).sum())
+    assert abs(alive.sum() - expected) < Z * sd, (alive.sum(), expected, sd)
+    # the limit, and the continuous-time 1 - d/b it approximates: a weekly step, in which a cell
+    # can divide before it dies, raises survival by ~3 points
+    q_inf = np.minimum(p0 / p2, 1.0)
+    assert abs((1 - q_inf).mean() - (1 - cfg.growth.death_rate_per_day / b).mean()) < 0.05
+    assert abs(alive.mean() - (1 - q_inf).mean()) < 0.03  # by step 150 nearly every fate is settled
+
+
+def test_clone_size_has_the_branching_process_mean_and_variance(make_cfg):
+    """After 12 steps from one cell, the clone's mean size is m^t and its second moment
+    Var + m^2t, Var = s2 m^(t-1) (m^t - 1) / (m - 1) (Galton-Watson, per patient, averaged over
+    patients); both within 3.29 standard errors of their sample estimates (40,000 patients)."""
+    cfg, tb, st = _seeded_block(make_cfg, 40_000, 1.0)
+    pd, pb, _ = _per_step_probabilities(cfg, tb, st, 0)
+    t = 12
+    m = 1 - pd + pb
+    s2 = pd * (1 - pd) + pb * (1 - pb)
+    mean_t = m**t
+    var_t = s2 * m ** (t - 1) * (m**t - 1) / (m - 1)
+    _advance(st, tb, t)
+    size = st.cells.sum(axis=(1, 2))
+    assert size.max() < 1000.0  # still in the exact regime: this tests the drawn flows
+    n = size.size
+    assert abs(size.mean() - mean_t.mean()) < Z * size.std() / np.sqrt(n)
+    second = size**2
+    assert abs(second.mean() - (var_t + mean_t**2).mean()) < Z * second.std() / np.sqrt(n)
+
+
+def test_switch_mutants_per_step_are_poisson(make_cfg):
+    """A deterministic population of 1e9 founder cells: the mutants born in one step (cells of the
+    other clone states after it) are Poisson(births x summed switch rate): their total within 3.29
+    SE, and their dispersion sum (x - l)^2 / l between the 0.05 % and 99.95 % chi-square quantiles."""
+    n = 5_000
+    cfg, tb, st = _seeded_block(make_cfg, n, 1e9)
+    pd, pb, _ = _per_step_probabilities(cfg, tb, st, 0, occupancy=1e9 / tb.world.capacity[0])
+    rates = np.array([s.rate_per_division for s in cfg.traits.switches])
+    lam = np.floor(1e9 * pb) * np.minimum(rates.sum() * st.patients.switch_factor, 1.0)
+    _advance(st, tb, 1)
+    mutants = st.cells[:, :, 1:].sum(axis=(1, 2))
+    assert (mutants == np.floor(mutants)).all()
+    assert abs(mutants.sum() - lam.sum()) < Z * np.sqrt(lam.sum())
+    dispersion = ((mutants - lam) ** 2 / lam).sum()
+    assert stats.chi2.ppf(0.0005, n) < dispersion < stats.chi2.ppf(0.9995, n)
+    # the founder itself grew by its mean: with its mutants, 1e9 (1 - pd + pb)
+    np.testing.assert_allclose(st.cells[:, 0, 0] + mutants, 1e9 * (1 - pd + pb), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------- the per-patient streams
+def test_a_patient_does_not_depend_on_the_cohort_or_its_block(make_cfg):
+    """Patients 0-11 are the same, to the byte, in a cohort of 12 (one block) and of 30 (blocks of 8)."""
+    common = ("engine=hybrid", "sim.followup_years=2", "cohort.n_jobs=1")
+    small = run_cohort(make_cfg(*common, "cohort.n_patients=12", "cohort.block_size=12")).patients
+    big = run_cohort(make_cfg(*common, "cohort.n_patients=30", "cohort.block_size=8")).patients
+    assert len(small) == 12 and len(big) == 30
+    a = small.reset_index(drop=True)
+    b = big[big["patient_id"] < 12].reset_index(drop=True)
+    assert a.equals(b)
+
+
+def test_same_seed_same_bytes_and_the_old_engine_name(make_cfg):
+    cfg = make_cfg("engine=hybrid")
+    one, two = run_cohort(cfg), run_cohort(cfg)
+    assert one.patients.equals(two.patients) and one.lesions.equals(two.lesions)
+    assert one.draws == two.draws
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from emdsim.config.load import load
+
+        assert load(["engine=vectorized"]).engine == "exact"
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
