@@ -4,16 +4,21 @@
     python benchmarks/bench_engine.py --quick    # smaller sizes (~3 minutes)
 
 Cases
-  reference        1,965 patients x 10 years, default scenario, all cores (goal <= 10 s)
-  speedup_vs_mesa  the same patients through the Mesa model and the vectorized engine, one core each
-                   (goal >= 50x); also the vectorized engine on all cores
-  vs_rng_floor     engine time / time numpy needs to draw the same number of uniform and normal
-                   variates in large vectorised calls (best of 3; goal <= 5), one core
+  reference        1,965 patients x 10 years, default scenario, all cores, through the hybrid and
+                   the exact engine: wall and CPU seconds each, and the CPU ratio exact / hybrid
+                   (goals: ratio >= 4, moonshot 8; hybrid wall <= 5 s, moonshot 2 s)
+  small_run        `emdsim cohort.n_patients=40` as a user runs it (a new process: imports,
+                   composition, simulation, analysis, figures, writes): CPU seconds (goal <= 3)
+  speedup_vs_mesa  the same patients through the Mesa model and the hybrid engine, one core each
+                   (goal >= 50x); also the hybrid engine on all cores
+  vs_rng_floor     hybrid engine time / time numpy needs to draw the same number of uniform and
+                   normal variates in large vectorised calls (best of 3; goal <= 5), one core
   breakdown        the same block: seconds in the compiled pass (processes 1-5), in the rest of the
                    step (clinical course) and outside the step (records, snapshots)
   scale_patients   500 -> 2,000 -> 8,000 patients at 10 years: seconds per simulated patient-year
   scale_horizon    5 -> 10 -> 20 years of follow-up at 1,000 patients: seconds per patient-year
-  memory           peak resident memory of the main process and of the workers (KiB)
+  memory           peak resident memory of the main process and of the workers (KiB), after a
+                   cohort of 100,000 patients (--quick: 20,000) (goal <= 1 GB)
 
 Wall times are noisy on shared machines: read the ratios, which are measured back to back.
 """
@@ -40,13 +45,38 @@ def _peak_kib() -> dict[str, int]:
     }
 
 
-def _run(overrides: list[str]):
-    cfg = load(overrides)
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (the cohort's worker processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _run(overrides: list[str], engine: str = "hybrid"):
+    cfg = load([f"engine={engine}", *overrides])
+    t0, c0 = time.perf_counter(), _cpu()
     res = run_cohort(cfg)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
     years = float(res.patients["simulated_days"].sum()) / 365.25
+    _run.cpu = cpu  # type: ignore[attr-defined]
     return cfg, res, wall, years
+
+
+def _small_run_cpu(engine: str, n: int = 40) -> float:
+    """CPU seconds of ``emdsim cohort.n_patients=n`` run as a new process (figures included)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("emdsim")
+    with tempfile.TemporaryDirectory() as tmp:
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(
+            [str(exe), f"cohort.n_patients={n}", f"engine={engine}", f"hydra.run.dir={tmp}/run"],
+            check=True,
+            capture_output=True,
+        )
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
 
 
 def _breakdown(overrides: list[str]) -> dict[str, float]:
@@ -111,36 +141,54 @@ def main(argv: list[str] | None = None) -> None:
     q = args.quick
     cores = n_workers(0)
     _emit("machine", python=platform.python_version(), cores=cores, processor=platform.machine())
-    _run(["cohort.n_patients=4", "cohort.n_jobs=1"])  # compile (or load) the kernels once
+    for engine in ("hybrid", "exact"):  # compile (or load) the kernels once
+        _run(["cohort.n_patients=4", "cohort.n_jobs=1"], engine)
 
-    # reference case
-    cfg, res, wall, years = _run(["cohort.n_patients=1965", "sim.followup_years=10"])
+    # reference case, both engines back to back
+    ref = {}
+    for engine in ("hybrid", "exact"):
+        _, _, wall, years = _run(["cohort.n_patients=1965", "sim.followup_years=10"], engine)
+        ref[engine] = (wall, _run.cpu)  # type: ignore[attr-defined]
     _emit(
         "reference",
         patients=1965,
         followup_years=10,
         cores=cores,
-        wall_s=round(wall, 2),
-        patients_per_s=round(1965 / wall, 1),
+        hybrid_wall_s=round(ref["hybrid"][0], 2),
+        hybrid_cpu_s=round(ref["hybrid"][1], 2),
+        exact_wall_s=round(ref["exact"][0], 2),
+        exact_cpu_s=round(ref["exact"][1], 2),
+        cpu_ratio_exact_over_hybrid=round(ref["exact"][1] / ref["hybrid"][1], 2),
         patient_years=round(years),
-        goal_wall_s=10,
-        meets_goal=wall <= 10,
-        **_peak_kib(),
+        goal_cpu_ratio=4,
+        goal_hybrid_wall_s=5,
+        meets_goal=ref["exact"][1] / ref["hybrid"][1] >= 4 and ref["hybrid"][0] <= 5,
+    )
+
+    # a small run as a user starts it: a new process, figures included
+    small = {engine: _small_run_cpu(engine) for engine in ("hybrid", "exact")}
+    _emit(
+        "small_run",
+        patients=40,
+        hybrid_process_cpu_s=round(small["hybrid"], 2),
+        exact_process_cpu_s=round(small["exact"], 2),
+        goal_cpu_s=3,
+        meets_goal=small["hybrid"] <= 3,
     )
 
     # Mesa vs vectorized on the same patients, one core each
     n_m = args.mesa_patients or (24 if q else 64)
     common = [f"cohort.n_patients={n_m}", "sim.followup_years=10"]
-    _, _, wall_mesa, _ = _run(common + ["engine=mesa"])
-    _, res_v, wall_vec1, _ = _run(common + ["cohort.n_jobs=1", f"cohort.block_size={n_m}"])
+    _, _, wall_mesa, _ = _run(common, "mesa")
+    _, res_v, wall_vec1, _ = _run(common + ["cohort.n_jobs=1", f"cohort.block_size={n_m}"])  # hybrid
     _, _, wall_vec_all, _ = _run(common + [f"cohort.block_size={max(1, n_m // cores)}"])
     _emit(
         "speedup_vs_mesa",
         patients=n_m,
         mesa_wall_s=round(wall_mesa, 2),
-        vectorized_wall_s=round(wall_vec1, 2),
+        hybrid_wall_s=round(wall_vec1, 2),
         speedup_vs_mesa=round(wall_mesa / wall_vec1, 1),
-        vectorized_all_cores_wall_s=round(wall_vec_all, 2),
+        hybrid_all_cores_wall_s=round(wall_vec_all, 2),
         speedup_vs_mesa_all_cores=round(wall_mesa / wall_vec_all, 1),
         goal=50,
     )
@@ -197,7 +245,10 @@ def main(argv: list[str] | None = None) -> None:
             us_per_patient_year=round(1e6 * wall / years, 1),
         )
     _emit("scale_horizon_summary", max_over_min=round(max(per_py) / min(per_py), 2), goal=1.5)
-    _emit("memory", **_peak_kib())
+    n_mem = 20_000 if q else 100_000
+    _run([f"cohort.n_patients={n_mem}", "sim.followup_years=10"])
+    peak = _peak_kib()
+    _emit("memory", patients=n_mem, **peak, goal_kib=1_000_000, meets_goal=max(peak.values()) <= 1_000_000)
 
 
 if __name__ == "__main__":

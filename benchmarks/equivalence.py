@@ -4,7 +4,8 @@
     python benchmarks/equivalence.py --replicates 4 --patients 400 --out /tmp/eq   # a quick look
 
 Writes ``equivalence.md`` (the tables) and ``equivalence.json`` (the same, and the CPU seconds
-of each engine, measured in this run) in ``--out`` (default: ``benchmarks/``).  Exit status 1 when a
+of each engine, measured in this run) in ``--out`` (default: ``benchmarks/``); with scenario
+overrides, ``equivalence-<overrides>.md`` / ``.json`` (e.g. ``equivalence-experiment=fitted.md``).  Exit status 1 when a
 statistic is not shown equivalent or a difference test fails at the family-wise level 0.001.
 """
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         *(f"- {f}" for f in failures or ["every statistic equivalent, no difference test failed"]),
         "",
     ]
-    (args.out / "equivalence.md").write_text("\n".join(md))
+    stem = "equivalence" + ("-" + "_".join(args.overrides) if args.overrides else "")
+    (args.out / f"{stem}.md").write_text("\n".join(md))
     record = {
         "replicates": args.replicates,
         "patients": args.patients,
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "tests": cmp.tests.to_dict(orient="records"),
         "failures": failures,
     }
-    (args.out / "equivalence.json").write_text(json.dumps(record, indent=1, default=float))
+    (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1, default=float))
     print("\n".join(md))
     return 1 if failures else 0
 

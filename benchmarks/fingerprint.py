@@ -1,7 +1,8 @@
 """Fingerprints of fixed simulation blocks: the check that a refactoring changed no behaviour.
 
 Runs one 256-patient block (seed 20121101, block 0) in each of five scenarios (default,
-``experiment=fitted``, ``scenario=surgery``, ``treatment=allo_ric``, ``treatment=conventional``)
+``experiment=fitted``, ``scenario=surgery``, ``treatment=allo_ric``, ``treatment=conventional``),
+through the exact engine (keys ``default``, ...) and the hybrid engine (``hybrid:default``, ...),
 and records the random variates drawn and a SHA-256 of the patients, lesions and snapshot tables.
 On one machine and package set, a change that keeps behaviour keeps every fingerprint::
 
@@ -43,7 +44,9 @@ def fingerprints() -> dict[str, dict[str, object]]:
     from emdsim.config.load import load
 
     out = {}
-    for name, overrides in SCENARIOS.items():
+    runs = [(name, ["engine=exact", *ov]) for name, ov in SCENARIOS.items()]
+    runs += [(f"hybrid:{name}", ["engine=hybrid", *ov]) for name, ov in SCENARIOS.items()]
+    for name, overrides in runs:
         result = run_cohort(load([*BLOCK, *overrides]))
         out[name] = {
             "draws": list(map(int, result.draws)),

@@ -84,7 +84,7 @@ def test_a_field_in_two_sections_of_one_record_is_refused():
 def test_the_records_are_the_states_arrays_by_name_not_copies(make_cfg):
     """CourseState and PatientTables are filled by name from the CohortState: the compiled loops
     write into the state's own arrays; the views are rebuilt when an array is replaced."""
-    cfg = make_cfg()
+    cfg = make_cfg("engine=exact")
     tb = build_tables(cfg)
     st = init_state(tb, sample_patients(cfg, tb.world, np.arange(5)))
     state = kernels.CourseState(*course_state(st))

@@ -134,6 +134,29 @@ def test_bad_input_is_one_clear_message(tmp_path, override, needle):
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "summary.json").exists()
     assert not (tmp_path / "patients.parquet").exists()
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / ".hydra").exists()  # nothing is made for a run that cannot start
+
+
+def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
+    """``@hydra.main`` composes twice (run mode, then the run) and a check before it a third time;
+    a plain run is composed once and then run by Hydra's job runner (.hydra/ and main.log as before)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from emdsim.cli.main import run_in_process
+
+    calls = []
+    original = ConfigLoaderImpl.load_configuration
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+    assert run_in_process([*SMALL, "figures=false", f"hydra.run.dir={tmp_path}"]) == 0
+    assert len(calls) == 1
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "main.log").is_file()
+    assert yaml.safe_load((tmp_path / ".hydra" / "overrides.yaml").read_text())[0] == SMALL[0]
 
 
 def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):

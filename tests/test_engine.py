@@ -8,8 +8,10 @@ import pytest
 
 from emdsim.biology.patients import sample_patients
 from emdsim.cohort.run import run_cohort
+from emdsim.engine.kernels import node_totals
 from emdsim.engine.schedule import step
 from emdsim.engine.state import init_state
+from emdsim.engine.streams import patient_streams
 from emdsim.engine.tables import build_tables
 
 NO_TURNOVER = (
@@ -29,7 +31,8 @@ NO_TURNOVER = (
 
 def _state(cfg, n=8):
     tb = build_tables(cfg)
-    return tb, init_state(tb, sample_patients(cfg, tb.world, np.arange(n)))
+    ids = np.arange(n)
+    return tb, init_state(tb, sample_patients(cfg, tb.world, ids), patient_streams(cfg.seed, ids))
 
 
 def test_cells_are_conserved_when_nothing_is_born_or_dies(make_cfg):
@@ -124,6 +127,7 @@ def test_thalidomide_does_not_shrink_organ_lesions(make_cfg):
     tb, st = _state(cfg, n=4)
     liver, pelvis = tb.world.index("liver"), tb.world.index("pelvis")
     st.cells[:, liver, 0] = 1e9
+    node_totals(st.cells, st.node_total)  # the step reads each compartment's total from the state
     st.regimen[:] = 0  # thalidomide only
     rng = np.random.default_rng(0)
     marrow0 = st.cells[:, pelvis].sum()
@@ -144,6 +148,7 @@ def test_bortezomib_does_shrink_organ_lesions(make_cfg):
     tb, st = _state(cfg, n=4)
     liver = tb.world.index("liver")
     st.cells[:, liver, 0] = 1e9
+    node_totals(st.cells, st.node_total)
     st.regimen[:] = 0
     rng = np.random.default_rng(0)
     for _ in range(20):

@@ -1,9 +1,11 @@
-"""The vectorized engine and the Mesa model agree in distribution on the same scenario.
+"""The default array engine (hybrid) and the Mesa model (the exact step, one patient at a time)
+agree in distribution on the same scenario.
 
-Both engines draw the same patient baselines (per-patient streams) and run the same step; only
-the iteration and the dynamics' random streams differ.  Each outcome is compared with a
-two-sample test at a family-wise level of 0.001 (Bonferroni over the 9 comparisons): when the
-engines agree, the test fails by chance in at most 1 run in 1,000, whatever the CPU's stream.
+Both engines draw the same patient baselines (per-patient streams) and run the same processes; the
+flows' realisation (hybrid vs exact), the iteration and the dynamics' random streams differ.
+Each outcome is compared with a two-sample test at a family-wise level of 0.001 (Bonferroni over
+the 9 comparisons): when the engines agree, the test fails by chance in at most 1 run in 1,000,
+whatever the CPU's stream.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ on which worker ran it):
 * ``(PATIENT, i)`` — patient ``i``'s baseline (risk, traits, age, procedures) and, in the Mesa
   engine, its dynamics;
 * ``(BLOCK, b)`` — the dynamics of block ``b`` of ``cohort.block_size`` patients in the
-  vectorized engine;
+  exact engine;
 * ``(STREAM, i)`` — patient ``i``'s dynamics in the hybrid engine (a xoshiro256++ state,
   :func:`emdsim.engine.streams.patient_streams`);
 * ``(DESIGN, 0)`` / ``(DESIGN, 1)`` — a sampling design's draws and its bootstrap intervals

@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
-from scipy.stats.contingency import odds_ratio
 
 from emdsim.analysis.summary import km_median_months
 from emdsim.units import DAYS_PER_MONTH
@@ -45,6 +43,8 @@ def wilson_interval(count: int, n: int, confidence: float = 0.95) -> tuple[float
     """Wilson score interval of a proportion; (nan, nan) when n is 0."""
     if n == 0:
         return float("nan"), float("nan")
+    from scipy.stats import binomtest  # scipy.stats costs ~0.5 s to import: only where it is used
+
     ci = binomtest(int(count), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -227,6 +227,8 @@ def risk_association(patients: pd.DataFrame, outcome: str = "em_ever", exposure:
         "upper": None,
     }
     if min(a + b, c + d, a + c, b + d) > 0:
+        from scipy.stats.contingency import odds_ratio
+
         orr = odds_ratio([[a, b], [c, d]])
         ci = orr.confidence_interval(0.95)
         res.update(odds_ratio=float(orr.statistic), lower=float(ci.low), upper=float(ci.high))

@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     db = out / DB
     atomic_write_text(out / SPEC, yaml.safe_dump(raw, sort_keys=False))
-    prov = provenance(spec.seed, "vectorized")
+    prov = provenance(spec.seed, ",".join(sorted({cfg.engine for cfg in bases.values()})))
     prov["fit"] = {"spec_file": str(args.spec), "n_procs": args.n_procs, "dask": args.dask}
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2) + "\n")
     logging.getLogger("ABC").setLevel(logging.INFO)

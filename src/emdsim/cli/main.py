@@ -130,10 +130,54 @@ def summary_lines(summary: dict, run_dir: Path, *, followed: bool = True) -> str
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def _task(cfg: DictConfig) -> float | None:
     summary = run(cfg)
     return summary.get("emd_at_diagnosis") if summary else None
+
+
+_hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_task)
+
+
+def run_once(argv: list[str]) -> None:
+    """A single run whose configuration is composed once.
+
+    ``@hydra.main`` composes a run's configuration twice (once to learn the run mode, once to run),
+    and checking it first was a third composition (~0.2-0.6 CPU-s each).  A plain run (overrides, no
+    flags) is composed here once, with its ``hydra`` node, checked (one line and exit 2 before any
+    directory is made), and handed to Hydra's own job runner (``hydra.core.utils.run_job``: the run
+    directory, ``.hydra/``, logging, callbacks), as ``Hydra.run`` would."""
+    import copy
+
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext
+    from omegaconf import open_dict
+
+    from emdsim.cohort.run import check_resources
+
+    try:
+        cfg = compose(argv, hydra_node=True)
+        task_cfg = copy.deepcopy(cfg)
+        with open_dict(task_cfg):
+            del task_cfg["hydra"]
+        apply_design(task_cfg)
+        check_resources(to_config(task_cfg))
+    except ConfigError as err:
+        print(f"emdsim: invalid configuration: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    with open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.RUN
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name="config")
+    ret = run_job(
+        task_function=_task,
+        config=cfg,
+        job_dir_key="hydra.run.dir",
+        job_subdir_key=None,
+        hydra_context=HydraContext(config_loader=None, callbacks=callbacks),  # type: ignore[arg-type]
+    )
+    callbacks.on_run_end(config=cfg, config_name="config", job_return=ret)
+    _ = ret.return_value  # re-raises what the task raised
 
 
 def check_group_choices(argv: list[str]) -> str | None:
@@ -274,7 +318,7 @@ usage: emdsim [group=option ...] [key=value ...]          one cohort (Hydra over
   emdsim -m spread.p_colonisation=2e-5,1e-4 seed=1,2 hydra/launcher=joblib
 
 config groups: {groups}
-  common keys: seed, cohort.n_patients, engine (vectorized|mesa), figures (true|false),
+  common keys: seed, cohort.n_patients, engine (hybrid|exact|mesa), figures (true|false),
   sim.followup_years, spread.*, growth.*, clinical.*; every parameter with its unit, allowed
   range and source: docs/parameters.md.  Full configuration: emdsim --cfg job.  Hydra: --hydra-help.
 
@@ -325,6 +369,9 @@ def main() -> None:
         print(version_line("emdsim"))
         raise SystemExit(0)
     problem = check_group_choices(argv)
+    if problem is None and not any(a.startswith("-") for a in argv):  # a plain run: composed once
+        run_once(argv)
+        return
     if problem is None and not {"--hydra-help", "--info", "--cfg", "-c"} & set(argv):
         problem = check_sweep(argv)
     if problem is None and {"-m", "--multirun"} & set(argv):

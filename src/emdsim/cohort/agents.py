@@ -31,6 +31,7 @@ from emdsim.config.schema import EmdConfig
 from emdsim.engine.schedule import step
 from emdsim.engine.state import init_state
 from emdsim.engine.status import Status
+from emdsim.engine.streams import patient_streams
 from emdsim.engine.tables import Tables, build_tables
 
 __all__ = ["CloneAgent", "EMDModel", "build_network"]
@@ -82,7 +83,11 @@ class EMDModel(mesa.Model):
         self.cfg = cfg
         self.tables = tables
         self.patient_id = patient_id
-        self.state = init_state(tables, sample_patients(cfg, tables.world, np.array([patient_id])))
+        # with the hybrid engine's tables the patient draws from its own stream, as in a cohort: the
+        # agent view of patient i is then the cohort's patient i, to the byte
+        ids = np.array([patient_id])
+        streams = patient_streams(cfg.seed, ids) if tables.hybrid else None
+        self.state = init_state(tables, sample_patients(cfg, tables.world, ids), streams)
         self.space = build_network(tables, self.random)
         self._agents_at: dict[tuple[int, int], CloneAgent] = {}
         self.recorder = SnapshotRecorder(tables, [patient_id], cfg.sim.snapshot_every)

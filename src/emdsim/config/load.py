@@ -60,9 +60,10 @@ def _suffix(text: str) -> str:
 OmegaConf.register_new_resolver("emdsim_suffix", _suffix, replace=True)
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
+def compose(overrides: Sequence[str] = (), *, hydra_node: bool = False) -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides (``["cohort.n_patients=10", ...]``); an
-    override Hydra cannot parse or apply is one :class:`ConfigError` naming it (and the closest keys)."""
+    override Hydra cannot parse or apply is one :class:`ConfigError` naming it (and the closest keys).
+    ``hydra_node``: keep the ``hydra`` node (run directory, logging, callbacks) for running a job."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -71,8 +72,10 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=[str(o) for o in overrides])
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="main"):
+            return hydra_compose(
+                config_name="config", overrides=[str(o) for o in overrides], return_hydra_config=hydra_node
+            )
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises ValueError too
         raise composition_error(list(overrides), err) from None
     except yaml.YAMLError as err:  # a conf/ file that is not valid YAML, or gives a key twice

@@ -365,8 +365,8 @@ class ScenarioConfig:
 @dataclass
 class CohortConfig:
     n_patients: int = param("patients", "user choice", lo=1, hi=10_000_000, why=COHORT)
-    #: patients simulated together by the vectorized engine; a patient's result depends on the seed,
-    #: its index and this block size, never on the cohort size
+    #: patients simulated together by the array engines; a patient's result depends on the seed and
+    #: its index (hybrid engine), or on those and this block size (exact engine), never on the cohort size
     block_size: int = param("patients", "engineering choice", lo=1, hi=100_000, why=BLOCK)
     #: worker processes for the blocks (0 = one per core); results do not depend on it
     n_jobs: int = param("processes", "engineering choice", lo=0, hi=4096, why=ENGINEERING)

@@ -210,6 +210,37 @@ def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: 
 # whole cells, by chance, and no fraction of a cell ever travels.
 
 
+#: a count whose per-cell probability is below this is drawn as Poisson (its binomial's variance
+#: differs by the factor 1 - p > 0.999); see :func:`draw_poisson`
+RARE_PROBABILITY = 1e-3
+
+
+@JIT_INLINE
+def draw_poisson(bitgen, mean: float, tally) -> float:
+    """A Poisson(``mean``) count: inversion below ``GAUSSIAN_MIN_MEAN`` (one uniform; nothing else
+    where the count is 0 for certain by the squeeze ``P(0) = exp(-mean) >= 1 - mean``), else its normal
+    limit, rounded."""
+    if mean <= 0.0:
+        return 0.0
+    if mean >= GAUSSIAN_MIN_MEAN:
+        tally.normal += 1
+        return max(np.floor(mean + np.sqrt(mean) * normal(bitgen) + 0.5), 0.0)
+    tally.uniform += 1
+    u = uniform(bitgen)
+    if u <= 1.0 - mean:
+        return 0.0
+    pmf = np.exp(-mean)
+    cdf = pmf
+    k = 0.0
+    while u > cdf:
+        k += 1.0
+        pmf *= mean / k
+        if pmf <= 0.0:
+            break
+        cdf += pmf
+    return k
+
+
 @JIT_INLINE
 def flow_out(bitgen, cells: float, p: float, large: float, tally) -> float:
     """Cells, out of ``cells``, that leave for another population with probability ``p`` each: the
@@ -223,6 +254,8 @@ def flow_out(bitgen, cells: float, p: float, large: float, tally) -> float:
     whole = np.floor(cells)
     if p >= 1.0:
         return whole
+    if p < RARE_PROBABILITY:  # a rare event among many cells: the Poisson count of the integrated rate
+        return min(draw_poisson(bitgen, whole * p, tally), whole)
     return draw_binomial(bitgen, whole, p, tally)
 
 

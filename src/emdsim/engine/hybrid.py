@@ -58,7 +58,6 @@ class _Scratch(NamedTuple):
 
     occ: NDArray[np.float64]  # (N,) occupancy
     soil: NDArray[np.float64]  # (N,) soil, wounds scaled by their inflammation
-    gain: NDArray[np.float64]  # (N, K) newborns that switched
     entering: NDArray[np.float64]  # (K,) cells released into the blood
     mu_ks: NDArray[np.float64]  # (K, S) switch rates per division
     mu_k: NDArray[np.float64]  # (K,) their sum, capped at 1
@@ -79,14 +78,13 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     """Process 1 (as :func:`emdsim.engine.kernels._grow`): births and deaths, switch mutants."""
     cells_p, traits_p, prolif_p = s.cells[p], pt.traits[p], pt.proliferation[p]
     p_death_p, survival_p = pt.p_death[p], pt.survival[p]
-    gain, occ, soil, mu_ks, mu_k, to_s, live = w.gain, w.occ, w.soil, w.mu_ks, w.mu_k, w.to_s, w.live
+    occ, soil, mu_ks, mu_k, to_s, live = w.occ, w.soil, w.mu_ks, w.mu_k, w.to_s, w.live
     is_wound, in_marrow = tb.is_wound, tb.in_marrow
     birth_base, death_base, niche_loss = c.birth_rate_per_day, c.death_rate_per_day, c.niche_loss_death_rate_per_day
     dt, large, blood = c.dt_days, c.hybrid_threshold_cells, c.blood_node
     i_nd, i_prolif, i_em = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation
     n_n, n_k = cells_p.shape
     n_s = mu_ks.shape[1]
-    switched = False
     for n in range(n_n):
         if not live[n]:
             continue
@@ -94,7 +92,11 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         so = soil[n]
         im = in_marrow[n]
         wound = is_wound[n]
-        for k in range(n_k):
+        total = 0.0
+        # clone states in decreasing order: a mutant (state k | bit > k) joins a state already
+        # advanced this step, so newborn mutants do not grow or die before the next step, as in the
+        # exact pass (which adds them after the loop)
+        for k in range(n_k - 1, -1, -1):
             cnk = cells_p[n, k]
             if cnk <= 0.0:
                 continue
@@ -113,22 +115,16 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             if births > 0.0 and n_s > 0:
                 moved = flow_out(src, births, mu_k[k], large, tally)
                 if moved > 0.0:
-                    if not switched:
-                        gain[:, :] = 0.0
-                        switched = True
                     split_out(src, moved, mu_ks[k], large, to_s, tally)
                     for sw in range(n_s):
                         if to_s[sw] > 0.0:
-                            gain[n, k | (1 << sw)] += to_s[sw]
+                            cells_p[n, k | (1 << sw)] += to_s[sw]
+                    total += moved
                     left -= moved
-            cells_p[n, k] = max(cnk - deaths + left, 0.0)
-    for n in range(n_n):
-        if not live[n]:
-            continue
-        if switched:
-            for k in range(n_k):
-                cells_p[n, k] += gain[n, k]
-        occ[n] = _occupancy(_node_sum(cells_p, n), tb.capacity_cells[n])
+            x = max(cnk - deaths + left, 0.0)
+            cells_p[n, k] = x
+            total += x
+        occ[n] = _occupancy(total, tb.capacity_cells[n])
 
 
 @JIT_INLINE
@@ -331,7 +327,6 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
     w = _Scratch(
         np.empty(n_n),
         np.empty(n_n),
-        np.zeros((n_n, n_k)),
         np.empty(n_k),
         np.zeros((n_k, n_s)),
         np.zeros(n_k),

@@ -11,7 +11,7 @@ This module is the single place where the processes run, in this documented orde
 5. treatment kill;
 6. clinical course: imaging-based diagnosis, phases of the plan, progression (PFS), death (OS).
 
-Both engines call :func:`step` on a :class:`CohortState`: the vectorized engine with blocks of
+Every engine calls :func:`step` on a :class:`CohortState`: the array engines (hybrid, exact) with blocks of
 patients, the Mesa model with one patient whose agents mirror the state.  The biology lives in
 :mod:`niches`, :mod:`spread` and :mod:`treatment`; this module only orders and books it.
 """

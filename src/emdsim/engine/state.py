@@ -138,7 +138,10 @@ _KERNEL_FIELDS = frozenset(kernels.CourseState._fields) | {
 
 
 def init_state(tb: Tables, patients: PatientTable, streams: NDArray[np.uint64] | None = None) -> CohortState:
-    """The state at myeloma onset of ``patients``; ``streams`` their random streams (hybrid engine)."""
+    """The state at myeloma onset of ``patients``; ``streams`` their random streams, required by the
+    hybrid engine (:func:`emdsim.engine.streams.patient_streams`)."""
+    if tb.hybrid and (streams is None or streams.shape != (len(patients), 4)):
+        raise ValueError("the hybrid engine needs one random stream per patient: patient_streams(seed, ids)")
     w = tb.world
     p, n, k = len(patients), w.n_nodes, tb.n_clones
     traits = clone_trait_table(patients.base_traits, list(tb.switches))

@@ -1,0 +1,70 @@
+"""The hybrid engine against the exact one at the cohort level.
+
+The full suite (20 replicate cohorts of 1,965 patients per engine, two one-sided tests within
+1 percentage point / 1 month) is ``benchmarks/equivalence.py``; its reports are committed as
+``benchmarks/equivalence*.md``.  Its TOSTs cannot be a test that fails by chance at most 1 run in
+1,000: at that size the power of the weakest one (PS ever) is ~0.5-0.7.  Here:
+
+* fast (``make test``): one cohort pair; the difference tests (z on proportions, KS, log-rank)
+  at a family-wise level of 0.001 — when the engines agree, it fails by chance in at most 1 run in
+  1,000;
+* slow: 20 replicate cohorts of 500 patients per engine through :mod:`emdsim.studies.equivalence`:
+  the same difference tests at family-wise 0.001, and the TOSTs that have a power of at least 0.999
+  at the replicates' standard errors (the others are reported, not asserted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lifelines.statistics import logrank_test
+from scipy.stats import ks_2samp, norm
+
+from emdsim.cohort.run import run_cohort
+from emdsim.studies.equivalence import compare, run_replicates, verdict
+
+pytestmark = pytest.mark.e2e
+
+PROPORTIONS = ("ps_at_diagnosis", "em_at_diagnosis", "ps_ever", "em_ever", "relapsed", "os_event")
+
+
+def _z(a, b):
+    p = (a.sum() + b.sum()) / (len(a) + len(b))
+    se = np.sqrt(p * (1 - p) * (1 / len(a) + 1 / len(b)))
+    return 0.0 if se == 0 else (a.mean() - b.mean()) / se
+
+
+def test_hybrid_and_exact_agree_on_one_cohort(make_cfg):
+    common = ("cohort.n_patients=400", "sim.followup_years=4", "cohort.n_jobs=1", "seed=77")
+    exact = run_cohort(make_cfg(*common, "engine=exact")).patients
+    hybrid = run_cohort(make_cfg(*common, "engine=hybrid")).patients
+    alpha = 0.001 / (len(PROPORTIONS) + 3)
+    z_crit = norm.ppf(1 - alpha / 2)
+    de, dh = exact[exact["diagnosed"]], hybrid[hybrid["diagnosed"]]
+    for col in PROPORTIONS:
+        assert abs(_z(de[col].astype(float), dh[col].astype(float))) < z_crit, col
+    assert ks_2samp(de["onset_to_diagnosis_days"], dh["onset_to_diagnosis_days"]).pvalue > alpha
+    for end in ("pfs", "os"):
+        p = logrank_test(de[f"{end}_days"], dh[f"{end}_days"], de[f"{end}_event"], dh[f"{end}_event"]).p_value
+        assert p > alpha, end
+    # the same patients: the engines differ only in their dynamics
+    assert (exact["high_risk"].to_numpy() == hybrid["high_risk"].to_numpy()).all()
+
+
+@pytest.mark.slow
+def test_hybrid_and_exact_are_equivalent_over_replicate_cohorts(make_cfg):
+    def runner(engine):
+        def run(seed):
+            res = run_cohort(make_cfg(f"engine={engine}", f"seed={seed}", "cohort.n_patients=500", small=False))
+            return res.patients, res.lesions
+
+        return run
+
+    seeds = range(500, 520)
+    cmp = compare(run_replicates(runner("exact"), seeds), run_replicates(runner("hybrid"), seeds))
+    alpha = 0.001 / len(cmp.tests)
+    failures = [f for f in verdict(cmp, alpha) if " p = " in f]
+    assert not failures, failures
+    powered = cmp.tost[cmp.tost["power"] >= 0.999]
+    assert len(powered) >= 2  # EM at diagnosis and at relapse have the power at this size
+    assert powered["equivalent"].all(), powered
