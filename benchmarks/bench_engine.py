@@ -61,6 +61,17 @@ def _run(overrides: list[str], engine: str = "hybrid"):
     return cfg, res, wall, years
 
 
+def _memory_in_a_new_process(n: int) -> dict[str, int]:
+    """Peak resident memory of a cohort of ``n`` patients run alone in a new process (this process's
+    own peak also holds every earlier case), and of its worker processes (KiB)."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-only", str(n)], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _small_run_cpu(engine: str, n: int = 40) -> float:
     """CPU seconds of ``emdsim cohort.n_patients=n`` run as a new process (figures included)."""
     import subprocess
@@ -137,7 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts")
     ap.add_argument("--mesa-patients", type=int, default=None)
+    ap.add_argument("--memory-only", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_only:  # the memory case, in its own process
+        _run([f"cohort.n_patients={args.memory_only}", "sim.followup_years=10"])
+        print(json.dumps(_peak_kib()))
+        return
     q = args.quick
     cores = n_workers(0)
     _emit("machine", python=platform.python_version(), cores=cores, processor=platform.machine())
@@ -246,8 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     _emit("scale_horizon_summary", max_over_min=round(max(per_py) / min(per_py), 2), goal=1.5)
     n_mem = 20_000 if q else 100_000
-    _run([f"cohort.n_patients={n_mem}", "sim.followup_years=10"])
-    peak = _peak_kib()
+    peak = _memory_in_a_new_process(n_mem)
     _emit("memory", patients=n_mem, **peak, goal_kib=1_000_000, meets_goal=max(peak.values()) <= 1_000_000)
 
 

@@ -216,3 +216,20 @@ def test_stale_numba_caches_are_pruned_once_after_an_edit(tmp_path):
     current.mkdir()
     old.mkdir()
     assert prune_stale_caches(tmp_path, current) == [] and old.exists()
+
+
+def test_the_simulation_path_imports_no_heavy_module():
+    """Running a cohort (config, engine, cohort) imports none of lifelines, matplotlib, pyabc,
+    Solara, SALib, Dask or scipy.stats: they load only where analysis, figures, fits, the dashboard
+    or designs use them."""
+    import subprocess
+    import sys
+
+    heavy = ("lifelines", "matplotlib", "pyabc", "solara", "SALib", "dask", "scipy.stats")
+    code = (
+        "import sys; from emdsim.config.load import load; from emdsim.cohort.run import run_cohort; "
+        "run_cohort(load(['cohort.n_patients=2', 'cohort.n_jobs=1', 'sim.followup_years=1'])); "
+        f"print([m for m in sys.modules if m.startswith({heavy!r})])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
