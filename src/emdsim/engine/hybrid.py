@@ -6,7 +6,7 @@ The same processes, in the same order and from the same rule functions as the ex
 * a population of at least ``sim.hybrid_threshold_cells`` cells (a *large* one) grows, dies and is
   killed by its expected flows (:func:`emdsim.engine.flows.flow_within`): its relative chance
   fluctuation per step is below ``1 / sqrt(threshold)`` and the branching process it follows has
-  all but settled its fate (see ``docs/ODD.md``, "hybrid engine");
+  all but settled its fate (``docs/ODD.md`` section 8, why the threshold is 10^3 cells);
 * a smaller one holds whole cells and every flow of it is drawn, exactly as in the exact engine;
 * what leaves a large population for another — switch mutants, released, spilled, arrested and
   settling cells — is a count (the Poisson count of the integrated rate) unless its mean is itself
