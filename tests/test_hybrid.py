@@ -116,10 +116,10 @@ def test_hybrid_flows_conserve_cells_and_keep_small_flows_whole(cells):
 
 
 # -------------------------------------------------------------------------------- mechanisms
-def _seeded_block(make_cfg, n_patients, cells, node=0):
+def _seeded_block(make_cfg, n_patients, cells, *overrides, node=0):
     """``n_patients`` replicate patients of the default scenario, untreated and without egress, each
     holding ``cells`` founder cells in marrow compartment ``node`` and nothing else."""
-    cfg = make_cfg("engine=hybrid", "spread.egress_rate_per_day=0")
+    cfg = make_cfg("engine=hybrid", "spread.egress_rate_per_day=0", *overrides)
     tb = build_tables(cfg)
     ids = np.arange(n_patients)
     st = init_state(tb, sample_patients(cfg, tb.world, ids), patient_streams(cfg.seed, ids))
@@ -221,6 +221,21 @@ def test_switch_mutants_per_step_are_poisson(make_cfg):
     assert stats.chi2.ppf(0.0005, n) < dispersion < stats.chi2.ppf(0.9995, n)
     # the founder itself grew by its mean: with its mutants, 1e9 (1 - pd + pb)
     np.testing.assert_allclose(st.cells[:, 0, 0] + mutants, 1e9 * (1 - pd + pb), rtol=1e-9)
+
+
+def test_a_large_population_grows_by_its_mean_at_any_step(make_cfg):
+    """A large population follows the linear birth-death process's mean, exp((b - d) dt), even
+    where a step allows more than one birth per cell (here b dt ~ 1.4-2.4 at a 28-day step, where
+    a per-cell birth probability would be capped at 1): the basis for longer steps."""
+    cfg, tb, st = _seeded_block(
+        make_cfg, 50, 1e9, "sim.dt_days=28", "treatment=conventional", "growth.birth_rate_per_day=0.05"
+    )
+    occupancy = 1e9 / tb.world.capacity[0]
+    pd, _, b = _per_step_probabilities(cfg, tb, st, 0, occupancy=occupancy)
+    assert (np.expm1(b * 28.0) * (1 - pd) > 1).all()  # the capped probability would bind
+    _advance(st, tb, 1)
+    d = -np.log1p(-pd) / 28.0
+    np.testing.assert_allclose(st.cells[:, 0, :].sum(axis=1), 1e9 * np.exp((b - d) * 28.0), rtol=1e-9)
 
 
 # ---------------------------------------------------------------------- the per-patient streams

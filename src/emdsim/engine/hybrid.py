@@ -110,7 +110,10 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             if n != blood:
                 prol = _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im)
                 b = _birth_rate(birth_base, prol, o, supp)
-                births = flow_within(src, cnk, _birth_probability_given_survival(b, sd, dt), large, tally)
+                if cnk >= large:  # the expected births of a linear birth-death process: no cap at one per cell
+                    births = cnk * (sd * np.expm1(b * dt))
+                else:
+                    births = flow_within(src, cnk, _birth_probability_given_survival(b, sd, dt), large, tally)
             left = births
             if births > 0.0 and n_s > 0:
                 moved = flow_out(src, births, mu_k[k], large, tally)
