@@ -148,6 +148,7 @@ def run_once(argv: list[str]) -> None:
     directory, ``.hydra/``, logging, callbacks), as ``Hydra.run`` would."""
     import copy
 
+    # Hydra 1.3's own pieces of ``Hydra.run`` (pyproject pins hydra-core < 1.4; Callbacks is internal)
     from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job
     from hydra.types import HydraContext
