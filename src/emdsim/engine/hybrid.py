@@ -34,7 +34,6 @@ from emdsim.engine.kernels import (
     StepTables,
     _birth_probability_given_survival,
     _birth_rate,
-    _colonisation_probability,
     _crowded_release,
     _death_and_survival,
     _disruption_rate,
@@ -44,6 +43,7 @@ from emdsim.engine.kernels import (
     _occupancy,
     _proliferation,
     _record_onset,
+    _settle_probabilities,
     _support,
     _switch_table,
 )
@@ -189,10 +189,9 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     engraftment or colonisation."""
     cells_p, inflammation_p = s.cells[p], s.inflammation[p]
     homing_p, traits_p = pt.homing[p], pt.traits[p]
-    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
+    dest, dest_wound = tb.dest, tb.dest_wound
     entering, weights, settle, soil = w.entering, w.weights, w.settle, w.soil
     p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
-    p_engraft, p_col = c.p_marrow_engraftment, c.p_colonisation
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
@@ -217,28 +216,11 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 src, tally, p, s, tb, c, w, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k])
             )
             continue
-        total_w = 0.0
-        for j in range(n_d):
-            wj = homing_p[k, dest[j]]
-            if dest_wound[j]:
-                wj *= inflammation_p[dest[j]]
-            weights[j] = wj
-            total_w += wj
-        if total_w <= 0.0:
+        p_marrow, p_tissue = _settle_probabilities(
+            homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
+        )
+        if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
-        d_k = traits_p[k, i_nd]
-        p_marrow = 0.0
-        p_tissue = 0.0
-        for j in range(n_d):
-            if dest_marrow[j]:
-                s_j = p_engraft
-            else:
-                s_j = _colonisation_probability(p_col, _support(d_k, soil[dest[j]]))
-            settle[j] = weights[j] / total_w * s_j
-            if dest_marrow[j]:
-                p_marrow += settle[j]
-            else:
-                p_tissue += settle[j]
         _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
 
 

@@ -107,6 +107,38 @@ def _death_and_survival(death_base, niche_loss, supp, dt):  # pragma: no cover -
     return _event_probability(d, dt), _survival_probability(d, dt)
 
 
+@JIT_INLINE
+def _settle_probabilities(homing_k, inflammation, d_k, soil, tb, c, weights, settle):  # pragma: no cover - compiled
+    """Where an arrested cell of a clone (homing weights ``homing_k (N,)``, niche dependence ``d_k``)
+    settles: ``settle[j]`` = its homing share of destination j (wounds weighted by ``inflammation
+    (N,)``) x engraftment in marrow or colonisation on ``soil (N,)`` elsewhere; returns the sums over
+    marrow and over other tissue, (0, 0) when no destination has weight.  ``weights (D,)`` is work space."""
+    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
+    total_w = 0.0
+    for j in range(dest.size):
+        wj = homing_k[dest[j]]
+        if dest_wound[j]:
+            wj *= inflammation[dest[j]]
+        weights[j] = wj
+        total_w += wj
+    p_marrow = 0.0
+    p_tissue = 0.0
+    if total_w <= 0.0:
+        settle[:] = 0.0
+        return p_marrow, p_tissue
+    for j in range(dest.size):
+        if dest_marrow[j]:
+            s_j = c.p_marrow_engraftment
+        else:
+            s_j = _colonisation_probability(c.p_colonisation, _support(d_k, soil[dest[j]]))
+        settle[j] = weights[j] / total_w * s_j
+        if dest_marrow[j]:
+            p_marrow += settle[j]
+        else:
+            p_tissue += settle[j]
+    return p_marrow, p_tissue
+
+
 @JIT
 def static_rates(patients, adhesion, tables, k):  # pragma: no cover - compiled
     """Fill ``pt.p_death``, ``pt.survival`` and ``pt.retained`` (P, N, K), what does not change during
@@ -131,28 +163,13 @@ def static_rates(patients, adhesion, tables, k):  # pragma: no cover - compiled
                 supp = _support(pt.traits[p, kk, i_nd], tb.soil[n])
                 pt.p_death[p, n, kk], pt.survival[p, n, kk] = _death_and_survival(death_base, niche_loss, supp, dt)
                 pt.retained[p, n, kk] = _retained_release(tb.release_rate_per_day[n], adhesion[p, n, kk])
-    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
+    no_inflammation = np.zeros(n_n)  # wounds are closed: they receive nothing
+    weights = np.empty(tb.dest.size)
     for p in range(n_p):
         for kk in range(n_k):
-            total_w = 0.0
-            for j in range(dest.size):
-                if not dest_wound[j]:
-                    total_w += pt.homing[p, kk, dest[j]]
-            d_k = pt.traits[p, kk, i_nd]
-            pt.settle_marrow[p, kk] = pt.settle_tissue[p, kk] = 0.0
-            for j in range(dest.size):
-                if dest_wound[j] or total_w <= 0.0:
-                    pt.settle[p, kk, j] = 0.0
-                    continue
-                if dest_marrow[j]:
-                    s_j = c.p_marrow_engraftment
-                else:
-                    s_j = _colonisation_probability(c.p_colonisation, _support(d_k, tb.soil[dest[j]]))
-                pt.settle[p, kk, j] = pt.homing[p, kk, dest[j]] / total_w * s_j
-                if dest_marrow[j]:
-                    pt.settle_marrow[p, kk] += pt.settle[p, kk, j]
-                else:
-                    pt.settle_tissue[p, kk] += pt.settle[p, kk, j]
+            pt.settle_marrow[p, kk], pt.settle_tissue[p, kk] = _settle_probabilities(
+                pt.homing[p, kk], no_inflammation, pt.traits[p, kk, i_nd], tb.soil, tb, c, weights, pt.settle[p, kk]
+            )
 
 
 # ------------------------------------------------------------------------ the compiled boundary
@@ -399,10 +416,9 @@ def _circulate(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compile
     """Process 4: death in the blood, arrest by destination, engraftment (marrow) or colonisation."""
     cells_p, last_haem_p, inflammation_p = s.cells[p], s.last_haem[p], s.inflammation[p]
     homing_p, traits_p = pt.homing[p], pt.traits[p]
-    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
+    dest, dest_marrow = tb.dest, tb.dest_marrow
     entering, weights, settle, share, arrived, soil = w.entering, w.weights, w.settle, w.share, w.arrived, w.soil
     p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
-    p_engraft, p_col = c.p_marrow_engraftment, c.p_colonisation
     thr, blood, i_nd = c.deterministic_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
@@ -417,31 +433,14 @@ def _circulate(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compile
         cells_p[blood, k] = b
         if arrest <= 0.0:
             continue
-        total_w = 0.0
-        for j in range(n_d):
-            wj = homing_p[k, dest[j]]
-            if dest_wound[j]:
-                wj *= inflammation_p[dest[j]]
-            weights[j] = wj
-            total_w += wj
-        if total_w <= 0.0:
-            continue
         # each arrested cell settles at one destination j with probability (w_j / W) x s_j
         # (s_j: engraftment in marrow, colonisation elsewhere) or dies: a multinomial drawn as
         # the number settling in marrow, then in other tissue, each shared among its sites
-        d_k = traits_p[k, i_nd]
-        p_marrow = 0.0
-        p_tissue = 0.0
-        for j in range(n_d):
-            if dest_marrow[j]:
-                s_j = p_engraft
-            else:
-                s_j = _colonisation_probability(p_col, _support(d_k, soil[dest[j]]))
-            settle[j] = weights[j] / total_w * s_j
-            if dest_marrow[j]:
-                p_marrow += settle[j]
-            else:
-                p_tissue += settle[j]
+        p_marrow, p_tissue = _settle_probabilities(
+            homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
+        )
+        if p_marrow <= 0.0 and p_tissue <= 0.0:
+            continue
         left = arrest
         rest = 1.0
         for g in range(2):

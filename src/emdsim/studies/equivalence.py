@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from emdsim.analysis.summary import km_median_months
+
 __all__ = ["PROPORTIONS", "EngineComparison", "compare", "markdown_table", "run_replicates", "verdict"]
 
 #: the proportions compared (columns of the patient table, among diagnosed patients); "emd_ever" is
@@ -42,7 +44,6 @@ PROPORTIONS = (
     "em_ever",
     "emd_ever",
 )
-DAYS_PER_MONTH = 365.25 / 12
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,6 @@ def run_replicates(
     return pd.concat(pats, ignore_index=True), pd.concat(lesions, ignore_index=True)
 
 
-def _median_months(days: pd.Series, event: pd.Series) -> float:
-    from lifelines import KaplanMeierFitter
-
-    km = KaplanMeierFitter().fit(days / DAYS_PER_MONTH, event)
-    return float(km.median_survival_time_)
-
-
 def _per_replicate(patients: pd.DataFrame) -> pd.DataFrame:
     dx = patients[patients["diagnosed"]].copy()
     dx["emd_ever"] = dx["ps_ever"] | dx["em_ever"]
@@ -81,8 +75,9 @@ def _per_replicate(patients: pd.DataFrame) -> pd.DataFrame:
         row = {c: g[c].mean() * 100 for c in PROPORTIONS if "relapse" not in c}
         gr = rel[rel["replicate"] == r]
         row.update({c: gr[c].mean() * 100 for c in PROPORTIONS if "relapse" in c})
-        row["median_pfs_months"] = _median_months(g["pfs_days"], g["pfs_event"])
-        row["median_os_months"] = _median_months(g["os_days"], g["os_event"])
+        for end in ("pfs", "os"):  # not reached: inf, as lifelines reports it (_tost leaves it out)
+            median = km_median_months(g[f"{end}_days"], g[f"{end}_event"])
+            row[f"median_{end}_months"] = np.inf if median is None else median
         rows.append(row)
     return pd.DataFrame(rows)
 
