@@ -17,6 +17,7 @@ import pytest
 
 from emdsim.biology.patients import sample_patients
 from emdsim.engine.flows import hazard_to_probability
+from emdsim.engine.kernels import OFF_THERAPY
 from emdsim.engine.schedule import _advance, _clinic, _events, step
 from emdsim.engine.state import init_state
 from emdsim.engine.status import Status
@@ -51,19 +52,18 @@ def _advance_first_line(st, tb, rows):
 
 
 def _reference_clinic(st, tb, rng, node_total, *, cfg):
-    cl, w = cfg.clinical, tb.world
-    t = st.t_days
+    cl, w, pt = cfg.clinical, tb.world, st.patients
+    t, dt = st.t_days, cfg.sim.dt_days
     total = node_total.sum(axis=1)
     marrow = node_total[:, tb.marrow_nodes].sum(axis=1)
     st.total_cells[:], st.marrow_cells[:] = total, marrow  # the sums the compiled course reads
-    detectable = (node_total >= tb.detection_cells) & tb.soft_tissue
-    first_seen = detectable & np.isnan(st.lesion_detectable) & (st.status <= Status.FOLLOWED)[:, None]
-    st.lesion_detectable[first_seen] = t
+    living = st.status <= Status.FOLLOWED  # at the step's start
+    image = np.zeros(st.status.size, dtype=bool)
     dx = np.flatnonzero((st.status == Status.UNDIAGNOSED) & (marrow >= cl.diagnosis_marrow_cells))
+    image[dx] = True
     st.status[dx] = Status.FOLLOWED
     st.t_dx[dx] = t
     st.burden_at_dx[dx] = total[dx]
-    st.dx_sites[dx] = detectable[dx]
     st.nadir[dx] = total[dx]
     st.lesion_nadir[dx] = node_total[dx]
     st.line_start[dx] = t
@@ -79,34 +79,57 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     lesion = (
         (node_total >= cl.symptomatic_lesion_cells) & (node_total >= st.lesion_nadir * (1 + rise)) & tb.soft_tissue
     ).any(axis=1)
-    prog = np.flatnonzero(followed & (t - st.line_start >= cl.min_days_on_line) & (serological | lesion))
+    on_therapy = st.phase_pos != OFF_THERAPY
+    prog = np.flatnonzero(
+        followed & on_therapy & (t - st.line_start >= cl.min_days_on_line) & (serological | lesion)
+    )
+    image[prog] = True
     first_prog = prog[np.isnan(st.t_prog[prog])]
     st.t_prog[first_prog] = t
-    st.relapse_sites[first_prog] = detectable[first_prog]
     st.salvage_end[prog[st.line[prog] == 1]] = t  # the first salvage line ends
-    st.line[prog] += 1
     st.line_start[prog] = t
-    st.phase_pos[prog] = -1
-    st.efficacy[prog] = cfg.treatment.line_efficacy_factor ** st.line[prog]
-    _start_phase(st, tb, prog, tb.n_first + np.minimum(st.line[prog] - 1, len(cfg.treatment.salvage) - 1))
+    go_on = prog[st.line[prog] + 1 < pt.max_lines[prog]]
+    stop = prog[st.line[prog] + 1 >= pt.max_lines[prog]]
+    st.line[go_on] += 1
+    st.phase_pos[go_on] = -1
+    st.efficacy[go_on] = cfg.treatment.line_efficacy_factor ** st.line[go_on]
+    _start_phase(st, tb, go_on, tb.n_first + np.minimum(st.line[go_on] - 1, len(cfg.treatment.salvage) - 1))
+    st.phase_pos[stop] = OFF_THERAPY
+    st.regimen[stop] = tb.untreated
+    st.phase_end[stop] = np.inf
     st.nadir[prog] = total[prog]
     st.lesion_nadir[prog] = node_total[prog]
+    every = cfg.scenario.imaging_every_days
+    if every > 0:
+        with np.errstate(invalid="ignore"):
+            due = np.floor((t - st.t_dx) / every) > np.floor((t - dt - st.t_dx) / every)
+        image |= followed & due
+    detection = tb.detection_cells * pt.visibility
+    seen = (
+        tb.soft_tissue
+        & (node_total > 0)
+        & ((node_total >= cl.symptomatic_lesion_cells) | (image[:, None] & (node_total >= detection)))
+        & living[:, None]
+    )
+    st.lesion_detectable[seen & np.isnan(st.lesion_detectable)] = t
+    st.dx_sites[dx] = seen[dx]
+    st.relapse_sites[first_prog] = seen[first_prog]
     soft = np.where(tb.soft_tissue, node_total, 0.0).sum(axis=1)
-    started = prog[st.line[prog] == 1]  # the first salvage line starts: its baseline
+    started = go_on[st.line[go_on] == 1]  # the first salvage line starts: its baseline
     st.salvage_start_total[started] = st.salvage_best_total[started] = total[started]
     st.salvage_start_soft[started] = st.salvage_best_soft[started] = soft[started]
-    st.salvage_with_emd[started] = detectable[started].any(axis=1)
-    on = followed & (st.line == 1)
+    st.salvage_with_emd[started] = seen[started].any(axis=1)
+    on = followed & (st.line == 1) & (st.phase_pos != OFF_THERAPY)
     st.salvage_best_total[on] = np.minimum(st.salvage_best_total[on], total[on])
     st.salvage_best_soft[on] = np.minimum(st.salvage_best_soft[on], soft[on])
     np.minimum(st.nadir, total, out=st.nadir)
     np.minimum(st.lesion_nadir, node_total, out=st.lesion_nadir)
     alive = np.flatnonzero(st.status <= Status.FOLLOWED)
-    age = st.patients.age_years[alive] + t / 365.25
+    age = pt.age_years[alive] + t / 365.25
     h = (
         cl.gompertz_a_per_year * np.exp(cl.gompertz_b_per_year * age) / 365.25
         + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
-        + (detectable[alive] * w.lesion_death_rate).sum(axis=1)
+        + ((node_total[alive] >= cl.lesion_lethal_cells) * w.lesion_death_rate).sum(axis=1)
     )
     dead = alive[rng.random(alive.size) < hazard_to_probability(h, cfg.sim.dt_days)]
     st.tally[0] += alive.size
@@ -141,6 +164,7 @@ def _assert_same_state(a, b, step_no):
         ("scenario=surgery",),
         ("treatment=conventional",),
         ("clinical.tumour_death_exponent=1.5", "sim.followup_years=2"),
+        ("scenario=usmani", "scenario.imaging_every_days=182", "treatment.attrition_per_line=0.5"),
     ],
 )
 def test_compiled_clinic_equals_the_numpy_reference(make_cfg, overrides):

@@ -5,7 +5,9 @@ so its baseline is the same whatever the cohort size, block or engine.
 
 Drawn here: GEP70 high risk, molecular subgroup (MF / PR / other), centrosome amplification,
 age, the (unsimulated) MGUS duration, the founder's spread over the skeleton, its trait levels
-conditioned on risk, switch-rate multipliers, and the procedures (wounds) of the scenario.
+conditioned on risk, switch-rate multipliers, the procedures (wounds) of the scenario, how many
+lines of therapy the patient can receive (the plan's attrition between lines) and how visible a
+lesion at each site is to imaging (the modality's sensitivity curve).
 """
 
 from __future__ import annotations
@@ -19,9 +21,25 @@ from emdsim import rng as seeds
 from emdsim.biology.anatomy import World
 from emdsim.config.schema import TRAIT_NAMES, EmdConfig
 
-__all__ = ["SUBGROUPS", "PatientTable", "sample_patients"]
+__all__ = ["MAX_LINES", "SUBGROUPS", "PatientTable", "max_lines", "sample_patients"]
 
 SUBGROUPS = ("other", "MF", "PR")
+#: no patient starts more lines than this (a numerical cap: at 20 % attrition 0.8^29 ~ 0.2 % reach it)
+MAX_LINES = 30
+
+
+def max_lines(u: NDArray[np.float64], attrition: float) -> NDArray[np.int64]:
+    """Lines of therapy each patient can start, from one uniform ``u`` per patient: every
+    progression is followed by a next line with probability ``1 - attrition``, so
+    P(max_lines > i) = (1 - attrition)^i (i >= 1), capped at :data:`MAX_LINES`."""
+    go_on = 1.0 - attrition
+    if go_on <= 0.0:
+        return np.ones(u.shape, dtype=np.int64)
+    if go_on >= 1.0:
+        return np.full(u.shape, MAX_LINES, dtype=np.int64)
+    # the number of i >= 1 with u < go_on^i, i.e. floor(log u / log go_on), plus the first line
+    extra = np.floor(np.log(np.maximum(u, 1e-300)) / np.log(go_on))
+    return (1 + np.minimum(extra, MAX_LINES - 1)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,10 @@ class PatientTable:
     onset_share: NDArray[np.float64]  # (P, N) founder cells per node (marrow only), sums to 1
     phase_wound: NDArray[np.bool_]  # (P, n_first_line) the phase's wound is made
     surgery_day: NDArray[np.float64]  # (P, n_surgeries) days after diagnosis, NaN = none
+    #: lines of therapy the patient starts at most (>= 1): after the last, no further therapy
+    max_lines: NDArray[np.int64]
+    #: (P, N) multiplier on the imaging threshold at each site: 10^(spread z), z standard normal
+    visibility: NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.patient_id)
@@ -58,11 +80,15 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
     u = np.empty((len(ids), n_u))
     z = np.empty((len(ids), n_z))
     d = np.empty((len(ids), len(marrow)))
+    v = np.empty(len(ids))
+    zv = np.empty((len(ids), world.n_nodes))
     for row, i in enumerate(ids):
         g = seeds.stream(cfg.seed, seeds.PATIENT, int(i))
         u[row] = g.random(n_u)
         z[row] = g.standard_normal(n_z)
         d[row] = g.dirichlet(alpha)
+        v[row] = g.random()
+        zv[row] = g.standard_normal(world.n_nodes)
 
     high_risk = u[:, 0] < tr.p_high_risk
     subgroup = np.where(u[:, 1] < tr.p_subgroup_mf, 1, np.where(u[:, 1] < tr.p_subgroup_mf + tr.p_subgroup_pr, 2, 0))
@@ -103,6 +129,8 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
         day = spec.earliest_days + u[:, c + 2 * s + 1] * (spec.latest_days - spec.earliest_days)
         surgery_day[has, s] = day[has]
     return PatientTable(
+        max_lines=max_lines(v, cfg.treatment.attrition_per_line),
+        visibility=10.0 ** (cfg.clinical.detection_spread_log10 * zv),
         patient_id=np.asarray(ids, dtype=np.int64),
         high_risk=high_risk,
         subgroup=subgroup,

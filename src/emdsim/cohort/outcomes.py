@@ -16,6 +16,7 @@ import pandas as pd
 
 from emdsim.biology.anatomy import ROUTE_NAMES
 from emdsim.biology.patients import SUBGROUPS
+from emdsim.engine.kernels import OFF_THERAPY
 from emdsim.engine.state import CohortState
 from emdsim.engine.status import Status
 from emdsim.engine.tables import Tables
@@ -48,6 +49,7 @@ PATIENT_COLUMNS = (
     "os_days",
     "os_event",
     "n_lines",
+    "stopped_therapy",
     "em_ever",
     "ps_ever",
     "em_first_detected_days",
@@ -122,6 +124,8 @@ def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
             "os_days": np.where(dx, end, np.nan),
             "os_event": dx & died,
             "n_lines": np.where(dx, st.line + 1, 0),
+            # progressed on the last line the patient could receive (attrition): no further therapy
+            "stopped_therapy": dx & (st.phase_pos == OFF_THERAPY),
             "em_ever": (seen & em).any(axis=1),
             "ps_ever": (seen & ps).any(axis=1),
             "em_first_detected_days": np.where(np.isfinite(em_first), em_first, np.nan),

@@ -302,6 +302,9 @@ class TreatmentConfig:
     salvage: list[RegimenSpec]
     #: efficacy multiplier per additional line (acquired cross-resistance)
     line_efficacy_factor: float = param("1", "assumption: shorter remissions with every line (Kumar, Leukemia 2012;26:149)", **PROB)
+    #: attrition: the probability that a patient who progresses on a line never starts the next one
+    #: (too frail, palliation, death before it); each line the same (era-dependent: the plan's era)
+    attrition_per_line: float = param("probability", "Rodriguez-Lobato, Blood Cancer J 2025;15:103 (attrition between lines 15-20 % in 2010-2020, 38-55 % in the 1980s); Yong, Br J Haematol 2016;175:252 (real-world share reaching each line)", **PROB, default=0.2)
 
 
 # -------------------------------------------------------------------------------------- clinical
@@ -334,6 +337,13 @@ class ClinicalConfig:
     #: partial response: the tumour's measure falls by at least this fraction from the line's start
     #: (IMWG: >= 50 % fall of serum M-protein; >= 50 % fall of a plasmacytoma's sum of products of diameters)
     partial_response_reduction: float = param("fraction", "Kumar S et al. Lancet Oncol 2016;17:e328 (IMWG response criteria: PR >= 50% reduction)", **PROB, default=0.5)
+    #: imaging sees a lesion of c cells with probability Phi(log10(c / (threshold)) / this spread):
+    #: the modality's threshold is its 50 % point, and partial volume makes detection rise over about
+    #: one decade of volume; drawn once per patient and site (a lesion hard to see stays hard to see)
+    detection_spread_log10: float = param("decades of cells", "Soret, Bacharach & Buvat, J Nucl Med 2007;48:932 (partial-volume effect: recovery falls below ~2-3x the resolution, a 30-fold volume span); spread is an assumption", lo=0.0, hi=3.0, why="plausibility: detection rising over more than 6 decades of size is no threshold at all", default=0.5)
+    #: a soft-tissue lesion of at least this many cells threatens life at its site (the site's
+    #: ``death_rate_per_day``), whatever imaging sees
+    lesion_lethal_cells: float = param("cells", "assumption: ~1 cm3 (1e9 cells, Del Monte, Cell Cycle 2009;8:505) of tumour compresses or infiltrates its organ", lo=1.0, hi=1e15, why=NEVER, default=1.0e9)
     imaging: dict[str, ImagingModality] = field(default_factory=dict)
 
 
@@ -359,6 +369,9 @@ class ScenarioConfig:
     #: which outcome definition the scenario's cohort reports: PS, EM or MIX (both)
     definition: str
     surgeries: list[SurgerySpec] = field(default_factory=list)
+    #: surveillance imaging every this many days after diagnosis (0: none; imaging happens at
+    #: diagnosis, at each progression and when a lesion causes symptoms)
+    imaging_every_days: float = param("days", SCENARIO_SOURCE, lo=0.0, hi=36525.0, why=LIFETIME, default=0.0)
 
 
 # ---------------------------------------------------------------------------------------- cohort
@@ -488,6 +501,7 @@ def validate(cfg: EmdConfig) -> None:
         check_fields(mod, f"clinical.imaging.{name}")
     _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
     _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
+    check_fields(cfg.scenario, "scenario")
     wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
     for i, s in enumerate(cfg.scenario.surgeries):
         p = f"scenario.surgeries[{i}]"

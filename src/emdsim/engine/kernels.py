@@ -184,7 +184,7 @@ class StepTables(NamedTuple):
     in_marrow: NDArray[np.float64]  # (N,) 1.0 for marrow compartments
     release_rate_per_day: NDArray[np.float64]  # (N,) egress (marrow) or shedding (soft tissue), 1/day
     soft_tissue: NDArray[np.bool_]  # (N,) paraskeletal, organ or wound: where imaging sees lesions
-    lesion_death_rate_per_day: NDArray[np.float64]  # (N,) death hazard of a detectable lesion, 1/day
+    lesion_death_rate_per_day: NDArray[np.float64]  # (N,) death hazard of a lethal-sized lesion, 1/day
     ps_nodes: NDArray[np.int64]  # (L,) paraskeletal compartments
     ps_marrow: NDArray[np.int64]  # (L,) the marrow site beside each
     em_nodes: NDArray[np.int64]  # (E,) organs and wounds (the EM definition)
@@ -215,6 +215,8 @@ class PatientTables(NamedTuple):
     settle_tissue: NDArray[np.float64]  # (P, K)
     age_years: NDArray[np.float64]  # (P,) age at myeloma onset, years
     phase_wound: NDArray[np.bool_]  # (P, F) whether each first-line phase makes the patient's wound
+    max_lines: NDArray[np.int64]  # (P,) lines of therapy the patient starts at most
+    visibility: NDArray[np.float64]  # (P, N) multiplier on the imaging threshold at each site
 
 
 class CourseState(NamedTuple):
@@ -623,6 +625,7 @@ CLINIC_RECORD = np.dtype(
     config_numbers(ClinicalConfig)
     + [
         ("detection_threshold_cells", np.float64),
+        ("imaging_every_days", np.float64),
         ("line_efficacy_factor", np.float64),
         ("dt_days", np.float64),
         ("followup_days", np.float64),
@@ -663,17 +666,42 @@ def _next_first_line(p, t, s, pt, tb, c):  # pragma: no cover - compiled
         s.phase_end[p] = np.inf
 
 
+#: ``phase_pos`` of a patient who receives no further therapy (attrition after the last line)
+OFF_THERAPY = -2
+
+
+@JIT_INLINE
+def _look(p, t, image, s, pt, tb, c, seen):  # pragma: no cover - compiled
+    """Which soft-tissue lesions of patient ``p`` are seen at ``t``: those large enough to cause
+    symptoms always, and when ``image`` (baseline, restaging at progression, surveillance) those
+    above the modality's threshold scaled by the site's visibility to this patient; the first time a
+    lesion is seen is recorded.  Fills ``seen (N,)``; returns whether any lesion is seen."""
+    node_total_p, visibility_p, soft_tissue = s.node_total[p], pt.visibility[p], tb.soft_tissue
+    symptomatic, detection = c.symptomatic_lesion_cells, c.detection_threshold_cells
+    anything = False
+    for n in range(node_total_p.size):
+        x = node_total_p[n]
+        seen[n] = soft_tissue[n] and x > 0.0 and (x >= symptomatic or (image and x >= detection * visibility_p[n]))
+        if seen[n]:
+            anything = True
+            if np.isnan(s.lesion_detectable[p, n]):
+                s.lesion_detectable[p, n] = t
+    return anything
+
+
 @JIT
 def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - compiled
-    """Process 6 for every patient at time ``t`` (days), in this order: imaging (soft-tissue lesions
-    above the detection threshold), diagnosis when the marrow burden crosses its threshold (imaging
-    records the lesions, first-line treatment starts), the end of finite phases, progression (an
-    IMWG-like rise from the nadir or a growing symptomatic soft-tissue lesion: next line), the nadirs,
-    death (Gompertz background + tumour burden + lethal sites; one uniform per living patient) and
-    censoring (end of follow-up, or never diagnosed within the cap).  A patient whose course had
-    ended before the step is skipped: its compartments are frozen, so nothing of this would change.
-    Without follow-up (``followup_days`` 0) a course ends at diagnosis, censored, before any of the
-    rest: no treatment starts and no death is drawn.
+    """Process 6 for every patient at time ``t`` (days), in this order: diagnosis when the marrow
+    burden crosses its threshold (first-line treatment starts), the end of finite phases,
+    progression (an IMWG-like rise from the nadir or a growing symptomatic soft-tissue lesion: the
+    next line, or no further therapy once the patient's ``max_lines`` are spent), imaging
+    (:func:`_look`: at diagnosis, at each progression and on the scenario's surveillance schedule;
+    symptomatic lesions are seen at any time), the nadirs, death (Gompertz background + tumour burden
+    + lesions of a lethal size at their sites, whatever imaging sees; one uniform per living
+    patient) and censoring (end of follow-up, or never diagnosed within the cap).  A patient whose
+    course had ended before the step is skipped: its compartments are frozen, so nothing of this
+    would change.  Without follow-up (``followup_days`` 0) a course ends at diagnosis, censored,
+    before any of the rest: no treatment starts and no death is drawn.
 
     ``state``, ``patients`` and ``tables`` are as for :func:`advance` (``state.total_cells`` and
     ``state.marrow_cells`` summed before the call); ``rng`` the block's Generator (exact engine) or
@@ -681,14 +709,15 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     ``cl`` the clinical constants, a one-element
     array of :data:`CLINIC_RECORD` read by field name."""
     s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), cl[0]
-    detection_cells, dx_cells = c.detection_threshold_cells, c.diagnosis_marrow_cells
+    dx_cells = c.diagnosis_marrow_cells
     rise, min_rise_cells = c.progression_rise_fraction, c.progression_min_cells
-    symptomatic_cells = c.symptomatic_lesion_cells
+    symptomatic_cells, lethal_lesion = c.symptomatic_lesion_cells, c.lesion_lethal_cells
     min_days_on_line, line_factor = c.min_days_on_line, c.line_efficacy_factor
     gompertz_a, gompertz_b = c.gompertz_a_per_year, c.gompertz_b_per_year
     tumour_rate, lethal_cells = c.tumour_death_rate_per_day, c.lethal_burden_cells
     tumour_exponent = c.tumour_death_exponent
     dt, followup_days, dx_cap_days = c.dt_days, c.followup_days, c.max_days_to_diagnosis
+    every = c.imaging_every_days
     n_first, n_salvage = c.n_first_line_phases, c.n_salvage_regimens
     undiagnosed, followed, dead, censored = c.status_undiagnosed, c.status_followed, c.status_dead, c.status_censored
     node_total, total, marrow, status = s.node_total, s.total_cells, s.marrow_cells, s.status
@@ -697,24 +726,24 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     n_p, n_n = node_total.shape
     grow = 1.0 + rise
     age_offset = t / DAYS_PER_YEAR
-    detectable = np.empty(n_n, dtype=np.bool_)
+    seen = np.empty(n_n, dtype=np.bool_)
     for p in range(n_p):
         if status[p] > followed:
             continue
-        for n in range(n_n):
-            detectable[n] = node_total[p, n] >= detection_cells and soft_tissue[n]
-            if detectable[n] and np.isnan(s.lesion_detectable[p, n]):
-                s.lesion_detectable[p, n] = t
+        image, diagnosed, first_progression, salvage_starts = False, False, False, False
         if status[p] == undiagnosed and marrow[p] >= dx_cells:
             status[p] = followed
+            diagnosed, image = True, True
             s.t_dx[p] = t
             s.burden_at_dx[p] = total[p]
             s.nadir[p] = total[p]
             for n in range(n_n):
-                s.dx_sites[p, n] = detectable[n]
                 s.lesion_nadir[p, n] = node_total[p, n]
             s.line_start[p] = t
             if followup_days <= 0.0:  # sim.followup_years=0: the course stops at diagnosis
+                _look(p, t, True, s, pt, tb, c, seen)
+                for n in range(n_n):
+                    s.dx_sites[p, n] = seen[n]
                 status[p] = censored
                 s.t_end[p] = t
                 continue
@@ -726,7 +755,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 else:
                     s.regimen[p] = c.untreated_regimen
                     s.phase_end[p] = np.inf
-            if t - s.line_start[p] >= min_days_on_line:
+            if s.phase_pos[p] != OFF_THERAPY and t - s.line_start[p] >= min_days_on_line:
                 progressed = total[p] >= s.nadir[p] * grow and total[p] - s.nadir[p] >= min_rise_cells
                 n = 0
                 while not progressed and n < n_n:
@@ -737,39 +766,54 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                     )
                     n += 1
                 if progressed:
+                    image = True  # restaging
                     if np.isnan(s.t_prog[p]):
                         s.t_prog[p] = t
-                        for n in range(n_n):
-                            s.relapse_sites[p, n] = detectable[n]
+                        first_progression = True
                     if s.line[p] == 1:  # the first salvage line ends
                         s.salvage_end[p] = t
-                    s.line[p] += 1
                     s.line_start[p] = t
-                    s.phase_pos[p] = -1
-                    s.efficacy[p] = line_factor ** float(s.line[p])
-                    _start_phase(p, n_first + min(s.line[p] - 1, n_salvage - 1), t, s, tb)
+                    if s.line[p] + 1 < pt.max_lines[p]:
+                        s.line[p] += 1
+                        s.phase_pos[p] = -1
+                        s.efficacy[p] = line_factor ** float(s.line[p])
+                        _start_phase(p, n_first + min(s.line[p] - 1, n_salvage - 1), t, s, tb)
+                        salvage_starts = s.line[p] == 1
+                    else:  # attrition: no further therapy
+                        s.phase_pos[p] = OFF_THERAPY
+                        s.regimen[p] = c.untreated_regimen
+                        s.phase_end[p] = np.inf
                     s.nadir[p] = total[p]
                     for n in range(n_n):
                         s.lesion_nadir[p, n] = node_total[p, n]
-            if s.line[p] == 1:  # on the first salvage line: its baseline at the start, then its best
-                soft, seen = 0.0, False
-                for n in range(n_n):
-                    if soft_tissue[n]:
-                        soft += node_total[p, n]
-                        seen = seen or detectable[n]
-                if np.isnan(s.salvage_start_total[p]):  # it started at this step
-                    s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
-                    s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
-                    s.salvage_with_emd[p] = seen
-                s.salvage_best_total[p] = min(s.salvage_best_total[p], total[p])
-                s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
+            if every > 0.0 and np.floor((t - s.t_dx[p]) / every) > np.floor((t - dt - s.t_dx[p]) / every):
+                image = True  # surveillance
+        anything = _look(p, t, image, s, pt, tb, c, seen)
+        if diagnosed:
+            for n in range(n_n):
+                s.dx_sites[p, n] = seen[n]
+        if first_progression:
+            for n in range(n_n):
+                s.relapse_sites[p, n] = seen[n]
+        if status[p] == followed and s.line[p] == 1 and s.phase_pos[p] != OFF_THERAPY:
+            # on the first salvage line: its baseline at the start, then its best
+            soft = 0.0
+            for n in range(n_n):
+                if soft_tissue[n]:
+                    soft += node_total[p, n]
+            if salvage_starts:
+                s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
+                s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
+                s.salvage_with_emd[p] = anything
+            s.salvage_best_total[p] = min(s.salvage_best_total[p], total[p])
+            s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
         s.nadir[p] = min(s.nadir[p], total[p])
         for n in range(n_n):
             s.lesion_nadir[p, n] = min(s.lesion_nadir[p, n], node_total[p, n])
         # death (the patient is living here)
         lethal = 0.0
         for n in range(n_n):
-            if detectable[n]:
+            if node_total[p, n] >= lethal_lesion:
                 lethal += tb.lesion_death_rate_per_day[n]
         h = (
             gompertz_a * np.exp(gompertz_b * (pt.age_years[p] + age_offset)) / DAYS_PER_YEAR

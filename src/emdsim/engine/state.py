@@ -222,6 +222,8 @@ def patient_tables(st: CohortState) -> tuple:
         settle_tissue=st.settle_tissue,
         age_years=pt.age_years,
         phase_wound=pt.phase_wound,
+        max_lines=pt.max_lines,
+        visibility=pt.visibility,
     )
     return kernels.plain(record)
 

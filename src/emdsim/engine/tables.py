@@ -198,6 +198,7 @@ def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
     sim = cfg.sim
     derived = {
         "detection_threshold_cells": detection_cells,
+        "imaging_every_days": cfg.scenario.imaging_every_days,
         "line_efficacy_factor": cfg.treatment.line_efficacy_factor,
         "dt_days": sim.dt_days,
         "followup_days": sim.followup_years * DAYS_PER_YEAR,
