@@ -77,7 +77,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     rise = cl.progression_rise_fraction
     serological = (total >= st.nadir * (1 + rise)) & (total - st.nadir >= cl.progression_min_cells)
     lesion = (
-        (node_total >= cl.symptomatic_lesion_cells) & (node_total >= st.lesion_nadir * (1 + rise)) & tb.soft_tissue
+        (node_total >= tb.step.symptomatic_cells) & (node_total >= st.lesion_nadir * (1 + rise)) & tb.soft_tissue
     ).any(axis=1)
     on_therapy = st.phase_pos != OFF_THERAPY
     prog = np.flatnonzero(
@@ -108,7 +108,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     seen = (
         tb.soft_tissue
         & (node_total > 0)
-        & ((node_total >= cl.symptomatic_lesion_cells) | (image[:, None] & (node_total >= detection)))
+        & ((node_total >= tb.step.symptomatic_cells) | (image[:, None] & (node_total >= detection)))
         & living[:, None]
     )
     st.lesion_detectable[seen & np.isnan(st.lesion_detectable)] = t
@@ -130,6 +130,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
         cl.gompertz_a_per_year * np.exp(cl.gompertz_b_per_year * age) / 365.25
         + cl.tumour_death_rate_per_day * (total[alive] / cl.lethal_burden_cells) ** cl.tumour_death_exponent
         + ((node_total[alive] >= cl.lesion_lethal_cells) * w.lesion_death_rate).sum(axis=1)
+        + np.where(st.phase_pos[alive] == OFF_THERAPY, cl.off_therapy_death_rate_per_day, 0.0)
     )
     dead = alive[rng.random(alive.size) < hazard_to_probability(h, cfg.sim.dt_days)]
     st.tally[0] += alive.size

@@ -80,8 +80,10 @@ class World:
     adjacent_marrow: NDArray[np.int64]
     #: for each marrow node, the index of its paraskeletal node (-1 if none)
     paraskeletal_of: NDArray[np.int64]
-    #: extra death hazard while a detectable lesion is present (1/day)
+    #: extra death hazard while a lesion of lethal size is present (1/day)
     lesion_death_rate: NDArray[np.float64]
+    #: a lesion this large causes symptoms (cells; 0 = the clinical default)
+    symptomatic_cells: NDArray[np.float64]
     #: wound nodes: inflammatory half-life (days)
     wound_half_life: NDArray[np.float64]
     #: compartment kind used by treatment efficacy (wounds count as organ)
@@ -136,6 +138,7 @@ def build_world(cfg: AnatomyConfig) -> World:
         adjacent_marrow=adjacent,
         paraskeletal_of=ps_of,
         lesion_death_rate=np.array([n.death_rate_per_day for n in nodes], dtype=float),
+        symptomatic_cells=np.array([n.symptomatic_cells for n in nodes], dtype=float),
         wound_half_life=np.array([n.inflammation_half_life_days for n in nodes], dtype=float),
         drug_kind=tuple("organ" if k == "wound" else k for k in kinds),
     )

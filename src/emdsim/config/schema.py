@@ -150,8 +150,11 @@ class NodeSpec:
     barrier: float = param("fraction", ITEM_SOURCE, **PROB, default=1.0)
     #: paraskeletal only: the marrow site it borders
     adjacent_to: str = ""
-    #: extra death hazard while a detectable lesion sits here (1/day; CNS involvement)
+    #: extra death hazard while a lesion of at least ``clinical.lesion_lethal_cells`` sits here (1/day; CNS involvement)
     death_rate_per_day: float = param("1/day", ITEM_SOURCE, lo=0.0, hi=10.0, why=HOURS, default=0.0)
+    #: soft tissue: a lesion this large here causes symptoms (seen without imaging; progression when
+    #: it grows); 0 = ``clinical.symptomatic_lesion_cells``
+    symptomatic_cells: float = param("cells", ITEM_SOURCE, lo=0.0, hi=1e15, why=NEVER, default=0.0)
     #: wound only: half-life of the inflammatory signal after the procedure (days)
     inflammation_half_life_days: float = param("days", ITEM_SOURCE, lo=0.0, hi=3650.0, why=HEALING, default=0.0)
     source: str = ""
@@ -324,7 +327,7 @@ class ClinicalConfig:
     #: progression is assessed only after this long on a line (IMWG: confirmed, after >= 1 cycle)
     min_days_on_line: float = param("days", "Kumar S et al. Lancet Oncol 2016 (IMWG): progression needs confirmation; ~2 cycles", lo=0.0, hi=3650.0, why=DECADE)
     #: ... and exceeds this absolute burden (the IMWG absolute increase)
-    progression_min_cells: float = param("cells", "assumption: IMWG absolute M-protein rise of 0.5 g/dl ~ 1e10 cells; free parameter", lo=0.0, hi=1e15, why=NEVER)
+    progression_min_cells: float = param("cells", "IMWG absolute M-protein rise of 0.5 g/dl (Kumar, Lancet Oncol 2016;17:e328); ~1e12 tumour cells/m2 carry ~5 g/dl (Durie & Salmon, Cancer 1975;36:842), so 0.5 g/dl ~ 1e11 cells", lo=0.0, hi=1e15, why=NEVER)
     #: an extramedullary lesion this large causes symptoms: progression even with a marrow response
     symptomatic_lesion_cells: float = param("cells", "assumption: ~5 cm mass (Rosinol, Haematologica 2004: EM progression despite serological response)", lo=1.0, hi=1e15, why=NEVER)
     #: tumour-related death hazard at the lethal burden
@@ -344,6 +347,9 @@ class ClinicalConfig:
     #: a soft-tissue lesion of at least this many cells threatens life at its site (the site's
     #: ``death_rate_per_day``), whatever imaging sees
     lesion_lethal_cells: float = param("cells", "assumption: ~1 cm3 (1e9 cells, Del Monte, Cell Cycle 2009;8:505) of tumour compresses or infiltrates its organ", lo=1.0, hi=1e15, why=NEVER, default=1.0e9)
+    #: death hazard of a patient who progressed on its last line and receives no further therapy
+    #: (attrition is mostly death or frailty before the next line)
+    off_therapy_death_rate_per_day: float = param("1/day", "Rodriguez-Lobato, Blood Cancer J 2025;15:103 and Yong, Br J Haematol 2016;175:252 (attrition between lines is mostly death before the next line); median ~3 months after the last progression: assumption", lo=0.0, hi=10.0, why=HOURS, default=0.0077)
     imaging: dict[str, ImagingModality] = field(default_factory=dict)
 
 

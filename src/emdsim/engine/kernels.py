@@ -185,6 +185,7 @@ class StepTables(NamedTuple):
     release_rate_per_day: NDArray[np.float64]  # (N,) egress (marrow) or shedding (soft tissue), 1/day
     soft_tissue: NDArray[np.bool_]  # (N,) paraskeletal, organ or wound: where imaging sees lesions
     lesion_death_rate_per_day: NDArray[np.float64]  # (N,) death hazard of a lethal-sized lesion, 1/day
+    symptomatic_cells: NDArray[np.float64]  # (N,) a soft-tissue lesion this large causes symptoms
     ps_nodes: NDArray[np.int64]  # (L,) paraskeletal compartments
     ps_marrow: NDArray[np.int64]  # (L,) the marrow site beside each
     em_nodes: NDArray[np.int64]  # (E,) organs and wounds (the EM definition)
@@ -677,11 +678,11 @@ def _look(p, t, image, s, pt, tb, c, seen):  # pragma: no cover - compiled
     above the modality's threshold scaled by the site's visibility to this patient; the first time a
     lesion is seen is recorded.  Fills ``seen (N,)``; returns whether any lesion is seen."""
     node_total_p, visibility_p, soft_tissue = s.node_total[p], pt.visibility[p], tb.soft_tissue
-    symptomatic, detection = c.symptomatic_lesion_cells, c.detection_threshold_cells
+    symptomatic, detection = tb.symptomatic_cells, c.detection_threshold_cells
     anything = False
     for n in range(node_total_p.size):
         x = node_total_p[n]
-        seen[n] = soft_tissue[n] and x > 0.0 and (x >= symptomatic or (image and x >= detection * visibility_p[n]))
+        seen[n] = soft_tissue[n] and x > 0.0 and (x >= symptomatic[n] or (image and x >= detection * visibility_p[n]))
         if seen[n]:
             anything = True
             if np.isnan(s.lesion_detectable[p, n]):
@@ -711,7 +712,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), cl[0]
     dx_cells = c.diagnosis_marrow_cells
     rise, min_rise_cells = c.progression_rise_fraction, c.progression_min_cells
-    symptomatic_cells, lethal_lesion = c.symptomatic_lesion_cells, c.lesion_lethal_cells
+    symptomatic_cells, lethal_lesion = tb.symptomatic_cells, c.lesion_lethal_cells
     min_days_on_line, line_factor = c.min_days_on_line, c.line_efficacy_factor
     gompertz_a, gompertz_b = c.gompertz_a_per_year, c.gompertz_b_per_year
     tumour_rate, lethal_cells = c.tumour_death_rate_per_day, c.lethal_burden_cells
@@ -760,7 +761,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 n = 0
                 while not progressed and n < n_n:
                     progressed = (
-                        node_total[p, n] >= symptomatic_cells
+                        node_total[p, n] >= symptomatic_cells[n]
                         and node_total[p, n] >= s.lesion_nadir[p, n] * grow
                         and soft_tissue[n]
                     )
@@ -819,6 +820,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             gompertz_a * np.exp(gompertz_b * (pt.age_years[p] + age_offset)) / DAYS_PER_YEAR
             + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent
             + lethal
+            + (c.off_therapy_death_rate_per_day if s.phase_pos[p] == OFF_THERAPY else 0.0)
         )
         tally.uniform += 1
         if uniform(patient_source(rng, p)) < _event_probability(h, dt):

@@ -122,6 +122,9 @@ def build_tables(cfg: EmdConfig) -> Tables:
         release_rate_per_day=release,
         soft_tissue=world.is_paraskeletal | world.is_tissue_target,
         lesion_death_rate_per_day=world.lesion_death_rate,
+        symptomatic_cells=np.where(
+            world.symptomatic_cells > 0, world.symptomatic_cells, cfg.clinical.symptomatic_lesion_cells
+        ),
         ps_nodes=ps_nodes,
         ps_marrow=world.adjacent_marrow[ps_nodes],
         em_nodes=np.flatnonzero(world.is_tissue_target),

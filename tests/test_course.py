@@ -1,0 +1,114 @@
+"""The clinical course of issue 18: lines of therapy end by attrition, imaging happens at events and
+sees with a sensitivity curve, and survival never depends on what imaging sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from emdsim.biology.anatomy import build_world
+from emdsim.biology.patients import MAX_LINES, max_lines, sample_patients
+from emdsim.cohort.run import run_cohort
+
+#: two-sided z for a per-test false-alarm rate of 1/1000
+Z = 3.29
+
+
+@pytest.mark.parametrize("attrition", [0.15, 0.45])
+def test_max_lines_follow_the_attrition(attrition, rng):
+    """P(max_lines > i) = (1 - attrition)^i: each of the first six tails within 3.29 SE (Bonferroni
+    over six: 1/1000 per test at most), and every value in [1, MAX_LINES]."""
+    n = 200_000
+    m = max_lines(rng.random(n), attrition)
+    assert m.min() >= 1 and m.max() <= MAX_LINES
+    for i in range(1, 7):
+        p = (1.0 - attrition) ** i
+        se = np.sqrt(p * (1 - p) / n)
+        assert abs((m > i).mean() - p) < (Z + 0.7) * se, i  # 3.99 SE: six tails share the 1/1000
+
+
+def test_attrition_extremes_are_exact(rng):
+    u = rng.random(1000)
+    assert (max_lines(u, 1.0) == 1).all()
+    assert (max_lines(u, 0.0) == MAX_LINES).all()
+
+
+def test_site_visibility_is_log_normal_with_the_configured_spread(make_cfg):
+    """log10 of a site's visibility is normal with sd ``clinical.detection_spread_log10``: KS test at
+    1/1000 over 400 patients x N sites, and zero spread makes the threshold exact."""
+    cfg = make_cfg("clinical.detection_spread_log10=0.5")
+    world = build_world(cfg.anatomy)
+    pts = sample_patients(cfg, world, np.arange(400))
+    x = np.log10(pts.visibility).ravel() / 0.5
+    assert stats.kstest(x, "norm").pvalue > 1e-3
+    flat = sample_patients(make_cfg("clinical.detection_spread_log10=0"), world, np.arange(20))
+    assert (flat.visibility == 1.0).all()
+
+
+def _cohort(make_cfg, *overrides):
+    cfg = make_cfg("cohort.n_patients=200", "cohort.block_size=100", "sim.followup_years=6", *overrides)
+    return run_cohort(cfg).patients.set_index("patient_id")
+
+
+def test_imaging_never_changes_the_course(make_cfg):
+    """Imaging only observes: the same seed with clinical ascertainment or PET/CT, with or without
+    surveillance, gives every patient the same diagnosis, progression and death (to the byte), while
+    more imaging sees a superset of the lesions, never later."""
+    base = _cohort(make_cfg, "scenario.imaging=clinical")
+    for other in (
+        _cohort(make_cfg, "scenario.imaging=pet_ct"),
+        _cohort(make_cfg, "scenario.imaging=clinical", "scenario.imaging_every_days=91"),
+    ):
+        for col in ("onset_to_diagnosis_days", "pfs_days", "os_days", "os_event", "n_lines"):
+            pd.testing.assert_series_equal(base[col], other[col])
+        for col in ("emd_at_diagnosis", "em_ever", "ps_ever"):
+            assert not (base[col] & ~other[col]).any(), col  # what the lesser imaging saw, the more sees
+        assert other[["em_ever", "ps_ever"]].any(axis=1).sum() > base[["em_ever", "ps_ever"]].any(axis=1).sum()
+
+
+def test_surveillance_sees_lesions_earlier(make_cfg):
+    """Yearly surveillance finds soft-tissue disease no later than imaging at events alone, and
+    earlier in some patients (the same seed: the same lesions)."""
+    events = _cohort(make_cfg)
+    yearly = _cohort(make_cfg, "scenario.imaging_every_days=364")
+    a, b = events["ps_first_detected_days"], yearly["ps_first_detected_days"]
+    both = a.notna() & b.notna()
+    assert (b[both] <= a[both]).all()
+    assert (b[both] < a[both]).any() or (b.notna() & a.isna()).any()
+
+
+def test_attrition_stops_therapy(make_cfg):
+    """With attrition 1 no patient starts a second line, and every relapsed patient stops therapy;
+    with attrition 0 nobody stops before the numerical cap."""
+    none = _cohort(make_cfg, "treatment.attrition_per_line=1.0")
+    dx = none[none["diagnosed"]]
+    assert (dx["n_lines"] == 1).all()
+    assert (dx["stopped_therapy"] == dx["relapsed"]).all() and dx["relapsed"].any()
+    every = _cohort(make_cfg, "treatment.attrition_per_line=0.0")
+    assert not every["stopped_therapy"].any()
+    assert every.loc[every["diagnosed"], "n_lines"].max() > 1
+
+
+def test_no_further_therapy_carries_its_death_hazard(make_cfg):
+    """With attrition 1 and an off-therapy hazard of 10/day (a step's death probability 1 - e^-70),
+    every patient who progresses dies at that step: OS equals PFS for every relapsed patient."""
+    p = _cohort(make_cfg, "treatment.attrition_per_line=1.0", "clinical.off_therapy_death_rate_per_day=10")
+    rel = p[p["diagnosed"] & p["relapsed"]]
+    assert len(rel) > 20
+    np.testing.assert_allclose(rel["os_days"], rel["pfs_days"])
+    assert rel["os_event"].all()
+
+
+def test_symptomatic_size_is_per_site_with_the_clinical_default(make_cfg):
+    """A site's ``symptomatic_cells`` replaces ``clinical.symptomatic_lesion_cells`` where it is set."""
+    from emdsim.engine.tables import build_tables
+
+    cfg = make_cfg("clinical.symptomatic_lesion_cells=3e10")
+    tb = build_tables(cfg)
+    own = {n.name: n.symptomatic_cells for n in cfg.anatomy.nodes}
+    for i, name in enumerate(tb.world.names):
+        expected = own[name] if own[name] > 0 else 3e10
+        assert tb.step.symptomatic_cells[i] == expected, name
+    assert any(v > 0 for v in own.values()) and any(v == 0 for v in own.values())
