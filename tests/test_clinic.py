@@ -80,9 +80,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
         (node_total >= tb.step.symptomatic_cells) & (node_total >= st.lesion_nadir * (1 + rise)) & tb.soft_tissue
     ).any(axis=1)
     on_therapy = st.phase_pos != OFF_THERAPY
-    prog = np.flatnonzero(
-        followed & on_therapy & (t - st.line_start >= cl.min_days_on_line) & (serological | lesion)
-    )
+    prog = np.flatnonzero(followed & on_therapy & (t - st.line_start >= cl.min_days_on_line) & (serological | lesion))
     image[prog] = True
     first_prog = prog[np.isnan(st.t_prog[prog])]
     st.t_prog[first_prog] = t
