@@ -313,7 +313,8 @@ class TreatmentConfig:
 # -------------------------------------------------------------------------------------- clinical
 @dataclass
 class ImagingModality:
-    #: smallest detectable soft-tissue lesion (cells); 1 cm^3 ~ 1e9 cells (Del Monte, Cell Cycle 2009)
+    #: the soft-tissue lesion size this modality sees half the time (the midpoint of its sensitivity
+    #: curve, clinical.detection_spread_log10); 1 cm^3 ~ 1e9 cells (Del Monte, Cell Cycle 2009)
     detection_threshold_cells: float = param("cells", ITEM_SOURCE, lo=1.0, hi=1e13, why=MARROW)
     source: str = ""
 

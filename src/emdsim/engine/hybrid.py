@@ -279,7 +279,7 @@ def _treat(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 @JIT_INLINE
 def _book_lesions(src, tally, p, s, c, w):  # pragma: no cover - compiled
     """Round small populations to whole cells, remove those below ``extinction_cells``, total each
-    node, and forget a lesion that died out before it was ever detectable (as the exact pass)."""
+    node, and forget a lesion that died out before it was ever seen (as the exact pass)."""
     cells_p, onset_p, route_p = s.cells[p], s.lesion_onset[p], s.lesion_route[p]
     detectable_p, node_total_p = s.lesion_detectable[p], s.node_total[p]
     large, extinction = c.hybrid_threshold_cells, c.extinction_cells

@@ -256,7 +256,7 @@ class CourseState(NamedTuple):
     kill_regimen: NDArray[np.int64]  # (P,) the regimen ``kill_prob`` is for
     kill_efficacy: NDArray[np.float64]  # (P,) the efficacy ``kill_prob`` is for
     #: the first salvage line (line 1): cells at its start (NaN before), in all compartments and in
-    #: soft tissue, whether a soft-tissue lesion was detectable then, the fewest cells during the line
+    #: soft tissue, whether a soft-tissue lesion was seen at its restaging, the fewest cells during the line
     #: (its best response) and the day it ended (NaN while it goes on)
     salvage_start_total: NDArray[np.float64]  # (P,) cells
     salvage_start_soft: NDArray[np.float64]  # (P,) cells
@@ -514,7 +514,7 @@ def _record_onset(t, nodes, flow_p, route, onset_p, route_p):  # pragma: no cove
 @JIT_INLINE
 def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_total_p):  # pragma: no cover
     """Remove populations below ``extinction`` cells, total each node, and forget a lesion that died
-    out before it was ever detectable (it was never a lesion)."""
+    out before it was ever seen (it was never a lesion)."""
     n_n, n_k = cells_p.shape
     for n in range(n_n):
         for k in range(n_k):
