@@ -277,28 +277,31 @@ def flow_within(bitgen, cells: float, p: float, large: float, tally) -> float:
 def split_out(bitgen, cells: float, weights: np.ndarray, large: float, out: np.ndarray, tally) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out``, as conditional
     :func:`flow_out` flows (a multinomial on whole cells where the shares are small, means where a
-    share is large); the last destination with weight takes what is left (whole cells, unless the
-    total was large: its fraction is rounded where it lands, :func:`whole_cells`).  All-zero weights
-    send nothing."""
+    share is large); the destination with the largest weight takes what is left, so that the
+    fraction of a cell left by mean flows lands in the largest share (a large population, or whole
+    cells when the total was small), never as a spurious seed in a small one.  All-zero weights send
+    nothing."""
     total = 0.0
-    last = -1
+    big = -1
     for j in range(weights.size):
         out[j] = 0.0
         if weights[j] > 0.0:
             total += weights[j]
-            last = j
+            if big < 0 or weights[j] > weights[big]:
+                big = j
     if cells <= 0.0 or total <= 0.0:
         return
     left = cells
-    rest = total
-    for j in range(last + 1):
+    rest = total - weights[big]
+    for j in range(weights.size):
         w = weights[j]
-        if w <= 0.0 or left <= 0.0:
+        if j == big or w <= 0.0 or left <= 0.0:
             continue
-        x = left if j == last else flow_out(bitgen, left, w / rest, large, tally)
+        x = flow_out(bitgen, left, w / (rest + weights[big]), large, tally)
         out[j] = x
         left -= x
         rest -= w
+    out[big] = left
 
 
 @JIT_INLINE
