@@ -172,19 +172,33 @@ def flow_one(bitgen, cells: float, p: float, threshold: float, tally) -> float:
 def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray, tally) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out`` (sums to ``cells``).
 
-    Large totals are split by their means; small ones are a multinomial drawn as conditional
-    binomials (the fractional remainder is split by its mean).  All-zero weights send nothing.
+    A large total goes by conditional :func:`flow_one` flows: a share whose mean is at least
+    ``threshold`` is its mean, a smaller one is drawn (so a rare destination receives whole seeds
+    by chance, not a fraction of a cell that extinction removes), and the destination with the
+    largest weight takes what is left.  A small total is a multinomial drawn as conditional binomials
+    (the fractional remainder is split by its mean).  All-zero weights send nothing.
     """
     total = 0.0
+    big = -1
     for j in range(weights.size):
         total += weights[j]
+        if weights[j] > 0.0 and (big < 0 or weights[j] > weights[big]):
+            big = j
     for j in range(weights.size):
         out[j] = 0.0
     if cells <= 0.0 or total <= 0.0:
         return
     if cells >= threshold:
+        left, rest = cells, total
         for j in range(weights.size):
-            out[j] = cells * weights[j] / total
+            w = weights[j]
+            if j == big or w <= 0.0 or left <= 0.0:
+                continue
+            x = flow_one(bitgen, left, w / rest, threshold, tally)
+            out[j] = x
+            left -= x
+            rest -= w
+        out[big] = left
         return
     whole = np.floor(cells)
     frac = cells - whole
