@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from emdsim.biology.patients import sample_patients
+from emdsim.biology.traits import TRAIT_INDEX
 from emdsim.cohort.run import run_cohort
 from emdsim.engine.kernels import node_totals
 from emdsim.engine.schedule import step
 from emdsim.engine.state import init_state
+from emdsim.engine.status import Status
 from emdsim.engine.streams import patient_streams
 from emdsim.engine.tables import build_tables
 
@@ -67,11 +69,49 @@ def test_no_egress_means_no_haematogenous_disease(make_cfg):
 
 
 def test_no_cortical_disruption_means_no_paraskeletal_disease(make_cfg):
-    cfg = make_cfg("spread.cortical_disruption_rate_per_day=0", "cohort.n_patients=32", "cohort.block_size=32")
+    cfg = make_cfg(
+        "spread.cortical_disruption_rate_per_day=0",
+        "spread.focal_breach_rate_per_day=0",
+        "cohort.n_patients=32",
+        "cohort.block_size=32",
+    )
     res = run_cohort(cfg)
     assert not res.patients["ps_ever"].any()
     assert (res.lesions["kind"] != "paraskeletal").all()
     assert (res.lesions["route"] != "local").all()
+
+
+@pytest.mark.parametrize("engine", ["hybrid", "exact"])
+def test_focal_breach_needs_therapy_and_resistant_cells_above_the_focal_size(make_cfg, engine):
+    """The cortex of a marrow site breaks by focal burden: resistant cells above ``focal_breach_cells``
+    in a treated patient (a hazard of 10/day: certain within the step), whatever the site's occupancy
+    (the occupancy rule is off). Sensitive cells, resistant cells below the size, or an untreated
+    (undiagnosed) patient never break it."""
+    cfg = make_cfg(
+        *NO_TURNOVER,
+        f"engine={engine}",
+        "spread.egress_rate_per_day=0",
+        "spread.shedding_rate_per_day=0",
+        "spread.cortical_disruption_rate_per_day=0",
+        "spread.focal_breach_cells=1e10",
+        "spread.focal_breach_rate_per_day=10",
+    )
+    tb, st = _state(cfg, n=4)
+    pelvis = tb.world.index("pelvis")
+    resistant = next(k for k, label in enumerate(tb.clone_labels) if label == "drug_resistance")
+    assert st.traits[0, resistant, TRAIT_INDEX["drug_sensitivity"]] < 1.0
+    st.cells[:, pelvis, :] = 0.0
+    st.cells[0, pelvis, resistant] = 4e10  # treated, resistant, above the focal size: breaks
+    st.cells[1, pelvis, 0] = 4e10  # treated, sensitive founder cells: no focal lesion
+    st.cells[2, pelvis, resistant] = 5e9  # treated, resistant, below the focal size
+    st.cells[3, pelvis, resistant] = 4e10  # not diagnosed yet: no therapy
+    st.status[:3] = Status.FOLLOWED
+    st.regimen[:] = tb.untreated  # no kill: the cells stay where they were put
+    node_totals(st.cells, st.node_total)
+    step(st, tb, np.random.default_rng(0))
+    assert st.disrupted[:, pelvis].tolist() == [True, False, False, False]
+    ps = tb.world.index("ps_pelvis")
+    assert st.cells[0, ps].sum() > 0.0 and st.cells[1:, ps].sum() == 0.0  # spill only through the breach
 
 
 def test_routes_match_compartments(make_cfg):

@@ -7,7 +7,7 @@ import pytest
 
 from emdsim.biology.anatomy import build_world
 from emdsim.biology.niches import adhesion, birth_rate, death_rate, egress_rate, occupancy, support
-from emdsim.biology.spread import colonisation_probability, disruption_rate, homing_weights
+from emdsim.biology.spread import colonisation_probability, disruption_rate, focal_breach_rate, homing_weights
 from emdsim.biology.traits import TRAIT_INDEX, clone_trait_table, switch_targets
 from emdsim.biology.treatment import regimen_kill_table
 
@@ -92,6 +92,14 @@ def test_disruption_only_above_threshold():
     occ = np.array([0.0, 0.19, 0.2, 0.21, 0.6, 1.0])
     hz = disruption_rate(occ, 0.2, 0.001)
     assert np.all(hz[:3] == 0) and np.all(np.diff(hz[2:]) > 0)
+
+
+def test_focal_breach_is_zero_up_to_the_focal_size_then_linear_in_the_excess():
+    resistant = np.array([0.0, 5e9, 1e10, 2e10, 4e10])
+    hz = focal_breach_rate(resistant, 1e10, 0.001)
+    assert np.all(hz[:3] == 0.0)
+    assert hz[3:] == pytest.approx([0.001, 0.003])  # 1 and 3 focal sizes of excess
+    assert np.all(focal_breach_rate(resistant, 1e10, 0.0) == 0.0)  # rate 0 switches the rule off
 
 
 def test_colonisation_probability_bounds():

@@ -4,6 +4,11 @@
   seed editorial): a marrow site whose occupancy exceeds ``cortical_disruption_occupancy`` breaks
   its cortex with a hazard proportional to the excess; from a breached site cells spill into the
   paraskeletal compartment beside it at ``local_extension_rate_per_day``.
+* **Focal breach at relapse**: under therapy, drug-resistant clones regrow as focal lesions (spatially
+  distinct resistant clones in large focal lesions: Rasche, Nat Commun 2017;8:268), not as diffuse
+  infiltration.  A focal lesion breaks the cortex by its own size, whatever the occupancy of the whole
+  site: the resistant cells of a treated marrow site break it with a hazard proportional to their
+  excess over ``focal_breach_cells``.
 * **Haematogenous spread**: circulating cells die (``blood_death_rate``) or arrest
   (``extravasation_rate``).  An arresting cell chooses its tissue in proportion to perfusion x
   binding (selectin·PSGL-1, VCAM-1·VLA-4, hyaluronan·CD44, plus non-specific trapping) x chemokine
@@ -21,7 +26,7 @@ from emdsim.biology.anatomy import LIGANDS
 from emdsim.biology.traits import TRAIT_INDEX
 from emdsim.config.schema import SpreadConfig
 
-__all__ = ["disruption_rate", "homing_weights", "colonisation_probability"]
+__all__ = ["disruption_rate", "focal_breach_rate", "homing_weights", "colonisation_probability"]
 
 _L = {name: i for i, name in enumerate(LIGANDS)}
 _T = TRAIT_INDEX
@@ -30,6 +35,13 @@ _T = TRAIT_INDEX
 def disruption_rate(occ: ArrayLike, threshold: float, rate_per_day: float) -> NDArray[np.float64]:
     """Cortical-disruption hazard of marrow sites with occupancy ``occ``: 0 at or below ``threshold``."""
     return rate_per_day * np.maximum(occ - threshold, 0.0) / max(1.0 - threshold, 1e-12)
+
+
+def focal_breach_rate(resistant_cells: ArrayLike, focal_cells: float, rate_per_day: float) -> NDArray[np.float64]:
+    """Cortical-breach hazard of a marrow site under therapy whose drug-resistant clones hold
+    ``resistant_cells``: they regrow as one focal lesion, which breaks the cortex with a hazard
+    ``rate_per_day`` times its excess over ``focal_cells``, in units of ``focal_cells`` (0 at or below)."""
+    return rate_per_day * np.maximum(resistant_cells / max(focal_cells, 1e-12) - 1.0, 0.0)
 
 
 def homing_weights(

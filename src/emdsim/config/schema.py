@@ -254,6 +254,10 @@ class SpreadConfig:
     cortical_disruption_occupancy: float = param("fraction of site capacity", "assumption: lytic lesion breaches cortex above this burden (67% lytic at diagnosis, Blood 2019;133:644)", **PROB)
     cortical_disruption_rate_per_day: float = param("1/day", "assumption; calibrated to paraskeletal incidence (EBMT 14.5%)", lo=0.0, hi=10.0, why=HOURS)
     local_extension_rate_per_day: float = param("1/day", "assumption: spill of marrow cells through a breached cortex; free parameter", lo=0.0, hi=10.0, why=HOURS)
+    #: under therapy a marrow site's drug-resistant clones form a focal lesion: it breaks the cortex
+    #: (whatever the site's occupancy) with a hazard proportional to its excess over this size
+    focal_breach_cells: float = param("cells", "~1e10 cells ~ 10 cm3, a focal lesion ~2.7 cm across: focal lesions > 2.5 cm carry the resistant, spatially distinct clones of relapse (Rasche, Nat Commun 2017;8:268); 1e9 cells ~ 1 cm3 (Durie & Salmon 1975): assumption", lo=1.0, hi=1e13, why=MARROW)
+    focal_breach_rate_per_day: float = param("1/day", "assumption; calibrated on fits/evidence.yaml: at 3e-5 Mangiacavalli 2017 rises 8 -> 18 % (28 reported) but the Czech registry 9.5 -> 15.5 % (4.7 reported) and patients with future EMD outlive the others (67 vs 62 months; Stork 2022: 27 vs 59), so the default is 0 (off) until relapse biology ties focal EMD to aggressive disease", lo=0.0, hi=10.0, why=HOURS)
     # --- circulation and homing (process 4)
     extravasation_rate_per_day: float = param("1/day", "assumption: mean circulation time ~1 h (mouse homing within 1 h, Hofgaard PLoS One 2012)", lo=0.0, hi=1440.0, why=MINUTE)
     blood_death_rate_per_day: float = param("1/day", "assumption: shear and anoikis in blood; free parameter", lo=0.0, hi=1440.0, why=MINUTE)

@@ -38,11 +38,13 @@ from emdsim.engine.kernels import (
     _death_and_survival,
     _disruption_rate,
     _event_probability,
+    _focal_breach_rate,
     _kill_probabilities,
     _node_sum,
     _occupancy,
     _proliferation,
     _record_onset,
+    _resistant_cells,
     _settle_probabilities,
     _support,
     _switch_table,
@@ -156,6 +158,9 @@ def _extend(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     cells_p, disrupted_p, last_local_p, occ, live = s.cells[p], s.disrupted[p], s.last_local[p], w.occ, w.live
     ps_nodes, ps_marrow = tb.ps_nodes, tb.ps_marrow
     disruption_occ, disruption_rate = c.cortical_disruption_occupancy, c.cortical_disruption_rate_per_day
+    traits_p, i_sens = pt.traits[p], c.trait_drug_sensitivity
+    focal_cells, focal_rate = c.focal_breach_cells, c.focal_breach_rate_per_day
+    treated = s.status[p] == c.status_followed and focal_rate > 0.0  # diagnosed, so under therapy
     dt, p_spill, large = c.dt_days, c.p_spill_per_step, c.hybrid_threshold_cells
     n_k = cells_p.shape[1]
     for i in range(ps_nodes.size):
@@ -164,6 +169,8 @@ def _extend(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             continue
         if not disrupted_p[m]:
             hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
+            if treated:  # resistant clones regrow as focal lesions
+                hz += _focal_breach_rate(_resistant_cells(cells_p, traits_p, m, i_sens), focal_cells, focal_rate)
             if hz > 0.0:
                 tally.uniform += 1
                 if uniform(src) < _event_probability(hz, dt):

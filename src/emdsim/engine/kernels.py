@@ -61,6 +61,7 @@ _death_rate = JIT(niches.death_rate)
 _retained_release = JIT(niches.retained_release)
 _crowded_release = JIT(niches.crowded_release)
 _disruption_rate = JIT(spread.disruption_rate)
+_focal_breach_rate = JIT(spread.focal_breach_rate)
 _colonisation_probability = JIT(spread.colonisation_probability)
 _kill_rate = JIT(treatment.kill_rate)
 _event_probability = JIT(event_probability)
@@ -384,12 +385,25 @@ def _release(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _resistant_cells(cells_p, traits_p, n, i_sens):  # pragma: no cover - compiled
+    """Cells of compartment ``n`` in clone states less drug-sensitive than the founder."""
+    tot = 0.0
+    for k in range(cells_p.shape[1]):
+        if traits_p[k, i_sens] < 1.0:
+            tot += cells_p[n, k]
+    return tot
+
+
+@JIT_INLINE
 def _extend(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     """Process 3: marrow sites above the occupancy threshold break their cortex (a hazard); cells of
     breached sites spill into the paraskeletal compartment beside them."""
     cells_p, disrupted_p, last_local_p, occ = s.cells[p], s.disrupted[p], s.last_local[p], w.occ
     ps_nodes, ps_marrow = tb.ps_nodes, tb.ps_marrow
     disruption_occ, disruption_rate = c.cortical_disruption_occupancy, c.cortical_disruption_rate_per_day
+    traits_p, i_sens = pt.traits[p], c.trait_drug_sensitivity
+    focal_cells, focal_rate = c.focal_breach_cells, c.focal_breach_rate_per_day
+    treated = s.status[p] == c.status_followed and focal_rate > 0.0  # diagnosed, so under therapy
     dt, p_spill, thr = c.dt_days, c.p_spill_per_step, c.deterministic_threshold_cells
     n_k = cells_p.shape[1]
     last_local_p[:, :] = 0.0
@@ -397,6 +411,8 @@ def _extend(bitgen, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         m = ps_marrow[i]
         if not disrupted_p[m]:
             hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
+            if treated:  # resistant clones regrow as focal lesions
+                hz += _focal_breach_rate(_resistant_cells(cells_p, traits_p, m, i_sens), focal_cells, focal_rate)
             if hz > 0.0:
                 tally.uniform += 1
                 if uniform(bitgen) < _event_probability(hz, dt):
