@@ -108,6 +108,7 @@ def test_fractions_count_their_own_denominators():
         2,
     )
     assert m["emd_ever"].value == 75.0 and m["emd_at_diagnosis"].value == 50.0 and m["em_at_diagnosis"].value == 25.0
+    assert m["em_ever"].value == 50.0  # organ only: the paraskeletal patient does not count
     given = m["emd_at_relapse_given_emd_at_diagnosis"]
     assert (given.value, given.n) == (50.0, 2)
     assert measure("median_months_to_secondary_emd", p, NO_LESIONS).value == pytest.approx(400.0 / 30.4375)
@@ -139,6 +140,16 @@ def test_survival_by_future_emd_and_from_emd():
     assert years == pytest.approx(900.0 / 365.25)
     censored = _patients([{"em_ever": True, "em_first_detected_days": 10.0}])
     assert math.isinf(measure("median_os_years_from_emd", censored, NO_LESIONS).value)  # not reached
+
+
+def test_os_from_em_starts_at_the_first_organ_lesion_and_ignores_paraskeletal_patients():
+    """Weinstock's EMD is organ disease: OS is counted from the first EM seen, not from an earlier PS."""
+    both = {"ps_ever": True, "ps_first_detected_days": 100.0, "em_ever": True, "em_first_detected_days": 500.0}
+    rows = [dict(both, os_days=d, os_event=True) for d in (900.0, 1100.0, 1300.0)]
+    ps_only = [{"ps_ever": True, "ps_first_detected_days": 0.0, "os_days": 5000.0, "os_event": True}] * 5
+    p = _patients(rows + ps_only)
+    assert measure("median_os_years_from_em", p, NO_LESIONS).value == pytest.approx(600.0 / 365.25)
+    assert measure("median_os_years_from_emd", p, NO_LESIONS).value > 4000.0 / 365.25  # the PS patients dominate
 
 
 def test_salvage_responses_by_compartment():

@@ -98,10 +98,11 @@ def _pair(p: pd.DataFrame, endpoint: str) -> Measure:
     return Measure(values, int(len(future) + len(never)))
 
 
-def _os_from_emd(p: pd.DataFrame) -> Measure:
+def _os_from_emd(p: pd.DataFrame, organ_only: bool = False) -> Measure:
+    """Kaplan-Meier median OS (years) from the first EMD seen (``organ_only``: the first EM seen)."""
     dx = _dx(p)
-    emd = dx[_emd_ever(dx)]
-    start = _first_emd_days(emd).clip(lower=0.0)
+    emd = dx[dx["em_ever"]] if organ_only else dx[_emd_ever(dx)]
+    start = (emd["em_first_detected_days"] if organ_only else _first_emd_days(emd)).clip(lower=0.0)
     days = (emd["os_days"] - start).clip(lower=0.0)
     months = _km(days, emd["os_event"].astype(bool))
     return Measure(months * DAYS_PER_MONTH / DAYS_PER_YEAR, int(len(emd)))
@@ -170,6 +171,8 @@ STATISTICS: dict[str, Statistic] = {
                   lambda p, _: _percent(_relapsed(p)["emd_at_relapse"])),
         Statistic("emd_ever", "percent", "EMD seen at any time from diagnosis to the end, of diagnosed",
                   lambda p, _: _percent(_emd_ever(_dx(p)))),
+        Statistic("em_ever", "percent", "EM (organ) seen at any time from diagnosis to the end, of diagnosed",
+                  lambda p, _: _percent(_dx(p)["em_ever"])),
         Statistic("secondary_emd", "percent", "EMD first seen after diagnosis (none at diagnosis), of diagnosed",
                   lambda p, _: _percent(_secondary(_dx(p)))),
         Statistic("secondary_emd_without_emd_at_diagnosis", "percent",
@@ -194,6 +197,9 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("median_os_years_from_emd", "years",
                   "Kaplan-Meier median OS from the first EMD seen, of patients with EMD at any time",
                   lambda p, _: _os_from_emd(p)),
+        Statistic("median_os_years_from_em", "years",
+                  "Kaplan-Meier median OS from the first EM (organ) lesion seen, of patients with EM at any time",
+                  lambda p, _: _os_from_emd(p, organ_only=True)),
         Statistic("salvage_response_with_emd", "percent",
                   "partial response or better of the first salvage line in serum and in soft tissue, of patients "
                   "with EMD at its start",
