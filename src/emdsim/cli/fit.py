@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             ("emdsim-fit run fits/incidence.yaml", "the shipped fit, ~1 h on 2 cores"),
             ("emdsim-fit run SPEC --dask tcp://HOST:8786", "simulations on a Dask cluster"),
             ("emdsim-fit validate fits/evidence.yaml", "score the model against every reported figure"),
+            ("emdsim-fit match fits/match_quick.yaml", "history matching with GP emulators, ~3 min"),
         ],
         "DIR (default fits/runs/<name>-<time>): fit.db (pyabc history; an existing one resumes),\n"
         "  posterior.parquet, predictive.parquet, fit_posterior.png, fit_predictive.png, fit_report.md,\n"
@@ -467,12 +468,16 @@ def main(argv: list[str] | None = None) -> None:
     val.add_argument("--experiment", help="the parameter set of conf/experiment (default: the spec's, fitted)")
     val.add_argument("--tiny", action="store_true", help="24 patients, 1 seed per scenario: check a spec in minutes")
     val.add_argument("--in-process", action="store_true", help="run the cohorts in this process (tests, notebooks)")
+    from emdsim.cli.match import add_parser as add_match
+    from emdsim.cli.match import cmd_match
+
+    add_match(sub)
     args, args.overrides = parse_with_overrides(parser, argv, command="validate")
     if args.command != "validate":
         args.overrides = []
     from emdsim.cli.validate import cmd_validate
 
-    handlers = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate}
+    handlers = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate, "match": cmd_match}
     run_command("emdsim-fit", "invalid input", handlers[args.command], args)
 
 

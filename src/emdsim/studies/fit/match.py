@@ -1,0 +1,313 @@
+"""History matching against the whole validation spec, in waves (``emdsim-fit match``).
+
+A match spec names the validation spec whose cohorts and targets it uses (``evidence:
+fits/evidence.yaml``), the parameters with their prior ranges, and the waves (design points, cutoff,
+model discrepancy).  Every numeric target of the validation spec is emulated; sites and
+associations are not (they are scored afterwards, by ``emdsim-fit validate``).  Each wave writes
+its design and its simulated statistics atomically under ``wave_<k>/``: an interrupted match resumes
+from the last completed wave, refitting that wave's emulators from its stored runs (the fit is
+deterministic for a seed).
+
+No Hydra and no figures here: the caller composes each scenario's configuration and passes a
+``map`` (a process pool's, a Dask client's) that runs :func:`simulate_point` on many points.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emdsim.analysis.evidence import STATISTICS, measure
+from emdsim.cohort.run import run_cohort
+from emdsim.config.schema import ConfigError, EmdConfig
+from emdsim.studies.design import ParameterRange, parse_range
+from emdsim.studies.fit import history as hm
+from emdsim.studies.fit.emulate import Emulator, fit_emulator, leave_one_out
+from emdsim.studies.fit.objective import with_parameters
+from emdsim.studies.rundir import atomic_write_parquet
+from emdsim.studies.validate import Scored, ValidationSpec
+
+__all__ = ["MatchSpec", "Output", "parse_match_spec", "outputs_of", "simulate_point", "run_match", "WaveResult"]
+
+NUMERIC = ("percent", "months", "years", "pair_months")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One emulated number: a target's statistic (or one number of a pair) on its scenario."""
+
+    name: str
+    target: str
+    scenario: str
+    statistic: str
+    index: int
+    observation: hm.Observation
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    name: str
+    seed: int
+    waves: int
+    design_points: int
+    cutoff: float
+    discrepancy: float
+    second_max: bool
+    scale: float
+    min_patients: int
+    candidates: int
+    parameters: tuple[ParameterRange, ...]
+    evidence: ValidationSpec
+    outputs: tuple[Output, ...]
+    #: overrides of every simulation after the evidence's (e.g. ``sim.followup_years=0``: stop at diagnosis)
+    overrides: tuple[str, ...] = ()
+
+    def n_patients(self, scenario: str) -> int:
+        """The simulated cohort of a scenario: ``scale`` times the validation's, at least ``min_patients``."""
+        return max(self.min_patients, int(round(self.scale * self.evidence.scenarios[scenario].n_patients)))
+
+    @property
+    def scenarios(self) -> list[str]:
+        return sorted({o.scenario for o in self.outputs})
+
+
+def outputs_of(targets: Iterable[Scored], discrepancy: float) -> list[Output]:
+    """The emulated numbers of the numeric targets (a pair of medians gives two)."""
+    out = []
+    for s in targets:
+        if s.statistic is None or STATISTICS[s.statistic].kind not in NUMERIC:
+            continue
+        t = s.target
+        values = t.value if isinstance(t.value, list) else [t.value]
+        lows = s.lower if isinstance(s.lower, list) else [s.lower]
+        highs = s.upper if isinstance(s.upper, list) else [s.upper]
+        for i, (v, lo, hi) in enumerate(zip(values, lows, highs, strict=True)):
+            name = t.name if len(values) == 1 else f"{t.name}[{i}]"
+            value = None if v is None else float(v)
+            obs = hm.observation(name, value, float(lo), float(hi), discrepancy)
+            out.append(Output(name, t.name, str(s.scenario), str(s.statistic), i, obs))
+    return out
+
+
+def parse_match_spec(
+    data: Mapping[str, Any], evidence: ValidationSpec, known: Mapping[str, Mapping[str, Any]]
+) -> MatchSpec:
+    """A validated match spec; a :class:`ConfigError` names the first bad entry."""
+    allowed = {"name", "evidence", "seed", "waves", "design_points", "cutoff", "discrepancy", "second_max",
+               "scale", "min_patients", "candidates", "parameters", "targets", "overrides"}  # fmt: skip
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"match.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
+
+    def number(key: str, default: float, lo: float, hi: float, kind: type = float) -> Any:
+        v = data.get(key, default)
+        bad_type = isinstance(v, bool) or not isinstance(v, int | float)
+        if bad_type or not (lo <= v <= hi) or (kind is int and v != int(v)):
+            raise ConfigError(f"match.{key}", v, f"a{'n integer' if kind is int else ' number'} in [{lo}, {hi}]")
+        return kind(v)
+
+    params = tuple(
+        parse_range(f"match.parameters.{path}", str(path), prior, known)
+        for path, prior in (data.get("parameters") or {}).items()
+    )
+    if not params:
+        raise ConfigError("match.parameters", data.get("parameters"), "at least one parameter to match")
+    discrepancy = number("discrepancy", 0.1, 0.0, 10.0)
+    if discrepancy <= 0.0:
+        raise ConfigError("match.discrepancy", discrepancy, "a positive model discrepancy (a fraction of the value)")
+    chosen = data.get("targets")
+    scored = list(evidence.targets)
+    if chosen is not None:
+        names = {s.target.name for s in scored}
+        for name in chosen:
+            if name not in names:
+                raise ConfigError("match.targets", name, f"a target of the validation spec {sorted(names)}")
+        scored = [s for s in scored if s.target.name in set(chosen)]
+    outputs = tuple(outputs_of(scored, discrepancy))
+    if not outputs:
+        raise ConfigError("match.targets", chosen, "at least one numeric target (a percentage or a median)")
+    design_points = number("design_points", 10 * len(params), len(params) + 3, 100_000, int)
+    return MatchSpec(
+        name=str(data.get("name") or "match"),
+        seed=number("seed", 0, 0, 2**63 - 1, int),
+        waves=number("waves", 3, 1, 50, int),
+        design_points=design_points,
+        cutoff=number("cutoff", 3.0, 0.5, 10.0),
+        discrepancy=discrepancy,
+        second_max=bool(data.get("second_max", False)),
+        scale=number("scale", 0.25, 1e-4, 10.0),
+        min_patients=number("min_patients", 100, 1, 10_000_000, int),
+        candidates=number("candidates", 20_000, 100, 10_000_000, int),
+        parameters=params,
+        evidence=evidence,
+        outputs=outputs,
+        overrides=tuple(str(o) for o in data.get("overrides") or ()),
+    )
+
+
+def _half(patients: pd.DataFrame, lesions: pd.DataFrame, parity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return patients[patients["patient_id"] % 2 == parity], lesions[lesions["patient_id"] % 2 == parity]
+
+
+def simulate_point(
+    job: tuple[Mapping[str, EmdConfig], Mapping[str, float], Mapping[str, int], Sequence[Output]],
+    run: Callable[[EmdConfig], Any] = run_cohort,
+) -> dict[str, float]:
+    """Simulate one design point (``job``: each scenario's base configuration, the parameter values,
+    each scenario's seed, the outputs) and measure every output: ``{name: value, name + "|noise":
+    binomial variance or NaN, name + "|a", name + "|b": the value on each half of the cohort}``."""
+    bases, values, seeds, outputs = job
+    out: dict[str, float] = {}
+    for scenario in sorted({o.scenario for o in outputs}):
+        res = run(with_parameters(bases[scenario], values, seed=seeds[scenario]))
+        halves = [_half(res.patients, res.lesions, k) for k in (0, 1)]
+        for o in outputs:
+            if o.scenario != scenario:
+                continue
+            m = measure(o.statistic, res.patients, res.lesions)
+            out[o.name] = _number(m.value, o.index)
+            out[f"{o.name}|n"] = float(m.n)
+            out[f"{o.name}|a"], out[f"{o.name}|b"] = (_number(measure(o.statistic, *h).value, o.index) for h in halves)
+    return out
+
+
+def _number(value: Any, index: int) -> float:
+    v = value[index] if isinstance(value, list) else value
+    v = float(v) if v is not None else math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+@dataclass
+class WaveResult:
+    wave: int
+    design: np.ndarray  # (n, d) unit cube
+    runs: pd.DataFrame
+    emulators: dict[str, Emulator]
+    noise: dict[str, np.ndarray]
+    non_implausible_fraction: float
+    seconds: float
+
+
+def _noise(spec: MatchSpec, runs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each output's noise variance at each design point: binomial for percentages, the pooled
+    split-half estimate for medians."""
+    out = {}
+    for o in spec.outputs:
+        if STATISTICS[o.statistic].kind == "percent":
+            out[o.name] = hm.percent_noise_var(runs[o.name].to_numpy(), runs[f"{o.name}|n"].to_numpy())
+        else:
+            v = hm.split_half_noise_var(runs[f"{o.name}|a"].to_numpy(), runs[f"{o.name}|b"].to_numpy())
+            out[o.name] = np.full(len(runs), v if math.isfinite(v) else 1.0)
+    return out
+
+
+def _emulate(spec: MatchSpec, u: np.ndarray, runs: pd.DataFrame, wave: int) -> tuple[dict, dict]:
+    noise = _noise(spec, runs)
+    emulators = {}
+    for o in spec.outputs:
+        y = runs[o.name].to_numpy(dtype=float)
+        if np.isfinite(y).sum() >= u.shape[1] + 3:
+            emulators[o.name] = fit_emulator(u, y, noise[o.name], seed=spec.seed + wave)
+    return emulators, noise
+
+
+def _accept(spec: MatchSpec, waves: Sequence[WaveResult]) -> Callable[[np.ndarray], np.ndarray]:
+    observations = {o.name: o.observation for o in spec.outputs}
+
+    def accept(u: np.ndarray) -> np.ndarray:
+        keep = np.ones(len(u), dtype=bool)
+        for w in waves:
+            predictors = {name: em.predict for name, em in w.emulators.items()}
+            keep &= hm.max_implausibility(u, predictors, observations, second_max=spec.second_max) < spec.cutoff
+        return keep
+
+    return accept
+
+
+def run_match(
+    spec: MatchSpec,
+    bases: Mapping[str, EmdConfig],
+    out: Path,
+    mapper: Callable[[Callable[..., dict[str, float]], list[Any]], Iterable[dict[str, float]]],
+    *,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> list[WaveResult]:
+    """Run (or resume) the waves; each wave's ``design.parquet`` and ``runs.parquet`` are written
+    atomically under ``out/wave_<k>/`` (a wave with ``runs.parquet`` is complete and is not rerun)."""
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed))
+    d = len(spec.parameters)
+    waves: list[WaveResult] = []
+    for k in range(1, spec.waves + 1):
+        t0 = time.monotonic()
+        wdir = out / f"wave_{k}"
+        accept = _accept(spec, waves)
+        if k == 1:
+            u = hm.latin_hypercube(spec.design_points, d, rng)
+            fraction_before = 1.0
+        else:
+            u, fraction_before = hm.sample_non_implausible(
+                spec.design_points, d, accept, rng, candidates=spec.candidates
+            )
+            waves[-1].non_implausible_fraction = fraction_before
+            if len(u) < d + 3:
+                progress(f"wave {k}: only {len(u)} non-implausible points found; stopping")
+                break
+        seeds = {s: int(rng.integers(2**62)) for s in spec.scenarios}  # common random numbers in a wave
+        if (wdir / "runs.parquet").exists():
+            runs = pd.read_parquet(wdir / "runs.parquet")
+            u = runs[[f"u{j}" for j in range(d)]].to_numpy()
+            progress(f"wave {k}: resumed from {wdir / 'runs.parquet'} ({len(runs)} points)")
+        else:
+            values = hm.to_values(u, spec.parameters)
+            design = pd.DataFrame(u, columns=[f"u{j}" for j in range(d)]).assign(
+                **{p.path: [v[p.path] for v in values] for p in spec.parameters}
+            )
+            wdir.mkdir(parents=True, exist_ok=True)
+            atomic_write_parquet(wdir / "design.parquet", design)
+            jobs = [(dict(bases), v, seeds, list(spec.outputs)) for v in values]
+            rows = []
+            for i, row in enumerate(mapper(simulate_point, jobs), start=1):
+                rows.append(row)
+                progress(f"wave {k}: {i}/{len(jobs)} design points simulated")
+            runs = pd.concat([design, pd.DataFrame(rows)], axis=1)
+            atomic_write_parquet(wdir / "runs.parquet", runs)
+        emulators, noise = _emulate(spec, u, runs, k)
+        waves.append(WaveResult(k, u, runs, emulators, noise, math.nan, time.monotonic() - t0))
+        progress(f"wave {k}: {len(emulators)} emulators fitted")
+    if waves:
+        _, waves[-1].non_implausible_fraction = hm.sample_non_implausible(
+            1, d, _accept(spec, waves), rng, candidates=spec.candidates
+        )
+    return waves
+
+
+def loo_table(spec: MatchSpec, waves: Sequence[WaveResult]) -> pd.DataFrame:
+    """Leave-one-out standardised errors of every emulator of every wave (one row per point)."""
+    rows = []
+    for w in waves:
+        for name, em in w.emulators.items():
+            y = w.runs[name].to_numpy(dtype=float)
+            e = leave_one_out(w.design, y, w.noise[name], em)
+            mean, var = em.predict(w.design)
+            rows += [
+                {"wave": w.wave, "output": name, "point": i, "simulated": y[i], "predicted": mean[i],
+                 "sd": math.sqrt(var[i] + w.noise[name][i]), "standardised_error": e[i]}
+                for i in range(len(y))
+            ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def non_implausible_sample(
+    spec: MatchSpec, waves: Sequence[WaveResult], n: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """``n`` space-filling points of the final non-implausible space, as parameter values."""
+    u, _ = hm.sample_non_implausible(n, len(spec.parameters), _accept(spec, waves), rng, candidates=spec.candidates)
+    values = hm.to_values(u, spec.parameters) if len(u) else []
+    return pd.DataFrame(values, columns=[p.path for p in spec.parameters])

@@ -1,0 +1,80 @@
+"""Figures of a history match: emulator diagnostics and the non-implausible space."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["plot_loo", "plot_space"]
+
+
+def plot_loo(loo: pd.DataFrame, path: Path) -> Figure:
+    """Leave-one-out check of every emulator of the last wave: simulated against predicted with ±2 sd
+    bars (left panel per output), and the standardised errors with the ±3 band (one strip)."""
+    last = loo[loo["wave"] == loo["wave"].max()]
+    outputs = list(dict.fromkeys(last["output"]))
+    cols = min(4, len(outputs)) or 1
+    rows = math.ceil(len(outputs) / cols) + 1
+    fig = Figure(figsize=(3.2 * cols, 2.7 * rows + 1.0), layout="constrained")
+    grid = fig.add_gridspec(rows, cols)
+    for i, name in enumerate(outputs):
+        g = last[last["output"] == name]
+        ax = fig.add_subplot(grid[i // cols, i % cols])
+        ax.errorbar(g["predicted"], g["simulated"], xerr=2 * g["sd"], fmt="o", ms=3, alpha=0.6, lw=0.8)
+        lo = float(np.nanmin([g["predicted"].min(), g["simulated"].min()]))
+        hi = float(np.nanmax([g["predicted"].max(), g["simulated"].max()]))
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.8, ls="--")
+        ax.set_title(name, fontsize=7)
+        ax.set_xlabel("emulator (LOO), ±2 sd", fontsize=7)
+        ax.set_ylabel("simulated", fontsize=7)
+        ax.tick_params(labelsize=7)
+    ax = fig.add_subplot(grid[rows - 1, :])
+    for j, name in enumerate(outputs):
+        e = last.loc[last["output"] == name, "standardised_error"].to_numpy()
+        ax.scatter(np.full(len(e), j) + np.linspace(-0.2, 0.2, len(e)), e, s=6, alpha=0.6)
+    ax.axhspan(-3, 3, color="tab:green", alpha=0.08)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xticks(range(len(outputs)), outputs, rotation=60, ha="right", fontsize=6)
+    ax.set_ylabel("standardised LOO error")
+    ax.set_title(f"wave {int(last['wave'].max())}: |e| > 3 in {np.mean(np.abs(last['standardised_error']) > 3):.0%}")
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_space(
+    sample: pd.DataFrame, bounds: dict[str, tuple[float, float, bool]], fractions: list[float], path: Path
+) -> Figure:
+    """The non-implausible sample in each pair of parameters (log10 axes for log ranges), and the
+    non-implausible fraction of the prior box after each wave."""
+    names = list(sample.columns)
+    d = len(names)
+    fig = Figure(figsize=(max(2.4 * d, 4.0) + 3.0, max(2.4 * d, 3.0)), layout="constrained")
+    grid = fig.add_gridspec(max(d, 1), d + 2)
+    cols = [np.log10(sample[n]) if bounds[n][2] else sample[n] for n in names]
+    lims = [(math.log10(lo), math.log10(hi)) if log else (lo, hi) for lo, hi, log in (bounds[n] for n in names)]
+    for i in range(d):
+        for j in range(d):
+            if j > i:
+                continue
+            ax = fig.add_subplot(grid[i, j])
+            if i == j:
+                ax.hist(cols[i], bins=20, range=lims[i], color="tab:blue", alpha=0.8)
+                ax.set_yticks([])
+            else:
+                ax.scatter(cols[j], cols[i], s=4, alpha=0.4)
+                ax.set_ylim(*lims[i])
+            ax.set_xlim(*lims[j])
+            if i == d - 1:
+                ax.set_xlabel(("log10 " if bounds[names[j]][2] else "") + names[j].split(".", 1)[-1], fontsize=7)
+            ax.tick_params(labelsize=6)
+    ax = fig.add_subplot(grid[:, d:])
+    ax.semilogy(range(1, len(fractions) + 1), fractions, "o-")
+    ax.set_xlabel("wave")
+    ax.set_ylabel("non-implausible fraction of the prior box")
+    ax.set_xticks(range(1, len(fractions) + 1))
+    fig.savefig(path, dpi=110)
+    return fig
