@@ -93,10 +93,12 @@ def test_no_import_circles_not_even_inside_functions():
 
 
 def test_one_module_owns_each_heavy_dependency():
-    """pyabc lives behind emdsim.studies.fit.abc, Solara behind emdsim.cli.dashboard; below the CLI,
-    Hydra and OmegaConf only in emdsim.config.load (the configuration boundary)."""
+    """pyabc lives behind emdsim.studies.fit.abc, scikit-learn behind emdsim.studies.fit.emulate,
+    Solara behind emdsim.cli.dashboard; below the CLI, Hydra and OmegaConf only in
+    emdsim.config.load (the configuration boundary)."""
     owners = {
         "pyabc": {"studies/fit/abc.py"},
+        "sklearn": {"studies/fit/emulate.py"},
         "solara": {"cli/dashboard.py"},
         "hydra": {"config/load.py"},
         "omegaconf": {"config/load.py"},
@@ -105,7 +107,7 @@ def test_one_module_owns_each_heavy_dependency():
         name = path.relative_to(SRC).as_posix()
         roots = {m.split(".")[0] for m in _imports(path)}
         for package, allowed in owners.items():
-            below_cli = not name.startswith("cli/") or package in ("pyabc", "solara")
+            below_cli = not name.startswith("cli/") or package in ("pyabc", "sklearn", "solara")
             assert package not in roots or name in allowed or not below_cli, f"{name} imports {package}"
 
 
@@ -220,12 +222,12 @@ def test_stale_numba_caches_are_pruned_once_after_an_edit(tmp_path):
 
 def test_the_simulation_path_imports_no_heavy_module():
     """Running a cohort (config, engine, cohort) imports none of lifelines, matplotlib, pyabc,
-    Solara, SALib, Dask or scipy.stats: they load only where analysis, figures, fits, the dashboard
-    or designs use them."""
+    Solara, SALib, Dask, scipy.stats or scikit-learn: they load only where analysis, figures, fits,
+    the dashboard or designs use them."""
     import subprocess
     import sys
 
-    heavy = ("lifelines", "matplotlib", "pyabc", "solara", "SALib", "dask", "scipy.stats")
+    heavy = ("lifelines", "matplotlib", "pyabc", "solara", "SALib", "dask", "scipy.stats", "sklearn")
     code = (
         "import sys; from emdsim.config.load import load; from emdsim.cohort.run import run_cohort; "
         "run_cohort(load(['cohort.n_patients=2', 'cohort.n_jobs=1', 'sim.followup_years=1'])); "

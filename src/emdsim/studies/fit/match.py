@@ -34,7 +34,18 @@ from emdsim.studies.fit.objective import with_parameters
 from emdsim.studies.rundir import atomic_write_parquet
 from emdsim.studies.validate import Scored, ValidationSpec
 
-__all__ = ["MatchSpec", "Output", "parse_match_spec", "outputs_of", "simulate_point", "run_match", "WaveResult"]
+__all__ = [
+    "MatchSpec",
+    "Output",
+    "parse_match_spec",
+    "outputs_of",
+    "simulate_point",
+    "run_match",
+    "WaveResult",
+    "loo_table",
+    "non_implausible_sample",
+    "emulator_posterior",
+]
 
 NUMERIC = ("percent", "months", "years", "pair_months")
 
@@ -311,3 +322,39 @@ def non_implausible_sample(
     u, _ = hm.sample_non_implausible(n, len(spec.parameters), _accept(spec, waves), rng, candidates=spec.candidates)
     values = hm.to_values(u, spec.parameters) if len(u) else []
     return pd.DataFrame(values, columns=[p.path for p in spec.parameters])
+
+
+def emulator_posterior(
+    spec: MatchSpec, waves: Sequence[WaveResult], n_draws: int, rng: np.random.Generator, *, candidates: int = 50_000
+) -> tuple[pd.DataFrame, float, int]:
+    """Posterior draws from the emulators of the last wave (not yet checked by simulation).
+
+    The likelihood of the reported figures at ``x`` is Gaussian for each emulated output, with the
+    variance of the implausibility (reported + discrepancy + emulator); the prior is uniform on the
+    sampled scale.  Importance sampling from ``candidates`` Latin-hypercube points of the prior box
+    that every wave leaves non-implausible (the rest carry negligible weight), then ``n_draws``
+    systematic resamples.  Returns the draws (parameter values, their unit-cube point and log
+    likelihood), the effective sample size of the importance weights and the candidates used."""
+    d = len(spec.parameters)
+    pool = hm.latin_hypercube(candidates, d, rng, optimise=False)
+    pool = pool[_accept(spec, waves)(pool)]
+    if len(pool) == 0:
+        return pd.DataFrame(columns=[p.path for p in spec.parameters]), 0.0, 0
+    observations = {o.name: o.observation for o in spec.outputs}
+    loglik = np.zeros(len(pool))
+    for name, em in waves[-1].emulators.items():
+        obs = observations[name]
+        mean, var = em.predict(pool)
+        total = obs.obs_var + obs.disc_var + var
+        loglik += -0.5 * (obs.value - mean) ** 2 / total - 0.5 * np.log(total)
+    w = np.exp(loglik - loglik.max())
+    w /= w.sum()
+    ess = float(1.0 / np.sum(w**2))
+    positions = (rng.uniform() + np.arange(n_draws)) / n_draws  # systematic resampling
+    idx = np.minimum(np.searchsorted(np.cumsum(w), positions), len(pool) - 1)
+    values = hm.to_values(pool[idx], spec.parameters)
+    draws = pd.DataFrame(values, columns=[p.path for p in spec.parameters])
+    for j in range(d):
+        draws[f"u{j}"] = pool[idx, j]
+    draws["log_likelihood"] = loglik[idx]
+    return draws, ess, int(len(pool))
