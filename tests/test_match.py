@@ -4,6 +4,7 @@ and bad specs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from emdsim.studies.design import ParameterRange
 from emdsim.studies.fit import history as hm
 from emdsim.studies.fit.emulate import fit_emulator, leave_one_out
 from emdsim.studies.fit.match import MatchSpec, Output, emulator_posterior, run_match
+from emdsim.studies.validate import Scenario, ValidationSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +109,8 @@ def _toy_spec(waves: int = 3) -> MatchSpec:
         outs.append(Output(name, name, "toy", "em_at_diagnosis", 0, obs))
     return MatchSpec(name="toy", seed=7, waves=waves, design_points=20, cutoff=3.0, discrepancy=0.05,
                      second_max=False, scale=1.0, min_patients=1, candidates=5000, parameters=params,
-                     evidence=None, outputs=tuple(outs))  # type: ignore[arg-type]  # fmt: skip
+                     evidence=ValidationSpec("toy", "fitted", 1, (), {"toy": Scenario("toy", (), 100)}, ()),
+                     outputs=tuple(outs))  # fmt: skip
 
 
 def _p(a, b):
@@ -148,6 +151,10 @@ def test_waves_shrink_around_the_truth_and_resume(tmp_path):
     again = run_match(spec, {}, tmp_path, _toy_mapper(again_calls))
     assert again_calls == [] and [w.non_implausible_fraction for w in again] == pytest.approx(fractions)
     assert (tmp_path / "wave_3" / "runs.parquet").exists()
+    # another seed changes every wave's design and seeds: every wave is simulated again
+    other_calls: list[int] = []
+    run_match(dataclasses.replace(spec, seed=8), {}, tmp_path, _toy_mapper(other_calls))
+    assert other_calls == [20, 20, 20]
 
 
 def test_the_emulator_posterior_centres_on_the_truth(tmp_path):
@@ -181,6 +188,8 @@ def _spec_file(tmp_path: Path, **changes) -> Path:
         ({"parameters": {"spread.p_colonisation": {"lo": 0.5, "hi": 2.0}}}, "spread.p_colonisation"),
         ({"waves": 0}, "match.waves"),
         ({"colour": "blue"}, "match.colour"),
+        ({"discrepancies": {"ebmt_ps_at_diagnosis": {"value": 0.5}}}, "match.discrepancies.ebmt_ps_at_diagnosis.why"),
+        ({"discrepancies": {"usmani_em_at_relapse": {"value": 0.5, "why": "x"}}}, "match.discrepancies.usmani"),
     ],
 )
 def test_bad_match_specs_are_one_clear_error(tmp_path, changes, names):

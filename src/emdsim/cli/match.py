@@ -6,11 +6,12 @@
     emdsim-fit match fits/match.yaml --dask local                         # a Dask LocalCluster
     emdsim-fit match fits/match.yaml --dask tcp://scheduler:8786          # a Dask cluster
 
-The run directory holds ``match_spec.yaml``, ``provenance.json``, ``wave_<k>/design.parquet`` and
-``runs.parquet`` (an existing completed wave is not rerun), ``loo.parquet`` and ``match_loo.png``
-(emulator validation), ``non_implausible.parquet`` and ``match_space.png`` (the final
-non-implausible space), ``posterior.parquet`` and ``match_posterior.png`` (200 draws of the
-emulator posterior inside it, not yet re-simulated) and ``fit_summary.json``.
+The run directory holds ``match_spec.yaml``, ``provenance.json``, ``wave_<k>/design.parquet``,
+``runs.parquet`` and ``key.txt`` (a completed wave of the same design, seeds and cohorts is not
+rerun), ``loo.parquet`` and ``match_loo.png`` (emulator validation), ``non_implausible.parquet``
+and ``match_space.png`` (the final non-implausible space), ``posterior.parquet`` and
+``match_posterior.png`` (200 draws of the emulator posterior inside it, not yet re-simulated) and
+``fit_summary.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text, prove
 __all__ = ["cmd_match", "load_match_spec", "add_parser"]
 
 SUMMARY = "fit_summary.json"
+RESULTS = ("loo.parquet", "non_implausible.parquet", "posterior.parquet", "match_loo.png", "match_space.png",
+           "match_posterior.png")  # fmt: skip
 #: draws of the emulator posterior written to posterior.parquet (the issue asks for >= 100)
 POSTERIOR_DRAWS = 200
 
@@ -112,11 +115,10 @@ def cmd_match(args: argparse.Namespace) -> int:
     default = Path("fits") / "runs" / f"{spec.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     out = Path(args.out or default).resolve()
     spec_text = yaml.safe_dump(data, sort_keys=False)
-    if (out / "match_spec.yaml").exists() and (out / "match_spec.yaml").read_text() != spec_text:
-        raise ConfigError("--out", str(out), "an empty folder or one holding a match of this same spec")
     bases = scenario_bases(spec)
     out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY).unlink(missing_ok=True)  # nothing stale looks finished while the waves run
+    for name in (SUMMARY, *RESULTS):  # nothing stale looks finished while the waves run
+        (out / name).unlink(missing_ok=True)
     atomic_write_text(out / "match_spec.yaml", spec_text)
     record = {k: v for k, v in provenance(spec.seed, "").items() if k != "engine"} | {"spec": str(args.spec)}
     atomic_write_text(out / "provenance.json", json.dumps(record, indent=1) + "\n")

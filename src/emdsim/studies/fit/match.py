@@ -14,6 +14,7 @@ No Hydra and no figures here: the caller composes each scenario's configuration 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from emdsim.studies.design import ParameterRange, parse_range
 from emdsim.studies.fit import history as hm
 from emdsim.studies.fit.emulate import Emulator, fit_emulator, leave_one_out
 from emdsim.studies.fit.objective import with_parameters
-from emdsim.studies.rundir import atomic_write_parquet
+from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text
 from emdsim.studies.validate import Scored, ValidationSpec
 
 __all__ = [
@@ -111,8 +112,8 @@ def parse_match_spec(
     data: Mapping[str, Any], evidence: ValidationSpec, known: Mapping[str, Mapping[str, Any]]
 ) -> MatchSpec:
     """A validated match spec; a :class:`ConfigError` names the first bad entry."""
-    allowed = {"name", "evidence", "seed", "waves", "design_points", "cutoff", "discrepancy", "second_max",
-               "scale", "min_patients", "candidates", "parameters", "targets", "overrides"}  # fmt: skip
+    allowed = {"name", "evidence", "seed", "waves", "design_points", "cutoff", "discrepancy", "discrepancies",
+               "second_max", "scale", "min_patients", "candidates", "parameters", "targets", "overrides"}  # fmt: skip
     for key in data:
         if key not in allowed:
             raise ConfigError(f"match.{key}", data[key], f"unknown key; allowed {sorted(allowed)}")
@@ -141,7 +142,22 @@ def parse_match_spec(
             if name not in names:
                 raise ConfigError("match.targets", name, f"a target of the validation spec {sorted(names)}")
         scored = [s for s in scored if s.target.name in set(chosen)]
-    outputs = tuple(outputs_of(scored, discrepancy))
+    per_target = data.get("discrepancies") or {}
+    if not isinstance(per_target, Mapping):
+        raise ConfigError("match.discrepancies", per_target, "a mapping {target: {value: sd fraction, why: reason}}")
+    known_targets = {s.target.name for s in scored}
+    special: dict[str, float] = {}
+    for name, m in per_target.items():
+        where = f"match.discrepancies.{name}"
+        if name not in known_targets:
+            raise ConfigError(where, name, f"a matched target {sorted(known_targets)}")
+        value = m.get("value") if isinstance(m, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 10.0:
+            raise ConfigError(f"{where}.value", value, "a positive model discrepancy (a fraction of the value) <= 10")
+        if not str(m.get("why") or "").strip():
+            raise ConfigError(f"{where}.why", m.get("why"), "the reason this target's discrepancy differs")
+        special[name] = float(value)
+    outputs = tuple(o for s in scored for o in outputs_of([s], special.get(s.target.name, discrepancy)))
     if not outputs:
         raise ConfigError("match.targets", chosen, "at least one numeric target (a percentage or a median)")
     design_points = number("design_points", 10 * len(params), len(params) + 3, 100_000, int)
@@ -242,6 +258,31 @@ def _accept(spec: MatchSpec, waves: Sequence[WaveResult]) -> Callable[[np.ndarra
     return accept
 
 
+def _wave_key(spec: MatchSpec, wave: int, u: np.ndarray, seeds: Mapping[str, int]) -> str:
+    """What a wave's simulations depend on: its design points, seeds, cohorts and outputs (a wave's
+    design also carries every earlier wave and the implausibility settings).  A stored wave with
+    another key is simulated again."""
+    text = repr(
+        (
+            wave,
+            np.round(u, 12).tolist(),
+            sorted(seeds.items()),
+            [(p.path, p.lo, p.hi, p.log) for p in spec.parameters],
+            {s: (spec.n_patients(s), spec.evidence.scenarios[s].overrides) for s in spec.scenarios},
+            spec.evidence.overrides,
+            spec.evidence.experiment,
+            spec.overrides,
+            [(o.name, o.scenario, o.statistic) for o in spec.outputs],
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_key(wdir: Path) -> str | None:
+    path = wdir / "key.txt"
+    return path.read_text().strip() if path.exists() else None
+
+
 def run_match(
     spec: MatchSpec,
     bases: Mapping[str, EmdConfig],
@@ -250,8 +291,10 @@ def run_match(
     *,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> list[WaveResult]:
-    """Run (or resume) the waves; each wave's ``design.parquet`` and ``runs.parquet`` are written
-    atomically under ``out/wave_<k>/`` (a wave with ``runs.parquet`` is complete and is not rerun)."""
+    """Run (or resume) the waves; each wave's ``design.parquet``, ``runs.parquet`` and ``key.txt`` are
+    written atomically under ``out/wave_<k>/``.  A wave whose stored key matches (the same design,
+    seeds, cohorts and outputs: :func:`_wave_key`) is complete and is not simulated again; its
+    emulators are refitted from its runs (deterministic for the spec's seed)."""
     rng = np.random.default_rng(np.random.SeedSequence(spec.seed))
     d = len(spec.parameters)
     waves: list[WaveResult] = []
@@ -271,7 +314,8 @@ def run_match(
                 progress(f"wave {k}: only {len(u)} non-implausible points found; stopping")
                 break
         seeds = {s: int(rng.integers(2**62)) for s in spec.scenarios}  # common random numbers in a wave
-        if (wdir / "runs.parquet").exists():
+        key = _wave_key(spec, k, u, seeds)
+        if (wdir / "runs.parquet").exists() and _read_key(wdir) == key:
             runs = pd.read_parquet(wdir / "runs.parquet")
             u = runs[[f"u{j}" for j in range(d)]].to_numpy()
             progress(f"wave {k}: resumed from {wdir / 'runs.parquet'} ({len(runs)} points)")
@@ -281,6 +325,8 @@ def run_match(
                 **{p.path: [v[p.path] for v in values] for p in spec.parameters}
             )
             wdir.mkdir(parents=True, exist_ok=True)
+            (wdir / "runs.parquet").unlink(missing_ok=True)  # another spec's wave: rerun it
+            (wdir / "key.txt").unlink(missing_ok=True)
             atomic_write_parquet(wdir / "design.parquet", design)
             jobs = [(dict(bases), v, seeds, list(spec.outputs)) for v in values]
             rows = []
@@ -289,6 +335,7 @@ def run_match(
                 progress(f"wave {k}: {i}/{len(jobs)} design points simulated")
             runs = pd.concat([design, pd.DataFrame(rows)], axis=1)
             atomic_write_parquet(wdir / "runs.parquet", runs)
+            atomic_write_text(wdir / "key.txt", key)
         emulators, noise = _emulate(spec, u, runs, k)
         waves.append(WaveResult(k, u, runs, emulators, noise, math.nan, time.monotonic() - t0))
         progress(f"wave {k}: {len(emulators)} emulators fitted")
