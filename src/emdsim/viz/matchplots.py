@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["plot_loo", "plot_space"]
+__all__ = ["plot_loo", "plot_space", "plot_predictive"]
 
 
 def plot_loo(loo: pd.DataFrame, path: Path) -> Figure:
@@ -76,5 +76,32 @@ def plot_space(
     ax.set_xlabel("wave")
     ax.set_ylabel("non-implausible fraction of the prior box")
     ax.set_xticks(range(1, len(fractions) + 1))
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_predictive(table: pd.DataFrame, path: Path) -> Figure:
+    """Posterior-predictive check: per output, the reported value and interval (black) and the 5-95 %
+    range and median of the simulated posterior draws (blue), as multiples of the reported value."""
+    rows = table.reset_index(drop=True)
+    fig = Figure(figsize=(8.5, 0.32 * len(rows) + 1.5), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    for i, r in rows.iterrows():
+        ref = r["reported"] if r["reported"] else 1.0
+        y = len(rows) - 1 - i
+        if np.isfinite(r["lower"]) and np.isfinite(r["upper"]):
+            ax.plot([r["lower"] / ref, r["upper"] / ref], [y + 0.15] * 2, color="0.2", lw=2)
+        ax.plot([r["simulated_5"] / ref, r["simulated_95"] / ref], [y - 0.15] * 2, color="tab:blue", lw=2)
+        colour = "tab:green" if r["reported_in_range"] else "tab:red"
+        ax.plot(r["simulated_median"] / ref, y - 0.15, "o", color=colour, ms=4)
+    ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
+    ax.axvspan(0.5, 2.0, color="tab:blue", alpha=0.05)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)), list(rows["output"])[::-1], fontsize=7)
+    ax.set_xlabel("multiple of the reported value (black: reported interval; blue: 5-95 % of simulated draws)")
+    inside = int(rows["reported_in_range"].sum())
+    ax.set_title(
+        f"posterior-predictive check: reported value within the simulated 5-95 % range for {inside} of {len(rows)}"
+    )
     fig.savefig(path, dpi=110)
     return fig

@@ -46,6 +46,7 @@ __all__ = [
     "loo_table",
     "non_implausible_sample",
     "emulator_posterior",
+    "verify_posterior",
 ]
 
 NUMERIC = ("percent", "months", "years", "pair_months")
@@ -405,3 +406,50 @@ def emulator_posterior(
         draws[f"u{j}"] = pool[idx, j]
     draws["log_likelihood"] = loglik[idx]
     return draws, ess, int(len(pool))
+
+
+def verify_posterior(
+    spec: MatchSpec,
+    bases: Mapping[str, EmdConfig],
+    draws: pd.DataFrame,
+    n: int,
+    mapper: Callable[[Callable[..., dict[str, float]], list[Any]], Iterable[dict[str, float]]],
+    waves: Sequence[WaveResult],
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate ``n`` of the posterior ``draws`` (evenly spaced through them; common random numbers,
+    new seeds) and compare with the emulators and the reports: the per-draw table (simulated and
+    emulated value of every output) and the posterior-predictive table (per output: reported value
+    and interval, the simulated median and 5-95 % range over the draws, whether the reported value
+    lies in that range, and the share of draws whose value lies in the reported interval)."""
+    if n <= 0 or len(draws) == 0:
+        return pd.DataFrame(), pd.DataFrame()
+    pick = draws.iloc[np.unique(np.linspace(0, len(draws) - 1, n).round().astype(int))].reset_index(drop=True)
+    paths = [p.path for p in spec.parameters]
+    seeds = {s: int(rng.integers(2**62)) for s in spec.scenarios}
+    jobs = [(dict(bases), {p: float(row[p]) for p in paths}, seeds, list(spec.outputs)) for _, row in pick.iterrows()]
+    rows = list(mapper(simulate_point, jobs))
+    u = pick[[f"u{j}" for j in range(len(paths))]].to_numpy()
+    per_draw = pick[paths].copy()
+    for o in spec.outputs:
+        per_draw[o.name] = [r.get(o.name, math.nan) for r in rows]
+        if o.name in waves[-1].emulators:
+            per_draw[f"{o.name}|emulated"] = waves[-1].emulators[o.name].predict(u)[0]
+    by_target = {s.target.name: s for s in spec.evidence.targets}
+    table = []
+    for o in spec.outputs:
+        s = by_target.get(o.target)
+        lo, hi = (s.lower, s.upper) if s is not None else (math.nan, math.nan)
+        lo = lo[o.index] if isinstance(lo, list) else lo
+        hi = hi[o.index] if isinstance(hi, list) else hi
+        sim = per_draw[o.name].to_numpy(dtype=float)
+        sim = sim[np.isfinite(sim)]
+        q5, q50, q95 = np.percentile(sim, [5, 50, 95]) if len(sim) else (math.nan,) * 3
+        value = o.observation.value
+        table.append(
+            {"output": o.name, "scenario": o.scenario, "reported": value, "lower": lo, "upper": hi,
+             "simulated_median": q50, "simulated_5": q5, "simulated_95": q95,
+             "reported_in_range": bool(q5 <= value <= q95),
+             "draws_inside_interval": float(np.mean((sim >= lo) & (sim <= hi))) if len(sim) else math.nan}
+        )  # fmt: skip
+    return per_draw, pd.DataFrame(table)
