@@ -14,7 +14,8 @@ The method of Vernon (2010) and Andrianakis (2015), as implemented for R by hmer
 
    ``V_obs`` from the reported interval (a 95 % interval is ±1.96 sd; a range [a, b] with no value is
    taken as its midpoint ± 2 sd), ``V_disc`` the stated model discrepancy (a fraction of the reported
-   value, as an sd), ``V_em`` the emulator's variance.  A point is **non-implausible** when its
+   value, as an sd), ``V_em`` the emulator's variance plus one cohort's simulation noise (the
+   design points of a wave share their seeds, :mod:`emdsim.studies.fit.match`).  A point is **non-implausible** when its
    largest ``I_t`` over the targets (or, with ``second_max``, the second largest: one target may miss)
    is below the cutoff (3, Pukelsheim's three-sigma rule for unimodal distributions).
 5. **Waves**: the next wave's design is drawn from the space every earlier wave's emulators leave
