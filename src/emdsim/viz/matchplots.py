@@ -84,7 +84,7 @@ def plot_predictive(table: pd.DataFrame, path: Path) -> Figure:
     """Posterior-predictive check: per output, the reported value and interval (black) and the 5-95 %
     range and median of the simulated posterior draws (blue), as multiples of the reported value."""
     rows = table.reset_index(drop=True)
-    fig = Figure(figsize=(8.5, 0.32 * len(rows) + 1.5), layout="constrained")
+    fig = Figure(figsize=(10.0, 0.32 * len(rows) + 1.8), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for i, r in rows.iterrows():
         ref = r["reported"] if r["reported"] else 1.0
@@ -98,7 +98,7 @@ def plot_predictive(table: pd.DataFrame, path: Path) -> Figure:
     ax.axvspan(0.5, 2.0, color="tab:blue", alpha=0.05)
     ax.set_xscale("log")
     ax.set_yticks(range(len(rows)), list(rows["output"])[::-1], fontsize=7)
-    ax.set_xlabel("multiple of the reported value (black: reported interval; blue: 5-95 % of simulated draws)")
+    ax.set_xlabel("multiple of the reported value\nblack: reported interval; blue: 5-95 % of the simulated draws")
     inside = int(rows["reported_in_range"].sum())
     ax.set_title(
         f"posterior-predictive check: reported value within the simulated 5-95 % range for {inside} of {len(rows)}"
