@@ -266,3 +266,27 @@ def test_a_bad_spec_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "match.discrepancy" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+@pytest.mark.slow
+def test_the_quick_match_runs_end_to_end_and_resumes(tmp_path):
+    """`emdsim-fit match fits/match_quick.yaml` (2 waves of 16 points on the EBMT cohort, under a minute on
+    2 cores) writes its summary, tables and figures; run again into the same folder, it simulates
+    nothing new (every wave resumes) and gives the same non-implausible fractions."""
+    import json
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "emdsim.cli.fit", "match", "fits/match_quick.yaml", "--out", str(out)]
+    first = subprocess.run([*command, "--verify", "4"], capture_output=True, text=True, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads((out / "fit_summary.json").read_text())
+    assert summary["waves"] == 2 and summary["n_simulations"] == 32 and summary["verified_draws"] == 4
+    assert all(0.0 < f <= 1.0 for f in summary["non_implausible_fraction"])
+    assert summary["posterior_draws"] == 200 and summary["ess_final"] > 0
+    for name in ("loo.parquet", "posterior.parquet", "predictive.parquet", "match_loo.png", "match_posterior.png"):
+        assert (out / name).stat().st_size > 0, name
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0 and "design points simulated" not in again.stdout
+    assert json.loads((out / "fit_summary.json").read_text())["non_implausible_fraction"] == pytest.approx(
+        summary["non_implausible_fraction"]
+    )
