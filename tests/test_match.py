@@ -325,3 +325,22 @@ def test_coverage_with_the_simulator_on_known_truths(tmp_path):
         covered += _covered(draws, u) if len(draws) else 0
     print(f"simulator coverage: {covered} of 10")
     assert covered >= 7
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.e2e
+def test_the_dask_local_cluster_runs_jobs_in_order():
+    """`--dask local`: the design points go to a Dask LocalCluster of --n-procs workers, and come back
+    in the order of the jobs (the wave's table pairs each row with its design point)."""
+    import argparse
+
+    from emdsim.cli.match import _mapper
+
+    mapper, close = _mapper(argparse.Namespace(dask="local", n_procs=2))
+    try:
+        assert list(mapper(_square, list(range(12)))) == [x * x for x in range(12)]
+    finally:
+        close()
