@@ -31,6 +31,15 @@ NO_TURNOVER = (
 )
 
 
+#: nothing leaves a compartment but by the process under test: no turnover, release or cortical breach
+NO_SPREAD = (
+    *NO_TURNOVER,
+    "spread.egress_rate_per_day=0",
+    "spread.shedding_rate_per_day=0",
+    "spread.cortical_disruption_rate_per_day=0",
+)
+
+
 def _state(cfg, n=8):
     tb = build_tables(cfg)
     ids = np.arange(n)
@@ -88,11 +97,8 @@ def test_focal_breach_needs_therapy_and_resistant_cells_above_the_focal_size(mak
     (the occupancy rule is off). Sensitive cells, resistant cells below the size, or an untreated
     (undiagnosed) patient never break it."""
     cfg = make_cfg(
-        *NO_TURNOVER,
+        *NO_SPREAD,
         f"engine={engine}",
-        "spread.egress_rate_per_day=0",
-        "spread.shedding_rate_per_day=0",
-        "spread.cortical_disruption_rate_per_day=0",
         "spread.focal_breach_cells=1e10",
         "spread.focal_breach_rate_per_day=10",
     )
@@ -158,10 +164,7 @@ def test_outcome_invariants(make_cfg):
 
 def test_thalidomide_does_not_shrink_organ_lesions(make_cfg):
     cfg = make_cfg(
-        *NO_TURNOVER,
-        "spread.egress_rate_per_day=0",
-        "spread.shedding_rate_per_day=0",
-        "spread.cortical_disruption_rate_per_day=0",
+        *NO_SPREAD,
         "treatment.first_line.0.drugs=[thalidomide]",
     )
     tb, st = _state(cfg, n=4)
@@ -179,10 +182,7 @@ def test_thalidomide_does_not_shrink_organ_lesions(make_cfg):
 
 def test_bortezomib_does_shrink_organ_lesions(make_cfg):
     cfg = make_cfg(
-        *NO_TURNOVER,
-        "spread.egress_rate_per_day=0",
-        "spread.shedding_rate_per_day=0",
-        "spread.cortical_disruption_rate_per_day=0",
+        *NO_SPREAD,
         "treatment.first_line.0.drugs=[bortezomib]",
     )
     tb, st = _state(cfg, n=4)

@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             ("emdsim-fit run fits/incidence.yaml", "the shipped fit, ~1 h on 2 cores"),
             ("emdsim-fit run SPEC --dask tcp://HOST:8786", "simulations on a Dask cluster"),
             ("emdsim-fit validate fits/evidence.yaml", "score the model against every reported figure"),
-            ("emdsim-fit match fits/match_quick.yaml", "history matching with GP emulators, ~3 min"),
+            ("emdsim-fit match fits/match_quick.yaml", "history matching with GP emulators, under a minute"),
         ],
         "DIR (default fits/runs/<name>-<time>): fit.db (pyabc history; an existing one resumes),\n"
         "  posterior.parquet, predictive.parquet, fit_posterior.png, fit_predictive.png, fit_report.md,\n"

@@ -189,20 +189,36 @@ def simulate_point(
     run: Callable[[EmdConfig], Any] = run_cohort,
 ) -> dict[str, float]:
     """Simulate one design point (``job``: each scenario's base configuration, the parameter values,
-    each scenario's seed, the outputs) and measure every output: ``{name: value, name + "|noise":
-    binomial variance or NaN, name + "|a", name + "|b": the value on each half of the cohort}``."""
+    each scenario's seed, the outputs) and measure every output: ``{name: value, name + "|n": the
+    patients it was measured on, name + "|a", name + "|b": its value on each half of the cohort}``.
+    The halves (for the split-half noise of medians) are measured only for outputs that are not
+    percentages (whose noise is binomial), and each statistic once per cohort, however many of its
+    numbers are outputs (a pair of medians)."""
     bases, values, seeds, outputs = job
     out: dict[str, float] = {}
     for scenario in sorted({o.scenario for o in outputs}):
         res = run(with_parameters(bases[scenario], values, seed=seeds[scenario]))
-        halves = [_half(res.patients, res.lesions, k) for k in (0, 1)]
-        for o in outputs:
-            if o.scenario != scenario:
-                continue
-            m = measure(o.statistic, res.patients, res.lesions)
-            out[o.name] = _number(m.value, o.index)
-            out[f"{o.name}|n"] = float(m.n)
-            out[f"{o.name}|a"], out[f"{o.name}|b"] = (_number(measure(o.statistic, *h).value, o.index) for h in halves)
+        out |= _measure([o for o in outputs if o.scenario == scenario], res.patients, res.lesions)
+    return out
+
+
+def _measure(outputs: Sequence[Output], patients: pd.DataFrame, lesions: pd.DataFrame) -> dict[str, float]:
+    """The outputs of one cohort (see :func:`simulate_point`)."""
+    cohorts = {"": (patients, lesions)}
+    if any(STATISTICS[o.statistic].kind != "percent" for o in outputs):
+        cohorts |= {"a": _half(patients, lesions, 0), "b": _half(patients, lesions, 1)}
+    measured: dict[tuple[str, str], Any] = {}
+    out: dict[str, float] = {}
+    for o in outputs:
+        split = STATISTICS[o.statistic].kind != "percent"
+        for part in ("", "a", "b") if split else ("",):
+            if (o.statistic, part) not in measured:
+                measured[o.statistic, part] = measure(o.statistic, *cohorts[part])
+        m = measured[o.statistic, ""]
+        out[o.name] = _number(m.value, o.index)
+        out[f"{o.name}|n"] = float(m.n)
+        for part in ("a", "b"):
+            out[f"{o.name}|{part}"] = _number(measured[o.statistic, part].value, o.index) if split else math.nan
     return out
 
 
@@ -276,10 +292,11 @@ def _with_noise(em: Emulator, noise: Callable[[np.ndarray], np.ndarray]):
 def _accept(spec: MatchSpec, waves: Sequence[WaveResult]) -> Callable[[np.ndarray], np.ndarray]:
     observations = {o.name: o.observation for o in spec.outputs}
 
+    per_wave = [_predictors(spec, w) for w in waves]  # once, not at every call
+
     def accept(u: np.ndarray) -> np.ndarray:
         keep = np.ones(len(u), dtype=bool)
-        for w in waves:
-            predictors = _predictors(spec, w)
+        for predictors in per_wave:
             keep &= hm.max_implausibility(u, predictors, observations, second_max=spec.second_max) < spec.cutoff
         return keep
 
@@ -332,7 +349,6 @@ def run_match(
         accept = _accept(spec, waves)
         if k == 1:
             u = hm.latin_hypercube(spec.design_points, d, rng)
-            fraction_before = 1.0
         else:
             u, fraction_before = hm.sample_non_implausible(
                 spec.design_points, d, accept, rng, candidates=spec.candidates
