@@ -139,6 +139,11 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     never = (st.status == Status.UNDIAGNOSED) & (t >= cfg.sim.max_years_to_diagnosis * 365.25)
     st.status[end_fu | never] = Status.CENSORED
     st.t_end[end_fu | never] = t
+    # the next step (the exact engine's are all dt_days: no adaptive step)
+    living = st.status <= Status.FOLLOWED
+    st.step_days[living] = cfg.sim.dt_days
+    st.next_days[living] = t + cfg.sim.dt_days
+    st.total_start[living] = total[living]
 
 
 def _assert_same_state(a, b, step_no):

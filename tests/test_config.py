@@ -103,6 +103,8 @@ def test_list_items_are_parameters_with_their_own_source():
         ("+spread.foo=1", "spread.foo"),
         ("treatment.first_line.0.drugs=[aspirin]", "treatment.first_line[0](vrd_induction).drugs"),
         ("scenario.imaging=xray", "scenario.imaging"),
+        ("sim.max_step_days=10", "sim.max_step_days"),
+        ("sim.step_margin=0.5", "sim.step_margin"),
     ],
 )
 def test_bad_values_are_named(override, field):

@@ -66,6 +66,56 @@ def test_cells_are_conserved_when_nothing_is_born_or_dies(make_cfg):
     assert np.all(st.cells >= 0)
 
 
+def test_cells_are_conserved_in_long_steps(make_cfg):
+    """The conservation above with the hybrid engine's long steps (quiet, undiagnosed patients):
+    release, breach, spill, arrest and the arrivals' steps move cells without making or losing any."""
+    cfg = make_cfg(
+        *NO_TURNOVER,
+        "engine=hybrid",
+        "sim.max_step_days=28",
+        "spread.egress_rate_per_day=0.5",
+        "spread.cortical_disruption_rate_per_day=1",
+        "spread.cortical_disruption_occupancy=0",
+        "spread.local_extension_rate_per_day=0.05",
+    )
+    tb, st = _state(cfg)
+    before = st.cells.sum(axis=(1, 2))
+    long_steps = 0
+    for _ in range(60):
+        step(st, tb, None)
+        long_steps += int(((st.step_days > cfg.sim.dt_days) & (st.next_days == st.t_days + st.step_days)).sum())
+    assert long_steps > 0
+    np.testing.assert_allclose(st.cells.sum(axis=(1, 2)), before, rtol=1e-9)
+    assert (st.cells[:, tb.ps_nodes].sum() > 0) and (st.cells[:, tb.is_em].sum() > 0)
+    assert np.all(st.cells >= 0)
+
+
+def test_long_steps_keep_the_clinical_calendar(make_cfg):
+    """With long steps every clinical time still falls on the dt_days grid, follow-up ends when it
+    does with dt_days steps, every patient's step ends on that grid, and quiet patients do take
+    long steps (most of the steps of 200 patients over 3 years of follow-up)."""
+    common = ("engine=hybrid", "cohort.n_patients=200", "cohort.block_size=200", "sim.followup_years=3")
+    cfg = make_cfg(*common, "sim.max_step_days=28")
+    p = run_cohort(cfg).patients
+    dx = p[p["diagnosed"]]
+    dt = cfg.sim.dt_days
+    for col in ("onset_to_diagnosis_days", "pfs_days", "os_days", "simulated_days"):
+        x = dx[col].dropna().to_numpy()
+        np.testing.assert_allclose(x / dt, np.round(x / dt), atol=1e-9)
+    censored = dx[~dx["os_event"]]
+    assert len(censored) > 0
+    end = np.ceil(cfg.sim.followup_years * 365.25 / dt) * dt
+    np.testing.assert_allclose(censored["os_days"], end)
+    tb, st = _state(cfg, n=200)
+    processed = living = 0
+    while st.alive.any() and st.n_steps < tb.max_steps:
+        living += int(st.alive.sum())
+        step(st, tb, None)
+        assert np.allclose(st.next_days / dt, np.round(st.next_days / dt))
+        processed += int((st.next_days == st.t_days + st.step_days).sum())
+    assert processed < 0.6 * living  # measured ~0.4: most of a course is quiet
+
+
 def test_no_egress_means_no_haematogenous_disease(make_cfg):
     cfg = make_cfg(
         "spread.egress_rate_per_day=0", "spread.shedding_rate_per_day=0", "cohort.n_patients=32", "cohort.block_size=32"

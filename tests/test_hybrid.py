@@ -203,6 +203,83 @@ def test_clone_size_has_the_branching_process_mean_and_variance(make_cfg):
     assert abs(second.mean() - (var_t + mean_t**2).mean()) < Z * second.std() / np.sqrt(n)
 
 
+def _advance_long(st, tb, steps, step_days):
+    """``steps`` long steps of ``step_days`` each (the adaptive step's path through the pass)."""
+    state, patients = st.kernel_args()
+    st.step_days[:] = step_days
+    for i in range(steps):
+        st.next_days[:] = step_days * (i + 1)
+        hybrid.advance(
+            st.streams,
+            tally_record(st.tally),
+            step_days * (i + 1),
+            state,
+            patients,
+            tb.step_args,
+            tb.advance_constants,
+        )
+
+
+def _extinction_by(pd, pb, steps):
+    """The Galton-Watson extinction probability by ``steps`` dt_days steps of one cell whose
+    offspring per step is 0, 1 or 2 (death ``pd``, division ``pb``, drawn independently)."""
+    p0, p2 = pd * (1 - pb), (1 - pd) * pb
+    p1 = 1 - p0 - p2
+    q = np.zeros_like(pd)
+    for _ in range(steps):
+        q = p0 + p1 * q + p2 * q * q
+    return q
+
+
+def test_long_steps_keep_the_establishment_probability_of_a_seed(make_cfg):
+    """One founder cell per patient, 20,000 patients, 38 steps of 28 days (a quiet patient's long
+    steps, in which a small population goes through the four dt_days steps of each, drawn as in the
+    exact pass): the count still alive is within 3.29 standard errors of its expectation under the
+    weekly branching process (152 weekly steps), the law of
+    :func:`test_a_single_seed_establishes_as_a_branching_process`. A leap by the continuous-time law
+    would lower it by ~4 points (1 - d/b instead of its discrete-step form), over 10 standard errors."""
+    cfg, tb, st = _seeded_block(make_cfg, 20_000, 1.0)
+    pd, pb, _ = _per_step_probabilities(cfg, tb, st, 0)
+    q = _extinction_by(pd, pb, 4 * 38)
+    _advance_long(st, tb, 38, 28.0)
+    alive = st.cells.sum(axis=(1, 2)) > 0
+    expected = (1 - q).sum()
+    sd = np.sqrt((q * (1 - q)).sum())
+    assert abs(alive.sum() - expected) < Z * sd, (alive.sum(), expected, sd)
+
+
+def test_long_steps_give_the_branching_process_mean_and_variance(make_cfg):
+    """After 3 steps of 28 days from one cell (40,000 patients), the clone's mean size and second
+    moment are those of 12 weekly Galton-Watson generations (as in
+    :func:`test_clone_size_has_the_branching_process_mean_and_variance`), within 3.29 standard errors."""
+    cfg, tb, st = _seeded_block(make_cfg, 40_000, 1.0)
+    pd, pb, _ = _per_step_probabilities(cfg, tb, st, 0)
+    t = 12
+    m = 1 - pd + pb
+    s2 = pd * (1 - pd) + pb * (1 - pb)
+    mean_t = m**t
+    var_t = s2 * m ** (t - 1) * (m**t - 1) / (m - 1)
+    _advance_long(st, tb, 3, 28.0)
+    size = st.cells.sum(axis=(1, 2))
+    assert size.max() < 1000.0  # the exact regime: the drawn steps
+    n = size.size
+    assert abs(size.mean() - mean_t.mean()) < Z * size.std() / np.sqrt(n)
+    second = size**2
+    assert abs(second.mean() - (var_t + mean_t**2).mean()) < Z * second.std() / np.sqrt(n)
+
+
+def test_a_large_population_takes_a_long_step_by_its_mean(make_cfg):
+    """A large population in a 28-day step grows by the birth-death mean exp((b - d) 28 days), as
+    four weekly steps would take it (untreated, without egress)."""
+    cfg, tb, st = _seeded_block(make_cfg, 50, 1e9)
+    occupancy = 1e9 / tb.world.capacity[0]
+    pd, _, b = _per_step_probabilities(cfg, tb, st, 0, occupancy=occupancy)
+    _advance_long(st, tb, 1, 28.0)
+    d = -np.log1p(-pd) / cfg.sim.dt_days
+    # the occupancy the birth rate is taken at moves by < 2 % of itself (below LOW_OCCUPANCY: fixed)
+    np.testing.assert_allclose(st.cells[:, 0, :].sum(axis=1), 1e9 * np.exp((b - d) * 28.0), rtol=1e-9)
+
+
 def test_switch_mutants_per_step_are_poisson(make_cfg):
     """A deterministic population of 1e9 founder cells: the mutants born in one step (cells of the
     other clone states after it, none there before) are Poisson(births x summed switch rate): their

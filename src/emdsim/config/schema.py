@@ -94,6 +94,7 @@ ENGINEERING = "engineering: no machine has more"
 AGE = "plausibility: human age, years"
 STEP = "numerical: the step must resolve treatment phases of days to months"
 LIFETIME = "plausibility: a human lifetime after myeloma onset"
+MARGIN = "numerical: a factor above 100 on the predicted growth makes every long step impossible"
 EXTINCT = "numerical: a population of up to 1e6 cells may be declared extinct; more is a live tumour"
 
 
@@ -416,6 +417,14 @@ class SimConfig:
     #: expected flows (relative noise per step below 1/sqrt(threshold)); smaller ones are whole cells,
     #: drawn exactly; what leaves a large population for another is a count unless its mean is large
     hybrid_threshold_cells: float = param("cells", "numerical choice (Haseltine & Rawlings 2002 partitioned hybrid; justified by the equivalence suite, docs/ODD.md)", lo=1.0, hi=1e12, why=MARROW)
+    #: hybrid engine: the longest step a quiet patient takes (a whole number of ``dt_days``; at most
+    #: ``dt_days``: every patient steps by ``dt_days``). A patient is quiet while nothing is scheduled
+    #: within the step (a phase end, imaging, surgery, the end of follow-up) and no burden is predicted
+    #: to reach a clinical threshold in it (docs/ODD.md section 8, the adaptive step)
+    max_step_days: float = param("days", "numerical choice (adaptive step; equivalence to the exact engine: benchmarks/equivalence.md)", lo=0.0, lo_open=True, hi=365.0, why=STEP)
+    #: a quiet patient's compartments are predicted to grow at ``step_margin`` times their growth rate
+    #: of the last step (a margin against thresholds reached within a long step)
+    step_margin: float = param("1", "numerical choice (adaptive step: a safety factor on the predicted growth)", lo=1.0, hi=100.0, why=MARGIN)
     #: populations below one cell are extinct
     extinction_cells: float = param("cells", "numerical choice", lo=0.0, lo_open=True, hi=1e6, why=EXTINCT)
     #: save a snapshot of cells per node every this many steps (0 = none)
@@ -617,6 +626,10 @@ def _validate_treatment(cfg: EmdConfig) -> None:
                                   "start and end on step boundaries")
             if r.wound:
                 _one_of(f"{p}.wound", r.wound, wounds)
+    ratio = cfg.sim.max_step_days / cfg.sim.dt_days
+    if ratio > 1.0 + 1e-9 and abs(ratio - round(ratio)) > 1e-9:
+        raise ConfigError("sim.max_step_days", cfg.sim.max_step_days,
+                          f"must be at most sim.dt_days or a whole number of steps (sim.dt_days={cfg.sim.dt_days})")
     check_fields(tr, "treatment")
 
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from emdsim.engine.flows import flow_out, flow_within, split_out, whole_cells
+from emdsim.engine.flows import draw_binomial, flow_out, flow_within, split_out, whole_cells
 from emdsim.engine.jit import JIT, JIT_INLINE
 from emdsim.engine.kernels import (
     CourseState,
@@ -36,10 +36,12 @@ from emdsim.engine.kernels import (
     _birth_rate,
     _crowded_release,
     _death_and_survival,
+    _death_rate,
     _disruption_rate,
     _event_probability,
     _focal_breach_rate,
     _kill_probabilities,
+    _kill_rate,
     _node_sum,
     _occupancy,
     _proliferation,
@@ -69,10 +71,144 @@ class _Scratch(NamedTuple):
     share: NDArray[np.float64]  # (D,)
     arrived: NDArray[np.float64]  # (D,)
     live: NDArray[np.uint8]  # (N,) 1: the compartment holds cells (or received some this step)
+    dt: NDArray[np.float64]  # (1,) the patient's step, days (``dt_days``, or longer while it is quiet)
+    rate: NDArray[np.float64]  # (N, K) each entry's net growth rate this step, 1/day (adaptive step)
+    occ0: NDArray[np.float64]  # (N,) occupancy at the step's start (``occ`` holds it after growth)
+    kill: NDArray[np.float64]  # (N, K) each entry's kill hazard this step, 1/day (adaptive step)
+    occk: NDArray[np.float64]  # (N,) a long step: the occupancy after growth, predicted with the kill
+    stepped: NDArray[np.uint8]  # (N, K) 1: a small population treated within its dt_days steps
+    arrive_steps: NDArray[np.float64]  # (N,) a long step's arrivals came this many dt_days steps before its end
+    onset_steps: NDArray[np.float64]  # (N,) and its first ones this many (a new lesion's onset)
+    spill_weeks: NDArray[np.float64]  # (N,) paraskeletal: the dt_days steps of a long step it received spill in
+    split: NDArray[np.float64]  # (S,)
 
 
 # Every process is a function of one patient ``p`` with the parameters of the exact pass, the
 # patient's stream row ``src`` in place of the block's bit generator.
+
+
+#: a long step evaluates the birth rate of a compartment below this occupancy at its start (free
+#: capacity changes by less than this fraction of itself within the step)
+LOW_OCCUPANCY = 0.01
+
+
+@JIT_INLINE
+def _occupancy_within(o0, o1, f):  # pragma: no cover - compiled
+    """The occupancy a fraction ``f`` into a long step from ``o0`` to ``o1`` (exponential between
+    them: the growth of a step at constant rates; linear where either is 0)."""
+    if o0 > 0.0 and o1 > 0.0:
+        return o0 * (o1 / o0) ** f
+    return o0 + (o1 - o0) * f
+
+
+@JIT_INLINE
+def _step_occupancy(o0, o_grown, o_treated, i, n_sub):  # pragma: no cover - compiled
+    """The occupancy at which the exact pass evaluates an occupancy-driven hazard (release, cortical
+    breach) in the i-th (1..n) of a long step's dt_days steps: after that step's growth and before its
+    kill, i.e. the treated course from ``o0`` to ``o_treated`` (the end predicted with the kill)
+    i steps in, times one step's growth over kill (``(o_grown / o_treated)^(1/n)``, ``o_grown`` the
+    end without the kill, where the long step has grown it)."""
+    o = _occupancy_within(o0, o_treated, i / n_sub)
+    if o_treated > 0.0 and o_grown > o_treated:
+        o *= (o_grown / o_treated) ** (1.0 / n_sub)
+    return o
+
+
+@JIT_INLINE
+def _mean_over_steps(o0, o_grown, o_treated, n_sub):  # pragma: no cover - compiled
+    """The mean of :func:`_step_occupancy` over a long step's dt_days steps (a geometric series)."""
+    g = (o_grown / o_treated) ** (1.0 / n_sub) if o_treated > 0.0 and o_grown > o_treated else 1.0
+    if o0 <= 0.0 or o_treated <= 0.0:
+        return g * (o0 + (o_treated - o0) * (n_sub + 1.0) / (2.0 * n_sub))
+    q = (o_treated / o0) ** (1.0 / n_sub)
+    if abs(q - 1.0) < 1e-9:
+        return g * o0
+    return g * o0 * q * (1.0 - o_treated / o0) / ((1.0 - q) * n_sub)
+
+
+@JIT_INLINE
+def _occupancy_over_long_step(p, n, o0, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """The occupancy at which compartment ``n`` grows through a long step: the mean of the occupancies
+    at the starts of its ``dt_days`` steps (where the exact pass evaluates the birth rate, which is
+    linear in it), between ``o0`` now and its end predicted by every clone's present net rate
+    (birth at ``o0`` - death - kill): a predictor step, so that a compartment emptying under therapy
+    regrows, and one filling up slows, as it would step by step."""
+    cells_p, traits_p = s.cells[p], pt.traits[p]
+    dt = w.dt[0]
+    node_kill = tb.kill_rate_per_day[s.regimen[p], n]
+    so, im = w.soil[n], tb.in_marrow[n]
+    end = 0.0
+    for k in range(cells_p.shape[1]):
+        cnk = cells_p[n, k]
+        if cnk <= 0.0:
+            continue
+        supp = _support(traits_p[k, c.trait_niche_dependence], so)
+        prol = _proliferation(
+            pt.proliferation[p] * traits_p[k, c.trait_proliferation], traits_p[k, c.trait_em_proliferation], im
+        )
+        r = _birth_rate(c.birth_rate_per_day, prol, o0, supp) - _death_rate(
+            c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp
+        )
+        if node_kill > 0.0:
+            r -= _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity])
+        end += cnk * np.exp(r * dt)
+    o1 = _occupancy(end, tb.capacity_cells[n])
+    n_sub = np.round(dt / c.dt_days)
+    tot = 0.0
+    for i in range(int(n_sub)):
+        tot += _occupancy_within(o0, o1, i / n_sub)
+    return tot / n_sub
+
+
+@JIT_INLINE
+def _mean_cells_factor(r, kill, stepped, dt, n_sub):  # pragma: no cover - compiled
+    """A long step releases and spills cells from its population after growth (``exp((r + kill)
+    tau)`` times its start; a small population drawn step by step, ``stepped``, has also been treated:
+    ``exp(r tau)``); the exact pass, in each dt_days step from its population after that step's growth
+    and before its kill (``exp(r (i - 1) dt) exp((r + kill) dt)``, i = 1..n, ``r`` the net rate with the
+    kill). The factor from the first to the mean of the second, so that a population shrinking under
+    therapy does not release as if it were untreated."""
+    e = np.exp(r * dt)
+    mean = 0.0
+    x = np.exp(kill * dt)
+    for _ in range(int(n_sub)):
+        x *= e
+        mean += x
+    grown = r * dt * n_sub if stepped else (r + kill) * dt * n_sub
+    return mean / n_sub / np.exp(grown)
+
+
+@JIT_INLINE
+def _grow_small(src, tally, cells, k, probabilities, c, w):  # pragma: no cover - compiled
+    """A small population of clone state ``k`` through the ``dt_days`` steps of a long one, each
+    drawn as in a step of its own: deaths and births binomial on the whole cells, then the kill
+    (``probabilities``: per ``dt_days`` step, of death, of birth and of kill, at the rates of the long
+    step's start: a small population does not move the occupancy); the switch mutants born on the way
+    are summed into ``w.to_s`` (they join their states at the step's end). Returns the population
+    after it."""
+    dt = c.dt_days
+    pd, pb, pk = probabilities
+    mu = w.mu_k[k]
+    n_s = w.to_s.size
+    for sw in range(n_s):
+        w.to_s[sw] = 0.0
+    x = cells
+    for _ in range(int(np.round(w.dt[0] / dt))):
+        if x <= 0.0:
+            break
+        deaths = draw_binomial(src, x, pd, tally)
+        births = draw_binomial(src, x, pb, tally) if pb > 0.0 else 0.0
+        x += births - deaths
+        if births > 0.0 and mu > 0.0:
+            moved = flow_out(src, births, mu, c.hybrid_threshold_cells, tally)
+            if moved > 0.0:
+                split_out(src, moved, w.mu_ks[k], c.hybrid_threshold_cells, w.split, tally)
+                for sw in range(n_s):
+                    w.to_s[sw] += w.split[sw]
+                x -= moved
+        if pk > 0.0 and x > 0.0:
+            x -= draw_binomial(src, x, pk, tally)
+    return max(x, 0.0)
 
 
 @JIT_INLINE
@@ -83,7 +219,10 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     occ, soil, mu_ks, mu_k, to_s, live = w.occ, w.soil, w.mu_ks, w.mu_k, w.to_s, w.live
     is_wound, in_marrow = tb.is_wound, tb.in_marrow
     birth_base, death_base, niche_loss = c.birth_rate_per_day, c.death_rate_per_day, c.niche_loss_death_rate_per_day
-    dt, large, blood = c.dt_days, c.hybrid_threshold_cells, c.blood_node
+    dt, large, blood = w.dt[0], c.hybrid_threshold_cells, c.blood_node
+    long = dt > 1.5 * c.dt_days  # a long step: rates to probabilities here, small populations by dt_days
+    adaptive = c.max_step_days > 1.5 * c.dt_days
+    node_kill, i_sens = tb.kill_rate_per_day[s.regimen[p]], c.trait_drug_sensitivity
     i_nd, i_prolif, i_em = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation
     n_n, n_k = cells_p.shape
     n_s = mu_ks.shape[1]
@@ -91,10 +230,13 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         if not live[n]:
             continue
         o = occ[n]
+        if long and o >= LOW_OCCUPANCY:  # below it, free capacity hardly changes in a step
+            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)
         so = soil[n]
         im = in_marrow[n]
         wound = is_wound[n]
         total = 0.0
+        treated = 0.0  # a long step: the cells after it, predicted with the kill
         # clone states in decreasing order: a mutant (state k | bit > k) joins a state already
         # advanced this step, so newborn mutants do not grow or die before the next step, as in the
         # exact pass (which adds them after the loop)
@@ -103,15 +245,41 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             if cnk <= 0.0:
                 continue
             supp = _support(traits_p[k, i_nd], so)
-            if wound:
+            b = 0.0
+            if n != blood:
+                b = _birth_rate(
+                    birth_base, _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im), o, supp
+                )
+            kr = 0.0
+            if adaptive:  # the entry's net growth rate, for the prediction of the next step
+                kr = _kill_rate(node_kill[n], s.efficacy[p], traits_p[k, i_sens]) if node_kill[n] > 0.0 else 0.0
+                w.rate[n, k] = b - _death_rate(death_base, niche_loss, supp) - kr
+                w.kill[n, k] = kr
+            if long and cnk < large:  # a small population: the dt_days steps, drawn one by one
+                if wound:
+                    pd, sd = _death_and_survival(death_base, niche_loss, supp, c.dt_days)
+                else:
+                    pd, sd = p_death_p[n, k], survival_p[n, k]
+                pb = _birth_probability_given_survival(b, sd, c.dt_days) if b > 0.0 else 0.0
+                pk = _event_probability(kr, c.dt_days) if kr > 0.0 else 0.0
+                x = _grow_small(src, tally, cnk, k, (pd, pb, pk), c, w)
+                w.stepped[n, k] = 1
+                for sw in range(n_s):
+                    if to_s[sw] > 0.0:
+                        cells_p[n, k | (1 << sw)] += to_s[sw]
+                        total += to_s[sw]
+                        treated += to_s[sw]
+                cells_p[n, k] = x
+                total += x
+                treated += x
+                continue
+            if wound or long:
                 pd, sd = _death_and_survival(death_base, niche_loss, supp, dt)
             else:
                 pd, sd = p_death_p[n, k], survival_p[n, k]
             deaths = flow_within(src, cnk, pd, large, tally)
             births = 0.0
             if n != blood:
-                prol = _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im)
-                b = _birth_rate(birth_base, prol, o, supp)
                 if cnk >= large:  # the expected births of a linear birth-death process: no cap at one per cell
                     births = cnk * (sd * np.expm1(b * dt))
                 else:
@@ -125,10 +293,14 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                         if to_s[sw] > 0.0:
                             cells_p[n, k | (1 << sw)] += to_s[sw]
                     total += moved
+                    treated += moved
                     left -= moved
             x = max(cnk - deaths + left, 0.0)
             cells_p[n, k] = x
             total += x
+            treated += x * np.exp(-kr * dt) if long else x
+        if long:
+            w.occk[n] = _occupancy(treated, tb.capacity_cells[n])
         occ[n] = _occupancy(total, tb.capacity_cells[n])
 
 
@@ -136,20 +308,48 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 def _release(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     """Process 2 (as :func:`emdsim.engine.kernels._release`): egress and shedding into ``w.entering``."""
     cells_p, retained_p, occ, entering, live = s.cells[p], pt.retained[p], w.occ, w.entering, w.live
-    crowding_gain, dt, large = c.crowding_egress_gain, c.dt_days, c.hybrid_threshold_cells
+    crowding_gain, dt, large = c.crowding_egress_gain, w.dt[0], c.hybrid_threshold_cells
     n_n, n_k = cells_p.shape
     entering[:] = 0.0
+    n_sub = np.round(dt / c.dt_days)
     for n in range(n_n):
         if not live[n] or tb.release_rate_per_day[n] <= 0.0:
             continue
+        # a long step: the hazard (linear in the occupancy) at the mean of its dt_days steps' ends
+        o = occ[n] if n_sub < 1.5 else _mean_over_steps(w.occ0[n], occ[n], w.occk[n], n_sub)
         for k in range(n_k):
             cnk = cells_p[n, k]
             if cnk <= 0.0:
                 continue
-            rate = _crowded_release(retained_p[n, k], occ[n], crowding_gain)
-            out = flow_out(src, cnk, _event_probability(rate, dt), large, tally)
+            rate = _crowded_release(retained_p[n, k], o, crowding_gain)
+            q = _event_probability(rate, dt)
+            if n_sub > 1.5:
+                q = min(q * _mean_cells_factor(w.rate[n, k], w.kill[n, k], w.stepped[n, k], c.dt_days, n_sub), 1.0)
+            out = flow_out(src, cnk, q, large, tally)
             cells_p[n, k] = cnk - out
             entering[k] += out
+
+
+@JIT_INLINE
+def _breach_step(u, o0, o_grown, o_treated, hz, n_sub, c):  # pragma: no cover - compiled
+    """The dt_days step (1..n) of a long step in which a cortex breaks, given that it does, from the
+    uniform ``u`` that decided it (``u`` below the step's event probability): the first step whose
+    cumulative event probability exceeds ``u``, each step's hazard that of its occupancy
+    (:func:`_step_occupancy`) plus the part of ``hz`` (the step's mean hazard) that does not depend
+    on it (the focal breach)."""
+    dt = c.dt_days
+    thr, rate = c.cortical_disruption_occupancy, c.cortical_disruption_rate_per_day
+    occupancy_part = 0.0
+    for j in range(1, int(n_sub) + 1):
+        occupancy_part += _disruption_rate(_step_occupancy(o0, o_grown, o_treated, j, n_sub), thr, rate) / n_sub
+    rest = max(hz - occupancy_part, 0.0)
+    cum = 0.0
+    for j in range(1, int(n_sub) + 1):
+        h = _disruption_rate(_step_occupancy(o0, o_grown, o_treated, j, n_sub), thr, rate) + rest
+        cum += h * dt
+        if u < -np.expm1(-cum):
+            return float(j)
+    return n_sub
 
 
 @JIT_INLINE
@@ -161,28 +361,48 @@ def _extend(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     traits_p, i_sens = pt.traits[p], c.trait_drug_sensitivity
     focal_cells, focal_rate = c.focal_breach_cells, c.focal_breach_rate_per_day
     treated = s.status[p] == c.status_followed and focal_rate > 0.0  # diagnosed, so under therapy
-    dt, p_spill, large = c.dt_days, c.p_spill_per_step, c.hybrid_threshold_cells
+    dt, p_spill, large = w.dt[0], c.p_spill_per_step, c.hybrid_threshold_cells
+    n_sub = np.round(dt / c.dt_days)
+    if n_sub > 1.5:
+        p_spill = _event_probability(c.local_extension_rate_per_day, dt)
     n_k = cells_p.shape[1]
     for i in range(ps_nodes.size):
         m = ps_marrow[i]
         if not live[m]:
             continue
         if not disrupted_p[m]:
-            hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
+            if n_sub < 1.5:
+                hz = _disruption_rate(occ[m], disruption_occ, disruption_rate)
+            else:  # a long step: the mean of the hazards at its dt_days steps' ends
+                hz = 0.0
+                # (none while the occupancy, at most max(start, grown), stays below the threshold)
+                for j in range(1, int(n_sub) + 1 if max(w.occ0[m], occ[m]) > disruption_occ else 1):
+                    o = _step_occupancy(w.occ0[m], occ[m], w.occk[m], j, n_sub)
+                    hz += _disruption_rate(o, disruption_occ, disruption_rate) / n_sub
             if treated:  # resistant clones regrow as focal lesions
                 hz += _focal_breach_rate(_resistant_cells(cells_p, traits_p, m, i_sens), focal_cells, focal_rate)
             if hz > 0.0:
                 tally.uniform += 1
-                if uniform(src) < _event_probability(hz, dt):
+                u = uniform(src)
+                if u < _event_probability(hz, dt):
                     disrupted_p[m] = True
+                    if n_sub > 1.5:  # the dt_days step it breaks in (inversion of the same uniform)
+                        breach = _breach_step(u, w.occ0[m], occ[m], w.occk[m], hz, n_sub, c)
+                        w.spill_weeks[ps_nodes[i]] = n_sub - breach + 1.0
         if not disrupted_p[m]:
             continue
         ps = ps_nodes[i]
+        if n_sub > 1.5 and w.spill_weeks[ps] <= 0.0:  # broken before this step: it spills throughout
+            w.spill_weeks[ps] = n_sub
         for k in range(n_k):
             cmk = cells_p[m, k]
             if cmk <= 0.0:
                 continue
-            moved = flow_out(src, cmk, p_spill, large, tally)
+            q = p_spill
+            if n_sub > 1.5:  # the long step's share of the spill: from the step it broke in
+                f = _mean_cells_factor(w.rate[m, k], w.kill[m, k], w.stepped[m, k], c.dt_days, n_sub)
+                q = min(q * f * w.spill_weeks[ps] / n_sub, 1.0)
+            moved = flow_out(src, cmk, q, large, tally)
             if moved > 0.0:
                 cells_p[m, k] = cmk - moved
                 cells_p[ps, k] += moved
@@ -199,6 +419,8 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     dest, dest_wound = tb.dest, tb.dest_wound
     entering, weights, settle, soil = w.entering, w.weights, w.settle, w.soil
     p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
+    if w.dt[0] > 1.5 * c.dt_days:  # competing extravasation and death over the long step
+        p_arrest, p_die_rest = _blood_probabilities(c.extravasation_rate_per_day, c.blood_death_rate_per_day, w.dt[0])
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
@@ -229,6 +451,19 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
         _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
+
+
+@JIT_INLINE
+def _blood_probabilities(extravasation, death, dt):  # pragma: no cover - compiled
+    """Per-step probabilities of arrest and, for the cells not arrested, of death in the blood, from
+    the two competing hazards over ``dt`` days (as :func:`emdsim.engine.tables.build_tables` derives
+    ``p_arrest_per_step`` and ``p_die_in_blood_per_step`` for ``dt_days``)."""
+    total = extravasation + death
+    if total <= 0.0:
+        return 0.0, 0.0
+    p_any = -np.expm1(-total * dt)
+    p_arrest = extravasation / total * p_any
+    return p_arrest, min(death / total * p_any / max(1.0 - p_arrest, 1e-300), 1.0)
 
 
 @JIT_INLINE
@@ -268,10 +503,12 @@ def _treat(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     if r == tb.kill_rate_per_day.shape[0] - 1:  # untreated
         return
     node_kill, kill_p = tb.kill_rate_per_day[r], s.kill_prob[p]
-    if s.kill_regimen[p] != r or s.kill_efficacy[p] != s.efficacy[p]:
+    dt = w.dt[0]
+    long = dt > 1.5 * c.dt_days  # the tabled probabilities are per dt_days
+    if not long and (s.kill_regimen[p] != r or s.kill_efficacy[p] != s.efficacy[p]):
         _kill_probabilities(node_kill, s.efficacy[p], pt.traits[p], c.trait_drug_sensitivity, c.dt_days, kill_p)
         s.kill_regimen[p], s.kill_efficacy[p] = r, s.efficacy[p]
-    cells_p, large = s.cells[p], c.hybrid_threshold_cells
+    cells_p, large, traits_p, i_sens = s.cells[p], c.hybrid_threshold_cells, pt.traits[p], c.trait_drug_sensitivity
     n_n, n_k = cells_p.shape
     for n in range(n_n):
         if not w.live[n] or node_kill[n] <= 0.0:
@@ -280,7 +517,92 @@ def _treat(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             cnk = cells_p[n, k]
             if cnk <= 0.0:
                 continue
-            cells_p[n, k] = cnk - flow_within(src, cnk, kill_p[n, k], large, tally)
+            if not long:
+                cells_p[n, k] = cnk - flow_within(src, cnk, kill_p[n, k], large, tally)
+                continue
+            # a long step: the cells there since its start are exposed for all of it (a small
+            # population was treated step by step in growth); those that arrived during it
+            # (through the blood or the cortex), by :func:`_arrive`
+            old = cnk - min(s.last_haem[p, n, k] + s.last_local[p, n, k], cnk)
+            if old > 0.0 and not w.stepped[n, k]:
+                kr = _kill_rate(node_kill[n], s.efficacy[p], traits_p[k, i_sens])
+                cells_p[n, k] = cnk - flow_within(src, old, _event_probability(kr, dt), large, tally)
+
+
+@JIT_INLINE
+def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """A long step's arrivals (through the blood or the cortex), after process 5: in the exact pass
+    cells that arrive at the end of the i-th of its ``n`` dt_days steps are treated in that step and
+    then grow, die and are treated through the ``n - i`` steps left. Here the arrivals at each
+    compartment come at one such step, drawn uniformly (``w.arrive_steps[n]`` steps before the end,
+    which also dates a new lesion's onset), and go through those steps as a small population does
+    (:func:`_grow_small`'s draws; a large arrival by its mean)."""
+    cells_p, traits_p, dt = s.cells[p], pt.traits[p], c.dt_days
+    n_n, n_k = cells_p.shape
+    n_sub = int(np.round(w.dt[0] / dt))
+    node_kill = tb.kill_rate_per_day[s.regimen[p]]
+    i_nd, i_prolif, i_em = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation
+    i_sens = c.trait_drug_sensitivity
+    for n in range(n_n):
+        w.arrive_steps[n] = 0.0
+        w.onset_steps[n] = 0.0
+        if not w.live[n]:
+            continue
+        first = True
+        for k in range(n_k):
+            new = min(s.last_haem[p, n, k] + s.last_local[p, n, k], cells_p[n, k])
+            if new <= 0.0:
+                continue
+            if first:
+                # cells spilled through a cortex came in each step since it broke (the first, for a new
+                # lesion's onset: the breach); cells through the blood, in one step drawn uniformly
+                weeks = w.spill_weeks[n] if w.spill_weeks[n] > 0.0 else float(n_sub)
+                tally.uniform += 1
+                w.arrive_steps[n] = np.floor(uniform(src) * weeks)  # steps left after theirs
+                w.onset_steps[n] = weeks - 1.0 if w.spill_weeks[n] > 0.0 else w.arrive_steps[n]
+                first = False
+            supp = _support(traits_p[k, i_nd], w.soil[n])
+            b = 0.0
+            if n != c.blood_node:
+                prol = _proliferation(pt.proliferation[p] * traits_p[k, i_prolif], traits_p[k, i_em], tb.in_marrow[n])
+                b = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp)
+            d = _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
+            kr = _kill_rate(node_kill[n], s.efficacy[p], traits_p[k, i_sens]) if node_kill[n] > 0.0 else 0.0
+            left = int(w.arrive_steps[n])
+            x = new
+            if x >= c.hybrid_threshold_cells:  # by its mean: treated in its step, then the steps left
+                x *= np.exp(-kr * dt + (b - d - kr) * dt * left)
+            else:
+                pk = _event_probability(kr, dt) if kr > 0.0 else 0.0
+                if pk > 0.0:
+                    x -= draw_binomial(src, x, pk, tally)
+                pd = _event_probability(d, dt)
+                pb = _birth_probability_given_survival(b, np.exp(-d * dt), dt) if b > 0.0 else 0.0
+                for _ in range(left):
+                    if x <= 0.0:
+                        break
+                    deaths = draw_binomial(src, x, pd, tally)
+                    births = draw_binomial(src, x, pb, tally) if pb > 0.0 else 0.0
+                    x += births - deaths
+                    if pk > 0.0 and x > 0.0:
+                        x -= draw_binomial(src, x, pk, tally)
+            cells_p[n, k] += max(x, 0.0) - new
+
+
+@JIT_INLINE
+def _record_onset_long(t, nodes, flow_p, route, s, p, w, c):  # pragma: no cover - compiled
+    """:func:`emdsim.engine.kernels._record_onset` in a long step: a new lesion's onset is the end
+    of the dt_days step its cells arrived in (``w.arrive_steps[n]`` steps before ``t``)."""
+    onset_p, route_p = s.lesion_onset[p], s.lesion_route[p]
+    n_k = flow_p.shape[1]
+    for i in range(nodes.size):
+        n = nodes[i]
+        seeded = 0.0
+        for k in range(n_k):
+            seeded += flow_p[n, k]
+        if seeded >= 1.0 and np.isnan(onset_p[n]):
+            onset_p[n] = t - w.onset_steps[n] * c.dt_days
+            route_p[n] = route
 
 
 @JIT_INLINE
@@ -290,10 +612,14 @@ def _book_lesions(src, tally, p, s, c, w):  # pragma: no cover - compiled
     cells_p, onset_p, route_p = s.cells[p], s.lesion_onset[p], s.lesion_route[p]
     detectable_p, node_total_p = s.lesion_detectable[p], s.node_total[p]
     large, extinction = c.hybrid_threshold_cells, c.extinction_cells
+    upper_p, lower_p = s.node_upper[p], s.node_lower[p]
+    adaptive = c.max_step_days > 1.5 * c.dt_days
+    horizon = c.step_margin * c.max_step_days
     n_n, n_k = cells_p.shape
     for n in range(n_n):
         if not w.live[n]:
             node_total_p[n] = 0.0
+            upper_p[n] = lower_p[n] = 0.0
             continue
         for k in range(n_k):
             x = cells_p[n, k]
@@ -302,6 +628,19 @@ def _book_lesions(src, tally, p, s, c, w):  # pragma: no cover - compiled
                 cells_p[n, k] = x if x >= extinction else 0.0
         tot = _node_sum(cells_p, n)
         node_total_p[n] = tot
+        if adaptive:  # the compartment after a long step, predicted at most and at least
+            up = lo = 0.0
+            for k in range(n_k):
+                x = cells_p[n, k]
+                if x > 0.0:
+                    r = w.rate[n, k] * horizon
+                    if r > 0.0:
+                        up += x * np.exp(r)
+                        lo += x
+                    else:
+                        up += x
+                        lo += x * np.exp(r)
+            upper_p[n], lower_p[n] = up, lo
         if tot == 0.0 and not np.isnan(onset_p[n]) and np.isnan(detectable_p[n]):
             onset_p[n] = np.nan
             route_p[n] = 0
@@ -328,14 +667,33 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
         np.empty(n_d),
         np.empty(n_d),
         np.zeros(n_n, dtype=np.uint8),
+        dt=np.empty(1),
+        rate=np.zeros((n_n, n_k)),
+        occ0=np.empty(n_n),
+        kill=np.zeros((n_n, n_k)),
+        occk=np.zeros(n_n),
+        stepped=np.zeros((n_n, n_k), dtype=np.uint8),
+        arrive_steps=np.zeros(n_n),
+        onset_steps=np.zeros(n_n),
+        spill_weeks=np.zeros(n_n),
+        split=np.zeros(n_s),
     )
     for p in range(n_p):
         if s.status[p] > c.status_followed:  # the course has ended: frozen
             continue
+        if s.next_days[p] > t + 0.5 * c.dt_days:  # within a long step: advanced at its end
+            continue
         src = streams[p]
+        w.dt[0] = s.step_days[p]
+        if c.max_step_days > 1.5 * c.dt_days:
+            w.rate[:, :] = 0.0
+            w.kill[:, :] = 0.0
+            w.spill_weeks[:] = 0.0
+            w.stepped[:, :] = 0
         for n in range(n_n):
             w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
             w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
+            w.occ0[n] = w.occ[n]
             w.live[n] = 1 if s.node_total[p, n] > 0.0 else 0
         s.last_local[p, :, :] = 0.0
         s.last_haem[p, :, :] = 0.0
@@ -345,6 +703,11 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
         _extend(src, tally, p, s, pt, tb, c, w)  # 3
         _circulate(src, tally, p, s, pt, tb, c, w)  # 4
         _treat(src, tally, p, s, pt, tb, c, w)  # 5
-        _record_onset(t, tb.ps_nodes, s.last_local[p], c.route_local, s.lesion_onset[p], s.lesion_route[p])
-        _record_onset(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s.lesion_onset[p], s.lesion_route[p])
+        if w.dt[0] > 1.5 * c.dt_days:  # a long step: its arrivals at the dt_days step they came in
+            _arrive(src, tally, p, s, pt, tb, c, w)
+            _record_onset_long(t, tb.ps_nodes, s.last_local[p], c.route_local, s, p, w, c)
+            _record_onset_long(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s, p, w, c)
+        else:
+            _record_onset(t, tb.ps_nodes, s.last_local[p], c.route_local, s.lesion_onset[p], s.lesion_route[p])
+            _record_onset(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s.lesion_onset[p], s.lesion_route[p])
         _book_lesions(src, tally, p, s, c, w)

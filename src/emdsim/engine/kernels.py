@@ -219,6 +219,7 @@ class PatientTables(NamedTuple):
     phase_wound: NDArray[np.bool_]  # (P, F) whether each first-line phase makes the patient's wound
     max_lines: NDArray[np.int64]  # (P,) lines of therapy the patient starts at most
     visibility: NDArray[np.float64]  # (P, N) multiplier on the imaging threshold at each site
+    surgery_day: NDArray[np.float64]  # (P, n_surgeries) days after diagnosis of each surgery, NaN = none
 
 
 class CourseState(NamedTuple):
@@ -265,6 +266,16 @@ class CourseState(NamedTuple):
     salvage_best_total: NDArray[np.float64]  # (P,) cells
     salvage_best_soft: NDArray[np.float64]  # (P,) cells
     salvage_end: NDArray[np.float64]  # (P,) days
+    #: the adaptive step (hybrid engine, ``sim.max_step_days``): the length of each patient's current
+    #: step, days, and the time at which it ends (the patient is advanced then, and left as it is at
+    #: the global steps before); and each compartment's cells after a step of ``max_step_days`` if
+    #: every clone kept its present net growth rate (birth - death - kill) times ``step_margin``,
+    #: with the growing clones only (at most) and with the shrinking ones only (at least)
+    step_days: NDArray[np.float64]  # (P,)
+    next_days: NDArray[np.float64]  # (P,)
+    node_upper: NDArray[np.float64]  # (P, N) cells
+    node_lower: NDArray[np.float64]  # (P, N) cells
+    total_start: NDArray[np.float64]  # (P,) all cells at the start of the patient's step
 
 
 def plain(record: tuple) -> tuple:
@@ -645,6 +656,8 @@ CLINIC_RECORD = np.dtype(
         ("imaging_every_days", np.float64),
         ("line_efficacy_factor", np.float64),
         ("dt_days", np.float64),
+        ("max_step_days", np.float64),  # the longest step of a quiet patient (dt_days: no long steps)
+        ("step_margin", np.float64),
         ("followup_days", np.float64),
         ("max_days_to_diagnosis", np.float64),
         ("n_first_line_phases", np.int64),
@@ -706,6 +719,86 @@ def _look(p, t, image, s, pt, tb, c, seen):  # pragma: no cover - compiled
     return anything
 
 
+#: a wound whose inflammation is above this keeps its patient on ``dt_days`` steps (the soil of a
+#: wound changes with its inflammation from step to step)
+QUIET_INFLAMMATION = 1e-3
+
+
+@JIT_INLINE
+def _may_progress(x, upper, lower, nadir, grow):  # pragma: no cover - compiled
+    """Whether cells ``x`` now, predicted at most ``upper`` and at least ``lower`` over a step (its
+    growing clones alone grown, its shrinking ones alone shrunk), may rise to ``grow`` times their
+    running minimum (``nadir`` before the step) at some point of the step. The shrinking clones only
+    lower the cells, so the cells rise above any earlier value in the step by at most what the
+    growing clones add, ``upper - x``; progression needs that to reach (``grow`` - 1) times the
+    lowest value, at least ``lower``, or the cells to reach ``grow`` times the old nadir."""
+    return upper >= grow * nadir or upper - x >= (grow - 1.0) * lower
+
+
+@JIT_INLINE
+def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
+    """The length of patient ``p``'s next step after ``t``, days: ``dt_days``, or as many ``dt_days``
+    (up to ``max_step_days``) as pass without missing a clinical event at one of the ``dt_days``
+    steps within it. Nothing scheduled may fall before the step's last ``dt_days`` (a phase end,
+    surveillance imaging, the end of follow-up or of the diagnosis window; a surgery, before the
+    step ends), no wound may be inflamed, and no threshold the clinical course tests may be reachable
+    by the compartments' predicted course over ``max_step_days`` (``s.node_upper``, ``s.node_lower``:
+    every clone at ``step_margin`` times its present net rate): the marrow burden of diagnosis, a
+    symptomatic or lethal lesion, progression from the nadir (of all cells, or of a symptomatic lesion;
+    the nadir predicted as low as the shrinking clones can take it). An event at the step's end is
+    taken at its right time."""
+    dt = c.dt_days
+    # the dt_days steps before the first scheduled trigger (a trigger at time e falls at the first
+    # step end at or after e: a step of m dt_days after t is fine while e > t + (m - 1) dt)
+    room = np.round(c.max_step_days / dt)
+    room = min(room, np.ceil((s.phase_end[p] - t) / dt - 1e-9))
+    undiagnosed = s.status[p] == c.status_undiagnosed
+    if undiagnosed:
+        room = min(room, np.ceil((c.max_days_to_diagnosis - t) / dt - 1e-9))
+    else:
+        t_dx = s.t_dx[p]
+        room = min(room, np.ceil((t_dx + c.followup_days - t) / dt - 1e-9))
+        every = c.imaging_every_days
+        if every > 0.0:
+            room = min(room, np.ceil((t_dx + (np.floor((t - t_dx) / every) + 1.0) * every - t) / dt - 1e-9))
+        for j in range(pt.surgery_day.shape[1]):
+            e = t_dx + pt.surgery_day[p, j]
+            if e > t:  # (NaN, none, compares False) the wound opens before the step that holds it
+                room = min(room, np.floor((e - t) / dt - 1e-9))
+    if room < 2.0:
+        return dt
+    node_total_p, upper_p, lower_p = s.node_total[p], s.node_upper[p], s.node_lower[p]
+    grow = 1.0 + c.progression_rise_fraction
+    treated = not undiagnosed and s.phase_pos[p] != OFF_THERAPY
+    marrow = 0.0
+    upper = 0.0
+    lower = 0.0
+    for n in range(node_total_p.size):
+        if tb.is_wound[n] and s.inflammation[p, n] > QUIET_INFLAMMATION:
+            return dt
+        x = node_total_p[n]
+        if x <= 0.0:
+            continue
+        y = upper_p[n]
+        upper += y
+        lower += lower_p[n]
+        if tb.in_marrow[n] > 0.0:
+            marrow += y
+        if tb.lesion_death_rate_per_day[n] > 0.0 and x < c.lesion_lethal_cells <= y:
+            return dt
+        if tb.soft_tissue[n]:
+            if x < tb.symptomatic_cells[n] <= y:  # a lesion becomes symptomatic
+                return dt
+            if treated and x >= tb.symptomatic_cells[n] and _may_progress(x, y, lower_p[n], s.lesion_nadir[p, n], grow):
+                return dt
+    if undiagnosed and marrow >= c.diagnosis_marrow_cells:
+        return dt
+    if treated and _may_progress(s.total_cells[p], upper, lower, s.nadir[p], grow):
+        if upper - min(s.nadir[p], lower) >= c.progression_min_cells:
+            return dt
+    return room * dt
+
+
 @JIT
 def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - compiled
     """Process 6 for every patient at time ``t`` (days), in this order: diagnosis when the marrow
@@ -733,7 +826,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     gompertz_a, gompertz_b = c.gompertz_a_per_year, c.gompertz_b_per_year
     tumour_rate, lethal_cells = c.tumour_death_rate_per_day, c.lethal_burden_cells
     tumour_exponent = c.tumour_death_exponent
-    dt, followup_days, dx_cap_days = c.dt_days, c.followup_days, c.max_days_to_diagnosis
+    followup_days, dx_cap_days = c.followup_days, c.max_days_to_diagnosis
     every = c.imaging_every_days
     n_first, n_salvage = c.n_first_line_phases, c.n_salvage_regimens
     undiagnosed, followed, dead, censored = c.status_undiagnosed, c.status_followed, c.status_dead, c.status_censored
@@ -747,6 +840,9 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     for p in range(n_p):
         if status[p] > followed:
             continue
+        if s.next_days[p] > t + 0.5 * c.dt_days:  # within a long step: advanced at its end
+            continue
+        dt = s.step_days[p]
         image, diagnosed, first_progression, salvage_starts = False, False, False, False
         if status[p] == undiagnosed and marrow[p] >= dx_cells:
             status[p] = followed
@@ -832,19 +928,40 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
         for n in range(n_n):
             if node_total[p, n] >= lethal_lesion:
                 lethal += tb.lesion_death_rate_per_day[n]
+        tumour = tumour_rate * (total[p] / lethal_cells) ** tumour_exponent
+        n_sub = np.round(dt / c.dt_days)
+        if n_sub > 1.5 and s.total_start[p] > 0.0 and total[p] > 0.0:
+            # a long step: the burden's hazard at the ends of its dt_days steps, as the exact course
+            # takes it, with the burden exponential between the step's two ends
+            tumour = 0.0
+            for i in range(1, int(n_sub) + 1):
+                x = s.total_start[p] * (total[p] / s.total_start[p]) ** (i / n_sub)
+                tumour += tumour_rate * (x / lethal_cells) ** tumour_exponent / n_sub
         h = (
             gompertz_a * np.exp(gompertz_b * (pt.age_years[p] + age_offset)) / DAYS_PER_YEAR
-            + tumour_rate * (total[p] / lethal_cells) ** tumour_exponent
+            + tumour
             + lethal
             + (c.off_therapy_death_rate_per_day if s.phase_pos[p] == OFF_THERAPY else 0.0)
         )
         tally.uniform += 1
-        if uniform(patient_source(rng, p)) < _event_probability(h, dt):
+        u = uniform(patient_source(rng, p))
+        if u < _event_probability(h, dt):
             status[p] = dead
-            s.t_death[p] = t
-            s.t_end[p] = t
+            t_death = t
+            if n_sub > 1.5:  # a long step: the dt_days step the same uniform dies in (inversion)
+                j = min(np.floor(-np.log1p(-u) / (h * c.dt_days)) + 1.0, n_sub)
+                t_death = t - (n_sub - j) * c.dt_days
+            s.t_death[p] = t_death
+            s.t_end[p] = t_death
         if (status[p] == followed and t >= s.t_dx[p] + followup_days) or (
             status[p] == undiagnosed and t >= dx_cap_days
         ):
             status[p] = censored
             s.t_end[p] = t
+        if status[p] <= followed:  # the patient's next step: long while it is quiet
+            nxt = c.dt_days
+            if c.max_step_days > 1.5 * c.dt_days:
+                nxt = _next_step(p, t, s, pt, tb, c)
+            s.step_days[p] = nxt
+            s.next_days[p] = t + nxt
+            s.total_start[p] = total[p]

@@ -82,6 +82,13 @@ class CohortState:
     salvage_best_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     salvage_best_soft: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     salvage_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: the adaptive step (:class:`emdsim.engine.kernels.CourseState`): each patient's current step (days),
+    #: when it ends, and each compartment's predicted cells after a long step, at most and at least
+    step_days: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    next_days: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    node_upper: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    node_lower: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    total_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
     #: the hybrid engine's per-patient random streams (P, 4) (:mod:`emdsim.engine.streams`); (P, 0)
     #: in the exact engine, which draws a block from one generator
@@ -199,6 +206,11 @@ def init_state(tb: Tables, patients: PatientTable, streams: NDArray[np.uint64] |
         salvage_best_total=nan.copy(),
         salvage_best_soft=nan.copy(),
         salvage_end=nan.copy(),
+        step_days=np.full(p, tb.dt_days),
+        next_days=np.zeros(p),
+        node_upper=node_total.copy(),
+        node_lower=node_total.copy(),
+        total_start=node_total.sum(axis=1),
         streams=np.zeros((p, 0), dtype=np.uint64) if streams is None else streams,
     )
     kernels.static_rates(patient_tables(st), adh, tb.step_args, tb.advance_constants)
@@ -224,6 +236,7 @@ def patient_tables(st: CohortState) -> tuple:
         phase_wound=pt.phase_wound,
         max_lines=pt.max_lines,
         visibility=pt.visibility,
+        surgery_day=pt.surgery_day,
     )
     return kernels.plain(record)
 
