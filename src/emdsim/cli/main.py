@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from emdsim.cli.args import version_line
 from emdsim.config.load import CONF_DIR, apply_design, compose, config_yaml, to_config
-from emdsim.config.schema import ConfigError
+from emdsim.config.schema import ConfigError, EmdConfig
 from emdsim.studies import sweep
 
 log = logging.getLogger("emdsim")
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> dict | None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         design_values = apply_design(cfg)
-        emd = to_config(cfg)
+        emd = _validated(cfg)
     except ConfigError as err:
         if multirun:
             sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=cfg.get("seed"))
@@ -138,6 +138,17 @@ def _task(cfg: DictConfig) -> float | None:
 _hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_task)
 
 
+#: configurations already validated in this process (:func:`run_once` checks a plain run's before
+#: Hydra makes its directory), by their resolved YAML: the task does not convert them again
+_CHECKED: dict[str, EmdConfig] = {}
+
+
+def _validated(cfg: DictConfig) -> EmdConfig:
+    """``to_config(cfg)``, or the configuration :func:`run_once` validated for exactly this text."""
+    emd = _CHECKED.pop(config_yaml(cfg), None)
+    return emd if emd is not None else to_config(cfg)
+
+
 def run_once(argv: list[str]) -> None:
     """A single run whose configuration is composed once.
 
@@ -162,7 +173,9 @@ def run_once(argv: list[str]) -> None:
         with open_dict(task_cfg):
             del task_cfg["hydra"]
         apply_design(task_cfg)
-        check_resources(to_config(task_cfg))
+        emd = to_config(task_cfg)
+        check_resources(emd)
+        _CHECKED[config_yaml(task_cfg)] = emd  # the task validates this configuration once, here
     except ConfigError as err:
         print(f"emdsim: invalid configuration: {err}", file=sys.stderr)
         raise SystemExit(2) from None
