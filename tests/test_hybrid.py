@@ -157,6 +157,17 @@ def _per_step_probabilities(cfg, tb, st, node, occupancy=0.0):
     return pd, pb, b
 
 
+def _extinction_by(pd, pb, steps):
+    """The Galton-Watson extinction probability by ``steps`` dt_days steps of one cell whose
+    offspring per step is 0, 1 or 2 (death ``pd``, division ``pb``, drawn independently)."""
+    p0, p2 = pd * (1 - pb), (1 - pd) * pb
+    p1 = 1 - p0 - p2
+    q = np.zeros_like(pd)
+    for _ in range(steps):
+        q = p0 + p1 * q + p2 * q * q
+    return q
+
+
 def test_a_single_seed_establishes_as_a_branching_process(make_cfg):
     """One founder cell per patient, 20,000 patients, 150 weekly steps: the share still alive is
     that of the branching process whose cells each survive the step (1 - pd) and divide (pb):
@@ -166,11 +177,7 @@ def test_a_single_seed_establishes_as_a_branching_process(make_cfg):
     steps = 150
     cfg, tb, st = _seeded_block(make_cfg, 20_000, 1.0)
     pd, pb, b = _per_step_probabilities(cfg, tb, st, 0)
-    p0, p2 = pd * (1 - pb), (1 - pd) * pb
-    p1 = 1 - p0 - p2
-    q = np.zeros_like(pd)
-    for _ in range(steps):
-        q = p0 + p1 * q + p2 * q * q
+    q = _extinction_by(pd, pb, steps)
     _advance(st, tb, steps)
     alive = st.cells.sum(axis=(1, 2)) > 0
     expected = (1 - q).sum()
@@ -178,9 +185,27 @@ def test_a_single_seed_establishes_as_a_branching_process(make_cfg):
     assert abs(alive.sum() - expected) < Z * sd, (alive.sum(), expected, sd)
     # the limit, and the continuous-time 1 - d/b it approximates: a weekly step, in which a cell
     # can divide before it dies, raises survival by ~3 points
+    p0, p2 = pd * (1 - pb), (1 - pd) * pb
     q_inf = np.minimum(p0 / p2, 1.0)
     assert abs((1 - q_inf).mean() - (1 - cfg.growth.death_rate_per_day / b).mean()) < 0.05
     assert abs(alive.mean() - (1 - q_inf).mean()) < 0.03  # by step 150 nearly every fate is settled
+
+
+def _assert_galton_watson_moments(st, pd, pb, t):
+    """The clone sizes of ``st`` (one founder cell per patient, ``t`` weekly generations ago) have
+    the Galton-Watson mean m^t and second moment Var + m^2t, Var = s2 m^(t-1) (m^t - 1) / (m - 1)
+    (per patient, averaged over patients), both within 3.29 standard errors; all are below the
+    hybrid threshold (the drawn flows are tested)."""
+    m = 1 - pd + pb
+    s2 = pd * (1 - pd) + pb * (1 - pb)
+    mean_t = m**t
+    var_t = s2 * m ** (t - 1) * (m**t - 1) / (m - 1)
+    size = st.cells.sum(axis=(1, 2))
+    assert size.max() < 1000.0
+    n = size.size
+    assert abs(size.mean() - mean_t.mean()) < Z * size.std() / np.sqrt(n)
+    second = size**2
+    assert abs(second.mean() - (var_t + mean_t**2).mean()) < Z * second.std() / np.sqrt(n)
 
 
 def test_clone_size_has_the_branching_process_mean_and_variance(make_cfg):
@@ -189,18 +214,8 @@ def test_clone_size_has_the_branching_process_mean_and_variance(make_cfg):
     patients); both within 3.29 standard errors of their sample estimates (40,000 patients)."""
     cfg, tb, st = _seeded_block(make_cfg, 40_000, 1.0)
     pd, pb, _ = _per_step_probabilities(cfg, tb, st, 0)
-    t = 12
-    m = 1 - pd + pb
-    s2 = pd * (1 - pd) + pb * (1 - pb)
-    mean_t = m**t
-    var_t = s2 * m ** (t - 1) * (m**t - 1) / (m - 1)
-    _advance(st, tb, t)
-    size = st.cells.sum(axis=(1, 2))
-    assert size.max() < 1000.0  # still in the exact regime: this tests the drawn flows
-    n = size.size
-    assert abs(size.mean() - mean_t.mean()) < Z * size.std() / np.sqrt(n)
-    second = size**2
-    assert abs(second.mean() - (var_t + mean_t**2).mean()) < Z * second.std() / np.sqrt(n)
+    _advance(st, tb, 12)
+    _assert_galton_watson_moments(st, pd, pb, 12)
 
 
 def _advance_long(st, tb, steps, step_days):
@@ -218,17 +233,6 @@ def _advance_long(st, tb, steps, step_days):
             tb.step_args,
             tb.advance_constants,
         )
-
-
-def _extinction_by(pd, pb, steps):
-    """The Galton-Watson extinction probability by ``steps`` dt_days steps of one cell whose
-    offspring per step is 0, 1 or 2 (death ``pd``, division ``pb``, drawn independently)."""
-    p0, p2 = pd * (1 - pb), (1 - pd) * pb
-    p1 = 1 - p0 - p2
-    q = np.zeros_like(pd)
-    for _ in range(steps):
-        q = p0 + p1 * q + p2 * q * q
-    return q
 
 
 def test_long_steps_keep_the_establishment_probability_of_a_seed(make_cfg):
@@ -254,18 +258,8 @@ def test_long_steps_give_the_branching_process_mean_and_variance(make_cfg):
     :func:`test_clone_size_has_the_branching_process_mean_and_variance`), within 3.29 standard errors."""
     cfg, tb, st = _seeded_block(make_cfg, 40_000, 1.0)
     pd, pb, _ = _per_step_probabilities(cfg, tb, st, 0)
-    t = 12
-    m = 1 - pd + pb
-    s2 = pd * (1 - pd) + pb * (1 - pb)
-    mean_t = m**t
-    var_t = s2 * m ** (t - 1) * (m**t - 1) / (m - 1)
     _advance_long(st, tb, 3, 28.0)
-    size = st.cells.sum(axis=(1, 2))
-    assert size.max() < 1000.0  # the exact regime: the drawn steps
-    n = size.size
-    assert abs(size.mean() - mean_t.mean()) < Z * size.std() / np.sqrt(n)
-    second = size**2
-    assert abs(second.mean() - (var_t + mean_t**2).mean()) < Z * second.std() / np.sqrt(n)
+    _assert_galton_watson_moments(st, pd, pb, 12)
 
 
 def test_a_large_population_takes_a_long_step_by_its_mean(make_cfg):

@@ -179,21 +179,19 @@ def _mean_cells_factor(r, kill, stepped, dt, n_sub):  # pragma: no cover - compi
 
 
 @JIT_INLINE
-def _grow_small(src, tally, cells, k, probabilities, c, w):  # pragma: no cover - compiled
-    """A small population of clone state ``k`` through the ``dt_days`` steps of a long one, each
-    drawn as in a step of its own: deaths and births binomial on the whole cells, then the kill
-    (``probabilities``: per ``dt_days`` step, of death, of birth and of kill, at the rates of the long
-    step's start: a small population does not move the occupancy); the switch mutants born on the way
-    are summed into ``w.to_s`` (they join their states at the step's end). Returns the population
-    after it."""
-    dt = c.dt_days
-    pd, pb, pk = probabilities
-    mu = w.mu_k[k]
+def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no cover - compiled
+    """A small population of clone state ``k`` through ``steps`` ``dt_days`` steps of a long one,
+    each drawn as in a step of its own: deaths and births binomial on the whole cells, then the kill
+    (``probabilities``: per ``dt_days`` step, of death, of birth and of kill, and the summed switch
+    rate per division, at the rates of the long step's start: a small population does not move the
+    occupancy); the switch mutants born on the way are summed into ``w.to_s`` (they join their states
+    at the step's end). Returns the population after it."""
+    pd, pb, pk, mu = probabilities
     n_s = w.to_s.size
     for sw in range(n_s):
         w.to_s[sw] = 0.0
     x = cells
-    for _ in range(int(np.round(w.dt[0] / dt))):
+    for _ in range(steps):
         if x <= 0.0:
             break
         deaths = draw_binomial(src, x, pd, tally)
@@ -262,7 +260,8 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                     pd, sd = p_death_p[n, k], survival_p[n, k]
                 pb = _birth_probability_given_survival(b, sd, c.dt_days) if b > 0.0 else 0.0
                 pk = _event_probability(kr, c.dt_days) if kr > 0.0 else 0.0
-                x = _grow_small(src, tally, cnk, k, (pd, pb, pk), c, w)
+                n_sub = int(np.round(dt / c.dt_days))
+                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k]), n_sub, c, w)
                 w.stepped[n, k] = 1
                 for sw in range(n_s):
                     if to_s[sw] > 0.0:
@@ -578,31 +577,21 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                     x -= draw_binomial(src, x, pk, tally)
                 pd = _event_probability(d, dt)
                 pb = _birth_probability_given_survival(b, np.exp(-d * dt), dt) if b > 0.0 else 0.0
-                for _ in range(left):
-                    if x <= 0.0:
-                        break
-                    deaths = draw_binomial(src, x, pd, tally)
-                    births = draw_binomial(src, x, pb, tally) if pb > 0.0 else 0.0
-                    x += births - deaths
-                    if pk > 0.0 and x > 0.0:
-                        x -= draw_binomial(src, x, pk, tally)
+                # the steps left, as a small population takes them (no switch mutants: arrivals are few)
+                x = _grow_small(src, tally, x, k, (pd, pb, pk, 0.0), left, c, w)
             cells_p[n, k] += max(x, 0.0) - new
 
 
 @JIT_INLINE
-def _record_onset_long(t, nodes, flow_p, route, s, p, w, c):  # pragma: no cover - compiled
-    """:func:`emdsim.engine.kernels._record_onset` in a long step: a new lesion's onset is the end
-    of the dt_days step its cells arrived in (``w.arrive_steps[n]`` steps before ``t``)."""
-    onset_p, route_p = s.lesion_onset[p], s.lesion_route[p]
-    n_k = flow_p.shape[1]
+def _date_onsets(t, nodes, s, p, w, c):  # pragma: no cover - compiled
+    """In a long step, a lesion whose onset :func:`emdsim.engine.kernels._record_onset` booked at ``t``
+    (the step's end) began at the end of the dt_days step its first cells arrived in,
+    ``w.onset_steps[n]`` steps before ``t``."""
+    onset_p = s.lesion_onset[p]
     for i in range(nodes.size):
         n = nodes[i]
-        seeded = 0.0
-        for k in range(n_k):
-            seeded += flow_p[n, k]
-        if seeded >= 1.0 and np.isnan(onset_p[n]):
+        if onset_p[n] == t:
             onset_p[n] = t - w.onset_steps[n] * c.dt_days
-            route_p[n] = route
 
 
 @JIT_INLINE
@@ -703,11 +692,12 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
         _extend(src, tally, p, s, pt, tb, c, w)  # 3
         _circulate(src, tally, p, s, pt, tb, c, w)  # 4
         _treat(src, tally, p, s, pt, tb, c, w)  # 5
-        if w.dt[0] > 1.5 * c.dt_days:  # a long step: its arrivals at the dt_days step they came in
+        long = w.dt[0] > 1.5 * c.dt_days
+        if long:  # a long step: its arrivals at the dt_days step they came in
             _arrive(src, tally, p, s, pt, tb, c, w)
-            _record_onset_long(t, tb.ps_nodes, s.last_local[p], c.route_local, s, p, w, c)
-            _record_onset_long(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s, p, w, c)
-        else:
-            _record_onset(t, tb.ps_nodes, s.last_local[p], c.route_local, s.lesion_onset[p], s.lesion_route[p])
-            _record_onset(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s.lesion_onset[p], s.lesion_route[p])
+        _record_onset(t, tb.ps_nodes, s.last_local[p], c.route_local, s.lesion_onset[p], s.lesion_route[p])
+        _record_onset(t, tb.em_nodes, s.last_haem[p], c.route_haematogenous, s.lesion_onset[p], s.lesion_route[p])
+        if long:
+            _date_onsets(t, tb.ps_nodes, s, p, w, c)
+            _date_onsets(t, tb.em_nodes, s, p, w, c)
         _book_lesions(src, tally, p, s, c, w)
