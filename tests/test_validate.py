@@ -114,6 +114,25 @@ def test_fractions_count_their_own_denominators():
     assert measure("median_months_to_secondary_emd", p, NO_LESIONS).value == pytest.approx(400.0 / 30.4375)
 
 
+def test_the_kaplan_meier_risk_of_secondary_emd_censors_deaths():
+    """Of 4 patients without EMD at diagnosis, EMD at 100 and 300 days, a death at 200 (censored) and
+    one alive at the end: S = 3/4 after 100 days, x 1/2 after 300 (2 at risk): a risk of 62.5 %, where
+    the crude share is 50 %. The patient with EMD at diagnosis and the undiagnosed one are left out."""
+    p = _patients(
+        [
+            {"em_ever": True, "em_first_detected_days": 100.0, "os_days": 900.0, "os_event": True},
+            {"os_days": 200.0, "os_event": True},
+            {"ps_ever": True, "ps_first_detected_days": 300.0, "os_days": 700.0, "os_event": True},
+            {"os_days": 1000.0},
+            {"emd_at_diagnosis": True, "ps_at_diagnosis": True, "ps_ever": True, "ps_first_detected_days": 0.0},
+            {"diagnosed": False},
+        ]
+    )
+    risk = measure("secondary_emd_risk_km", p, NO_LESIONS)
+    assert risk.n == 4 and risk.value == pytest.approx(62.5)
+    assert measure("secondary_emd_without_emd_at_diagnosis", p, NO_LESIONS).value == pytest.approx(50.0)
+
+
 def test_cns_counts_a_lesion_seen_before_the_end_of_the_course():
     p = _patients([{"os_days": 500.0}, {"os_days": 500.0}, {"os_days": 500.0}, {}])
     lesions = pd.DataFrame(

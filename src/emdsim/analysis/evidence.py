@@ -81,6 +81,22 @@ def _first_emd_days(p: pd.DataFrame) -> pd.Series:
     return p[["em_first_detected_days", "ps_first_detected_days"]].min(axis=1)
 
 
+def _secondary_risk_km(p: pd.DataFrame) -> Measure:
+    """Kaplan-Meier risk (%) of a first EMD seen after diagnosis by the end of follow-up, among the
+    diagnosed without EMD at diagnosis: time to the first lesion seen, deaths and the end of follow-up
+    censored (1 - S at the last time)."""
+    from lifelines import KaplanMeierFitter
+
+    at_risk = _without_emd_at_diagnosis(p)
+    if not len(at_risk):
+        return Measure(math.nan, 0)
+    first = _first_emd_days(at_risk)
+    event = first.notna().to_numpy(bool)
+    days = np.where(event, first.to_numpy(float), at_risk["os_days"].to_numpy(float))
+    km = KaplanMeierFitter().fit(np.maximum(days, 0.0), event)
+    return Measure(100.0 * (1.0 - float(km.survival_function_.iloc[-1, 0])), int(len(at_risk)))
+
+
 def _median(values: pd.Series, scale: float) -> Measure:
     v = values.dropna()
     return Measure(float(v.median()) / scale if len(v) else math.nan, int(len(v)))
@@ -178,6 +194,10 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("secondary_emd_without_emd_at_diagnosis", "percent",
                   "EMD first seen after diagnosis, of diagnosed without EMD at diagnosis",
                   lambda p, _: _percent(_secondary(_without_emd_at_diagnosis(p)))),
+        Statistic("secondary_emd_risk_km", "percent",
+                  "Kaplan-Meier risk of EMD first seen after diagnosis by the end of follow-up (deaths censored), "
+                  "of diagnosed without EMD at diagnosis",
+                  lambda p, _: _secondary_risk_km(p)),
         Statistic("emd_at_relapse_given_emd_at_diagnosis", "percent",
                   "EMD at first relapse, of relapsed patients who had EMD at diagnosis",
                   lambda p, _: _percent(_relapsed(p).query("emd_at_diagnosis")["emd_at_relapse"])),
