@@ -112,6 +112,8 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     st.lesion_detectable[seen & np.isnan(st.lesion_detectable)] = t
     st.dx_sites[dx] = seen[dx]
     st.relapse_sites[first_prog] = seen[first_prog]
+    emd_line = go_on[seen[go_on].any(axis=1) & np.isnan(st.emd_line_start[go_on])]
+    st.emd_line_start[emd_line] = t
     soft = np.where(tb.soft_tissue, node_total, 0.0).sum(axis=1)
     started = go_on[st.line[go_on] == 1]  # the first salvage line starts: its baseline
     st.salvage_start_total[started] = st.salvage_best_total[started] = total[started]

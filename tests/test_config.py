@@ -105,6 +105,7 @@ def test_list_items_are_parameters_with_their_own_source():
         ("scenario.imaging=xray", "scenario.imaging"),
         ("sim.max_step_days=10", "sim.max_step_days"),
         ("sim.step_margin=0.5", "sim.step_margin"),
+        ("++treatment.first_line.0.dose_intensity=3", "treatment.first_line[0](vrd_induction).dose_intensity"),
     ],
 )
 def test_bad_values_are_named(override, field):

@@ -34,6 +34,19 @@ def test_salvage_columns_are_consistent(bortezomib):
     assert salvaged["salvage_serum_response"].any()  # bortezomib-dexamethasone does shrink the disease
 
 
+def test_emd_at_a_later_line_is_recorded_when_that_line_starts(bortezomib):
+    """EMD recorded at a later line's start: only for patients who started a second line, at or after
+    their first progression and before the end of their course; the first salvage line's start counts
+    (so salvage_with_emd implies it, at the first progression)."""
+    p = bortezomib
+    at = p["emd_at_later_line_days"]
+    rec = p[at.notna()]
+    assert len(rec) > 0 and rec["diagnosed"].all() and (rec["n_lines"] >= 2).all()
+    assert (at[at.notna()] >= rec["pfs_days"] - 1e-9).all() and (at[at.notna()] <= rec["os_days"] + 1e-9).all()
+    first = p[p["salvage_with_emd"]]
+    assert (first["emd_at_later_line_days"] == first["pfs_days"]).all()
+
+
 @pytest.mark.slow
 def test_thalidomide_spares_soft_tissue_masses_bortezomib_does_not():
     """Effect: thalidomide's kill hazard in organs is 0 and in paraskeletal tissue 1/10 of the marrow's

@@ -134,3 +134,16 @@ def test_thalidomide_spares_organs_bortezomib_does_not(make_cfg):
     assert k[0, organ] == 0.0 and k[0, marrow] > 0
     assert k[1, organ] > 0
     assert np.all(k[-1] == 0)  # the untreated row
+
+
+def test_a_phase_given_less_densely_kills_in_proportion(make_cfg):
+    """dose_intensity scales the whole regimen's hazard in every compartment (weekly bortezomib)."""
+    cfg = make_cfg()
+    w = build_world(cfg.anatomy)
+    from emdsim.config.schema import RegimenSpec
+
+    drugs = ["bortezomib", "melphalan_prednisone"]
+    full, weekly = RegimenSpec("vmp", drugs, 1), RegimenSpec("vmp", drugs, 1, dose_intensity=0.66)
+    k = regimen_kill_table([full, weekly], cfg.drugs, w.drug_kind)
+    np.testing.assert_allclose(k[1], 0.66 * k[0], rtol=1e-12)
+    assert k[0].min() > 0

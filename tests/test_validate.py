@@ -79,7 +79,7 @@ def _patients(rows: list[dict]) -> pd.DataFrame:
         "em_first_detected_days": np.nan, "ps_first_detected_days": np.nan, "high_risk": False,
         "pfs_days": 3000.0, "pfs_event": False, "os_days": 3000.0, "os_event": False,
         "sites_at_diagnosis": [], "sites_at_relapse": [], "salvaged": False, "salvage_with_emd": False,
-        "salvage_serum_response": False, "salvage_soft_tissue_response": False,
+        "salvage_serum_response": False, "salvage_soft_tissue_response": False, "emd_at_later_line_days": np.nan,
     }  # fmt: skip
     return pd.DataFrame([base | {"patient_id": i} | r for i, r in enumerate(rows)])
 
@@ -131,6 +131,31 @@ def test_the_kaplan_meier_risk_of_secondary_emd_censors_deaths():
     risk = measure("secondary_emd_risk_km", p, NO_LESIONS)
     assert risk.n == 4 and risk.value == pytest.approx(62.5)
     assert measure("secondary_emd_without_emd_at_diagnosis", p, NO_LESIONS).value == pytest.approx(50.0)
+
+
+def test_a_registry_counts_emd_recorded_when_a_later_line_starts():
+    """Stork's registry records EMD at each line's start: secondary EMD is EMD recorded at a later
+    line's start without EMD at diagnosis; a lesion seen only off therapy is not recorded, and a
+    patient with EMD at diagnosis is in neither survival group."""
+    seen = {"em_ever": True, "em_first_detected_days": 300.0, "emd_at_later_line_days": 300.0, "os_event": True}
+    future = [dict(seen, os_days=d) for d in (600.0, 900.0, 1200.0)]
+    off_therapy = {"em_ever": True, "em_first_detected_days": 2900.0, "os_days": 2950.0, "os_event": True}
+    never = [{"os_days": d, "os_event": True} for d in (2000.0, 2500.0)]
+    at_dx = {
+        "emd_at_diagnosis": True,
+        "em_at_diagnosis": True,
+        "em_ever": True,
+        "em_first_detected_days": 0.0,
+        "emd_at_later_line_days": 400.0,
+        "os_days": 100.0,
+        "os_event": True,
+    }
+    p = _patients([*future, off_therapy, *never, at_dx])
+    share = measure("secondary_emd_at_line_start", p, NO_LESIONS)
+    assert (share.value, share.n) == (pytest.approx(300.0 / 7), 7)
+    assert measure("secondary_emd", p, NO_LESIONS).value == pytest.approx(400.0 / 7)  # any time: 4 of 7
+    pair = measure("median_os_months_future_emd_at_line_vs_none", p, NO_LESIONS).value
+    assert pair == pytest.approx([900.0 / 30.4375, 2500.0 / 30.4375])  # none: 2000, 2500, 2950
 
 
 def test_cns_counts_a_lesion_seen_before_the_end_of_the_course():

@@ -72,6 +72,12 @@ def _with_secondary(p: pd.DataFrame) -> pd.DataFrame:
     return dx[_secondary(dx)]
 
 
+def _secondary_at_line(p: pd.DataFrame) -> pd.Series:
+    """EMD recorded at the start of a later line (none at diagnosis), as a registry that records
+    EMD when each line starts sees it (Stork 2022: EMD "at initiation of first or higher line")."""
+    return p["emd_at_later_line_days"].notna() & ~p["emd_at_diagnosis"]
+
+
 def _responded_in_both(s: pd.DataFrame) -> pd.Series:
     return s["salvage_serum_response"] & s["salvage_soft_tissue_response"]
 
@@ -107,9 +113,15 @@ def _km(days: pd.Series, event: pd.Series) -> float:
     return math.inf if m is None else m  # not reached: longer than follow-up
 
 
-def _pair(p: pd.DataFrame, endpoint: str) -> Measure:
+def _pair(p: pd.DataFrame, endpoint: str, at_line: bool = False) -> Measure:
+    """Kaplan-Meier medians from diagnosis of the patients who later develop EMD and of those who never
+    have it (``at_line``: as a registry recording EMD at line starts sees it: EMD recorded at a later
+    line's start, against no EMD at diagnosis or at any line start)."""
     dx = _dx(p)
-    future, never = dx[_secondary(dx)], dx[~_emd_ever(dx)]
+    if at_line:
+        future, never = dx[_secondary_at_line(dx)], dx[~dx["emd_at_diagnosis"] & dx["emd_at_later_line_days"].isna()]
+    else:
+        future, never = dx[_secondary(dx)], dx[~_emd_ever(dx)]
     values = [_km(g[f"{endpoint}_days"], g[f"{endpoint}_event"].astype(bool)) for g in (future, never)]
     return Measure(values, int(len(future) + len(never)))
 
@@ -191,6 +203,9 @@ STATISTICS: dict[str, Statistic] = {
                   lambda p, _: _percent(_dx(p)["em_ever"])),
         Statistic("secondary_emd", "percent", "EMD first seen after diagnosis (none at diagnosis), of diagnosed",
                   lambda p, _: _percent(_secondary(_dx(p)))),
+        Statistic("secondary_emd_at_line_start", "percent",
+                  "EMD first recorded at the start of a second or later line (none at diagnosis), of diagnosed",
+                  lambda p, _: _percent(_secondary_at_line(_dx(p)))),
         Statistic("secondary_emd_without_emd_at_diagnosis", "percent",
                   "EMD first seen after diagnosis, of diagnosed without EMD at diagnosis",
                   lambda p, _: _percent(_secondary(_without_emd_at_diagnosis(p)))),
@@ -214,6 +229,14 @@ STATISTICS: dict[str, Statistic] = {
         Statistic("median_pfs_months_future_emd_vs_none", "pair_months",
                   "Kaplan-Meier median PFS from diagnosis: patients with secondary EMD, patients never with EMD",
                   lambda p, _: _pair(p, "pfs")),
+        Statistic("median_os_months_future_emd_at_line_vs_none", "pair_months",
+                  "Kaplan-Meier median OS from diagnosis: patients with EMD recorded at a later line's start, "
+                  "patients with none at diagnosis or at any line start",
+                  lambda p, _: _pair(p, "os", at_line=True)),
+        Statistic("median_pfs_months_future_emd_at_line_vs_none", "pair_months",
+                  "Kaplan-Meier median PFS from diagnosis: patients with EMD recorded at a later line's start, "
+                  "patients with none at diagnosis or at any line start",
+                  lambda p, _: _pair(p, "pfs", at_line=True)),
         Statistic("median_os_years_from_emd", "years",
                   "Kaplan-Meier median OS from the first EMD seen, of patients with EMD at any time",
                   lambda p, _: _os_from_emd(p)),

@@ -61,6 +61,7 @@ PATIENT_COLUMNS = (
     "salvage_with_emd",
     "salvage_serum_response",
     "salvage_soft_tissue_response",
+    "emd_at_later_line_days",
 )
 
 
@@ -133,6 +134,9 @@ def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
             "wound_plasmacytoma": wound_lesion,
             "simulated_days": st.t_end,
             **_salvage_response(st, tb),
+            # the first start of a second or later line with a soft-tissue lesion seen at its
+            # restaging (days from diagnosis; NaN: never): what a registry recording EMD per line sees
+            "emd_at_later_line_days": np.where(dx, st.emd_line_start - st.t_dx, np.nan),
         }
     )
 

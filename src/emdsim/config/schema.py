@@ -298,6 +298,10 @@ class RegimenSpec:
     wound: str = ""
     #: probability that the wound is made (e.g. not every patient needs a tunnelled line)
     p_wound: float = param("probability", PLAN_SOURCE, **PROB, default=1.0)
+    #: relative dose intensity: the drugs' kill hazards are calibrated to their usual schedule
+    #: (bortezomib twice weekly, as in VTD/VRd induction); a phase given less densely (weekly
+    #: bortezomib in VMP cycles 5-9) or stopped early by many patients scales them by this
+    dose_intensity: float = param("1", PLAN_SOURCE, lo=0.0, hi=2.0, why="a schedule at most twice as dense as the one the kill hazards were calibrated on (assumption)", default=1.0)
 
 
 @dataclass

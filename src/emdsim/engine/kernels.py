@@ -266,6 +266,9 @@ class CourseState(NamedTuple):
     salvage_best_total: NDArray[np.float64]  # (P,) cells
     salvage_best_soft: NDArray[np.float64]  # (P,) cells
     salvage_end: NDArray[np.float64]  # (P,) days
+    #: the first time a later line (second or beyond) started with a soft-tissue lesion seen at its
+    #: restaging, days (NaN: never): what a registry that records EMD at the start of each line sees
+    emd_line_start: NDArray[np.float64]  # (P,) days
     #: the adaptive step (hybrid engine, ``sim.max_step_days``): the length of each patient's current
     #: step, days, and the time at which it ends (the patient is advanced then, and left as it is at
     #: the global steps before); and each compartment's cells after a step of ``max_step_days`` if
@@ -843,7 +846,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
         if s.next_days[p] > t + 0.5 * c.dt_days:  # within a long step: advanced at its end
             continue
         dt = s.step_days[p]
-        image, diagnosed, first_progression, salvage_starts = False, False, False, False
+        image, diagnosed, first_progression, salvage_starts, new_line = False, False, False, False, False
         if status[p] == undiagnosed and marrow[p] >= dx_cells:
             status[p] = followed
             diagnosed, image = True, True
@@ -892,6 +895,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                         s.efficacy[p] = line_factor ** float(s.line[p])
                         _start_phase(p, n_first + min(s.line[p] - 1, n_salvage - 1), t, s, tb)
                         salvage_starts = s.line[p] == 1
+                        new_line = True
                     else:  # attrition: no further therapy
                         s.phase_pos[p] = OFF_THERAPY
                         s.regimen[p] = c.untreated_regimen
@@ -908,6 +912,8 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
         if first_progression:
             for n in range(n_n):
                 s.relapse_sites[p, n] = seen[n]
+        if new_line and anything and np.isnan(s.emd_line_start[p]):
+            s.emd_line_start[p] = t
         if status[p] == followed and s.line[p] == 1 and s.phase_pos[p] != OFF_THERAPY:
             # on the first salvage line: its baseline at the start, then its best
             soft = 0.0

@@ -82,6 +82,8 @@ class CohortState:
     salvage_best_total: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     salvage_best_soft: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     salvage_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    #: the first start of a later line with a soft-tissue lesion seen (:class:`emdsim.engine.kernels.CourseState`)
+    emd_line_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     #: the adaptive step (:class:`emdsim.engine.kernels.CourseState`): each patient's current step (days),
     #: when it ends, and each compartment's predicted cells after a long step, at most and at least
     step_days: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
@@ -206,6 +208,7 @@ def init_state(tb: Tables, patients: PatientTable, streams: NDArray[np.uint64] |
         salvage_best_total=nan.copy(),
         salvage_best_soft=nan.copy(),
         salvage_end=nan.copy(),
+        emd_line_start=nan.copy(),
         step_days=np.full(p, tb.dt_days),
         next_days=np.zeros(p),
         node_upper=node_total.copy(),
