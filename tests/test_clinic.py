@@ -137,7 +137,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     st.status[dead] = Status.DEAD
     st.t_death[dead] = t
     st.t_end[dead] = t
-    end_fu = (st.status == Status.FOLLOWED) & (t >= st.t_dx + cfg.sim.followup_years * 365.25)
+    end_fu = (st.status == Status.FOLLOWED) & (t >= st.t_dx + pt.followup_days)
     never = (st.status == Status.UNDIAGNOSED) & (t >= cfg.sim.max_years_to_diagnosis * 365.25)
     st.status[end_fu | never] = Status.CENSORED
     st.t_end[end_fu | never] = t

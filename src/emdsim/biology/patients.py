@@ -20,8 +20,9 @@ from numpy.typing import NDArray
 from emdsim import rng as seeds
 from emdsim.biology.anatomy import World
 from emdsim.config.schema import TRAIT_NAMES, EmdConfig
+from emdsim.units import DAYS_PER_YEAR
 
-__all__ = ["MAX_LINES", "SUBGROUPS", "PatientTable", "max_lines", "sample_patients"]
+__all__ = ["ENTRY_STEP", "MAX_LINES", "SUBGROUPS", "PatientTable", "followup_days", "max_lines", "sample_patients"]
 
 SUBGROUPS = ("other", "MF", "PR")
 #: no patient starts more lines than this (a numerical cap: at 20 % attrition 0.8^29 ~ 0.2 % reach it)
@@ -60,12 +61,28 @@ class PatientTable:
     max_lines: NDArray[np.int64]
     #: (P, N) multiplier on the imaging threshold at each site: 10^(spread z), z standard normal
     visibility: NDArray[np.float64]
+    #: days the patient is followed after diagnosis (to the study's data cut: staggered entry)
+    followup_days: NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.patient_id)
 
     def take(self, rows: NDArray[np.int64]) -> PatientTable:
         return PatientTable(**{k: v[rows] for k, v in vars(self).items()})
+
+
+#: the golden ratio's fractional part: patient i enters at fraction frac(i * this) of the accrual
+#: window, an even spread for any cohort size (a Weyl sequence)
+ENTRY_STEP = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def followup_days(ids: NDArray[np.int64], followup_years: float, accrual_years: float) -> NDArray[np.float64]:
+    """Days from diagnosis to the data cut of patients ``ids``: ``followup_years`` for the first to
+    enter, less the time it entered after the first. Entry is a property of the study's design, not
+    drawn: patient i enters at fraction frac(i x golden ratio) of the accrual window, so entries are
+    evenly spread whatever the cohort size and a patient's depends only on its id."""
+    entry = np.mod(np.asarray(ids, dtype=np.float64) * ENTRY_STEP, 1.0) * accrual_years
+    return (followup_years - entry) * DAYS_PER_YEAR
 
 
 def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> PatientTable:
@@ -129,6 +146,7 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
         day = spec.earliest_days + u[:, c + 2 * s + 1] * (spec.latest_days - spec.earliest_days)
         surgery_day[has, s] = day[has]
     return PatientTable(
+        followup_days=followup_days(ids, cfg.sim.followup_years, cfg.scenario.accrual_years),
         max_lines=max_lines(v, cfg.treatment.attrition_per_line),
         visibility=10.0 ** (cfg.clinical.detection_spread_log10 * zv),
         patient_id=np.asarray(ids, dtype=np.int64),

@@ -388,6 +388,10 @@ class ScenarioConfig:
     #: surveillance imaging every this many days after diagnosis (0: none; imaging happens at
     #: diagnosis, at each progression and when a lesion causes symptoms)
     imaging_every_days: float = param("days", SCENARIO_SOURCE, lo=0.0, hi=36525.0, why=LIFETIME, default=0.0)
+    #: staggered entry: patients are diagnosed evenly over this many years before the study's data
+    #: cut, so the last ones are followed this much less than ``sim.followup_years`` (0: everyone is
+    #: followed for ``sim.followup_years``, as in a trial with complete follow-up)
+    accrual_years: float = param("years", SCENARIO_SOURCE, lo=0.0, hi=100.0, why=LIFETIME, default=0.0)
 
 
 # ---------------------------------------------------------------------------------------- cohort
@@ -526,6 +530,10 @@ def validate(cfg: EmdConfig) -> None:
     _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
     _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
     check_fields(cfg.scenario, "scenario")
+    if cfg.scenario.accrual_years > cfg.sim.followup_years:
+        raise ConfigError("scenario.accrual_years", cfg.scenario.accrual_years,
+                          f"must not exceed sim.followup_years={cfg.sim.followup_years} (the first patient's "
+                          "follow-up from diagnosis to the data cut)")
     wounds = [n.name for n in cfg.anatomy.nodes if n.kind == "wound"]
     for i, s in enumerate(cfg.scenario.surgeries):
         p = f"scenario.surgeries[{i}]"

@@ -220,6 +220,7 @@ class PatientTables(NamedTuple):
     max_lines: NDArray[np.int64]  # (P,) lines of therapy the patient starts at most
     visibility: NDArray[np.float64]  # (P, N) multiplier on the imaging threshold at each site
     surgery_day: NDArray[np.float64]  # (P, n_surgeries) days after diagnosis of each surgery, NaN = none
+    followup_days: NDArray[np.float64]  # (P,) days followed after diagnosis (to the data cut)
 
 
 class CourseState(NamedTuple):
@@ -661,7 +662,6 @@ CLINIC_RECORD = np.dtype(
         ("dt_days", np.float64),
         ("max_step_days", np.float64),  # the longest step of a quiet patient (dt_days: no long steps)
         ("step_margin", np.float64),
-        ("followup_days", np.float64),
         ("max_days_to_diagnosis", np.float64),
         ("n_first_line_phases", np.int64),
         ("n_salvage_regimens", np.int64),
@@ -760,7 +760,7 @@ def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
         room = min(room, np.ceil((c.max_days_to_diagnosis - t) / dt - 1e-9))
     else:
         t_dx = s.t_dx[p]
-        room = min(room, np.ceil((t_dx + c.followup_days - t) / dt - 1e-9))
+        room = min(room, np.ceil((t_dx + pt.followup_days[p] - t) / dt - 1e-9))
         every = c.imaging_every_days
         if every > 0.0:
             room = min(room, np.ceil((t_dx + (np.floor((t - t_dx) / every) + 1.0) * every - t) / dt - 1e-9))
@@ -829,7 +829,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     gompertz_a, gompertz_b = c.gompertz_a_per_year, c.gompertz_b_per_year
     tumour_rate, lethal_cells = c.tumour_death_rate_per_day, c.lethal_burden_cells
     tumour_exponent = c.tumour_death_exponent
-    followup_days, dx_cap_days = c.followup_days, c.max_days_to_diagnosis
+    dx_cap_days = c.max_days_to_diagnosis
     every = c.imaging_every_days
     n_first, n_salvage = c.n_first_line_phases, c.n_salvage_regimens
     undiagnosed, followed, dead, censored = c.status_undiagnosed, c.status_followed, c.status_dead, c.status_censored
@@ -856,7 +856,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             for n in range(n_n):
                 s.lesion_nadir[p, n] = node_total[p, n]
             s.line_start[p] = t
-            if followup_days <= 0.0:  # sim.followup_years=0: the course stops at diagnosis
+            if pt.followup_days[p] <= 0.0:  # no follow-up (sim.followup_years=0): the course stops at diagnosis
                 _look(p, t, True, s, pt, tb, c, seen)
                 for n in range(n_n):
                     s.dx_sites[p, n] = seen[n]
@@ -959,7 +959,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 t_death = t - (n_sub - j) * c.dt_days
             s.t_death[p] = t_death
             s.t_end[p] = t_death
-        if (status[p] == followed and t >= s.t_dx[p] + followup_days) or (
+        if (status[p] == followed and t >= s.t_dx[p] + pt.followup_days[p]) or (
             status[p] == undiagnosed and t >= dx_cap_days
         ):
             status[p] = censored

@@ -240,6 +240,7 @@ def patient_tables(st: CohortState) -> tuple:
         max_lines=pt.max_lines,
         visibility=pt.visibility,
         surgery_day=pt.surgery_day,
+        followup_days=pt.followup_days,
     )
     return kernels.plain(record)
 

@@ -207,7 +207,6 @@ def _clinic_constants(cfg: EmdConfig, detection_cells: float) -> np.ndarray:
         # long steps are the hybrid engine's: the exact engine (the reference) and Mesa step by dt_days
         "max_step_days": max(sim.max_step_days, sim.dt_days) if cfg.engine == "hybrid" else sim.dt_days,
         "step_margin": sim.step_margin,
-        "followup_days": sim.followup_years * DAYS_PER_YEAR,
         "max_days_to_diagnosis": sim.max_years_to_diagnosis * DAYS_PER_YEAR,
         "n_first_line_phases": len(cfg.treatment.first_line),
         "n_salvage_regimens": len(cfg.treatment.salvage),
