@@ -39,6 +39,30 @@ def test_the_shipped_spec_scores_every_reported_figure():
     assert ebmt.n_patients == 3744 and "scenario=ebmt" in ebmt.overrides  # the reported n by default
 
 
+def test_a_mixed_scenario_splits_its_patients_by_share():
+    """The Czech registry: transplanted and not, their shares of the reported n (the last part takes
+    the rest), each part with the scenario's overrides and its own."""
+    czech = load_validation_spec(SPEC).scenarios["czech"]
+    assert [p.name for p in czech.parts] == ["transplant", "no_transplant"]
+    assert czech.part_sizes() == [round(0.35 * 4985), 4985 - round(0.35 * 4985)]
+    assert "treatment=vmp" in czech.parts[1].overrides and "scenario=registry" in czech.overrides
+
+
+def test_a_mixed_cohort_pools_its_parts_replicate_by_replicate():
+    """Replicate r of a mixed scenario is part 0's replicate r and part 1's replicate r as one cohort;
+    a replicate only one part finished is left out (not scored half-mixed)."""
+    from emdsim.cli.validate import _mixed
+
+    def rep(n, hr):
+        return _patients([{"high_risk": hr}] * n), NO_LESIONS
+
+    parts = [{0: rep(2, True), 1: rep(2, True)}, {0: rep(3, False), 2: rep(3, False)}]
+    mixed = _mixed(parts)
+    assert len(mixed) == 1
+    p, _ = mixed[0]
+    assert len(p) == 5 and p["patient_id"].is_unique and int(p["high_risk"].sum()) == 2
+
+
 @pytest.mark.parametrize(
     "change,field",
     [
@@ -62,6 +86,14 @@ def test_the_shipped_spec_scores_every_reported_figure():
         (lambda d: d.update(replicates=0), "validate.replicates"),
         (lambda d: d["targets"].update(thalidomide_response_with_em={"expressible": False}),
          "validate.targets.thalidomide_response_with_em.why"),
+        (lambda d: d["scenarios"]["czech"]["parts"][0].update(share=0.5), "validate.scenarios.czech.parts"),
+        (lambda d: d["scenarios"]["czech"]["parts"][0].update(share=0), "validate.scenarios.czech.parts[0].share"),
+        (lambda d: d["scenarios"]["czech"]["parts"][1].update(name="transplant"),
+         "validate.scenarios.czech.parts[1].name"),
+        (lambda d: d["scenarios"]["czech"]["parts"].pop(), "validate.scenarios.czech.parts"),
+        (lambda d: d["scenarios"]["czech"]["parts"][1].update(overrides=["scenario=atlantis"]),
+         "validate.scenarios.czech.parts[1].overrides"),
+        (lambda d: d["scenarios"]["czech"]["parts"][1].update(age=70), "validate.scenarios.czech.parts[1]"),
     ],
 )  # fmt: skip
 def test_a_bad_spec_is_refused_naming_the_entry(change, field):
@@ -327,6 +359,11 @@ def test_the_ratio_to_a_range_or_a_zero_is_against_the_intervals_middle():
     assert table.loc["em_at_diagnosis_range_seed", "ratio"] == pytest.approx(10.0 / 12.5)
     assert table.loc["em_at_diagnosis_range_seed", "within_2x"]
     assert np.isnan(table.loc["thalidomide_response_with_em", "ratio"])  # nobody with EMD at salvage: n/a
+    one = _patients([{"salvaged": True, "salvage_with_emd": True}] + [{}] * 9)  # 1 with EMD, no response
+    row = score(spec, {"rosinol": [(one, NO_LESIONS)]}).set_index("target").loc["thalidomide_response_with_em"]
+    # 0 % responded, reported 0 of 11: inside, so within a factor of 2 although the ratio to the
+    # interval's middle is 0
+    assert row["inside"] and row["ratio"] == 0.0 and row["within_2x"]
 
 
 def test_pooled_replicates_keep_each_lesion_with_its_patient():

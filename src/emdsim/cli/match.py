@@ -65,26 +65,32 @@ def load_match_spec(path: Path) -> tuple[MatchSpec, dict[str, Any]]:
     return parse_match_spec(data, evidence, known), data
 
 
-def scenario_bases(spec: MatchSpec) -> dict[str, EmdConfig]:
-    """Each scenario's validated configuration (the spec's experiment, the scenario's and the
-    evidence's overrides, the matched cohort size, one worker: the design points run in parallel)."""
+def scenario_bases(spec: MatchSpec) -> dict[str, tuple[EmdConfig, ...]]:
+    """Each scenario's validated configurations, one per part of a mixed scenario (the spec's
+    experiment, the scenario's, the part's and the evidence's overrides, the part's share of the
+    matched cohort size, one worker: the design points run in parallel)."""
     ev = spec.evidence
-    return {
-        name: load(
-            [
-                f"experiment={ev.experiment}",
-                *ev.scenarios[name].overrides,
-                *ev.overrides,
-                *spec.overrides,
-                f"cohort.n_patients={spec.n_patients(name)}",
-                f"cohort.block_size={min(64, spec.n_patients(name))}",
-                "cohort.n_jobs=1",
-                "sim.snapshot_patients=0",
-                "figures=false",
-            ]
+    bases = {}
+    for name in spec.scenarios:
+        sc = ev.scenarios[name]
+        sizes = sc.part_sizes(spec.n_patients(name))
+        bases[name] = tuple(
+            load(
+                [
+                    f"experiment={ev.experiment}",
+                    *overrides,
+                    *ev.overrides,
+                    *spec.overrides,
+                    f"cohort.n_patients={n}",
+                    f"cohort.block_size={min(64, n)}",
+                    "cohort.n_jobs=1",
+                    "sim.snapshot_patients=0",
+                    "figures=false",
+                ]
+            )
+            for overrides, n in zip(sc.part_overrides(), sizes, strict=True)
         )
-        for name in spec.scenarios
-    }
+    return bases
 
 
 def _mapper(args: argparse.Namespace) -> tuple[Callable[..., Iterable[Any]], Callable[[], None]]:

@@ -2,7 +2,8 @@
 
 Each cohort scenario of the spec (``fits/evidence.yaml``) runs as one Hydra sweep over the replicate
 seeds (``emdsim -m``: any launcher, resumable, a crashed job is a failed row), into
-``OUT/sweeps/<scenario>``; the statistics are measured on the jobs' patient and lesion tables
+``OUT/sweeps/<scenario>`` (a mixed scenario: one sweep per part, ``OUT/sweeps/<scenario>/<part>``,
+its replicates pooled part by part); the statistics are measured on the jobs' patient and lesion tables
 (:mod:`emdsim.studies.validate`) and written as ``validation.parquet``, ``validation.md`` and
 ``validation_forest.png``.
 """
@@ -24,14 +25,28 @@ from emdsim.config.load import CONF_DIR
 from emdsim.config.schema import ConfigError
 from emdsim.studies import sweep
 from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text, provenance
-from emdsim.studies.validate import ValidationSpec, markdown, parse_validation_spec, score
+from emdsim.studies.validate import (
+    PART_SEED_STRIDE,
+    Scenario,
+    ValidationSpec,
+    markdown,
+    parse_validation_spec,
+    pool,
+    score,
+)
 
 __all__ = ["cmd_validate", "load_validation_spec"]
 
 #: what the command writes beside the sweeps (validation.md last but one, the figure last)
 OUTPUTS = ("validation.parquet", "validation.md", "provenance.json", "validation_forest.png")
-#: a minutes-long check of a spec: small cohorts, short courses
-TINY = ["cohort.n_patients=24", "cohort.block_size=24", "sim.followup_years=2", "sim.max_years_to_diagnosis=5"]
+#: a minutes-long check of a spec: small cohorts, short courses (everyone followed the 2 years)
+TINY = [
+    "cohort.n_patients=24",
+    "cohort.block_size=24",
+    "sim.followup_years=2",
+    "scenario.accrual_years=0",
+    "sim.max_years_to_diagnosis=5",
+]
 
 
 def load_validation_spec(path: Path) -> ValidationSpec:
@@ -46,34 +61,58 @@ def _replicates(spec: ValidationSpec, args: argparse.Namespace) -> int:
     return 1 if args.tiny else spec.replicates
 
 
-def _sweep_command(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace) -> list[str]:
+def _sweeps(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace) -> list[tuple[Path, int, list[str]]]:
+    """The sweeps of scenario ``name``: (folder, first seed, ``emdsim -m`` arguments) of each part,
+    ``OUT/sweeps/<scenario>`` for an unmixed scenario, ``OUT/sweeps/<scenario>/<part>`` for a mixed one."""
     sc = spec.scenarios[name]
     replicates = _replicates(spec, args)
-    size = [] if args.tiny else [f"cohort.n_patients={sc.n_patients}"]
-    return [
-        "-m",
-        f"experiment={args.experiment or spec.experiment}",
-        *sc.overrides,
-        *spec.overrides,
-        *size,
-        *(TINY if args.tiny else []),
-        "figures=false",
-        f"seed=range(1,{replicates + 1})",
-        f"hydra.sweep.dir={out / 'sweeps' / name}",
-        *args.overrides,
-    ]
+    parts = sc.parts or (None,)
+    sweeps = []
+    for k, (part, n) in enumerate(zip(parts, sc.part_sizes(), strict=True)):
+        folder = out / "sweeps" / name / (part.name if part else "")
+        first = 1 + k * PART_SEED_STRIDE
+        size = [] if args.tiny else [f"cohort.n_patients={n}"]
+        command = [
+            "-m",
+            f"experiment={args.experiment or spec.experiment}",
+            *sc.overrides,
+            *(part.overrides if part else ()),
+            *spec.overrides,
+            *size,
+            *(TINY if args.tiny else []),
+            "figures=false",
+            f"seed=range({first},{first + replicates})",
+            f"hydra.sweep.dir={folder}",
+            *args.overrides,
+        ]
+        sweeps.append((folder, first, command))
+    return sweeps
 
 
-def _cohorts(sweep_dir: Path) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+def _cohorts(sweep_dir: Path, first_seed: int) -> dict[int, tuple[pd.DataFrame, pd.DataFrame]]:
+    """The finished jobs of a sweep by replicate (0 for its first seed)."""
     frame = sweep.write_table(sweep_dir)
     done = frame[frame["status"] == "done"] if len(frame) else frame
-    return [
-        (
+    return {
+        int(seed) - first_seed: (
             read_parquet(sweep_dir / d / "patients.parquet", "patients table"),
             read_parquet(sweep_dir / d / "lesions.parquet", "lesions table"),
         )
-        for d in done["dir"]
-    ]
+        for d, seed in zip(done["dir"], done["seed"], strict=True)
+    }
+
+
+def _mixed(parts: list[dict[int, tuple[pd.DataFrame, pd.DataFrame]]]) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The replicates every part finished, each part's patients pooled into one cohort."""
+    common = sorted(set.intersection(*(set(p) for p in parts)))
+    return [pool([p[r] for p in parts]) for r in common]
+
+
+def _size_text(sc: Scenario) -> str:
+    if not sc.parts:
+        return str(sc.n_patients)
+    mix = " + ".join(f"{p.name} {n}" for p, n in zip(sc.parts, sc.part_sizes(), strict=True))
+    return f"{sc.n_patients} ({mix})"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -91,18 +130,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cohorts = {}
     needed = sorted({s.scenario for s in spec.targets})
     for i, name in enumerate(needed, 1):
-        command = _sweep_command(spec, name, out, args)
-        print(f"emdsim-fit validate: [{i}/{len(needed)}] {name}: emdsim " + " ".join(command), flush=True)
-        if args.in_process:
-            from emdsim.cli.main import run_in_process
+        parts = []
+        for folder, first, command in _sweeps(spec, name, out, args):
+            print(f"emdsim-fit validate: [{i}/{len(needed)}] {name}: emdsim " + " ".join(command), flush=True)
+            if args.in_process:
+                from emdsim.cli.main import run_in_process
 
-            rc = run_in_process(command)
-        else:
-            rc = subprocess.call([sys.executable, "-m", "emdsim.cli.main", *command])
-        if rc not in (0, 1):
-            return rc
-        code = max(code, rc)
-        cohorts[name] = _cohorts(out / "sweeps" / name)
+                rc = run_in_process(command)
+            else:
+                rc = subprocess.call([sys.executable, "-m", "emdsim.cli.main", *command])
+            if rc not in (0, 1):
+                return rc
+            code = max(code, rc)
+            parts.append(_cohorts(folder, first))
+        cohorts[name] = _mixed(parts)
     replicates = _replicates(spec, args)
     short = {n: len(c) for n, c in cohorts.items() if len(c) < replicates}
     for name, k in short.items():
@@ -120,7 +161,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"Command: `emdsim-fit validate {args.spec}{' --tiny' if args.tiny else ''}"
         f"{' ' + ' '.join(args.overrides) if args.overrides else ''}`; "
         f"{replicates} replicate seed(s) per scenario; cohort sizes "
-        + ", ".join(f"{n} {'(tiny)' if args.tiny else spec.scenarios[n].n_patients}" for n in needed)
+        + ", ".join(f"{n} {'(tiny)' if args.tiny else _size_text(spec.scenarios[n])}" for n in needed)
         + ". Generated by the command; do not edit."
         + "".join(f"\n\n**Incomplete:** {n}: {k} of {replicates} replicates finished." for n, k in short.items())
     )

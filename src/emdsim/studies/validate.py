@@ -27,7 +27,18 @@ from emdsim.analysis.survival import wilson_interval
 from emdsim.analysis.targets import Target
 from emdsim.config.schema import ConfigError
 
-__all__ = ["Scenario", "Scored", "ValidationSpec", "parse_validation_spec", "score", "markdown", "COLUMNS"]
+__all__ = [
+    "Part",
+    "Scenario",
+    "Scored",
+    "ValidationSpec",
+    "parse_validation_spec",
+    "pool",
+    "score",
+    "markdown",
+    "COLUMNS",
+    "PART_SEED_STRIDE",
+]
 
 #: the columns of validation.parquet: ``reported``, ``lower``, ``upper`` and ``simulated`` are numbers
 #: where the figure is one number (NaN otherwise); ``*_values`` hold every number of a figure (a pair
@@ -62,10 +73,38 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
+class Part:
+    """One sub-cohort of a mixed scenario (a registry's transplanted and non-transplanted patients):
+    its share of the patients and the overrides it adds to the scenario's."""
+
+    name: str
+    share: float
+    overrides: tuple[str, ...]
+
+
+#: part k of a mixed scenario runs on seeds ``k * PART_SEED_STRIDE + 1 ..``: its patients are
+#: independent of the other parts' (part 0 keeps seeds 1.., as an unmixed scenario does)
+PART_SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     overrides: tuple[str, ...]
     n_patients: int
+    #: a mixed cohort's parts (empty: one cohort)
+    parts: tuple[Part, ...] = ()
+
+    def part_sizes(self, n: int | None = None) -> list[int]:
+        """Patients per part of a cohort of ``n`` (``n_patients`` by default): each its share, rounded,
+        the last the rest; one size for an unmixed scenario."""
+        n = self.n_patients if n is None else n
+        sizes = [round(p.share * n) for p in self.parts[:-1]]
+        return [*sizes, n - sum(sizes)] if self.parts else [n]
+
+    def part_overrides(self) -> list[tuple[str, ...]]:
+        """Each part's overrides after the scenario's (one entry for an unmixed scenario)."""
+        return [self.overrides + p.overrides for p in self.parts] if self.parts else [self.overrides]
 
 
 @dataclass(frozen=True)
@@ -131,6 +170,40 @@ def _interval(where: str, t: Target, m: Mapping[str, Any]) -> tuple[Any, Any, st
     )
 
 
+def _overrides(where: str, raw: Any, scenario_names: Sequence[str]) -> tuple[str, ...]:
+    if raw is not None and (isinstance(raw, str | bytes) or not isinstance(raw, Sequence)):
+        raise ConfigError(where, raw, "a list of config overrides")
+    overrides = tuple(str(o) for o in raw or ())
+    for o in overrides:
+        if o.startswith("scenario=") and o.split("=", 1)[1] not in scenario_names:
+            raise ConfigError(where, o, f"a scenario of conf/scenario ({sorted(scenario_names)})")
+    return overrides
+
+
+def _parts(where: str, raw: Any, scenario_names: Sequence[str]) -> tuple[Part, ...]:
+    """A mixed scenario's parts: a list of {name, share, overrides, note}, shares > 0 summing to 1."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or len(raw) < 2:
+        raise ConfigError(where, raw, "a list of at least two parts {name, share, overrides, note}")
+    parts = []
+    for i, p in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(p, Mapping) or set(p) - {"name", "share", "overrides", "note"} or "share" not in p:
+            raise ConfigError(at, p, "a mapping {name, share, overrides: [...], note}")
+        name = str(p.get("name") or "")
+        if not name.isidentifier() or name in {q.name for q in parts}:
+            raise ConfigError(f"{at}.name", p.get("name"), "a name of letters, digits and _, unique among the parts")
+        share = p["share"]
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 < share < 1.0:
+            raise ConfigError(f"{at}.share", share, "a share of the patients, 0 < share < 1")
+        parts.append(Part(name, float(share), _overrides(f"{at}.overrides", p.get("overrides"), scenario_names)))
+    total = sum(p.share for p in parts)
+    if abs(total - 1.0) > 1e-9:
+        raise ConfigError(where, [p.share for p in parts], f"shares summing to 1 (they sum to {total:g})")
+    return tuple(parts)
+
+
 def parse_validation_spec(
     data: Any, targets: Sequence[Target], scenario_names: Sequence[str], experiments: Sequence[str]
 ) -> ValidationSpec:
@@ -194,12 +267,10 @@ def parse_validation_spec(
     scenarios = {}
     for name, sc in raw_scenarios.items():
         where = f"validate.scenarios.{name}"
-        if not isinstance(sc, Mapping) or set(sc) - {"overrides", "n_patients", "note"}:
-            raise ConfigError(where, sc, "a mapping {overrides: [...], n_patients: int, note}")
-        overrides = tuple(str(o) for o in sc.get("overrides") or ())
-        for o in overrides:
-            if o.startswith("scenario=") and o.split("=", 1)[1] not in scenario_names:
-                raise ConfigError(f"{where}.overrides", o, f"a scenario of conf/scenario ({sorted(scenario_names)})")
+        if not isinstance(sc, Mapping) or set(sc) - {"overrides", "n_patients", "note", "parts"}:
+            raise ConfigError(where, sc, "a mapping {overrides: [...], n_patients: int, parts: [...], note}")
+        overrides = _overrides(f"{where}.overrides", sc.get("overrides"), scenario_names)
+        parts = _parts(f"{where}.parts", sc.get("parts"), scenario_names)
         n = sc.get("n_patients")
         if n is None:
             if not sizes.get(name):
@@ -207,7 +278,9 @@ def parse_validation_spec(
             n = max(sizes[name])
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"{where}.n_patients", n, "an integer >= 1")
-        scenarios[name] = Scenario(name, overrides, int(n))
+        if parts and n < len(parts):
+            raise ConfigError(f"{where}.n_patients", n, f"at least one patient per part ({len(parts)} parts)")
+        scenarios[name] = Scenario(name, overrides, int(n), parts)
     return ValidationSpec(
         name=str(data.get("name", "evidence")),
         experiment=experiment,
@@ -254,7 +327,7 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
     for s in spec.targets:
         t, kind = s.target, STATISTICS[s.statistic].kind
         reps = cohorts.get(s.scenario) or []
-        pooled = measure(s.statistic, *_pool(reps)) if reps else None
+        pooled = measure(s.statistic, *pool(reps)) if reps else None
         per_seed = [measure(s.statistic, p, le).value for p, le in reps]
         value = pooled.value if pooled else math.nan
         inside = pooled is not None and _inside(kind, value, t, s.lower, s.upper)
@@ -268,7 +341,8 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
                 "kind": kind,
                 "inside": bool(inside),
                 "ratio": ratio,
-                "within_2x": inside if qualitative else bool(finite(ratio) and 0.5 <= ratio <= 2.0),
+                # inside its interval is as close as the report allows, whatever the ratio (a reported 0)
+                "within_2x": inside or (not qualitative and bool(finite(ratio) and 0.5 <= ratio <= 2.0)),
                 "expressible": True,
                 "simulated_text": _text(value),
                 "per_seed_text": "; ".join(_text(v) for v in per_seed),
@@ -289,9 +363,9 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
     return frame.sort_values("target", key=lambda c: c.map(order)).reset_index(drop=True)
 
 
-def _pool(reps: Sequence[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The replicates as one cohort: patient ids made distinct per replicate (each replicate numbers
-    its patients from 0), so that a lesion stays with its own patient."""
+def pool(reps: Sequence[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cohorts as one (the replicates of a scenario, or the parts of a mixed one): patient ids made
+    distinct per cohort (each numbers its patients from 0), so that a lesion stays with its own patient."""
     offset, patients, lesions = 0, [], []
     for p, le in reps:
         patients.append(p.assign(patient_id=p["patient_id"] + offset))

@@ -33,7 +33,7 @@ from emdsim.studies.fit import history as hm
 from emdsim.studies.fit.emulate import Emulator, fit_emulator, leave_one_out
 from emdsim.studies.fit.objective import with_parameters
 from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text
-from emdsim.studies.validate import Scored, ValidationSpec
+from emdsim.studies.validate import PART_SEED_STRIDE, Scored, ValidationSpec, pool
 
 __all__ = [
     "MatchSpec",
@@ -185,11 +185,12 @@ def _half(patients: pd.DataFrame, lesions: pd.DataFrame, parity: int) -> tuple[p
 
 
 def simulate_point(
-    job: tuple[Mapping[str, EmdConfig], Mapping[str, float], Mapping[str, int], Sequence[Output]],
+    job: tuple[Mapping[str, Sequence[EmdConfig]], Mapping[str, float], Mapping[str, int], Sequence[Output]],
     run: Callable[[EmdConfig], Any] = run_cohort,
 ) -> dict[str, float]:
-    """Simulate one design point (``job``: each scenario's base configuration, the parameter values,
-    each scenario's seed, the outputs) and measure every output: ``{name: value, name + "|n": the
+    """Simulate one design point (``job``: each scenario's base configurations, one per part of a
+    mixed scenario, part k on the scenario's seed + k x PART_SEED_STRIDE and the parts pooled; the
+    parameter values, each scenario's seed, the outputs) and measure every output: ``{name: value, name + "|n": the
     patients it was measured on, name + "|a", name + "|b": its value on each half of the cohort}``.
     The halves (for the split-half noise of medians) are measured only for outputs that are not
     percentages (whose noise is binomial), and each statistic once per cohort, however many of its
@@ -197,8 +198,11 @@ def simulate_point(
     bases, values, seeds, outputs = job
     out: dict[str, float] = {}
     for scenario in sorted({o.scenario for o in outputs}):
-        res = run(with_parameters(bases[scenario], values, seed=seeds[scenario]))
-        out |= _measure([o for o in outputs if o.scenario == scenario], res.patients, res.lesions)
+        parts = []
+        for k, base in enumerate(bases[scenario]):
+            res = run(with_parameters(base, values, seed=seeds[scenario] + k * PART_SEED_STRIDE))
+            parts.append((res.patients, res.lesions))
+        out |= _measure([o for o in outputs if o.scenario == scenario], *pool(parts))
     return out
 
 
@@ -313,7 +317,10 @@ def _wave_key(spec: MatchSpec, wave: int, u: np.ndarray, seeds: Mapping[str, int
             np.round(u, 12).tolist(),
             sorted(seeds.items()),
             [(p.path, p.lo, p.hi, p.log) for p in spec.parameters],
-            {s: (spec.n_patients(s), spec.evidence.scenarios[s].overrides) for s in spec.scenarios},
+            {
+                s: (spec.n_patients(s), spec.evidence.scenarios[s].overrides, spec.evidence.scenarios[s].parts)
+                for s in spec.scenarios
+            },
             spec.evidence.overrides,
             spec.evidence.experiment,
             spec.overrides,
@@ -330,7 +337,7 @@ def _read_key(wdir: Path) -> str | None:
 
 def run_match(
     spec: MatchSpec,
-    bases: Mapping[str, EmdConfig],
+    bases: Mapping[str, Sequence[EmdConfig]],
     out: Path,
     mapper: Callable[[Callable[..., dict[str, float]], list[Any]], Iterable[dict[str, float]]],
     *,
@@ -453,7 +460,7 @@ def emulator_posterior(
 
 def verify_posterior(
     spec: MatchSpec,
-    bases: Mapping[str, EmdConfig],
+    bases: Mapping[str, Sequence[EmdConfig]],
     draws: pd.DataFrame,
     n: int,
     mapper: Callable[[Callable[..., dict[str, float]], list[Any]], Iterable[dict[str, float]]],
