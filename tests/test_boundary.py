@@ -33,7 +33,11 @@ def test_every_number_of_the_configuration_reaches_the_loops_by_its_own_name(mak
             if isinstance(value, int | float):
                 assert record[f.name] == value, f.name
     assert step["p_colonisation"] == 0.00123 and clinic["tumour_death_exponent"] == 1.7
-    assert clinic["followup_days"] == cfg.sim.followup_years * 365.25
+    # follow-up is the patient's own (to the study's data cut), in the patient tables: without
+    # accrual, sim.followup_years for everyone
+    assert "followup_days" not in clinic.dtype.names
+    patients = sample_patients(cfg, tb.world, np.arange(5))
+    assert np.all(patients.followup_days == cfg.sim.followup_years * 365.25)
 
 
 def test_a_new_rate_needs_no_edit_of_the_boundary():
@@ -92,6 +96,7 @@ def test_the_records_are_the_states_arrays_by_name_not_copies(make_cfg):
         assert getattr(state, name) is getattr(st, name), name
     pt = kernels.PatientTables(*patient_tables(st))
     assert pt.traits is st.traits and pt.age_years is st.patients.age_years
+    assert pt.followup_days is st.patients.followup_days
     args = st.kernel_args()
     assert st.kernel_args() is args  # built once per state
     st.cells = st.cells.copy()
