@@ -12,7 +12,9 @@ rerun), ``loo.parquet`` and ``match_loo.png`` (emulator validation), ``non_impla
 and ``match_space.png`` (the final non-implausible space), ``posterior.parquet`` and
 ``match_posterior.png`` (200 draws of the emulator posterior inside it), with ``--verify N`` the
 posterior-predictive check of N of them simulated (``predictive.parquet``, ``predictive_draws.parquet``,
-``match_predictive.png``), and ``fit_summary.json``.
+``match_predictive.png``), the first wave's Sobol indices of every output over the prior box
+(``sobol.parquet``, ``match_sobol.png``: which parameters the evidence can identify), and
+``fit_summary.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from emdsim.config.schema import ConfigError, EmdConfig, describe_parameters
 from emdsim.studies.fit.match import (
     MatchSpec,
     emulator_posterior,
+    emulator_sobol,
+    insensitive_parameters,
     loo_table,
     non_implausible_sample,
     parse_match_spec,
@@ -49,8 +53,8 @@ __all__ = ["cmd_match", "load_match_spec", "add_parser"]
 
 SUMMARY = "fit_summary.json"
 RESULTS = ("loo.parquet", "non_implausible.parquet", "posterior.parquet", "predictive.parquet",
-           "predictive_draws.parquet", "match_loo.png", "match_space.png", "match_posterior.png",
-           "match_predictive.png")  # fmt: skip
+           "predictive_draws.parquet", "sobol.parquet", "match_loo.png", "match_space.png", "match_posterior.png",
+           "match_predictive.png", "match_sobol.png")  # fmt: skip
 #: draws of the emulator posterior written to posterior.parquet (the issue asks for >= 100)
 POSTERIOR_DRAWS = 200
 
@@ -150,12 +154,15 @@ def cmd_match(args: argparse.Namespace) -> int:
         close()
     loo = loo_table(spec, waves)
     atomic_write_parquet(out / "loo.parquet", loo)
+    sobol = emulator_sobol(spec, waves[0], seed=spec.seed) if waves else None
+    if sobol is not None:
+        atomic_write_parquet(out / "sobol.parquet", sobol)
     atomic_write_parquet(out / "non_implausible.parquet", sample)
     atomic_write_parquet(out / "posterior.parquet", draws)
     if len(predictive):
         atomic_write_parquet(out / "predictive_draws.parquet", per_draw)
         atomic_write_parquet(out / "predictive.parquet", predictive)
-    from emdsim.viz.matchplots import plot_loo, plot_predictive, plot_space
+    from emdsim.viz.matchplots import plot_loo, plot_predictive, plot_sobol, plot_space
 
     fractions = [w.non_implausible_fraction for w in waves]
     if len(loo):
@@ -167,6 +174,8 @@ def cmd_match(args: argparse.Namespace) -> int:
         plot_space(draws[[p.path for p in spec.parameters]], bounds, fractions, out / "match_posterior.png")
     if len(predictive):
         plot_predictive(predictive, out / "match_predictive.png")
+    if sobol is not None and len(sobol):
+        plot_sobol(sobol, out / "match_sobol.png")
     last = loo[loo["wave"] == loo["wave"].max()] if len(loo) else loo
     summary = {
         "method": "history matching, GP emulators (scikit-learn)",
@@ -189,6 +198,12 @@ def cmd_match(args: argparse.Namespace) -> int:
         "yet re-simulated",
         "verified_draws": int(len(per_draw)),
         "predictive_reported_in_5_95_range": int(predictive["reported_in_range"].sum()) if len(predictive) else None,
+        "sobol_total_max": (
+            {p: round(float(v), 3) for p, v in sobol.groupby("parameter", sort=False)["ST"].max().items()}
+            if sobol is not None and len(sobol)
+            else {}
+        ),
+        "insensitive_parameters": insensitive_parameters(sobol) if sobol is not None else [],
         "wall_minutes": round((time.monotonic() - t0) / 60.0, 2),
     }
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")

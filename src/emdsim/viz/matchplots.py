@@ -105,3 +105,24 @@ def plot_predictive(table: pd.DataFrame, path: Path) -> Figure:
     )
     fig.savefig(path, dpi=110)
     return fig
+
+
+def plot_sobol(sobol: pd.DataFrame, path: Path) -> Figure:
+    """Total Sobol index of each emulated output (rows) on each parameter (columns), from the first
+    wave's emulators over the prior box: which figures each parameter moves."""
+    table = sobol.pivot(index="output", columns="parameter", values="ST")
+    table = table.reindex(index=list(dict.fromkeys(sobol["output"])), columns=list(dict.fromkeys(sobol["parameter"])))
+    values = np.clip(table.to_numpy(dtype=float), 0.0, 1.0)
+    fig = Figure(figsize=(2.0 + 1.6 * table.shape[1], 0.3 * table.shape[0] + 2.2), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(table.shape[1]), [c.split(".")[-1] if len(c) > 28 else c for c in table.columns],
+                  rotation=20, ha="right", fontsize=8)  # fmt: skip
+    ax.set_yticks(range(table.shape[0]), list(table.index), fontsize=7)
+    fig.colorbar(image, ax=ax, label="total Sobol index (share of the output's variance)")
+    ax.set_title("which figures each parameter moves (first wave's emulators over the prior box)")
+    fig.savefig(path, dpi=110)
+    return fig
