@@ -119,7 +119,7 @@ def plot_sobol(sobol: pd.DataFrame, path: Path) -> Figure:
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
-    ax.set_xticks(range(table.shape[1]), [c.split(".")[-1] if len(c) > 28 else c for c in table.columns],
+    ax.set_xticks(range(table.shape[1]), [c.split(".", 1)[-1] if len(c) > 28 else c for c in table.columns],
                   rotation=20, ha="right", fontsize=8)  # fmt: skip
     ax.set_yticks(range(table.shape[0]), list(table.index), fontsize=7)
     fig.colorbar(image, ax=ax, label="total Sobol index (share of the output's variance)")
