@@ -91,3 +91,51 @@ def test_the_old_command_name_still_works_with_a_note(capsys):
     out = capsys.readouterr()
     assert stop.value.code in (0, None)
     assert "renamed emdsim-trial" in out.err and "q2_allo_vs_auto:" in out.out
+
+
+def _draws_file(tmp_path, rates):
+    path = tmp_path / "draws.parquet"
+    pd.DataFrame({"spread.p_colonisation": rates, "log_likelihood": [0.0] * len(rates)}).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["q2_allo_vs_auto", "q6_knockdowns"])
+def test_a_trial_propagates_parameter_draws(name, tmp_path):
+    """--draws: every arm runs on each draw and seed (arms x draws x seeds jobs); a replicate is a
+    (draw, seed) pair, paired across the arms; a parameter-set arm keeps its own values over the
+    draw's, and the draw's parameter reaches every job."""
+    import yaml
+
+    out = tmp_path / name
+    draws = _draws_file(tmp_path, [2e-4, 1e-3, 5e-3])
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", name, "--tiny", "--in-process", "--out", str(out), "--draws", str(draws), "--n-draws", "2"])
+    assert exit_.value.code == 0
+    spec = REGISTRY[name]
+    n_arms = len(spec["arm_names"])
+    frame = pd.read_parquet(out / "sweep" / "sweep.parquet")
+    assert len(frame) == n_arms * 2 * 2 and (frame["status"] == "done").all()  # arms x 2 draws x 2 seeds
+    table = pd.read_csv(out / "comparison.csv")
+    compared = table[table["arm"].astype(str) != str(spec["reference"])]
+    # 2 draws x 2 seeds = 4 pairs where the tiny cohorts measured the metric at all (a median not reached: 0)
+    assert (compared["n_pairs"] <= 4).all() and compared["n_pairs"].max() == 4
+    seen = set()
+    for d in frame["dir"]:
+        cfg = yaml.safe_load((out / "sweep" / d / "config.yaml").read_text())
+        seen.add(cfg["spread"]["p_colonisation"])
+    assert seen == {2e-4, 1e-3}
+    design = pd.read_parquet(out / "design.parquet")
+    assert len(design) == (2 if spec.get("arm_group") else n_arms * 2)
+    assert "--draws" in (out / "README.md").read_text()
+
+
+def test_bad_draws_are_one_clear_error(tmp_path):
+    from emdsim.cli.trial import _draws
+
+    args = type("A", (), {"draws": _draws_file(tmp_path, [1e-3]), "n_draws": 5})()
+    with pytest.raises(ConfigError) as err:
+        _draws(args)
+    assert err.value.field_path == "--n-draws"
+    args.draws, args.n_draws = tmp_path / "none.parquet", None
+    with pytest.raises(ConfigError):
+        _draws(args)

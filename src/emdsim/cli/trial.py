@@ -6,10 +6,17 @@
     emdsim-trial run q1_novel_agents                      # -> trials/q1_novel_agents/
     emdsim-trial run q1_novel_agents hydra/launcher=joblib hydra.launcher.n_jobs=2
     emdsim-trial run q1_novel_agents --tiny --out /tmp/q1 # a minutes-long check of the config
+    emdsim-trial run q2_allo_vs_auto --draws fits/runs/match-2026-11-30/posterior.parquet --n-draws 10
 
 Each run is one ``emdsim -m`` sweep (any launcher; re-running resumes) over the arms and the
 replicate seeds, then the paired comparison: ``comparison.csv``, ``comparison.png`` and a README
 with the question, the design, the command, the table, the figure and the limits.
+
+With ``--draws FILE`` (a table of parameter draws, e.g. a fit's posterior: its columns that are
+parameter paths) the trial also propagates the parameters' uncertainty: every arm runs on each of
+the first ``--n-draws`` draws and each seed, a replicate is a (draw, seed) pair, paired across the
+arms, so the intervals include the spread of the parameters as well as the patients'. An arm that
+sets a parameter keeps its own value over the draw's.
 """
 
 from __future__ import annotations
@@ -51,7 +58,36 @@ def _arm_column(spec) -> str:
     return f"override.{spec['arm_group']}" if spec.get("arm_group") else "override.design.row"
 
 
+def _draws(args: argparse.Namespace) -> pd.DataFrame | None:
+    """The first ``--n-draws`` rows of ``--draws`` (its parameter-path columns), or None."""
+    if args.draws is None:
+        if args.n_draws is not None:
+            raise ConfigError("--n-draws", args.n_draws, "only with --draws FILE")
+        return None
+    from emdsim.config.inputs import read_parquet
+
+    table = read_parquet(args.draws, "parameter draws")
+    columns = [c for c in table.columns if "." in str(c)]
+    if not columns or not len(table):
+        raise ConfigError(
+            "--draws", str(args.draws), "a table with rows of parameter paths (e.g. a fit's posterior.parquet)"
+        )
+    n = len(table) if args.n_draws is None else args.n_draws
+    if not 1 <= n <= len(table):
+        raise ConfigError("--n-draws", args.n_draws, f"an integer in [1, {len(table)}] (the draws in {args.draws})")
+    return table[columns].iloc[:n].astype(float).reset_index(drop=True)
+
+
+def _with_draws(arms: pd.DataFrame | None, draws: pd.DataFrame) -> pd.DataFrame:
+    """Design rows arm-major: row a x K + k is arm a on draw k (the arm's values over the draw's)."""
+    if arms is None:
+        return draws
+    rows = [draws.iloc[k].to_dict() | arms.iloc[a].to_dict() for a in range(len(arms)) for k in range(len(draws))]
+    return pd.DataFrame(rows)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    draws = _draws(args)
     registry = load_registry()
     if args.name not in registry:
         raise ConfigError("NAME", args.name, f"one of {sorted(registry)}")
@@ -75,12 +111,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         base += TINY
     if spec.get("arm_group"):
         axes = [f"{spec['arm_group']}={','.join(spec['arms'])}"]
+        table = None
     else:
         paths = sorted({p for values in spec["arms"].values() for p in (values or {})})
         table = arm_table(spec, select_values(compose(base), paths))
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_parquet(out / "arms.parquet", table)
         axes = [f"design.file={out / 'arms.parquet'}", f"design.row=range(0,{len(table)})"]
+    if draws is not None:  # every arm on every draw: one design table, arm-major
+        design = _with_draws(table, draws)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(out / "design.parquet", design)
+        axes = [a for a in axes if not a.startswith("design.")]
+        axes += [f"design.file={out / 'design.parquet'}", f"design.row=range(0,{len(design)})"]
     command = [
         sys.executable,
         "-m",
@@ -104,9 +147,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     frame = sweep.write_table(sweep_dir)
     arm = _arm_column(spec)
     names = spec["arm_names"]
+    replicate = "override.seed"
+    if draws is not None:
+        k = len(draws)
+        row = frame["override.design.row"].astype(int)
+        frame["draw"] = row % k
+        frame["replicate"] = frame["draw"].astype(str) + ":" + frame["override.seed"].astype(str)
+        replicate = "replicate"
+        if not spec.get("arm_group"):
+            frame[arm] = row // k
     if not spec.get("arm_group"):
         frame[arm] = frame[arm].map(lambda i: names[int(i)])
-    result = compare(frame, arm, spec["reference"], spec["metrics"], order=names)
+    result = compare(frame, arm, spec["reference"], spec["metrics"], replicate=replicate, order=names)
     extra = ""
     if "wounds" in spec.get("analyses", []):
         done = frame[frame["status"] == "done"]
@@ -118,6 +170,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plot_comparison(result, spec["reference"], out / "comparison.png", title=spec["question"])
     command_text = " ".join(["emdsim-trial", "run", args.name, *(["--tiny"] if args.tiny else []), *args.overrides])
+    if draws is not None:
+        command_text += f" --draws {args.draws} --n-draws {len(draws)}"
+        extra = (
+            f"\nParameter uncertainty: every arm ran on the first {len(draws)} draws of `{args.draws}` "
+            f"({', '.join('`' + c + '`' for c in draws.columns)}) and each seed; a replicate is a (draw, seed) "
+            "pair, so the intervals include the parameters' spread.\n" + extra
+        )
     atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
     print(f"emdsim-trial: {out / 'README.md'}", flush=True)
     return code
@@ -224,6 +283,13 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="output folder (default outputs/trials/NAME-<time>; --out trials/NAME updates the committed results)",
     )
+    run.add_argument(
+        "--draws",
+        type=Path,
+        help="parameter draws (e.g. a fit's posterior.parquet): every arm runs on each draw and seed, and the "
+        "intervals include the parameters' uncertainty",
+    )
+    run.add_argument("--n-draws", type=int, help="use the first N draws (default: all)")
     run.add_argument(
         "--in-process",
         action="store_true",
