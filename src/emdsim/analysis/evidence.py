@@ -3,9 +3,11 @@
 Each statistic is a pure function of a cohort's patient and lesion tables (one row per patient,
 one per lesion; times in days from diagnosis) and returns what it measured with its denominator.
 Definitions follow the reports they are compared with: "secondary EMD" is soft-tissue disease
-first seen after diagnosis in a patient without it at diagnosis (Stork 2022, Varettoni 2010);
-"future EMD vs none" compares, from diagnosis, the patients who later develop EMD with those who
-never do (as the registry did: the comparison conditions on the future, as the report's did).
+first seen after diagnosis in a patient without it at diagnosis (Varettoni 2010); a registry that
+records EMD when each line of therapy starts (Stork 2022) counts it only at a later line's start
+(``*_at_line*``); "future EMD vs none" compares, from diagnosis, the patients who later develop EMD
+with those who never do (the comparison conditions on the future, as the report's did); a "risk" of
+EMD may be a Kaplan-Meier one, deaths censored (``secondary_emd_risk_km``, Mangiacavalli 2017).
 """
 
 from __future__ import annotations
