@@ -45,6 +45,7 @@ from emdsim.studies.fit.match import (
     non_implausible_sample,
     parse_match_spec,
     run_match,
+    sobol_total_max,
     verify_posterior,
 )
 from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text, provenance
@@ -198,11 +199,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         "yet re-simulated",
         "verified_draws": int(len(per_draw)),
         "predictive_reported_in_5_95_range": int(predictive["reported_in_range"].sum()) if len(predictive) else None,
-        "sobol_total_max": (
-            {p: round(float(v), 3) for p, v in sobol.groupby("parameter", sort=False)["ST"].max().items()}
-            if sobol is not None and len(sobol)
-            else {}
-        ),
+        "sobol_total_max": {p: round(v, 3) for p, v in sobol_total_max(sobol).items()} if sobol is not None else {},
         "insensitive_parameters": insensitive_parameters(sobol) if sobol is not None else [],
         "wall_minutes": round((time.monotonic() - t0) / 60.0, 2),
     }

@@ -26,11 +26,11 @@ from emdsim.config.schema import ConfigError
 from emdsim.studies import sweep
 from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text, provenance
 from emdsim.studies.validate import (
-    PART_SEED_STRIDE,
     Scenario,
     ValidationSpec,
     markdown,
     parse_validation_spec,
+    part_seed,
     pool,
     score,
 )
@@ -66,17 +66,16 @@ def _sweeps(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace
     ``OUT/sweeps/<scenario>`` for an unmixed scenario, ``OUT/sweeps/<scenario>/<part>`` for a mixed one."""
     sc = spec.scenarios[name]
     replicates = _replicates(spec, args)
-    parts = sc.parts or (None,)
+    sub_folders = [p.name for p in sc.parts] or [""]
     sweeps = []
-    for k, (part, n) in enumerate(zip(parts, sc.part_sizes(), strict=True)):
-        folder = out / "sweeps" / name / (part.name if part else "")
-        first = 1 + k * PART_SEED_STRIDE
+    for k, (sub, overrides, n) in enumerate(zip(sub_folders, sc.part_overrides(), sc.part_sizes(), strict=True)):
+        folder = out / "sweeps" / name / sub
+        first = part_seed(1, k)
         size = [] if args.tiny else [f"cohort.n_patients={n}"]
         command = [
             "-m",
             f"experiment={args.experiment or spec.experiment}",
-            *sc.overrides,
-            *(part.overrides if part else ()),
+            *overrides,
             *spec.overrides,
             *size,
             *(TINY if args.tiny else []),

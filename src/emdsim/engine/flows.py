@@ -39,6 +39,7 @@ __all__ = [
     "survival_probability",
     "birth_probability_given_survival",
     "competing_probabilities",
+    "blood_probabilities",
     "draw_binomial",
     "flow_one",
     "split_one",
@@ -116,6 +117,19 @@ def competing_probabilities(rates_per_day: ArrayLike, dt_days: float, axis: int 
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, rates / np.where(total > 0, total, 1.0), 0.0)
     return share * p_any
+
+
+@JIT_INLINE
+def blood_probabilities(extravasation: float, death: float, dt: float) -> tuple[float, float]:
+    """Per-step probabilities of arrest and, for the cells not arrested, of death in the blood: the
+    two competing hazards over ``dt`` days (:func:`competing_probabilities` of the pair; the tables'
+    ``p_arrest_per_step`` and ``p_die_in_blood_per_step``, and a long step's in the hybrid pass)."""
+    total = extravasation + death
+    if total <= 0.0:
+        return 0.0, 0.0
+    p_any = -np.expm1(-total * dt)
+    p_arrest = extravasation / total * p_any
+    return p_arrest, min(death / total * p_any / max(1.0 - p_arrest, 1e-300), 1.0)
 
 
 @JIT_INLINE

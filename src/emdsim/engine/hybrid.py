@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from emdsim.engine.flows import draw_binomial, flow_out, flow_within, split_out, whole_cells
+from emdsim.engine.flows import blood_probabilities, draw_binomial, flow_out, flow_within, split_out, whole_cells
 from emdsim.engine.jit import JIT, JIT_INLINE
 from emdsim.engine.kernels import (
     CourseState,
@@ -419,7 +419,7 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     entering, weights, settle, soil = w.entering, w.weights, w.settle, w.soil
     p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
     if w.dt[0] > 1.5 * c.dt_days:  # competing extravasation and death over the long step
-        p_arrest, p_die_rest = _blood_probabilities(c.extravasation_rate_per_day, c.blood_death_rate_per_day, w.dt[0])
+        p_arrest, p_die_rest = blood_probabilities(c.extravasation_rate_per_day, c.blood_death_rate_per_day, w.dt[0])
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
@@ -450,19 +450,6 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
         _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
-
-
-@JIT_INLINE
-def _blood_probabilities(extravasation, death, dt):  # pragma: no cover - compiled
-    """Per-step probabilities of arrest and, for the cells not arrested, of death in the blood, from
-    the two competing hazards over ``dt`` days (as :func:`emdsim.engine.tables.build_tables` derives
-    ``p_arrest_per_step`` and ``p_die_in_blood_per_step`` for ``dt_days``)."""
-    total = extravasation + death
-    if total <= 0.0:
-        return 0.0, 0.0
-    p_any = -np.expm1(-total * dt)
-    p_arrest = extravasation / total * p_any
-    return p_arrest, min(death / total * p_any / max(1.0 - p_arrest, 1e-300), 1.0)
 
 
 @JIT_INLINE

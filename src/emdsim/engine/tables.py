@@ -19,7 +19,7 @@ from emdsim.biology.traits import TRAIT_INDEX, clone_label, n_clone_states
 from emdsim.biology.treatment import regimen_kill_table
 from emdsim.config.schema import EmdConfig, RegimenSpec, SpreadConfig, SwitchSpec
 from emdsim.engine import kernels
-from emdsim.engine.flows import competing_probabilities, event_probability
+from emdsim.engine.flows import blood_probabilities, event_probability
 from emdsim.engine.status import Status
 from emdsim.units import DAYS_PER_YEAR
 
@@ -109,9 +109,12 @@ def build_tables(cfg: EmdConfig) -> Tables:
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
     wound_nodes = np.flatnonzero(world.is_wound)
     sp, dt = cfg.spread, cfg.sim.dt_days
-    p_circ = competing_probabilities([sp.extravasation_rate_per_day, sp.blood_death_rate_per_day], dt)
     p_spill = float(event_probability(sp.local_extension_rate_per_day, dt))
-    p_arrest, p_die_rest = float(p_circ[0]), float(min(p_circ[1] / max(1.0 - p_circ[0], 1e-300), 1.0))
+    # the rule's Python body (numpy arithmetic, no compilation at table build; the function itself
+    # where numba is disabled)
+    rule = getattr(blood_probabilities, "py_func", blood_probabilities)
+    p_arrest, p_die = rule(sp.extravasation_rate_per_day, sp.blood_death_rate_per_day, dt)
+    p_arrest, p_die_rest = float(p_arrest), float(p_die)
     dest = world.is_marrow | world.is_tissue_target
     n_clones = n_clone_states(cfg.traits.switches)
     step_tables = kernels.StepTables(

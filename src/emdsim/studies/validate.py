@@ -38,6 +38,7 @@ __all__ = [
     "markdown",
     "COLUMNS",
     "PART_SEED_STRIDE",
+    "part_seed",
 ]
 
 #: the columns of validation.parquet: ``reported``, ``lower``, ``upper`` and ``simulated`` are numbers
@@ -85,6 +86,11 @@ class Part:
 #: part k of a mixed scenario runs on seeds ``k * PART_SEED_STRIDE + 1 ..``: its patients are
 #: independent of the other parts' (part 0 keeps seeds 1.., as an unmixed scenario does)
 PART_SEED_STRIDE = 1000
+
+
+def part_seed(seed: int, k: int) -> int:
+    """Part ``k``'s seed for a mixed scenario's ``seed`` (:data:`PART_SEED_STRIDE`)."""
+    return seed + k * PART_SEED_STRIDE
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from emdsim.studies.fit import history as hm
 from emdsim.studies.fit.emulate import Emulator, fit_emulator, leave_one_out
 from emdsim.studies.fit.objective import with_parameters
 from emdsim.studies.rundir import atomic_write_parquet, atomic_write_text
-from emdsim.studies.validate import PART_SEED_STRIDE, Scored, ValidationSpec, pool
+from emdsim.studies.validate import Scored, ValidationSpec, part_seed, pool
 
 __all__ = [
     "MatchSpec",
@@ -46,6 +46,7 @@ __all__ = [
     "loo_table",
     "emulator_sobol",
     "insensitive_parameters",
+    "sobol_total_max",
     "non_implausible_sample",
     "emulator_posterior",
     "verify_posterior",
@@ -202,7 +203,7 @@ def simulate_point(
     for scenario in sorted({o.scenario for o in outputs}):
         parts = []
         for k, base in enumerate(bases[scenario]):
-            res = run(with_parameters(base, values, seed=seeds[scenario] + k * PART_SEED_STRIDE))
+            res = run(with_parameters(base, values, seed=part_seed(seeds[scenario], k)))
             parts.append((res.patients, res.lesions))
         out |= _measure([o for o in outputs if o.scenario == scenario], *pool(parts))
     return out
@@ -434,13 +435,17 @@ def emulator_sobol(spec: MatchSpec, wave: WaveResult, n: int = 1024, seed: int =
     return pd.DataFrame(rows, columns=["output", "parameter", "S1", "S1_conf", "ST", "ST_conf"])
 
 
+def sobol_total_max(sobol: pd.DataFrame) -> dict[str, float]:
+    """Each parameter's largest total index over the outputs."""
+    return (
+        {str(p): float(v) for p, v in sobol.groupby("parameter", sort=False)["ST"].max().items()} if len(sobol) else {}
+    )
+
+
 def insensitive_parameters(sobol: pd.DataFrame, threshold: float = INSENSITIVE_ST) -> list[str]:
     """Parameters whose total index is below ``threshold`` for every output (the evidence cannot
     identify them)."""
-    if not len(sobol):
-        return []
-    top = sobol.groupby("parameter", sort=False)["ST"].max()
-    return [p for p, st in top.items() if not st >= threshold]
+    return [p for p, st in sobol_total_max(sobol).items() if not st >= threshold]
 
 
 def loo_table(spec: MatchSpec, waves: Sequence[WaveResult]) -> pd.DataFrame:
