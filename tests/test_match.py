@@ -350,6 +350,30 @@ def test_the_dask_local_cluster_runs_jobs_in_order():
         close()
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("cluster", ["local", "debug"])
+def test_submitit_runs_a_wave_as_job_arrays_in_order(tmp_path, cluster):
+    """`--submitit local|debug` (`slurm` on a cluster): the design points go out as submitit job arrays,
+    --n-procs at a time off Slurm, and come back in the order of the jobs, each job's pickles and logs
+    in OUT/submitit; a job that raises fails the map with its error, it is not dropped (`debug` opens the
+    debugger there instead)."""
+    import argparse
+    import math
+
+    from emdsim.cli.match import _mapper
+
+    args = argparse.Namespace(submitit=cluster, dask=None, n_procs=2, timeout_min=5, slurm_partition=None)
+    mapper, close = _mapper(args, tmp_path)
+    try:
+        assert list(mapper(abs, [-3, 1, -2, 5, -7])) == [3, 1, 2, 5, 7]
+        if cluster == "local":
+            assert any((tmp_path / "submitit").glob("*_result.pkl"))
+            with pytest.raises(Exception, match="math domain error"):
+                list(mapper(math.sqrt, [4.0, -1.0]))
+    finally:
+        close()
+
+
 def test_a_mixed_scenario_is_matched_part_by_part_and_pooled():
     """The Czech registry's parts (transplanted on VTD-ASCT, the others on VMP) get their share of the
     matched cohort, each its own configuration; a design point runs part k on the scenario's seed +

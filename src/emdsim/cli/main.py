@@ -41,7 +41,8 @@ def run(cfg: DictConfig) -> dict | None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         design_values = apply_design(cfg)
-        emd = _validated(cfg)
+        text = config_yaml(cfg)
+        emd = _validated(cfg, text)
     except ConfigError as err:
         if multirun:
             sweep.write_job(run_dir, num=hc.job.num, overrides=list(hc.overrides.task), seed=cfg.get("seed"))
@@ -50,7 +51,6 @@ def run(cfg: DictConfig) -> dict | None:
             return None
         print(f"emdsim: invalid configuration: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    text = config_yaml(cfg)
     if not multirun:
         return _run_and_report(emd, run_dir, text, show_progress=True, figures=bool(cfg.get("figures", True)))
 
@@ -143,9 +143,10 @@ _hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_n
 _CHECKED: dict[str, EmdConfig] = {}
 
 
-def _validated(cfg: DictConfig) -> EmdConfig:
-    """``to_config(cfg)``, or the configuration :func:`run_once` validated for exactly this text."""
-    emd = _CHECKED.pop(config_yaml(cfg), None)
+def _validated(cfg: DictConfig, text: str) -> EmdConfig:
+    """``to_config(cfg)``, or the configuration :func:`run_once` validated for exactly ``text``
+    (``config_yaml(cfg)``)."""
+    emd = _CHECKED.pop(text, None)
     return emd if emd is not None else to_config(cfg)
 
 

@@ -5,6 +5,7 @@
     emdsim-fit match fits/match_quick.yaml --out fits/runs/match-quick     # ~2-3 min on 2 cores
     emdsim-fit match fits/match.yaml --dask local                         # a Dask LocalCluster
     emdsim-fit match fits/match.yaml --dask tcp://scheduler:8786          # a Dask cluster
+    emdsim-fit match fits/match.yaml --submitit slurm --slurm-partition cpu  # a Slurm job array per wave
 
 The run directory holds ``match_spec.yaml``, ``provenance.json``, ``wave_<k>/design.parquet``,
 ``runs.parquet`` and ``key.txt`` (a completed wave of the same design, seeds and cohorts is not
@@ -98,8 +99,38 @@ def scenario_bases(spec: MatchSpec) -> dict[str, tuple[EmdConfig, ...]]:
     return bases
 
 
-def _mapper(args: argparse.Namespace) -> tuple[Callable[..., Iterable[Any]], Callable[[], None]]:
-    """``map(fn, jobs)`` over local processes or a Dask cluster, and how to close it."""
+def _submitit_mapper(args: argparse.Namespace, folder: Path) -> Callable[..., Iterable[Any]]:
+    """``map(fn, jobs)`` through submitit (the library under Hydra's submitit launcher): each map is one
+    job array (on Slurm: one call to the scheduler, at most ``--n-procs`` jobs running at a time), its
+    pickled jobs, results and logs in ``folder``; results in the order of the jobs. The local
+    executor has no such cap, so there the jobs go ``--n-procs`` at a time. A job that fails raises
+    submitit's error, with its traceback, when its result is collected."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=args.submitit)
+    executor.update_parameters(
+        name="emdsim-match", timeout_min=args.timeout_min, cpus_per_task=1, slurm_array_parallelism=args.n_procs
+    )
+    if args.slurm_partition:
+        executor.update_parameters(slurm_partition=args.slurm_partition)
+    chunk = None if executor.cluster == "slurm" else max(args.n_procs, 1)
+
+    def submitit_map(fn: Callable[..., Any], jobs: list[Any]) -> Iterable[Any]:
+        jobs = list(jobs)
+        step = chunk or max(len(jobs), 1)
+        for start in range(0, len(jobs), step):
+            for job in executor.map_array(fn, jobs[start : start + step]):
+                yield job.result()
+
+    return submitit_map
+
+
+def _mapper(
+    args: argparse.Namespace, out: Path | None = None
+) -> tuple[Callable[..., Iterable[Any]], Callable[[], None]]:
+    """``map(fn, jobs)`` over local processes, a Dask cluster or submitit, and how to close it."""
+    if getattr(args, "submitit", None):
+        return _submitit_mapper(args, (out or Path.cwd()) / "submitit"), lambda: None
     if args.dask:
         from distributed import Client, LocalCluster
 
@@ -142,7 +173,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         f"{spec.waves} waves of {spec.design_points} points; cohorts {sizes}",
         flush=True,
     )
-    mapper, close = _mapper(args)
+    mapper, close = _mapper(args, out)
     try:
         waves = run_match(spec, bases, out, mapper, progress=_say)
         rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 1]))
@@ -217,7 +248,19 @@ def add_parser(sub: Any) -> None:
     m.add_argument("spec", type=Path, help="a match spec (fits/match_quick.yaml)")
     m.add_argument("--out", type=Path, help="run directory (default fits/runs/<name>-<time>); completed waves resume")
     m.add_argument("--n-procs", type=int, default=len(os.sched_getaffinity(0)), help="local processes (default: all)")
-    m.add_argument("--dask", help="'local' (a Dask LocalCluster of --n-procs workers) or a scheduler address")
+    where = m.add_mutually_exclusive_group()
+    where.add_argument("--dask", help="'local' (a Dask LocalCluster of --n-procs workers) or a scheduler address")
+    where.add_argument(
+        "--submitit",
+        choices=("slurm", "local", "debug"),
+        help="run each wave as a submitit job array: 'slurm' (a Slurm cluster; --n-procs jobs at a time), "
+        "'local' (subprocesses of this machine), 'debug' (in this process; a failing job opens the debugger); "
+        "pickles and logs in OUT/submitit",
+    )
+    m.add_argument("--slurm-partition", help="with --submitit slurm: the partition to submit to")
+    m.add_argument(
+        "--timeout-min", type=int, default=60, help="with --submitit: each job's time limit, minutes (default 60)"
+    )
     m.add_argument(
         "--verify",
         type=int,
