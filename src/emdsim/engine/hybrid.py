@@ -81,6 +81,13 @@ class _Scratch(NamedTuple):
     onset_steps: NDArray[np.float64]  # (N,) and its first ones this many (a new lesion's onset)
     spill_weeks: NDArray[np.float64]  # (N,) paraskeletal: the dt_days steps of a long step it received spill in
     split: NDArray[np.float64]  # (S,)
+    weekly: NDArray[np.float64]  # (K, W) a new lesion's arrivals per clone in each dt_days step of a long step
+    probs: NDArray[np.float64]  # (K, 4) and each clone's per-step probabilities of death, birth, kill and release
+    entering_rate: NDArray[np.float64]  # (K,) a long step: the net growth rate of the cells entering the blood, 1/day
+    gone: NDArray[
+        np.float64
+    ]  # (N, K) a long step: the dt_days step (0, 1, ...) a small population died out in; -1 if not
+    gone_week: NDArray[np.float64]  # (1,) what :func:`_grow_small` saw: the step its population died out in, or -1
 
 
 # Every process is a function of one patient ``p`` with the parameters of the exact pass, the
@@ -181,18 +188,23 @@ def _mean_cells_factor(r, kill, stepped, dt, n_sub):  # pragma: no cover - compi
 @JIT_INLINE
 def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no cover - compiled
     """A small population of clone state ``k`` through ``steps`` ``dt_days`` steps of a long one,
-    each drawn as in a step of its own: deaths and births binomial on the whole cells, then the kill
-    (``probabilities``: per ``dt_days`` step, of death, of birth and of kill, and the summed switch
-    rate per division, at the rates of the long step's start: a small population does not move the
-    occupancy); the switch mutants born on the way are summed into ``w.to_s`` (they join their states
-    at the step's end). Returns the population after it."""
-    pd, pb, pk, mu = probabilities
+    each drawn as in a step of its own: deaths and births binomial on the whole cells, the cells
+    released, then the kill (``probabilities``: per ``dt_days`` step, of death, of birth, of kill and of
+    release, and the summed switch rate per division, at the rates of the long step's start: a small
+    population does not move the occupancy; release 0 where the long step releases the population
+    as a whole, >0 for cells that arrived within it, whose released cells leave for the blood after
+    the step's circulation and are lost); the switch mutants born on the way are summed into
+    ``w.to_s`` (they join their states at the step's end). Returns the population after it, and
+    records in ``w.gone_week[0]`` the step (0, 1, ...) it died out in, -1 if it did not."""
+    pd, pb, pk, mu, pr = probabilities
     n_s = w.to_s.size
     for sw in range(n_s):
         w.to_s[sw] = 0.0
+    w.gone_week[0] = -1.0
     x = cells
-    for _ in range(steps):
+    for i in range(steps):
         if x <= 0.0:
+            w.gone_week[0] = i - 1.0
             break
         deaths = draw_binomial(src, x, pd, tally)
         births = draw_binomial(src, x, pb, tally) if pb > 0.0 else 0.0
@@ -204,8 +216,12 @@ def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no
                 for sw in range(n_s):
                     w.to_s[sw] += w.split[sw]
                 x -= moved
+        if pr > 0.0 and x > 0.0:
+            x -= draw_binomial(src, x, pr, tally)
         if pk > 0.0 and x > 0.0:
             x -= draw_binomial(src, x, pk, tally)
+    if x <= 0.0 and w.gone_week[0] < 0.0 and steps > 0:
+        w.gone_week[0] = steps - 1.0
     return max(x, 0.0)
 
 
@@ -261,10 +277,12 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 pb = _birth_probability_given_survival(b, sd, c.dt_days) if b > 0.0 else 0.0
                 pk = _event_probability(kr, c.dt_days) if kr > 0.0 else 0.0
                 n_sub = int(np.round(dt / c.dt_days))
-                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k]), n_sub, c, w)
+                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)
                 w.stepped[n, k] = 1
+                w.gone[n, k] = w.gone_week[0]
                 for sw in range(n_s):
                     if to_s[sw] > 0.0:
+                        w.gone[n, k] = -1.0  # its mutants live on in the compartment
                         cells_p[n, k | (1 << sw)] += to_s[sw]
                         total += to_s[sw]
                         treated += to_s[sw]
@@ -310,6 +328,7 @@ def _release(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     crowding_gain, dt, large = c.crowding_egress_gain, w.dt[0], c.hybrid_threshold_cells
     n_n, n_k = cells_p.shape
     entering[:] = 0.0
+    w.entering_rate[:] = 0.0
     n_sub = np.round(dt / c.dt_days)
     for n in range(n_n):
         if not live[n] or tb.release_rate_per_day[n] <= 0.0:
@@ -327,6 +346,11 @@ def _release(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             out = flow_out(src, cnk, q, large, tally)
             cells_p[n, k] = cnk - out
             entering[k] += out
+            if n_sub > 1.5:
+                w.entering_rate[k] += out * w.rate[n, k]
+    if n_sub > 1.5:  # the release-weighted net rate of the sources: when in the step the cells come
+        for k in range(n_k):
+            w.entering_rate[k] = w.entering_rate[k] / entering[k] if entering[k] > 0.0 else 0.0
 
 
 @JIT_INLINE
@@ -516,24 +540,143 @@ def _treat(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """Per dt_days step probabilities of death, birth, kill and release of clone ``k``'s arrivals at
+    compartment ``n`` in a long step (at the occupancy after its growth), and the rates (birth, death,
+    kill) they come from."""
+    traits_p = pt.traits[p]
+    supp = _support(traits_p[k, c.trait_niche_dependence], w.soil[n])
+    b = 0.0
+    if n != c.blood_node:
+        prol = _proliferation(
+            pt.proliferation[p] * traits_p[k, c.trait_proliferation],
+            traits_p[k, c.trait_em_proliferation],
+            tb.in_marrow[n],
+        )
+        b = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp)
+    d = _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
+    node_kill = tb.kill_rate_per_day[s.regimen[p], n]
+    kr = _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity]) if node_kill > 0.0 else 0.0
+    dt = c.dt_days
+    pk = _event_probability(kr, dt) if kr > 0.0 else 0.0
+    pb = _birth_probability_given_survival(b, np.exp(-d * dt), dt) if b > 0.0 else 0.0
+    pr = _event_probability(_crowded_release(pt.retained[p, n, k], w.occ[n], c.crowding_egress_gain), dt)
+    return _event_probability(d, dt), pb, pk, pr, b, d, kr
+
+
+@JIT_INLINE
+def _arrive_new(src, tally, p, n, n_sub, until, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """A long step's few cells through the blood at a compartment that was empty at its start
+    (``until`` 0) or whose small populations all died out within it (by the end of its dt_days step
+    ``until - 1``, 0-based; the lesion was never seen), as the exact pass takes them, step by step.
+
+    Each clone's arrivals are shared among the ``n_sub`` dt_days steps (a multinomial as conditional
+    binomials) in proportion to ``exp(r j dt)``, ``r`` the net rate of the populations that released
+    them (``w.entering_rate``: growing sources send more cells late in the step); in each step the
+    cells already there grow, die and are released (lost: see :func:`_grow_small`), that step's
+    arrivals join them, and all are treated. A lesion begins when its compartment, empty at the end
+    of a dt_days step, holds cells at the end of the next, as the exact pass, which forgets a lesion
+    that died out unseen, books it: the onset of the occupancy that lasts to the step's end is
+    ``w.onset_steps[n]`` steps before it; where the compartment emptied within the step and filled
+    again, the earlier onset is forgotten (:func:`emdsim.engine.kernels._record_onset` books the new
+    one at the step's end)."""
+    cells_p = s.cells[p]
+    n_k = cells_p.shape[1]
+    weekly, probs = w.weekly, w.probs
+    for k in range(n_k):
+        new = min(s.last_haem[p, n, k], cells_p[n, k])
+        weekly[k, :] = 0.0
+        if new <= 0.0:
+            continue
+        pd, pb, pk, pr, _, _, _ = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
+        probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
+        left = new
+        g = np.exp(w.entering_rate[k] * c.dt_days)  # the weight of each step over the one before
+        for j in range(n_sub):
+            # this step's share of the weights left: 1 / (1 + g + ... + g^(n_sub - 1 - j))
+            rest = float(n_sub - j) if abs(g - 1.0) < 1e-12 else (g ** (n_sub - j) - 1.0) / (g - 1.0)
+            a = left if j == n_sub - 1 else draw_binomial(src, left, 1.0 / rest, tally)
+            weekly[k, j] = a
+            left -= a
+            if left <= 0.0:
+                break
+        cells_p[n, k] -= new
+    onset = -1
+    held = until > 0  # occupied since before the step, without a break
+    for j in range(n_sub):
+        total = 0.0
+        for k in range(n_k):
+            x = cells_p[n, k]
+            if x > 0.0:
+                deaths = draw_binomial(src, x, probs[k, 0], tally)
+                births = draw_binomial(src, x, probs[k, 1], tally) if probs[k, 1] > 0.0 else 0.0
+                x += births - deaths
+            if x > 0.0 and probs[k, 3] > 0.0:
+                x -= draw_binomial(src, x, probs[k, 3], tally)
+            if weekly[k, j] > 0.0:
+                x += weekly[k, j]
+            if x > 0.0 and probs[k, 2] > 0.0:
+                x -= draw_binomial(src, x, probs[k, 2], tally)
+            cells_p[n, k] = max(x, 0.0)
+            total += cells_p[n, k]
+        if total <= 0.0 and j >= until - 1:  # empty at the end of this dt_days step
+            onset = -1
+            held = False
+        elif onset < 0 and not held:
+            onset = j
+    w.onset_steps[n] = float(n_sub - 1 - onset) if onset >= 0 else 0.0
+    if until > 0 and not held and onset >= 0:  # emptied and filled again: a new lesion
+        s.lesion_onset[p, n] = np.nan
+        s.lesion_route[p, n] = 0
+
+
+@JIT_INLINE
+def _emptied_in(p, n, s, w):  # pragma: no cover - compiled
+    """One past the index (0-based) of the dt_days step by whose end every population compartment
+    ``n`` held at a long step's start had died out, each a small one drawn step by step; 0 if one
+    lives on (or a large one, or a switch mutant of one, is there)."""
+    last = 0.0
+    for k in range(s.cells.shape[2]):
+        if w.stepped[n, k]:
+            if w.gone[n, k] < 0.0:
+                return 0
+            last = max(last, w.gone[n, k] + 1.0)
+        elif s.cells[p, n, k] - min(s.last_haem[p, n, k] + s.last_local[p, n, k], s.cells[p, n, k]) > 0.0:
+            return 0
+    return int(last)
+
+
+@JIT_INLINE
 def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     """A long step's arrivals (through the blood or the cortex), after process 5: in the exact pass
     cells that arrive at the end of the i-th of its ``n`` dt_days steps are treated in that step and
-    then grow, die and are treated through the ``n - i`` steps left. Here the arrivals at each
+    then grow, die and are treated through the ``n - i`` steps left. A few cells through the blood at
+    a compartment empty at the step's start, or emptied within it, go step by step
+    (:func:`_arrive_new`, which dates a new lesion from when its cells arrived). Other arrivals at a
     compartment come at one such step, drawn uniformly (``w.arrive_steps[n]`` steps before the end,
-    which also dates a new lesion's onset), and go through those steps as a small population does
-    (:func:`_grow_small`'s draws; a large arrival by its mean)."""
-    cells_p, traits_p, dt = s.cells[p], pt.traits[p], c.dt_days
+    which also dates a new lesion's onset; spilled cells from the breach on), and go through those
+    steps as a small population does (:func:`_grow_small`'s draws; a large arrival by its mean)."""
+    cells_p, dt = s.cells[p], c.dt_days
     n_n, n_k = cells_p.shape
     n_sub = int(np.round(w.dt[0] / dt))
-    node_kill = tb.kill_rate_per_day[s.regimen[p]]
-    i_nd, i_prolif, i_em = c.trait_niche_dependence, c.trait_proliferation, c.trait_em_proliferation
-    i_sens = c.trait_drug_sensitivity
     for n in range(n_n):
         w.arrive_steps[n] = 0.0
         w.onset_steps[n] = 0.0
         if not w.live[n]:
             continue
+        if w.spill_weeks[n] <= 0.0 and n != c.blood_node:
+            arrived = 0.0
+            for k in range(n_k):
+                arrived += min(s.last_haem[p, n, k], cells_p[n, k])
+            if 0.0 < arrived < c.hybrid_threshold_cells:
+                if s.node_total[p, n] <= 0.0:
+                    _arrive_new(src, tally, p, n, n_sub, 0, s, pt, tb, c, w)
+                    continue
+                if np.isnan(s.lesion_detectable[p, n]):
+                    until = _emptied_in(p, n, s, w)
+                    if until > 0:
+                        _arrive_new(src, tally, p, n, n_sub, until, s, pt, tb, c, w)
+                        continue
         first = True
         for k in range(n_k):
             new = min(s.last_haem[p, n, k] + s.last_local[p, n, k], cells_p[n, k])
@@ -547,25 +690,16 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 w.arrive_steps[n] = np.floor(uniform(src) * weeks)  # steps left after theirs
                 w.onset_steps[n] = weeks - 1.0 if w.spill_weeks[n] > 0.0 else w.arrive_steps[n]
                 first = False
-            supp = _support(traits_p[k, i_nd], w.soil[n])
-            b = 0.0
-            if n != c.blood_node:
-                prol = _proliferation(pt.proliferation[p] * traits_p[k, i_prolif], traits_p[k, i_em], tb.in_marrow[n])
-                b = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp)
-            d = _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
-            kr = _kill_rate(node_kill[n], s.efficacy[p], traits_p[k, i_sens]) if node_kill[n] > 0.0 else 0.0
+            pd, pb, pk, pr, b, d, kr = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
             left = int(w.arrive_steps[n])
             x = new
             if x >= c.hybrid_threshold_cells:  # by its mean: treated in its step, then the steps left
                 x *= np.exp(-kr * dt + (b - d - kr) * dt * left)
             else:
-                pk = _event_probability(kr, dt) if kr > 0.0 else 0.0
                 if pk > 0.0:
                     x -= draw_binomial(src, x, pk, tally)
-                pd = _event_probability(d, dt)
-                pb = _birth_probability_given_survival(b, np.exp(-d * dt), dt) if b > 0.0 else 0.0
                 # the steps left, as a small population takes them (no switch mutants: arrivals are few)
-                x = _grow_small(src, tally, x, k, (pd, pb, pk, 0.0), left, c, w)
+                x = _grow_small(src, tally, x, k, (pd, pb, pk, 0.0, pr), left, c, w)
             cells_p[n, k] += max(x, 0.0) - new
 
 
@@ -653,6 +787,11 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
         onset_steps=np.zeros(n_n),
         spill_weeks=np.zeros(n_n),
         split=np.zeros(n_s),
+        weekly=np.zeros((n_k, int(np.round(c.max_step_days / c.dt_days)) + 1)),
+        probs=np.zeros((n_k, 4)),
+        entering_rate=np.zeros(n_k),
+        gone=np.full((n_n, n_k), -1.0),
+        gone_week=np.full(1, -1.0),
     )
     for p in range(n_p):
         if s.status[p] > c.status_followed:  # the course has ended: frozen
@@ -666,6 +805,7 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
             w.kill[:, :] = 0.0
             w.spill_weeks[:] = 0.0
             w.stepped[:, :] = 0
+            w.gone[:, :] = -1.0
         for n in range(n_n):
             w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
             w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
