@@ -84,9 +84,7 @@ class _Scratch(NamedTuple):
     weekly: NDArray[np.float64]  # (K, W) a new lesion's arrivals per clone in each dt_days step of a long step
     probs: NDArray[np.float64]  # (K, 4) and each clone's per-step probabilities of death, birth, kill and release
     entering_rate: NDArray[np.float64]  # (K,) a long step: the net growth rate of the cells entering the blood, 1/day
-    gone: NDArray[
-        np.float64
-    ]  # (N, K) a long step: the dt_days step (0, 1, ...) a small population died out in; -1 if not
+    gone: NDArray[np.float64]  # (N, K) the dt_days step (0, 1, ...) a small population died out in, or -1
     gone_week: NDArray[np.float64]  # (1,) what :func:`_grow_small` saw: the step its population died out in, or -1
 
 
