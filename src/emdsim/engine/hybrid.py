@@ -563,10 +563,11 @@ def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - comp
 
 
 @JIT_INLINE
-def _arrive_new(src, tally, p, n, n_sub, until, s, pt, tb, c, w):  # pragma: no cover - compiled
-    """A long step's few cells through the blood at a compartment that was empty at its start
-    (``until`` 0) or whose small populations all died out within it (by the end of its dt_days step
-    ``until - 1``, 0-based; the lesion was never seen), as the exact pass takes them, step by step.
+def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """``where = (p, n, n_sub, until)``: a long step of ``n_sub`` dt_days steps brings patient ``p``'s
+    compartment ``n`` few cells through the blood, the compartment empty at the step's start
+    (``until`` 0) or its small populations all dead within it (by the end of its dt_days step
+    ``until - 1``, 0-based; the lesion never seen): they go as the exact pass takes them, step by step.
 
     Each clone's arrivals are shared among the ``n_sub`` dt_days steps (a multinomial as conditional
     binomials) in proportion to ``exp(r j dt)``, ``r`` the net rate of the populations that released
@@ -578,6 +579,7 @@ def _arrive_new(src, tally, p, n, n_sub, until, s, pt, tb, c, w):  # pragma: no 
     ``w.onset_steps[n]`` steps before it; where the compartment emptied within the step and filled
     again, the earlier onset is forgotten (:func:`emdsim.engine.kernels._record_onset` books the new
     one at the step's end)."""
+    p, n, n_sub, until = where
     cells_p = s.cells[p]
     n_k = cells_p.shape[1]
     weekly, probs = w.weekly, w.probs
@@ -668,12 +670,12 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 arrived += min(s.last_haem[p, n, k], cells_p[n, k])
             if 0.0 < arrived < c.hybrid_threshold_cells:
                 if s.node_total[p, n] <= 0.0:
-                    _arrive_new(src, tally, p, n, n_sub, 0, s, pt, tb, c, w)
+                    _arrive_new(src, tally, (p, n, n_sub, 0), s, pt, tb, c, w)
                     continue
                 if np.isnan(s.lesion_detectable[p, n]):
                     until = _emptied_in(p, n, s, w)
                     if until > 0:
-                        _arrive_new(src, tally, p, n, n_sub, until, s, pt, tb, c, w)
+                        _arrive_new(src, tally, (p, n, n_sub, until), s, pt, tb, c, w)
                         continue
         first = True
         for k in range(n_k):
