@@ -29,7 +29,7 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# the inner loop (rules, invariants, config, tables): no command-line runs, no processes, <= 1 minute
+# the inner loop (rules, invariants, config, tables): no command-line runs, no processes, ~1.5 min on 2 cores
 test-fast: setup lint
 	$(BIN)/python -m pytest -m "not slow and not e2e" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
