@@ -218,16 +218,16 @@ def test_clone_size_has_the_branching_process_mean_and_variance(make_cfg):
     _assert_galton_watson_moments(st, pd, pb, 12)
 
 
-def _advance_long(st, tb, steps, step_days):
-    """``steps`` long steps of ``step_days`` each (the adaptive step's path through the pass)."""
+def _advance_long(st, tb, steps, step_days, t0=0.0):
+    """``steps`` long steps of ``step_days`` each from day ``t0`` (the adaptive step's path through the pass)."""
     state, patients = st.kernel_args()
     st.step_days[:] = step_days
     for i in range(steps):
-        st.next_days[:] = step_days * (i + 1)
+        st.next_days[:] = t0 + step_days * (i + 1)
         hybrid.advance(
             st.streams,
             tally_record(st.tally),
-            step_days * (i + 1),
+            t0 + step_days * (i + 1),
             state,
             patients,
             tb.step_args,
@@ -283,17 +283,6 @@ def _organ_seeding_block(make_cfg, n_patients, founder, clear_organs):
     return tb, st, organs
 
 
-def _advance_from(st, tb, t0, steps, step_days):
-    state, patients = st.kernel_args()
-    st.step_days[:] = step_days
-    for i in range(steps):
-        st.next_days[:] = t0 + step_days * (i + 1)
-        hybrid.advance(
-            st.streams, tally_record(st.tally), t0 + step_days * (i + 1), state, patients, tb.step_args,
-            tb.advance_constants,
-        )  # fmt: skip
-
-
 def _onset_weeks(st, organs, t0, weeks):
     """Counts of the organ lesions alive at the end by the dt_days step of the window after ``t0`` that
     they began in (index 0: before the window)."""
@@ -316,8 +305,8 @@ def test_long_steps_date_organ_lesions_as_weekly_steps_do(make_cfg, clear_organs
     weeks = 4 * long_steps
     tb, st, organs = _organ_seeding_block(make_cfg, n, 1e7, clear_organs)
     tb, st_weekly, _ = _organ_seeding_block(make_cfg, n, 1e7, clear_organs)
-    _advance_from(st, tb, 56.0, long_steps, 28.0)
-    _advance_from(st_weekly, tb, 56.0, weeks, 7.0)
+    _advance_long(st, tb, long_steps, 28.0, t0=56.0)
+    _advance_long(st_weekly, tb, weeks, 7.0, t0=56.0)
     long, weekly = _onset_weeks(st, organs, 56.0, weeks), _onset_weeks(st_weekly, organs, 56.0, weeks)
     if clear_organs:
         assert long[0] == weekly[0] == 0

@@ -607,12 +607,8 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
         total = 0.0
         for k in range(n_k):
             x = cells_p[n, k]
-            if x > 0.0:
-                deaths = draw_binomial(src, x, probs[k, 0], tally)
-                births = draw_binomial(src, x, probs[k, 1], tally) if probs[k, 1] > 0.0 else 0.0
-                x += births - deaths
-            if x > 0.0 and probs[k, 3] > 0.0:
-                x -= draw_binomial(src, x, probs[k, 3], tally)
+            if x > 0.0:  # this step's growth and release, as a small population takes them; its kill below
+                x = _grow_small(src, tally, x, k, (probs[k, 0], probs[k, 1], 0.0, 0.0, probs[k, 3]), 1, c, w)
             if weekly[k, j] > 0.0:
                 x += weekly[k, j]
             if x > 0.0 and probs[k, 2] > 0.0:
