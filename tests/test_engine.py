@@ -93,11 +93,18 @@ def test_cells_are_conserved_in_long_steps(make_cfg):
 def test_long_steps_keep_the_clinical_calendar(make_cfg):
     """With long steps every clinical time still falls on the dt_days grid, follow-up ends when it
     does with dt_days steps, every patient's step ends on that grid, and quiet patients do take
-    long steps (most of the steps of 200 patients over 3 years of follow-up)."""
+    long steps (most of the steps of 200 patients over 3 years of follow-up). A patient who dies
+    within a long step has no lesion that began, or was seen, after its death (the step's
+    compartments run to its end; before the fix, 2 such lesions in this cohort)."""
     common = ("engine=hybrid", "cohort.n_patients=200", "cohort.block_size=200", "sim.followup_years=3")
     cfg = make_cfg(*common, "sim.max_step_days=28")
-    p = run_cohort(cfg).patients
+    res = run_cohort(cfg)
+    p = res.patients
     dx = p[p["diagnosed"]]
+    lesions = res.lesions.merge(dx[["patient_id", "os_days"]], on="patient_id")
+    assert len(lesions) > 0
+    assert (lesions["onset_days"] <= lesions["os_days"]).all()
+    assert (lesions["detectable_days"].dropna() <= lesions.loc[lesions["detectable_days"].notna(), "os_days"]).all()
     dt = cfg.sim.dt_days
     for col in ("onset_to_diagnosis_days", "pfs_days", "os_days", "simulated_days"):
         x = dx[col].dropna().to_numpy()

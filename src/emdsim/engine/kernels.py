@@ -722,6 +722,21 @@ def _look(p, t, image, s, pt, tb, c, seen):  # pragma: no cover - compiled
     return anything
 
 
+@JIT_INLINE
+def _forget_after(p, t_end, s, c):  # pragma: no cover - compiled
+    """Patient ``p`` died at ``t_end``, within a long step whose compartments were advanced to its
+    end: forget what they did after the death, as the weekly course never simulates it (a lesion
+    whose first cells arrived in a later ``dt_days`` step, a sighting at the step's end)."""
+    onset_p, detectable_p = s.lesion_onset[p], s.lesion_detectable[p]
+    late = t_end + 0.5 * c.dt_days  # onsets fall at the ends of dt_days steps
+    for n in range(onset_p.size):
+        if onset_p[n] > late:
+            onset_p[n] = np.nan
+            s.lesion_route[p, n] = 0
+        if detectable_p[n] > late:
+            detectable_p[n] = np.nan
+
+
 #: a wound whose inflammation is above this keeps its patient on ``dt_days`` steps (the soil of a
 #: wound changes with its inflammation from step to step)
 QUIET_INFLAMMATION = 1e-3
@@ -957,6 +972,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             if n_sub > 1.5:  # a long step: the dt_days step the same uniform dies in (inversion)
                 j = min(np.floor(-np.log1p(-u) / (h * c.dt_days)) + 1.0, n_sub)
                 t_death = t - (n_sub - j) * c.dt_days
+                _forget_after(p, t_death, s, c)
             s.t_death[p] = t_death
             s.t_end[p] = t_death
         if (status[p] == followed and t >= s.t_dx[p] + pt.followup_days[p]) or (
