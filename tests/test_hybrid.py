@@ -329,6 +329,32 @@ def test_a_large_population_takes_a_long_step_by_its_mean(make_cfg):
     np.testing.assert_allclose(st.cells[:, 0, :].sum(axis=1), 1e9 * np.exp((b - d) * 28.0), rtol=1e-9)
 
 
+def test_a_releasing_marrow_grows_through_long_steps_as_through_weekly_ones(make_cfg):
+    """A founder of 1e10 cells that releases cells (egress 5 times the default, untreated), through
+    13 steps of 28 days and through 52 weekly steps (the same 100 patients, large populations by
+    their mean): the marrow after a year differs by less than 0.5 % (median over the patients;
+    measured -0.16 %). Before 2026-11-30 (ninth session) it grew 1.9 % more in long steps: a
+    population that released cells kept their would-be offspring, and the occupancy predictor
+    ignored the cells leaving."""
+    cfg = make_cfg("engine=hybrid", "sim.max_step_days=28", "spread.egress_rate_per_day=0.1")
+    tb = build_tables(cfg)
+    ids = np.arange(100)
+    marrow = np.flatnonzero(tb.world.is_marrow)
+    ends = []
+    for long in (False, True):
+        st = init_state(tb, sample_patients(cfg, tb.world, ids), patient_streams(cfg.seed, ids))
+        st.cells[:] = 0.0
+        st.cells[:, 0, 0] = 1e10
+        node_totals(st.cells, st.node_total)
+        if long:
+            _advance_long(st, tb, 13, 28.0)
+        else:
+            _advance(st, tb, 52)
+        ends.append(st.cells[:, marrow].sum(axis=(1, 2)))
+    assert np.median(ends[0]) > 2e10  # it grew, and released: the effect is there to see
+    assert abs(np.median(np.log(ends[1] / ends[0]))) < 5e-3
+
+
 def test_switch_mutants_per_step_are_poisson(make_cfg):
     """A deterministic population of 1e9 founder cells: the mutants born in one step (cells of the
     other clone states after it, none there before) are Poisson(births x summed switch rate): their

@@ -136,12 +136,13 @@ def _occupancy_over_long_step(p, n, o0, s, pt, tb, c, w):  # pragma: no cover - 
     """The occupancy at which compartment ``n`` grows through a long step: the mean of the occupancies
     at the starts of its ``dt_days`` steps (where the exact pass evaluates the birth rate, which is
     linear in it), between ``o0`` now and its end predicted by every clone's present net rate
-    (birth at ``o0`` - death - kill): a predictor step, so that a compartment emptying under therapy
+    (birth at ``o0`` - death - kill - release): a predictor step, so that a compartment emptying under therapy
     regrows, and one filling up slows, as it would step by step."""
     cells_p, traits_p = s.cells[p], pt.traits[p]
     dt = w.dt[0]
     node_kill = tb.kill_rate_per_day[s.regimen[p], n]
     so, im = w.soil[n], tb.in_marrow[n]
+    releases = tb.release_rate_per_day[n] > 0.0
     end = 0.0
     for k in range(cells_p.shape[1]):
         cnk = cells_p[n, k]
@@ -156,6 +157,8 @@ def _occupancy_over_long_step(p, n, o0, s, pt, tb, c, w):  # pragma: no cover - 
         )
         if node_kill > 0.0:
             r -= _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity])
+        if releases:  # the cells that leave (:func:`_release`) no longer fill it
+            r -= _crowded_release(pt.retained[p, n, k], o0, c.crowding_egress_gain)
         end += cnk * np.exp(r * dt)
     o1 = _occupancy(end, tb.capacity_cells[n])
     n_sub = np.round(dt / c.dt_days)
@@ -221,6 +224,56 @@ def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no
     if x <= 0.0 and w.gone_week[0] < 0.0 and steps > 0:
         w.gone_week[0] = steps - 1.0
     return max(x, 0.0)
+
+
+@JIT_INLINE
+def _grow_mutants(where, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """``where = (p, n, k, r)``: the switch mutants ``w.to_s`` that clone state ``k`` of patient
+    ``p``'s compartment ``n``, a large population growing at net rate ``r``, bore within a long step.
+    The exact pass adds those born in a dt_days step at its end and grows them through the steps
+    left. Mutants that join a large population (or are many) grow here by their mean through the
+    steps after theirs, born in proportion to ``exp(r j dt)`` (the parent's births); a few founding
+    or joining a small population join it at the step's end, ungrown (drawing their steps would cost
+    as much as the rest of the step, and their chance matters: their growth is left to the next
+    step). Their kill comes with the compartment's (:func:`_treat`). Adds them to their states;
+    returns their cells."""
+    p, n, k, r = where
+    n_sub = np.round(w.dt[0] / c.dt_days)
+    dt, large = c.dt_days, c.hybrid_threshold_cells
+    traits_p = pt.traits[p]
+    g = np.exp(r * dt)
+    out = 0.0
+    for sw in range(w.to_s.size):
+        m = w.to_s[sw]
+        if m <= 0.0:
+            continue
+        k2 = k | (1 << sw)
+        x = m
+        if m >= large or s.cells[p, n, k2] >= large:
+            supp = _support(traits_p[k2, c.trait_niche_dependence], w.soil[n])
+            prol = _proliferation(
+                pt.proliferation[p] * traits_p[k2, c.trait_proliferation],
+                traits_p[k2, c.trait_em_proliferation],
+                tb.in_marrow[n],
+            )
+            r2 = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp) - _death_rate(
+                c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp
+            )
+            # the mean of exp(r2 dt (n - 1 - j)) over the steps j = 0..n-1, weighted by g^j: the
+            # geometric sums of rho = g / e and of g
+            e = np.exp(r2 * dt)
+            x *= e ** (n_sub - 1.0) * _geometric_mean_weight(g / e, n_sub) / _geometric_mean_weight(g, n_sub)
+        s.cells[p, n, k2] += x
+        out += x
+    return out
+
+
+@JIT_INLINE
+def _geometric_mean_weight(q, n):  # pragma: no cover - compiled
+    """``(1 + q + ... + q^(n-1)) / n``."""
+    if abs(q - 1.0) < 1e-9:
+        return 1.0
+    return (q**n - 1.0) / ((q - 1.0) * n)
 
 
 @JIT_INLINE
@@ -304,11 +357,16 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 moved = flow_out(src, births, mu_k[k], large, tally)
                 if moved > 0.0:
                     split_out(src, moved, mu_ks[k], large, to_s, tally)
-                    for sw in range(n_s):
-                        if to_s[sw] > 0.0:
-                            cells_p[n, k | (1 << sw)] += to_s[sw]
-                    total += moved
-                    treated += moved
+                    grown = moved
+                    if long:  # born within the step: each grows through the weeks left after its own
+                        r = b - _death_rate(death_base, niche_loss, supp)
+                        grown = _grow_mutants((p, n, k, r), s, pt, tb, c, w)
+                    else:
+                        for sw in range(n_s):
+                            if to_s[sw] > 0.0:
+                                cells_p[n, k | (1 << sw)] += to_s[sw]
+                    total += grown
+                    treated += grown
                     left -= moved
             x = max(cnk - deaths + left, 0.0)
             cells_p[n, k] = x
@@ -317,6 +375,22 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         if long:
             w.occk[n] = _occupancy(treated, tb.capacity_cells[n])
         occ[n] = _occupancy(total, tb.capacity_cells[n])
+
+
+@JIT_INLINE
+def _source_loss(src, tally, cells, out, q, q_out, large):  # pragma: no cover - compiled
+    """The cells a population of ``cells`` (grown through a long step) loses when ``out`` of them,
+    drawn with probability ``q_out``, leave it. ``q`` is the long step's probability of leaving at a
+    constant hazard, ``q_out`` that probability times :func:`_mean_cells_factor`: the cells that leave
+    come from the population as it was in each dt_days step, and do not grow (or die) after they left,
+    while the population left behind is, as in the exact pass, its grown self times ``1 - q``
+    (``(1 - q_dt)^n``). Thinning or topping up ``out`` makes the loss ``cells * q`` in expectation:
+    without it, a growing population would keep the offspring of the cells it sent away."""
+    if q_out < q:
+        return out + flow_within(src, cells - out, (q - q_out) / (1.0 - q_out), large, tally)
+    if q_out > q:
+        return flow_within(src, out, q / q_out, large, tally)
+    return out
 
 
 @JIT_INLINE
@@ -340,9 +414,12 @@ def _release(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             rate = _crowded_release(retained_p[n, k], o, crowding_gain)
             q = _event_probability(rate, dt)
             if n_sub > 1.5:
-                q = min(q * _mean_cells_factor(w.rate[n, k], w.kill[n, k], w.stepped[n, k], c.dt_days, n_sub), 1.0)
-            out = flow_out(src, cnk, q, large, tally)
-            cells_p[n, k] = cnk - out
+                q_out = min(q * _mean_cells_factor(w.rate[n, k], w.kill[n, k], w.stepped[n, k], c.dt_days, n_sub), 1.0)
+                out = flow_out(src, cnk, q_out, large, tally)
+                cells_p[n, k] = max(cnk - _source_loss(src, tally, cnk, out, q, q_out, large), 0.0)
+            else:
+                out = flow_out(src, cnk, q, large, tally)
+                cells_p[n, k] = cnk - out
             entering[k] += out
             if n_sub > 1.5:
                 w.entering_rate[k] += out * w.rate[n, k]
@@ -421,11 +498,14 @@ def _extend(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 continue
             q = p_spill
             if n_sub > 1.5:  # the long step's share of the spill: from the step it broke in
-                f = _mean_cells_factor(w.rate[m, k], w.kill[m, k], w.stepped[m, k], c.dt_days, n_sub)
-                q = min(q * f * w.spill_weeks[ps] / n_sub, 1.0)
-            moved = flow_out(src, cmk, q, large, tally)
-            if moved > 0.0:
+                q = min(q * w.spill_weeks[ps] / n_sub, 1.0)
+                q_out = min(q * _mean_cells_factor(w.rate[m, k], w.kill[m, k], w.stepped[m, k], c.dt_days, n_sub), 1.0)
+                moved = flow_out(src, cmk, q_out, large, tally)
+                cells_p[m, k] = max(cmk - _source_loss(src, tally, cmk, moved, q, q_out, large), 0.0)
+            else:
+                moved = flow_out(src, cmk, q, large, tally)
                 cells_p[m, k] = cmk - moved
+            if moved > 0.0:
                 cells_p[ps, k] += moved
                 last_local_p[ps, k] = moved
                 live[ps] = 1
