@@ -34,10 +34,19 @@ SUMMARY_KEYS = {
 }
 
 
+#: a guard against a hung run, not a speed test: in a fresh clone the first run compiles the
+#: kernels while the other test worker compiles its own (measured 2026-11-30: over 300 s on 2 cores)
+RUN_TIMEOUT_S = 900
+
+
 def _run(args, run_dir: Path):
     env = dict(os.environ, HYDRA_FULL_ERROR="0")
     return subprocess.run(
-        EMDSIM + list(args) + [f"hydra.run.dir={run_dir}"], capture_output=True, text=True, env=env, timeout=300
+        EMDSIM + list(args) + [f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=RUN_TIMEOUT_S,
     )
 
 

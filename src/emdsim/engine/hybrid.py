@@ -233,10 +233,10 @@ def _grow_mutants(where, s, pt, tb, c, w):  # pragma: no cover - compiled
     The exact pass adds those born in a dt_days step at its end and grows them through the steps
     left. Mutants that join a large population (or are many) grow here by their mean through the
     steps after theirs, born in proportion to ``exp(r j dt)`` (the parent's births); a few founding
-    or joining a small population join it at the step's end, ungrown (drawing their steps would cost
-    as much as the rest of the step, and their chance matters: their growth is left to the next
-    step). Their kill comes with the compartment's (:func:`_treat`). Adds them to their states;
-    returns their cells."""
+    or joining a small population join it at the step's end, ungrown, as before 2026-11-30 (their
+    chance of dying out matters, so they would need drawing step by step, which was tried: it cost
+    more CPU than the long step saves). Their kill comes with the compartment's (:func:`_treat`).
+    Adds them to their states; returns their cells."""
     p, n, k, r = where
     n_sub = np.round(w.dt[0] / c.dt_days)
     dt, large = c.dt_days, c.hybrid_threshold_cells
