@@ -132,6 +132,23 @@ def _mean_over_steps(o0, o_grown, o_treated, n_sub):  # pragma: no cover - compi
 
 
 @JIT_INLINE
+def _birth_death(p, n, k, o, pt, tb, c, w):  # pragma: no cover - compiled
+    """Birth and death hazards (1/day) of patient ``p``'s clone state ``k`` in compartment ``n`` at
+    occupancy ``o`` (no births in the blood)."""
+    traits_p = pt.traits[p]
+    supp = _support(traits_p[k, c.trait_niche_dependence], w.soil[n])
+    b = 0.0
+    if n != c.blood_node:
+        prol = _proliferation(
+            pt.proliferation[p] * traits_p[k, c.trait_proliferation],
+            traits_p[k, c.trait_em_proliferation],
+            tb.in_marrow[n],
+        )
+        b = _birth_rate(c.birth_rate_per_day, prol, o, supp)
+    return b, _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
+
+
+@JIT_INLINE
 def _occupancy_over_long_step(p, n, o0, s, pt, tb, c, w):  # pragma: no cover - compiled
     """The occupancy at which compartment ``n`` grows through a long step: the mean of the occupancies
     at the starts of its ``dt_days`` steps (where the exact pass evaluates the birth rate, which is
@@ -141,20 +158,14 @@ def _occupancy_over_long_step(p, n, o0, s, pt, tb, c, w):  # pragma: no cover - 
     cells_p, traits_p = s.cells[p], pt.traits[p]
     dt = w.dt[0]
     node_kill = tb.kill_rate_per_day[s.regimen[p], n]
-    so, im = w.soil[n], tb.in_marrow[n]
     releases = tb.release_rate_per_day[n] > 0.0
     end = 0.0
     for k in range(cells_p.shape[1]):
         cnk = cells_p[n, k]
         if cnk <= 0.0:
             continue
-        supp = _support(traits_p[k, c.trait_niche_dependence], so)
-        prol = _proliferation(
-            pt.proliferation[p] * traits_p[k, c.trait_proliferation], traits_p[k, c.trait_em_proliferation], im
-        )
-        r = _birth_rate(c.birth_rate_per_day, prol, o0, supp) - _death_rate(
-            c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp
-        )
+        b, d = _birth_death(p, n, k, o0, pt, tb, c, w)
+        r = b - d
         if node_kill > 0.0:
             r -= _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity])
         if releases:  # the cells that leave (:func:`_release`) no longer fill it
@@ -240,7 +251,6 @@ def _grow_mutants(where, s, pt, tb, c, w):  # pragma: no cover - compiled
     p, n, k, r = where
     n_sub = np.round(w.dt[0] / c.dt_days)
     dt, large = c.dt_days, c.hybrid_threshold_cells
-    traits_p = pt.traits[p]
     g = np.exp(r * dt)
     out = 0.0
     for sw in range(w.to_s.size):
@@ -250,15 +260,8 @@ def _grow_mutants(where, s, pt, tb, c, w):  # pragma: no cover - compiled
         k2 = k | (1 << sw)
         x = m
         if m >= large or s.cells[p, n, k2] >= large:
-            supp = _support(traits_p[k2, c.trait_niche_dependence], w.soil[n])
-            prol = _proliferation(
-                pt.proliferation[p] * traits_p[k2, c.trait_proliferation],
-                traits_p[k2, c.trait_em_proliferation],
-                tb.in_marrow[n],
-            )
-            r2 = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp) - _death_rate(
-                c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp
-            )
+            b2, d2 = _birth_death(p, n, k2, w.occ[n], pt, tb, c, w)
+            r2 = b2 - d2
             # the mean of exp(r2 dt (n - 1 - j)) over the steps j = 0..n-1, weighted by g^j: the
             # geometric sums of rho = g / e and of g
             e = np.exp(r2 * dt)
@@ -378,19 +381,25 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
-def _source_loss(src, tally, cells, out, q, q_out, large):  # pragma: no cover - compiled
-    """The cells a population of ``cells`` (grown through a long step) loses when ``out`` of them,
-    drawn with probability ``q_out``, leave it. ``q`` is the long step's probability of leaving at a
-    constant hazard, ``q_out`` that probability times :func:`_mean_cells_factor`: the cells that leave
-    come from the population as it was in each dt_days step, and do not grow (or die) after they left,
-    while the population left behind is, as in the exact pass, its grown self times ``1 - q``
-    (``(1 - q_dt)^n``). Thinning or topping up ``out`` makes the loss ``cells * q`` in expectation:
-    without it, a growing population would keep the offspring of the cells it sent away."""
+def _leave_long(src, tally, cells, q, nk, c, w):  # pragma: no cover - compiled
+    """Cells of clone state ``nk = (n, k)`` (``cells``, grown through a long step) that leave it with
+    the long step's probability ``q`` (release, spill): returns the cells that leave and the cells it
+    loses. Those that leave are drawn at ``q`` times :func:`_mean_cells_factor` (``q_out``): they
+    come from the population as it was in each dt_days step, and do not grow (or die) after they
+    left; the population left behind is, as in the exact pass, its grown self times ``1 - q``
+    (``(1 - q_dt)^n``), so the loss is the cells that left thinned or topped up to ``cells * q`` in
+    expectation (without it, a growing population would keep the offspring of the cells it sent
+    away)."""
+    n, k = nk
+    n_sub = np.round(w.dt[0] / c.dt_days)
+    large = c.hybrid_threshold_cells
+    q_out = min(q * _mean_cells_factor(w.rate[n, k], w.kill[n, k], w.stepped[n, k], c.dt_days, n_sub), 1.0)
+    out = flow_out(src, cells, q_out, large, tally)
     if q_out < q:
-        return out + flow_within(src, cells - out, (q - q_out) / (1.0 - q_out), large, tally)
+        return out, out + flow_within(src, cells - out, (q - q_out) / (1.0 - q_out), large, tally)
     if q_out > q:
-        return flow_within(src, out, q / q_out, large, tally)
-    return out
+        return out, flow_within(src, out, q / q_out, large, tally)
+    return out, out
 
 
 @JIT_INLINE
@@ -414,9 +423,8 @@ def _release(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             rate = _crowded_release(retained_p[n, k], o, crowding_gain)
             q = _event_probability(rate, dt)
             if n_sub > 1.5:
-                q_out = min(q * _mean_cells_factor(w.rate[n, k], w.kill[n, k], w.stepped[n, k], c.dt_days, n_sub), 1.0)
-                out = flow_out(src, cnk, q_out, large, tally)
-                cells_p[n, k] = max(cnk - _source_loss(src, tally, cnk, out, q, q_out, large), 0.0)
+                out, lost = _leave_long(src, tally, cnk, q, (n, k), c, w)
+                cells_p[n, k] = max(cnk - lost, 0.0)
             else:
                 out = flow_out(src, cnk, q, large, tally)
                 cells_p[n, k] = cnk - out
@@ -499,9 +507,8 @@ def _extend(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             q = p_spill
             if n_sub > 1.5:  # the long step's share of the spill: from the step it broke in
                 q = min(q * w.spill_weeks[ps] / n_sub, 1.0)
-                q_out = min(q * _mean_cells_factor(w.rate[m, k], w.kill[m, k], w.stepped[m, k], c.dt_days, n_sub), 1.0)
-                moved = flow_out(src, cmk, q_out, large, tally)
-                cells_p[m, k] = max(cmk - _source_loss(src, tally, cmk, moved, q, q_out, large), 0.0)
+                moved, lost = _leave_long(src, tally, cmk, q, (m, k), c, w)
+                cells_p[m, k] = max(cmk - lost, 0.0)
             else:
                 moved = flow_out(src, cmk, q, large, tally)
                 cells_p[m, k] = cmk - moved
@@ -623,16 +630,7 @@ def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - comp
     compartment ``n`` in a long step (at the occupancy after its growth), and the rates (birth, death,
     kill) they come from."""
     traits_p = pt.traits[p]
-    supp = _support(traits_p[k, c.trait_niche_dependence], w.soil[n])
-    b = 0.0
-    if n != c.blood_node:
-        prol = _proliferation(
-            pt.proliferation[p] * traits_p[k, c.trait_proliferation],
-            traits_p[k, c.trait_em_proliferation],
-            tb.in_marrow[n],
-        )
-        b = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp)
-    d = _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
+    b, d = _birth_death(p, n, k, w.occ[n], pt, tb, c, w)
     node_kill = tb.kill_rate_per_day[s.regimen[p], n]
     kr = _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity]) if node_kill > 0.0 else 0.0
     dt = c.dt_days
