@@ -220,6 +220,22 @@ def test_stale_numba_caches_are_pruned_once_after_an_edit(tmp_path):
     assert prune_stale_caches(tmp_path, current) == [] and old.exists()
 
 
+def test_the_compile_note_looks_for_the_kernels_of_the_engine_that_runs(tmp_path):
+    """A cache holding only the hybrid engine's kernels (a machine that has run only the default
+    engine) counts as compiled for the hybrid engine, not for the exact one: the 'compiling the
+    kernels' note is printed once per engine, not on every run."""
+    from emdsim.engine.jit import kernels_cached
+
+    engine_dir = tmp_path / "engine_abc"
+    engine_dir.mkdir()
+    assert not kernels_cached("hybrid", tmp_path) and not kernels_cached("exact", tmp_path)
+    for name in ("hybrid.advance-833.py311.nbi", "kernels.clinic-820.py311.nbi"):
+        (engine_dir / name).write_text("")
+    assert kernels_cached("hybrid", tmp_path) and not kernels_cached("exact", tmp_path)
+    (engine_dir / "kernels.advance-700.py311.nbi").write_text("")
+    assert kernels_cached("exact", tmp_path)
+
+
 def test_the_simulation_path_imports_no_heavy_module():
     """Running a cohort (config, engine, cohort) imports none of lifelines, matplotlib, pyabc,
     Solara, SALib, Dask, scipy.stats or scikit-learn: they load only where analysis, figures, fits,

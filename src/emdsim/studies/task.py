@@ -45,7 +45,7 @@ def run_task(
     begin_run(run_dir)
     from emdsim.engine.jit import kernels_cached
 
-    if not kernels_cached() and cfg.engine != "mesa":
+    if cfg.engine != "mesa" and not kernels_cached(cfg.engine):
         note = "compiling the simulation kernels (first run on this machine only, ~35 s on 2 cores)"
         if show_progress:
             print(f"emdsim: {note}", file=sys.stderr, flush=True)
