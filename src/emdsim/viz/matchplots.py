@@ -49,7 +49,8 @@ def plot_space(
     sample: pd.DataFrame, bounds: dict[str, tuple[float, float, bool]], fractions: list[float], path: Path
 ) -> Figure:
     """The non-implausible sample in each pair of parameters (log10 axes for log ranges), and the
-    non-implausible fraction of the prior box after each wave."""
+    non-implausible fraction of the prior box after each wave (a square panel in the empty upper
+    right of the grid: the pairs fill only its lower triangle)."""
     names = list(sample.columns)
     d = len(names)
     fig = Figure(figsize=(max(2.4 * d, 4.0) + 3.0, max(2.4 * d, 3.0)), layout="constrained")
@@ -71,10 +72,15 @@ def plot_space(
             if i == d - 1:
                 ax.set_xlabel(("log10 " if bounds[names[j]][2] else "") + names[j].split(".", 1)[-1], fontsize=7)
             ax.tick_params(labelsize=6)
-    ax = fig.add_subplot(grid[:, d:])
+    # r x r cells at the top of the last r columns: rows i < r hold pairs only in columns j <= i < r,
+    # and the block starts at column d + 2 - r >= r for every r <= (d + 2) // 2
+    r = max(1, min(5, (d + 2) // 2))
+    ax = fig.add_subplot(grid[:r, d + 2 - r :])
     ax.semilogy(range(1, len(fractions) + 1), fractions, "o-")
     ax.set_xlabel("wave")
     ax.set_ylabel("non-implausible fraction of the prior box")
+    ax.yaxis.tick_right()  # its labels on the right: on the left they would widen a column of the pairs
+    ax.yaxis.set_label_position("right")
     ax.set_xticks(range(1, len(fractions) + 1))
     fig.savefig(path, dpi=110)
     return fig
