@@ -116,10 +116,11 @@ def test_hybrid_flows_conserve_cells_and_keep_small_flows_whole(cells):
 
 
 # -------------------------------------------------------------------------------- mechanisms
-def _seeded_block(make_cfg, n_patients, cells, *overrides, node=0):
-    """``n_patients`` replicate patients of the default scenario, untreated and without egress, each
-    holding ``cells`` founder cells in marrow compartment ``node`` and nothing else."""
-    cfg = make_cfg("engine=hybrid", "spread.egress_rate_per_day=0", *overrides)
+def _seeded_block(make_cfg, n_patients, cells, *overrides, node=0, egress=0.0):
+    """``n_patients`` replicate patients of the default scenario, untreated and with egress ``egress``
+    (per day; none unless given), each holding ``cells`` founder cells in marrow compartment ``node``
+    and nothing else."""
+    cfg = make_cfg("engine=hybrid", f"spread.egress_rate_per_day={egress:g}", *overrides)
     tb = build_tables(cfg)
     ids = np.arange(n_patients)
     st = init_state(tb, sample_patients(cfg, tb.world, ids), patient_streams(cfg.seed, ids))
@@ -336,16 +337,10 @@ def test_a_releasing_marrow_grows_through_long_steps_as_through_weekly_ones(make
     measured -0.16 %). Before 2026-11-30 (ninth session) it grew 1.9 % more in long steps: a
     population that released cells kept their would-be offspring, and the occupancy predictor
     ignored the cells leaving."""
-    cfg = make_cfg("engine=hybrid", "sim.max_step_days=28", "spread.egress_rate_per_day=0.1")
-    tb = build_tables(cfg)
-    ids = np.arange(100)
-    marrow = np.flatnonzero(tb.world.is_marrow)
     ends = []
     for long in (False, True):
-        st = init_state(tb, sample_patients(cfg, tb.world, ids), patient_streams(cfg.seed, ids))
-        st.cells[:] = 0.0
-        st.cells[:, 0, 0] = 1e10
-        node_totals(st.cells, st.node_total)
+        _, tb, st = _seeded_block(make_cfg, 100, 1e10, "sim.max_step_days=28", egress=0.1)
+        marrow = np.flatnonzero(tb.world.is_marrow)
         if long:
             _advance_long(st, tb, 13, 28.0)
         else:
