@@ -390,6 +390,8 @@ def test_a_mixed_scenario_is_matched_part_by_part_and_pooled():
     assert [c.treatment.name for c in czech] == ["vtd_asct", "vmp"]
     assert sum(c.cohort.n_patients for c in czech) == spec.n_patients("czech")
     assert all(c.scenario.accrual_years == 12.0 for c in czech) and len(bases["ebmt"]) == 1
+    # the EBMT cohort is read only at diagnosis, so its courses stop there; the others are followed
+    assert bases["ebmt"][0].sim.followup_years == 0.0 and all(c.sim.followup_years == 12.0 for c in czech)
     seen = []
 
     def fake_run(cfg):  # a tenth of each part has EMD recorded at a later line's start

@@ -1,10 +1,13 @@
 """``sim.followup_years=0``: each course stops at diagnosis, and the diagnosis statistics are those
 of a full run.
 
-Patients of a block share one random stream, so once a stopped patient stops drawing, the later
-draws of its block go to other patients: the two runs agree exactly up to the first diagnosis of
-each block, and in distribution after it.  The fast tests hold the exact parts; the slow one the
-distributions, on 2 x 2,048 patients.
+With the hybrid engine (the default) every patient draws from its own stream, so a stopped run
+reproduces each patient's course up to diagnosis exactly.  With ``engine=exact`` the patients of a
+block share one random stream: once a stopped patient stops drawing, the later draws of its block go
+to other patients, so the two runs agree exactly up to the first diagnosis of each block, and in
+distribution after it.  The fast tests hold the exact parts; the slow one the distributions, on
+2 x 2,048 patients.  The history match and the validation stop the cohorts they read only at
+diagnosis (:func:`emdsim.analysis.evidence.stops_at_diagnosis`).
 """
 
 from __future__ import annotations
@@ -20,15 +23,29 @@ BLOCK = 64
 COHORT = [f"cohort.block_size={BLOCK}", "cohort.n_jobs=1", "sim.max_years_to_diagnosis=6", "seed=7"]
 
 
-def _pair(n: int):
-    full = run_cohort(load([f"cohort.n_patients={n}", "sim.followup_years=3", *COHORT])).patients
-    stopped = run_cohort(load([f"cohort.n_patients={n}", "sim.followup_years=0", *COHORT])).patients
-    return full, stopped
+def _pair(n: int, engine: str = "exact"):
+    runs = [
+        run_cohort(load([f"cohort.n_patients={n}", f"sim.followup_years={y}", f"engine={engine}", *COHORT])).patients
+        for y in (3, 0)
+    ]
+    return runs[0], runs[1]
 
 
 @pytest.fixture(scope="module")
 def pair():
     return _pair(2 * BLOCK)
+
+
+DIAGNOSIS = ["diagnosed", "onset_to_diagnosis_days", "burden_at_diagnosis_cells", "ps_at_diagnosis",
+             "em_at_diagnosis", "emd_at_diagnosis", "sites_at_diagnosis"]  # fmt: skip
+
+
+def test_the_hybrid_engine_stops_every_course_where_the_full_run_diagnoses_it():
+    """Per-patient streams: every patient's diagnosis (whether, when, burden, what was seen where) is
+    the same, to the bit on one machine, whether its course stops there or goes on."""
+    full, stopped = _pair(2 * BLOCK, "hybrid")
+    assert full["diagnosed"].sum() > BLOCK
+    assert full[DIAGNOSIS].equals(stopped[DIAGNOSIS])
 
 
 def test_a_stopped_course_ends_at_diagnosis_untreated(pair):
@@ -69,7 +86,7 @@ def test_diagnosis_statistics_match_a_full_run():
     run; each test at alpha = 0.0002, family-wise <= 0.001 (the runs share their early draws, which
     only makes the tests more conservative).  A shift of 4 percentage points in EMD at diagnosis
     (~18 %) would be found with power ~0.8."""
-    full, stopped = _pair(2048)
+    full, stopped = _pair(2048)  # the exact engine: the hybrid's agree exactly (above)
     alpha = 0.001 / 5
     for column, base in (
         ("diagnosed", None),
@@ -99,3 +116,14 @@ def test_the_closing_lines_say_the_courses_stopped_at_diagnosis(tmp_path):
     assert "EMD 25.0% (2/8)" in text and "stopped at diagnosis (sim.followup_years=0)" in text
     assert "not reached" not in text and "median PFS" not in text
     assert "median PFS not reached" in summary_lines(summary, tmp_path)
+
+
+def test_only_cohorts_read_at_diagnosis_are_stopped():
+    """The statistics that read nothing after diagnosis, and the cohorts that may stop there."""
+    from emdsim.analysis.evidence import STATISTICS, stops_at_diagnosis
+
+    at_dx = {n for n, s in STATISTICS.items() if s.at_diagnosis}
+    assert at_dx == {"em_at_diagnosis", "ps_at_diagnosis", "emd_at_diagnosis", "top_em_site_at_diagnosis"}
+    assert stops_at_diagnosis(["emd_at_diagnosis", "ps_at_diagnosis"])
+    assert not stops_at_diagnosis(["emd_at_diagnosis", "em_at_relapse"])
+    assert not stops_at_diagnosis([]) and not stops_at_diagnosis([None])

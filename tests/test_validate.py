@@ -39,6 +39,22 @@ def test_the_shipped_spec_scores_every_reported_figure():
     assert ebmt.n_patients == 3744 and "scenario=ebmt" in ebmt.overrides  # the reported n by default
 
 
+def test_a_cohort_scored_only_at_diagnosis_stops_its_courses_there(tmp_path):
+    """EBMT's three figures are at diagnosis: its sweep stops every course there (the same values,
+    tests/test_stop_at_diagnosis.py); Usmani's are also read at relapse, so its sweep follows them."""
+    from argparse import Namespace
+
+    from emdsim.analysis.evidence import STOP_AT_DIAGNOSIS
+    from emdsim.cli.validate import _sweeps
+
+    spec = load_validation_spec(SPEC)
+    args = Namespace(tiny=False, experiment=None, overrides=[])
+    ((_, _, ebmt),) = _sweeps(spec, "ebmt", tmp_path, args)
+    ((_, _, usmani),) = _sweeps(spec, "usmani", tmp_path, args)
+    assert all(o in ebmt for o in STOP_AT_DIAGNOSIS) and ebmt.index(STOP_AT_DIAGNOSIS[0]) < ebmt.index("figures=false")
+    assert not any(o in usmani for o in STOP_AT_DIAGNOSIS)
+
+
 def test_a_mixed_scenario_splits_its_patients_by_share():
     """The Czech registry: transplanted and not, their shares of the reported n (the last part takes
     the rest), each part with the scenario's overrides and its own."""

@@ -13,7 +13,7 @@ EMD may be a Kaplan-Meier one, deaths censored (``secondary_emd_risk_km``, Mangi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import pandas as pd
 from emdsim.analysis.summary import km_median_months
 from emdsim.units import DAYS_PER_MONTH, DAYS_PER_YEAR
 
-__all__ = ["Measure", "Statistic", "STATISTICS", "measure"]
+__all__ = ["Measure", "Statistic", "STATISTICS", "STOP_AT_DIAGNOSIS", "measure", "stops_at_diagnosis"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class Statistic:
     #: what it counts, over which patients
     what: str
     compute: Callable[[pd.DataFrame, pd.DataFrame], Measure]
+    #: it reads nothing after diagnosis, so a cohort measured only on such statistics may stop every
+    #: course at diagnosis (:data:`STOP_AT_DIAGNOSIS`) and measure the same values
+    at_diagnosis: bool = False
 
 
 def _dx(p: pd.DataFrame) -> pd.DataFrame:
@@ -190,11 +193,11 @@ STATISTICS: dict[str, Statistic] = {
     s.name: s
     for s in (
         Statistic("em_at_diagnosis", "percent", "EM (organ) at diagnosis, of diagnosed",
-                  lambda p, _: _percent(_dx(p)["em_at_diagnosis"])),
+                  lambda p, _: _percent(_dx(p)["em_at_diagnosis"]), at_diagnosis=True),
         Statistic("ps_at_diagnosis", "percent", "PS (paraskeletal) at diagnosis, of diagnosed",
-                  lambda p, _: _percent(_dx(p)["ps_at_diagnosis"])),
+                  lambda p, _: _percent(_dx(p)["ps_at_diagnosis"]), at_diagnosis=True),
         Statistic("emd_at_diagnosis", "percent", "EMD (PS or EM) at diagnosis, of diagnosed",
-                  lambda p, _: _percent(_dx(p)["emd_at_diagnosis"])),
+                  lambda p, _: _percent(_dx(p)["emd_at_diagnosis"]), at_diagnosis=True),
         Statistic("em_at_relapse", "percent", "EM at first relapse, of relapsed",
                   lambda p, _: _percent(_relapsed(p)["em_at_relapse"])),
         Statistic("emd_at_relapse", "percent", "EMD at first relapse, of relapsed",
@@ -256,7 +259,8 @@ STATISTICS: dict[str, Statistic] = {
                   "soft-tissue partial response or better of the first salvage line, of patients with EMD at its start",
                   lambda p, _: _percent(_salvaged(p, True)["salvage_soft_tissue_response"])),
         Statistic("top_em_site_at_diagnosis", "sites", "most frequent EM site at diagnosis, of patients with EM",
-                  lambda p, _: _top_sites(_dx(p), "sites_at_diagnosis", _dx(p)["em_at_diagnosis"])),
+                  lambda p, _: _top_sites(_dx(p), "sites_at_diagnosis", _dx(p)["em_at_diagnosis"]),
+                  at_diagnosis=True),
         Statistic("top_em_site_at_relapse", "sites", "most frequent EM site at first relapse, of patients with EM",
                   lambda p, _: _top_sites(_relapsed(p), "sites_at_relapse", _relapsed(p)["em_at_relapse"])),
         Statistic("em_more_in_high_risk", "association", "EM at any time more frequent in high than standard risk",
@@ -271,6 +275,18 @@ STATISTICS: dict[str, Statistic] = {
 def measure(name: str, patients: pd.DataFrame, lesions: pd.DataFrame) -> Measure:
     """The statistic ``name`` of one cohort (its patient and lesion tables)."""
     return STATISTICS[name].compute(patients, lesions)
+
+
+#: the overrides that stop every course at diagnosis (no follow-up, so no accrual window either)
+STOP_AT_DIAGNOSIS = ("sim.followup_years=0", "scenario.accrual_years=0")
+
+
+def stops_at_diagnosis(statistics: Iterable[str | None]) -> bool:
+    """Whether a cohort measured on these statistics may stop every course at diagnosis: all of them
+    read nothing after it (a course's history up to diagnosis does not depend on its follow-up:
+    tests/test_evidence.py)."""
+    names = list(statistics)
+    return bool(names) and all(n is not None and STATISTICS[n].at_diagnosis for n in names)
 
 
 def finite(value: Any) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from emdsim.analysis.evidence import STOP_AT_DIAGNOSIS, stops_at_diagnosis
 from emdsim.cli.validate import load_validation_spec
 from emdsim.config.inputs import read_yaml
 from emdsim.config.load import load
@@ -80,6 +81,8 @@ def scenario_bases(spec: MatchSpec) -> dict[str, tuple[EmdConfig, ...]]:
     for name in spec.scenarios:
         sc = ev.scenarios[name]
         sizes = sc.part_sizes(spec.n_patients(name))
+        # a cohort whose outputs are all read at diagnosis stops every course there (the same values)
+        stop = STOP_AT_DIAGNOSIS if stops_at_diagnosis(o.statistic for o in spec.outputs if o.scenario == name) else ()
         bases[name] = tuple(
             load(
                 [
@@ -87,6 +90,7 @@ def scenario_bases(spec: MatchSpec) -> dict[str, tuple[EmdConfig, ...]]:
                     *overrides,
                     *ev.overrides,
                     *spec.overrides,
+                    *stop,
                     f"cohort.n_patients={n}",
                     f"cohort.block_size={min(64, n)}",
                     "cohort.n_jobs=1",

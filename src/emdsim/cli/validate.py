@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from emdsim.analysis.evidence import STOP_AT_DIAGNOSIS, stops_at_diagnosis
 from emdsim.analysis.targets import load_targets
 from emdsim.config.inputs import read_parquet, read_yaml
 from emdsim.config.load import CONF_DIR
@@ -67,6 +68,9 @@ def _sweeps(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace
     sc = spec.scenarios[name]
     replicates = _replicates(spec, args)
     sub_folders = [p.name for p in sc.parts] or [""]
+    # a cohort scored only at diagnosis stops every course there: the same values, ~3x cheaper
+    at_diagnosis = stops_at_diagnosis(t.statistic for t in spec.targets if t.scenario == name)
+    stop = list(STOP_AT_DIAGNOSIS) if at_diagnosis else []
     sweeps = []
     for k, (sub, overrides, n) in enumerate(zip(sub_folders, sc.part_overrides(), sc.part_sizes(), strict=True)):
         folder = out / "sweeps" / name / sub
@@ -79,6 +83,7 @@ def _sweeps(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace
             *spec.overrides,
             *size,
             *(TINY if args.tiny else []),
+            *stop,
             "figures=false",
             f"seed=range({first},{first + replicates})",
             f"hydra.sweep.dir={folder}",

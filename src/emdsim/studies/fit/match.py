@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emdsim.analysis.evidence import STATISTICS, measure
+from emdsim.analysis.evidence import STATISTICS, measure, stops_at_diagnosis
 from emdsim.cohort.run import run_cohort
 from emdsim.config.schema import ConfigError, EmdConfig
 from emdsim.studies.design import ParameterRange, parse_range
@@ -328,6 +328,7 @@ def _wave_key(spec: MatchSpec, wave: int, u: np.ndarray, seeds: Mapping[str, int
             spec.evidence.experiment,
             spec.overrides,
             [(o.name, o.scenario, o.statistic) for o in spec.outputs],
+            [s for s in spec.scenarios if stops_at_diagnosis(o.statistic for o in spec.outputs if o.scenario == s)],
         )
     )
     return hashlib.sha256(text.encode()).hexdigest()
