@@ -171,6 +171,37 @@ def test_the_emulator_posterior_centres_on_the_truth(tmp_path):
         assert abs(draws[name].mean() - truth) < 0.1 and draws[name].std() < 0.1
 
 
+def test_the_adaptive_proposal_states_its_own_density():
+    """Importance weights are prior / proposal density, so the proposal must report its density: the
+    mean of 1 / q over its draws (0 for those outside the cube, which it drops) estimates the cube's
+    volume, 1.  A fitted t in 3-D, half its mass outside the cube; asserted within 3.3 standard
+    errors (two-sided ~1 in 1,000)."""
+    from emdsim.studies.fit.match import _propose
+
+    rng = np.random.default_rng(3)
+    u = rng.normal(0.9, 0.2, size=(500, 3))  # weighted points near a corner
+    log_w = -0.5 * ((u - 0.9) ** 2).sum(axis=1)
+    n = 40_000
+    x, log_q = _propose(u, log_w, n, rng)
+    assert 0.05 * n < len(x) < 0.95 * n and np.all((x >= 0) & (x <= 1))
+    inv = np.concatenate([np.exp(-log_q), np.zeros(n - len(x))])
+    assert abs(inv.mean() - 1.0) < 3.3 * inv.std(ddof=1) / np.sqrt(n)
+
+
+def test_adaptive_rounds_raise_the_effective_sample_size(tmp_path):
+    """On the known model (posterior sd ~0.04 per parameter, ~5 % of the box non-implausible) 4,000
+    Latin-hypercube points keep ~210 non-implausible, weighed with an ESS of ~85 (measured over 5
+    seeds: 83-95); the adaptive rounds reach ~3,100 (3,122-3,173).  Asserted: >= 10x and > 1,000,
+    about the same posterior mean (within 0.02: ~4.5 standard errors of the plain estimate's mean)."""
+    spec = _toy_spec()
+    waves = run_match(spec, {}, tmp_path, _toy_mapper([]))
+    plain, ess_plain, _ = emulator_posterior(spec, waves, 200, np.random.default_rng(0), candidates=4000, rounds=0)
+    adapted, ess, _ = emulator_posterior(spec, waves, 200, np.random.default_rng(0), candidates=4000)
+    assert ess > 10 * max(ess_plain, 1.0) and ess > 1000
+    for name in TRUTH:
+        assert abs(adapted[name].mean() - plain[name].mean()) < 0.02
+
+
 def test_verifying_posterior_draws_by_simulation(tmp_path):
     """Simulated posterior draws of the known model bracket the observations (the 5-95 % range of
     20 draws, with simulation noise sd 1 and posterior sd ~0.03 in each parameter, covers the
@@ -283,7 +314,10 @@ def test_the_quick_match_runs_end_to_end_and_resumes(tmp_path):
     summary = json.loads((out / "fit_summary.json").read_text())
     assert summary["waves"] == 2 and summary["n_simulations"] == 32 and summary["verified_draws"] == 4
     assert all(0.0 < f <= 1.0 for f in summary["non_implausible_fraction"])
-    assert summary["posterior_draws"] == 200 and summary["ess_final"] > 0
+    from emdsim.cli.match import POSTERIOR_DRAWS
+
+    assert summary["posterior_draws"] == POSTERIOR_DRAWS >= 100
+    assert summary["ess_final"] >= POSTERIOR_DRAWS / 2  # the issue's goal, met by the adaptive rounds
     for name in ("loo.parquet", "posterior.parquet", "predictive.parquet", "sobol.parquet", "match_loo.png",
                  "match_posterior.png", "match_sobol.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name

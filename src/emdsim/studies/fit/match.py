@@ -6,7 +6,8 @@ model discrepancy).  Every numeric target of the validation spec is emulated; si
 associations are not (they are scored afterwards, by ``emdsim-fit validate``).  Each wave writes
 its design and its simulated statistics atomically under ``wave_<k>/``: an interrupted match resumes
 from the last completed wave, refitting that wave's emulators from its stored runs (the fit is
-deterministic for a seed).
+deterministic for a seed).  The posterior inside the final space comes from the last wave's
+emulators by adaptive importance sampling (:func:`emulator_posterior`).
 
 No Hydra and no figures here: the caller composes each scenario's configuration and passes a
 ``map`` (a process pool's, a Dask client's) that runs :func:`simulate_point` on many points.
@@ -50,6 +51,7 @@ __all__ = [
     "non_implausible_sample",
     "emulator_posterior",
     "verify_posterior",
+    "ADAPT_ROUNDS",
 ]
 
 NUMERIC = ("percent", "months", "years", "pair_months")
@@ -474,40 +476,105 @@ def non_implausible_sample(
     return pd.DataFrame(values, columns=[p.path for p in spec.parameters])
 
 
+#: rounds of adaptive importance sampling after the Latin-hypercube round (population Monte Carlo,
+#: Cappe et al. 2004, J Comput Graph Stat 13:907): each proposes from a Student-t fitted to the
+#: previous round's weighted points
+ADAPT_ROUNDS = 2
+#: the proposal's degrees of freedom (heavier tails than a Gaussian, so the weights stay bounded where
+#: the posterior is wider than the fitted shape)
+PROPOSAL_DF = 5.0
+#: the proposal's share drawn uniformly from the prior box ("defensive" importance sampling,
+#: Hesterberg 1995, Technometrics 37:185): a bound on every weight wherever the t misses the posterior
+DEFENSIVE = 0.1
+
+
+def _log_likelihood(spec: MatchSpec, waves: Sequence[WaveResult]) -> Callable[[np.ndarray], np.ndarray]:
+    """The log likelihood of the reported figures at unit-cube points: Gaussian for each emulated output,
+    with the implausibility's variances (reported + discrepancy + emulator + one cohort's noise)."""
+    observations = {o.name: o.observation for o in spec.outputs}
+    predictors = _predictors(spec, waves[-1])
+
+    def loglik(u: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(u))
+        for name, predict in predictors.items():
+            obs = observations[name]
+            mean, var = predict(u)
+            total = obs.obs_var + obs.disc_var + var
+            out += -0.5 * (obs.value - mean) ** 2 / total - 0.5 * np.log(total)
+        return out
+
+    return loglik
+
+
+def _ess(log_w: np.ndarray) -> float:
+    w = np.exp(log_w - log_w.max())
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def _propose(u: np.ndarray, log_w: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points from the defensive mixture fitted to the weighted points ``u`` (a Student-t with
+    their weighted mean and covariance, :data:`DEFENSIVE` of it uniform on the cube), and the log of
+    the mixture's density at each; points outside the cube are dropped (the prior is zero there)."""
+    from scipy.stats import multivariate_t
+
+    d = u.shape[1]
+    w = np.exp(log_w - log_w.max())
+    mean = np.average(u, axis=0, weights=w)
+    cov = np.atleast_2d(np.cov(u.T, aweights=w)) + 1e-6 * np.eye(d)  # a jitter keeps it positive definite
+    t = multivariate_t(loc=mean, shape=cov * (PROPOSAL_DF - 2.0) / PROPOSAL_DF, df=PROPOSAL_DF)  # its covariance
+    n_t = int(rng.binomial(n, 1.0 - DEFENSIVE))
+    x = np.vstack([np.atleast_2d(t.rvs(size=n_t, random_state=rng)).reshape(n_t, d), rng.uniform(size=(n - n_t, d))])
+    x = x[np.all((x >= 0.0) & (x <= 1.0), axis=1)]
+    log_q = np.logaddexp(np.log(DEFENSIVE), np.log1p(-DEFENSIVE) + t.logpdf(x).reshape(len(x)))
+    return x, log_q
+
+
 def emulator_posterior(
-    spec: MatchSpec, waves: Sequence[WaveResult], n_draws: int, rng: np.random.Generator, *, candidates: int = 50_000
+    spec: MatchSpec,
+    waves: Sequence[WaveResult],
+    n_draws: int,
+    rng: np.random.Generator,
+    *,
+    candidates: int = 50_000,
+    rounds: int = ADAPT_ROUNDS,
 ) -> tuple[pd.DataFrame, float, int]:
     """Posterior draws from the emulators of the last wave (not yet checked by simulation).
 
-    The likelihood of the reported figures at ``x`` is Gaussian for each emulated output, with the
-    variance of the implausibility (reported + discrepancy + emulator + one cohort's noise); the prior is uniform on the
-    sampled scale.  Importance sampling from ``candidates`` Latin-hypercube points of the prior box
-    that every wave leaves non-implausible (the rest carry negligible weight), then ``n_draws``
-    systematic resamples.  Returns the draws (parameter values, their unit-cube point and log
-    likelihood), the effective sample size of the importance weights and the candidates used."""
+    Prior uniform on the sampled scale, zero where any wave rules the point out; likelihood
+    :func:`_log_likelihood`.  Adaptive importance sampling: ``candidates`` Latin-hypercube points of
+    the prior box, then ``rounds`` rounds of ``candidates`` points from a defensive Student-t mixture
+    fitted to the previous round (:func:`_propose`), each weighted by likelihood x prior / proposal;
+    ``n_draws`` systematic resamples of the last round.  Returns the draws (parameter values, their
+    unit-cube point and log likelihood), the effective sample size of the last round's importance
+    weights (Kish: (sum w)^2 / sum w^2) and the points it weighted (non-implausible)."""
     d = len(spec.parameters)
+    accept = _accept(spec, waves)
+    loglik = _log_likelihood(spec, waves)
     pool = hm.latin_hypercube(candidates, d, rng, optimise=False)
-    pool = pool[_accept(spec, waves)(pool)]
+    pool = pool[accept(pool)]
     if len(pool) == 0:
         return pd.DataFrame(columns=[p.path for p in spec.parameters]), 0.0, 0
-    observations = {o.name: o.observation for o in spec.outputs}
-    loglik = np.zeros(len(pool))
-    for name, predict in _predictors(spec, waves[-1]).items():
-        obs = observations[name]
-        mean, var = predict(pool)
-        total = obs.obs_var + obs.disc_var + var
-        loglik += -0.5 * (obs.value - mean) ** 2 / total - 0.5 * np.log(total)
-    w = np.exp(loglik - loglik.max())
+    ll = loglik(pool)
+    log_w = ll.copy()  # uniform proposal = prior
+    for _ in range(rounds):
+        if len(pool) < d + 2:
+            break
+        x, log_q = _propose(pool, log_w, candidates, rng)
+        keep = accept(x)
+        if keep.sum() < d + 2:
+            break
+        pool, ll = x[keep], loglik(x[keep])
+        log_w = ll - log_q[keep]
+    w = np.exp(log_w - log_w.max())
     w /= w.sum()
-    ess = float(1.0 / np.sum(w**2))
     positions = (rng.uniform() + np.arange(n_draws)) / n_draws  # systematic resampling
     idx = np.minimum(np.searchsorted(np.cumsum(w), positions), len(pool) - 1)
     values = hm.to_values(pool[idx], spec.parameters)
     draws = pd.DataFrame(values, columns=[p.path for p in spec.parameters])
     for j in range(d):
         draws[f"u{j}"] = pool[idx, j]
-    draws["log_likelihood"] = loglik[idx]
-    return draws, ess, int(len(pool))
+    draws["log_likelihood"] = ll[idx]
+    return draws, _ess(log_w), int(len(pool))
 
 
 def verify_posterior(
