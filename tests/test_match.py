@@ -370,6 +370,37 @@ def _square(x: int) -> int:
 
 
 @pytest.mark.e2e
+def test_the_shipped_fit_is_a_posterior_with_its_representative_draw_inside():
+    """Issue 19's shipped fit: ``conf/experiment/fitted_draws.parquet`` is the committed match's
+    posterior (>= 100 draws of every parameter of fits/match_wide.yaml, inside its prior box), its
+    summary meets the goals (ESS >= half the draws, <= 30 min), and ``experiment=fitted`` (one
+    representative draw) lies inside the draws' range in every parameter."""
+    import json
+
+    from emdsim.cli.match import load_match_spec
+    from emdsim.config.load import load
+
+    spec, _ = load_match_spec(ROOT / "fits" / "match_wide.yaml")
+    draws = pd.read_parquet(ROOT / "conf" / "experiment" / "fitted_draws.parquet")
+    summary = json.loads((ROOT / "fits" / "runs" / "match-wide-2026-11-30" / "fit_summary.json").read_text())
+    paths = [p.path for p in spec.parameters]
+    assert len(draws) == summary["posterior_draws"] >= 100 and summary["parameters"] == paths
+    assert summary["ess_final"] >= len(draws) / 2 and summary["wall_minutes"] <= 30
+    fitted = load(["experiment=fitted"])
+    for p in spec.parameters:
+        x = draws[p.path]
+        assert x.between(p.lo, p.hi).all(), p.path
+        value = _get(fitted, p.path)
+        assert x.min() <= value <= x.max(), (p.path, value)
+
+
+def _get(cfg, path: str) -> float:
+    node = cfg
+    for key in path.split("."):
+        node = node[int(key)] if key.isdigit() else node[key] if isinstance(node, dict) else getattr(node, key)
+    return float(node)
+
+
 def test_the_dask_local_cluster_runs_jobs_in_order():
     """`--dask local`: the design points go to a Dask LocalCluster of --n-procs workers, and come back
     in the order of the jobs (the wave's table pairs each row with its design point)."""

@@ -123,7 +123,7 @@ def test_a_trial_propagates_parameter_draws(name, tmp_path):
     for d in frame["dir"]:
         cfg = yaml.safe_load((out / "sweep" / d / "config.yaml").read_text())
         seen.add(cfg["spread"]["p_colonisation"])
-    assert seen == {2e-4, 1e-3}
+    assert seen == {2e-4, 5e-3}  # 2 of the 3 draws, evenly spaced through them
     design = pd.read_parquet(out / "design.parquet")
     assert len(design) == (2 if spec.get("arm_group") else n_arms * 2)
     assert "--draws" in (out / "README.md").read_text()

@@ -14,8 +14,10 @@ with the question, the design, the command, the table, the figure and the limits
 
 With ``--draws FILE`` (a table of parameter draws, e.g. a fit's posterior: its columns that are
 parameter paths) the trial also propagates the parameters' uncertainty: every arm runs on each of
-the first ``--n-draws`` draws and each seed, a replicate is a (draw, seed) pair, paired across the
-arms, so the intervals include the spread of the parameters as well as the patients'. An arm that
+``--n-draws`` draws evenly spaced through the table (all by default; a fit's posterior is a
+systematic resample, so evenly spaced rows are a stratified subsample of it) and each seed. A
+replicate is a (draw, seed) pair, paired across the arms, so the intervals include the spread of
+the parameters as well as the patients'. An arm that
 sets a parameter keeps its own value over the draw's.
 """
 
@@ -27,6 +29,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from emdsim.cli.args import command_parser, parse_with_overrides, run_command
@@ -59,7 +62,7 @@ def _arm_column(spec) -> str:
 
 
 def _draws(args: argparse.Namespace) -> pd.DataFrame | None:
-    """The first ``--n-draws`` rows of ``--draws`` (its parameter-path columns), or None."""
+    """``--n-draws`` rows evenly spaced through ``--draws`` (its parameter-path columns), or None."""
     if args.draws is None:
         if args.n_draws is not None:
             raise ConfigError("--n-draws", args.n_draws, "only with --draws FILE")
@@ -75,7 +78,8 @@ def _draws(args: argparse.Namespace) -> pd.DataFrame | None:
     n = len(table) if args.n_draws is None else args.n_draws
     if not 1 <= n <= len(table):
         raise ConfigError("--n-draws", args.n_draws, f"an integer in [1, {len(table)}] (the draws in {args.draws})")
-    return table[columns].iloc[:n].astype(float).reset_index(drop=True)
+    rows = np.linspace(0, len(table) - 1, n).round().astype(int)  # distinct: n <= len(table)
+    return table[columns].iloc[rows].astype(float).reset_index(drop=True)
 
 
 def _with_draws(arms: pd.DataFrame | None, draws: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if draws is not None:
         command_text += f" --draws {args.draws} --n-draws {len(draws)}"
         extra = (
-            f"\nParameter uncertainty: every arm ran on the first {len(draws)} draws of `{args.draws}` "
+            f"\nParameter uncertainty: every arm ran on {len(draws)} draws evenly spaced through `{args.draws}` "
             f"({', '.join('`' + c + '`' for c in draws.columns)}) and each seed; a replicate is a (draw, seed) "
             "pair, so the intervals include the parameters' spread.\n" + extra
         )
@@ -289,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         help="parameter draws (e.g. a fit's posterior.parquet): every arm runs on each draw and seed, and the "
         "intervals include the parameters' uncertainty",
     )
-    run.add_argument("--n-draws", type=int, help="use the first N draws (default: all)")
+    run.add_argument("--n-draws", type=int, help="use N draws evenly spaced through the table (default: all)")
     run.add_argument(
         "--in-process",
         action="store_true",
