@@ -40,6 +40,25 @@ def test_paired_comparison_uses_replicate_differences():
     assert table.loc["a", "mean"] == pytest.approx(base.mean()) and table.loc["b", "n_pairs"] == 6
 
 
+def test_the_effect_over_parameter_draws_is_the_spread_of_per_draw_effects():
+    """With draws, each draw's effect is the paired difference averaged over its seeds (here 0, 1, 2
+    and 3 for draws 0-3, seed noise cancelling within each draw), and the table gives the 5th and 95th
+    percentiles of those effects beside the t interval of their mean."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for k, effect in enumerate([0.0, 1.0, 2.0, 3.0]):
+        for seed, noise in zip(range(1, 4), (-0.5, 0.0, 0.5), strict=True):
+            level = rng.normal(10.0, 2.0)  # shared by both arms of a (draw, seed) pair
+            for arm, x in (("a", level), ("b", level + effect + noise)):
+                rows.append({"status": "done", "replicate": f"{k}:{seed}", "draw": k, "arm": arm, "x": x})
+    table = compare(pd.DataFrame(rows), "arm", "a", ["x"], replicate="replicate", draw="draw").set_index("arm")
+    b = table.loc["b"]
+    assert b["difference"] == pytest.approx(1.5) and b["n_pairs"] == 12 and b["n_draws"] == 4
+    assert b["draws_5"] == pytest.approx(np.percentile([0, 1, 2, 3], 5))
+    assert b["draws_95"] == pytest.approx(np.percentile([0, 1, 2, 3], 95))
+    assert "draws_5" not in compare(pd.DataFrame(rows), "arm", "a", ["x"], replicate="replicate")
+
+
 @pytest.mark.parametrize(
     "change, field",
     [

@@ -283,8 +283,8 @@ STOP_AT_DIAGNOSIS = ("sim.followup_years=0", "scenario.accrual_years=0")
 
 def stops_at_diagnosis(statistics: Iterable[str | None]) -> bool:
     """Whether a cohort measured on these statistics may stop every course at diagnosis: all of them
-    read nothing after it (a course's history up to diagnosis does not depend on its follow-up:
-    tests/test_evidence.py)."""
+    read nothing after it (with the hybrid engine a patient's course up to diagnosis does not depend
+    on its follow-up; with the exact engine its distribution does not: tests/test_stop_at_diagnosis.py)."""
     names = list(statistics)
     return bool(names) and all(n is not None and STATISTICS[n].at_diagnosis for n in names)
 

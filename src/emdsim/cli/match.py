@@ -83,7 +83,7 @@ def scenario_bases(spec: MatchSpec) -> dict[str, tuple[EmdConfig, ...]]:
     for name in spec.scenarios:
         sc = ev.scenarios[name]
         sizes = sc.part_sizes(spec.n_patients(name))
-        # a cohort whose outputs are all read at diagnosis stops every course there (the same values)
+        # a cohort whose outputs are all read at diagnosis stops every course there (the same diagnoses)
         stop = STOP_AT_DIAGNOSIS if stops_at_diagnosis(o.statistic for o in spec.outputs if o.scenario == name) else ()
         bases[name] = tuple(
             load(

@@ -162,7 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             frame[arm] = row // k
     if not spec.get("arm_group"):
         frame[arm] = frame[arm].map(lambda i: names[int(i)])
-    result = compare(frame, arm, spec["reference"], spec["metrics"], replicate=replicate, order=names)
+    result = compare(
+        frame, arm, spec["reference"], spec["metrics"], replicate=replicate, order=names,
+        draw="draw" if draws is not None else None,
+    )  # fmt: skip
     extra = ""
     if "wounds" in spec.get("analyses", []):
         done = frame[frame["status"] == "done"]
@@ -178,8 +181,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         command_text += f" --draws {args.draws} --n-draws {len(draws)}"
         extra = (
             f"\nParameter uncertainty: every arm ran on {len(draws)} draws evenly spaced through `{args.draws}` "
-            f"({', '.join('`' + c + '`' for c in draws.columns)}) and each seed; a replicate is a (draw, seed) "
-            "pair, so the intervals include the parameters' spread.\n" + extra
+            f"({', '.join('`' + c + '`' for c in draws.columns)}) and each seed. A replicate is a (draw, seed) "
+            "pair: the 95 % interval is that of the effect averaged over the draws (its variance includes the "
+            "parameters' spread), and the last column is the effect's range over the draws (each draw's effect "
+            "still carries the noise of its own cohorts).\n" + extra
         )
     atomic_write_text(out / "README.md", _readme(spec, result, command_text, n, replicates, extra, frame))
     print(f"emdsim-trial: {out / 'README.md'}", flush=True)
@@ -249,14 +254,26 @@ def _readme(spec, result: pd.DataFrame, command: str, n: int, replicates: int, e
         "Mean over replicate cohorts per arm; difference from the reference arm paired by replicate, "
         "with its 95% interval across replicates (fractions are of diagnosed or relapsed patients; "
         "months for medians).",
+    ]
+    by_draw = "draws_5" in result
+    if by_draw:
+        lines[-1] += (
+            " With parameter draws, the last column is the 5-95 % range over the draws of each draw's "
+            "effect (averaged over its seeds): how much the answer depends on the fitted parameters."
+        )
+    lines += [
         "",
-        "| metric | arm | mean | difference vs reference | 95% interval |",
-        "|---|---|---|---|---|",
+        "| metric | arm | mean | difference vs reference | 95% interval |"
+        + (" over draws, 5-95 % |" if by_draw else ""),
+        "|---|---|---|---|---|" + ("---|" if by_draw else ""),
     ]
     for r in result.itertuples():
         diff = getattr(r, "difference", float("nan"))
         ci = "(reference)" if r.arm == spec["reference"] else f"{_fmt(r.lower)} to {_fmt(r.upper)}"
-        lines.append(f"| {r.metric} | {r.arm} | {_fmt(r.mean)} | {_fmt(diff)} | {ci} |")
+        line = f"| {r.metric} | {r.arm} | {_fmt(r.mean)} | {_fmt(diff)} | {ci} |"
+        if by_draw:
+            line += " |" if r.arm == spec["reference"] else f" {_fmt(r.draws_5)} to {_fmt(r.draws_95)} |"
+        lines.append(line)
     lines += [extra, "![comparison](comparison.png)", "", "## Limits", "", spec.get("limits", "").strip(), ""]
     return "\n".join(lines)
 

@@ -68,7 +68,7 @@ def _sweeps(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace
     sc = spec.scenarios[name]
     replicates = _replicates(spec, args)
     sub_folders = [p.name for p in sc.parts] or [""]
-    # a cohort scored only at diagnosis stops every course there: the same values, ~3x cheaper
+    # a cohort scored only at diagnosis stops every course there: the same diagnoses, ~3x cheaper
     at_diagnosis = stops_at_diagnosis(t.statistic for t in spec.targets if t.scenario == name)
     stop = list(STOP_AT_DIAGNOSIS) if at_diagnosis else []
     sweeps = []

@@ -85,9 +85,14 @@ def compare(
     metrics: Sequence[str],
     replicate: str = "override.seed",
     order: Sequence[Any] | None = None,
+    draw: str | None = None,
 ) -> pd.DataFrame:
     """Per metric and arm: mean over replicates, and the paired difference from ``reference``
-    (mean, 95% t interval over replicates, number of pairs)."""
+    (mean, 95% t interval over replicates, number of pairs).  With parameter draws (``draw``: the
+    column naming each replicate's draw) also the effect's spread over the parameters: the paired
+    difference averaged over each draw's seeds, and the 5th and 95th percentiles of those per-draw
+    effects (``draws_5``, ``draws_95``, ``n_draws``).  The t interval is that of the mean effect over
+    the posterior; the percentiles say how much the effect itself depends on the parameters."""
     done = frame[frame["status"] == "done"]
     rows = []
     for metric in metrics:
@@ -114,8 +119,18 @@ def compare(
                     else math.nan
                 )
                 row.update({"difference": mean, "lower": mean - half, "upper": mean + half, "n_pairs": int(len(d))})
+                if draw is not None:
+                    row.update(_per_draw(done, wide[a] - wide[reference], replicate, draw))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _per_draw(done: pd.DataFrame, paired: pd.Series, replicate: str, draw: str) -> dict[str, Any]:
+    """The 5th and 95th percentiles over draws of the paired difference averaged over a draw's seeds."""
+    draws = done.drop_duplicates(replicate).set_index(replicate)[draw]
+    per = paired.groupby(draws.reindex(paired.index).to_numpy()).mean().dropna()
+    low, high = np.percentile(per.to_numpy(float), [5, 95]) if len(per) else (math.nan, math.nan)
+    return {"draws_5": float(low), "draws_95": float(high), "n_draws": int(len(per))}
 
 
 def wound_lesions(jobs: Sequence[tuple[Any, Path]]) -> pd.DataFrame:

@@ -288,7 +288,9 @@ def plot_sensitivity(indices: pd.DataFrame, method: str, path: Path) -> Path:
 
 
 def plot_comparison(table: pd.DataFrame, reference: str, path: Path, *, title: str = "") -> Path:
-    """Forest plot: each arm's paired difference from ``reference`` with its 95% interval, per metric."""
+    """Forest plot: each arm's paired difference from ``reference`` with its 95% interval, per metric;
+    with parameter draws (``draws_5``/``draws_95``) also the effect's 5-95 % range over the draws, as
+    a wide pale bar behind it."""
     diffs = table[table["arm"] != reference]
     metrics = list(dict.fromkeys(diffs["metric"]))
     rows, cols = _grid(max(len(metrics), 1))
@@ -303,7 +305,12 @@ def plot_comparison(table: pd.DataFrame, reference: str, path: Path, *, title: s
         d = sel["difference"].to_numpy(float) * scale
         lo = np.nan_to_num(d - sel["lower"].to_numpy(float) * scale)
         hi = np.nan_to_num(sel["upper"].to_numpy(float) * scale - d)
-        ax.errorbar(d, y, xerr=[lo, hi], fmt="o", color="tab:blue", capsize=3)
+        if "draws_5" in sel:
+            low, high = sel["draws_5"].to_numpy(float) * scale, sel["draws_95"].to_numpy(float) * scale
+            ax.hlines(y, low, high, color="tab:blue", alpha=0.25, lw=9, label="5-95 % over parameter draws")
+        ax.errorbar(d, y, xerr=[lo, hi], fmt="o", color="tab:blue", capsize=3, label="95 % interval of the mean")
+        if "draws_5" in sel and i == 0:
+            ax.legend(fontsize=7, loc="best")
         ax.axvline(0.0, color="gray", lw=1)
         ax.set_yticks(y, [str(a) for a in sel["arm"]], fontsize=8)
         ax.invert_yaxis()  # arms top to bottom in their listed order
