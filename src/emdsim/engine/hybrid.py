@@ -630,7 +630,18 @@ def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - comp
     compartment ``n`` in a long step (at the occupancy after its growth), and the rates (birth, death,
     kill) they come from."""
     traits_p = pt.traits[p]
-    b, d = _birth_death(p, n, k, w.occ[n], pt, tb, c, w)
+    # the hazards of _birth_death, written out: through it (inlined by numba all the same) the 28-day
+    # step cost 1.8x more (600 patients, default scenario, one process: 6.6 vs 3.7-4.0 CPU-s, same output)
+    supp = _support(traits_p[k, c.trait_niche_dependence], w.soil[n])
+    b = 0.0
+    if n != c.blood_node:
+        prol = _proliferation(
+            pt.proliferation[p] * traits_p[k, c.trait_proliferation],
+            traits_p[k, c.trait_em_proliferation],
+            tb.in_marrow[n],
+        )
+        b = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp)
+    d = _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
     node_kill = tb.kill_rate_per_day[s.regimen[p], n]
     kr = _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity]) if node_kill > 0.0 else 0.0
     dt = c.dt_days
