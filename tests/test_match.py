@@ -378,7 +378,7 @@ def test_the_shipped_fit_is_a_posterior_with_its_representative_draw_inside():
     import json
 
     from emdsim.cli.match import load_match_spec
-    from emdsim.config.load import load
+    from emdsim.config.load import compose, select_values
 
     spec, _ = load_match_spec(ROOT / "fits" / "match_wide.yaml")
     draws = pd.read_parquet(ROOT / "conf" / "experiment" / "fitted_draws.parquet")
@@ -386,19 +386,12 @@ def test_the_shipped_fit_is_a_posterior_with_its_representative_draw_inside():
     paths = [p.path for p in spec.parameters]
     assert len(draws) == summary["posterior_draws"] >= 100 and summary["parameters"] == paths
     assert summary["ess_final"] >= len(draws) / 2 and summary["wall_minutes"] <= 30
-    fitted = load(["experiment=fitted"])
+    fitted = select_values(compose(["experiment=fitted"]), paths)
     for p in spec.parameters:
         x = draws[p.path]
         assert x.between(p.lo, p.hi).all(), p.path
-        value = _get(fitted, p.path)
+        value = float(fitted[p.path])
         assert x.min() <= value <= x.max(), (p.path, value)
-
-
-def _get(cfg, path: str) -> float:
-    node = cfg
-    for key in path.split("."):
-        node = node[int(key)] if key.isdigit() else node[key] if isinstance(node, dict) else getattr(node, key)
-    return float(node)
 
 
 def test_the_dask_local_cluster_runs_jobs_in_order():
