@@ -532,6 +532,7 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
+    to = _Destinations(cells_p, s.last_haem[p], w.live, w.share, w.arrived, dest, tb.dest_marrow)
     inflamed = False  # a wound is inflamed: the destinations' weights change from step to step
     for j in range(n_d):
         if dest_wound[j] and inflammation_p[dest[j]] > 0.0:
@@ -549,27 +550,39 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         if arrest <= 0.0:
             continue
         if not inflamed:  # the tabled probabilities (static_rates)
-            _settle(
-                src, tally, p, s, tb, c, w, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k])
-            )
+            _settle(src, tally, to, large, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k]))
             continue
         p_marrow, p_tissue = _settle_probabilities(
             homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
         )
         if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
-        _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
+        _settle(src, tally, to, large, (k, arrest, settle, p_marrow, p_tissue))
+
+
+class _Destinations(NamedTuple):
+    """Where one patient's arrested cells settle (:func:`_settle`): the few arrays it needs, not the
+    whole state, which an inlined call would reference-count member by member for every clone."""
+
+    cells: NDArray[np.float64]  # (N, K) the patient's cells
+    last_haem: NDArray[np.float64]  # (N, K) its arrivals through the blood this step
+    live: NDArray[np.uint8]  # (N,) 1: the compartment holds cells
+    share: NDArray[np.float64]  # (D,) work array
+    arrived: NDArray[np.float64]  # (D,) work array
+    dest: NDArray[np.int64]  # (D,) the destination nodes
+    dest_marrow: NDArray[np.bool_]  # (D,) which are marrow
 
 
 @JIT_INLINE
-def _settle(src, tally, p, s, tb, c, w, arrested):  # pragma: no cover - compiled
+def _settle(src, tally, to, large, arrested):  # pragma: no cover - compiled
     """``arrested = (k, cells, settle, p_marrow, p_tissue)``: the arrested cells of clone ``k``
-    settle at destination j with probability ``settle[j]`` or die: a multinomial drawn as the number
-    settling in marrow (``p_marrow``, the sum of its ``settle``), then in other tissue, each shared
-    among its sites."""
+    settle at destination j (of ``to``, a :class:`_Destinations`) with probability ``settle[j]`` or
+    die: a multinomial drawn as the number settling in marrow (``p_marrow``, the sum of its
+    ``settle``), then in other tissue, each shared among its sites (flows of at least ``large`` cells
+    by their means)."""
     k, arrest, settle, p_marrow, p_tissue = arrested
-    cells_p, last_haem_p, share, arrived = s.cells[p], s.last_haem[p], w.share, w.arrived
-    dest, dest_marrow, large = tb.dest, tb.dest_marrow, c.hybrid_threshold_cells
+    cells_p, last_haem_p, share, arrived, live = to.cells, to.last_haem, to.share, to.arrived, to.live
+    dest, dest_marrow = to.dest, to.dest_marrow
     n_d = dest.size
     left = arrest
     rest = 1.0
@@ -588,7 +601,7 @@ def _settle(src, tally, p, s, tb, c, w, arrested):  # pragma: no cover - compile
             if arrived[j] > 0.0:
                 cells_p[dest[j], k] += arrived[j]
                 last_haem_p[dest[j], k] = arrived[j]
-                w.live[dest[j]] = 1
+                live[dest[j]] = 1
 
 
 @JIT_INLINE
@@ -878,6 +891,10 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
         gone=np.full((n_n, n_k), -1.0),
         gone_week=np.full(1, -1.0),
     )
+    # arrays of the tuples taken once (one read per node and patient is a reference-count pair)
+    w_soil, w_occ, w_occ0, w_live = w.soil, w.occ, w.occ0, w.live
+    tb_soil, is_wound, capacity = tb.soil, tb.is_wound, tb.capacity_cells
+    inflammation, node_total = s.inflammation, s.node_total
     for p in range(n_p):
         if s.status[p] > c.status_followed:  # the course has ended: frozen
             continue
@@ -892,10 +909,10 @@ def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover
             w.stepped[:, :] = 0
             w.gone[:, :] = -1.0
         for n in range(n_n):
-            w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
-            w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
-            w.occ0[n] = w.occ[n]
-            w.live[n] = 1 if s.node_total[p, n] > 0.0 else 0
+            w_soil[n] = tb_soil[n] * inflammation[p, n] if is_wound[n] else tb_soil[n]
+            w_occ[n] = _occupancy(node_total[p, n], capacity[n])
+            w_occ0[n] = w_occ[n]
+            w_live[n] = 1 if node_total[p, n] > 0.0 else 0
         s.last_local[p, :, :] = 0.0
         s.last_haem[p, :, :] = 0.0
         _switch_table(tb.switch_rate_per_division, pt.switch_factor[p], w.mu_ks, w.mu_k)

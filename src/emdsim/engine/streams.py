@@ -108,7 +108,7 @@ def _stream_double(s):  # pragma: no cover - compiled
     return float(_next_u64(s) >> np.uint64(11)) * _TWO_M53
 
 
-@JIT
+@JIT_INLINE
 def _stream_normal(s):  # pragma: no cover - compiled
     """A standard normal variate by numpy's ziggurat (the algorithm of ``Generator.standard_normal``)."""
     while True:
