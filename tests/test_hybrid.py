@@ -21,7 +21,7 @@ from emdsim.engine.flows import TALLY, flow_out, split_out, tally_record, whole_
 from emdsim.engine.jit import JIT
 from emdsim.engine.kernels import node_totals
 from emdsim.engine.state import init_state
-from emdsim.engine.streams import patient_streams, stream_doubles
+from emdsim.engine.streams import normal, patient_streams, stream_doubles, stream_records, uniform
 from emdsim.engine.tables import build_tables
 
 Z = 3.29  # two-sided 0.001
@@ -69,6 +69,32 @@ def test_stream_normals_are_standard_normal():
     assert abs(z.mean()) < Z / np.sqrt(n)
     assert abs(z.var() - 1.0) < Z * np.sqrt(2.0 / n)
     assert stats.kstest(z, "norm").pvalue > 0.001
+
+
+@JIT
+def _record_doubles(records, p, n_uniform, n_normal):  # pragma: no cover - compiled
+    s = records[p]
+    u, z = np.empty(n_uniform), np.empty(n_normal)
+    for i in range(n_uniform):
+        u[i] = uniform(s)
+    for i in range(n_normal):
+        z[i] = normal(s)
+    return u, z
+
+
+def test_a_stream_seen_as_a_record_draws_what_its_row_draws_and_advances_in_place():
+    """The compiled passes take each patient's stream as a record (not reference-counted): the same
+    variates as its row, the row advanced by them, the other rows untouched; only a C-contiguous
+    (P, 4) uint64 array can be seen so."""
+    fresh = patient_streams(11, np.arange(3))
+    rows, copy = fresh.copy(), fresh.copy()
+    u_row, z_row = stream_doubles(copy[1], 64, 64)
+    u_rec, z_rec = _record_doubles(stream_records(rows), 1, 64, 64)
+    assert np.array_equal(u_row, u_rec) and np.array_equal(z_row, z_rec)
+    assert np.array_equal(rows[1], copy[1]) and not np.array_equal(rows[1], fresh[1])
+    assert np.array_equal(rows[[0, 2]], fresh[[0, 2]])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        stream_records(np.asfortranarray(np.zeros((3, 4), dtype=np.uint64)))
 
 
 # ------------------------------------------------------------------------------------- flows

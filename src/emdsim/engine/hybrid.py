@@ -858,7 +858,8 @@ def _book_lesions(src, tally, p, s, c, w):  # pragma: no cover - compiled
 def advance(streams, counts, t, state, patients, tables, k):  # pragma: no cover - compiled
     """Processes 1-5 for every living patient, then the lesions' bookkeeping, at time ``t`` (days):
     :func:`emdsim.engine.kernels.advance` with the hybrid flows, patient ``p`` drawing from
-    ``streams[p]`` (a ``(P, 4)`` uint64 array of xoshiro256++ states, advanced in place)."""
+    ``streams[p]`` (``(P,)`` xoshiro256++ states, :func:`emdsim.engine.streams.stream_records`, advanced
+    in place)."""
     s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), k[0]
     tally = counts[0]
     n_p, n_n, n_k = s.cells.shape

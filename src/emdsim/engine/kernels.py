@@ -833,7 +833,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
 
     ``state``, ``patients`` and ``tables`` are as for :func:`advance` (``state.total_cells`` and
     ``state.marrow_cells`` summed before the call); ``rng`` the block's Generator (exact engine) or
-    the patients' streams ``(P, 4)`` (hybrid engine, :func:`emdsim.engine.streams.patient_source`);
+    the patients' streams as records (hybrid engine, :func:`emdsim.engine.streams.stream_records`);
     ``cl`` the clinical constants, a one-element
     array of :data:`CLINIC_RECORD` read by field name."""
     s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), cl[0]

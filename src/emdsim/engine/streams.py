@@ -4,7 +4,8 @@ The exact engine draws every patient of a block from one numpy ``Generator`` (it
 ``rng.bit_generator`` inside compiled code).  The hybrid engine gives every patient a stream of
 its own: a xoshiro256++ state of four 64-bit words (Blackman & Vigna, ACM TOMS 2021), one row
 ``(4,)`` of a ``(P, 4)`` uint64 array, seeded from the invocation's ``SeedSequence`` at the
-patient's key (:func:`patient_streams`).  A patient's draws then depend only on the seed and its
+patient's key (:func:`patient_streams`); the compiled passes see each row as a record
+(:func:`stream_records`), which is not reference-counted.  A patient's draws then depend only on the seed and its
 id: not on the block it runs in, the cohort size, or the other patients.
 
 :func:`uniform` and :func:`normal` take either source: a bit generator (the draws are those of
@@ -27,7 +28,15 @@ from numpy.typing import NDArray
 from emdsim import rng as seeds
 from emdsim.engine.jit import JIT, JIT_INLINE
 
-__all__ = ["STREAM_RECORD", "normal", "patient_source", "patient_streams", "stream_records", "uniform", "stream_doubles"]
+__all__ = [
+    "STREAM_RECORD",
+    "normal",
+    "patient_source",
+    "patient_streams",
+    "stream_records",
+    "uniform",
+    "stream_doubles",
+]
 
 _TWO_M53 = 1.0 / 9007199254740992.0
 
@@ -78,7 +87,8 @@ def _xoshiro(s0, s1, s2, s3):  # pragma: no cover - compiled
 
 
 def _next_u64(s):  # pragma: no cover - replaced by the compiled overload
-    """The next 64-bit word of stream ``s`` (a :data:`STREAM_RECORD` record or a ``(4,)`` uint64 row), advanced in place."""
+    """The next 64-bit word of stream ``s`` (a :data:`STREAM_RECORD` record or a ``(4,)`` uint64 row),
+    advanced in place."""
     raise NotImplementedError("compiled only")
 
 
@@ -144,7 +154,8 @@ def normal(source):  # pragma: no cover - replaced by the compiled overload
 
 def patient_source(rng, p):  # pragma: no cover - replaced by the compiled overload
     """What patient ``p`` draws from: the block's bit generator for a ``Generator`` (exact engine),
-    its stream row for a ``(P, 4)`` uint64 array of streams (hybrid engine) (compiled only)."""
+    its stream for the streams (hybrid engine: a row of a ``(P, 4)`` uint64 array, or the record of
+    :func:`stream_records`, which the engine passes) (compiled only)."""
     raise NotImplementedError("emdsim.engine.streams.patient_source is only callable from compiled code")
 
 
