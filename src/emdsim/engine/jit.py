@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numba
 
-__all__ = ["JIT", "JIT_INLINE"]
+__all__ = ["JIT", "JIT_INLINE", "JIT_NO_NRT"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # src/emdsim
 #: every module whose code numba compiles, and the modules of emdsim they import (their constants are
@@ -66,10 +66,14 @@ JIT = numba.njit(cache=True, nogil=True, error_model="numpy")
 #: ``@JIT_INLINE``: the same, inlined into its callers by numba (for small functions called per
 #: entry from the compiled loops: a call boundary costs reference counting of its array arguments)
 JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+#: ``@JIT_NO_NRT``: ``@JIT`` without numba's reference counting (``_nrt=False``): for a compiled pass
+#: that allocates nothing and whose inlined functions take tuples of arrays, which it would otherwise
+#: count member by member per call; every array comes from the caller (numba cannot allocate here)
+JIT_NO_NRT = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 
 #: the compiled entry points each engine calls (the mesa engine runs the exact step)
-ENGINE_KERNELS = {"hybrid": ("hybrid.advance", "kernels.clinic"), "exact": ("kernels.advance", "kernels.clinic")}
+ENGINE_KERNELS = {"hybrid": ("hybrid._advance", "kernels.clinic"), "exact": ("kernels.advance", "kernels.clinic")}
 
 
 def kernels_cached(engine: str = "hybrid", cache: Path | None = None) -> bool:

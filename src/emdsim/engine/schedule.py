@@ -56,8 +56,8 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> ND
     compartment after the step (P, N)."""
     state, patients = st.kernel_args()
     if tb.hybrid:
-        streams = stream_records(st.streams)
-        hybrid.advance(streams, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
+        tally = tally_record(st.tally)
+        hybrid.advance(st.streams, tally, st.t_days, state, patients, tb.step_args, tb.advance_constants)
     else:
         kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
     return st.node_total
