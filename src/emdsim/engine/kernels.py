@@ -36,7 +36,7 @@ from emdsim.engine.flows import (
     split_one,
     survival_probability,
 )
-from emdsim.engine.jit import JIT, JIT_INLINE
+from emdsim.engine.jit import JIT, JIT_INLINE, JIT_NO_NRT
 from emdsim.engine.streams import patient_source, uniform
 from emdsim.units import DAYS_PER_YEAR
 
@@ -558,22 +558,11 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
             route_p[n] = 0
 
 
-@JIT
-def advance(rng, counts, t, state, patients, tables, k):  # pragma: no cover - compiled
-    """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
-    route of new lesions, extinction), at time ``t`` (days).  ``state``, ``patients`` and ``tables``
-    are a :class:`CourseState`, :class:`PatientTables` and :class:`StepTables` passed as plain tuples
-    (:func:`plain`) and read here by field name; ``k`` the step's constants (a one-element
-    :data:`ADVANCE_RECORD` array, read by field name).  ``s.node_total (P, N)`` holds
-    each compartment's cells before the step (:func:`node_totals`, or the previous step's) and
-    receives them after it; nothing outside this pass changes the cells, and the cells of a patient
-    whose course has ended do not change.  ``counts`` is a one-element :data:`emdsim.engine.flows.TALLY`
-    array (:func:`emdsim.engine.flows.tally_record`)."""
-    s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), k[0]
-    bitgen, tally = rng.bit_generator, counts[0]
-    n_p, n_n, n_k = s.cells.shape
-    n_s, n_d = tb.switch_rate_per_division.size, tb.dest.size
-    w = _Scratch(
+def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int) -> _Scratch:
+    """The work arrays of one exact pass (:class:`_Scratch`), fresh (:func:`advance` allocates them
+    outside the compiled pass, which runs without numba's reference counting)."""
+    n_n, n_k, n_s, n_d = n_nodes, n_clones, n_switches, n_dest
+    return _Scratch(
         np.empty(n_n),
         np.empty(n_n),
         np.empty((n_n, n_k)),
@@ -586,6 +575,33 @@ def advance(rng, counts, t, state, patients, tables, k):  # pragma: no cover - c
         np.empty(n_d),
         np.empty(n_d),
     )
+
+
+def advance(rng, counts, t, state, patients, tables, k) -> None:
+    """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
+    route of new lesions, extinction), at time ``t`` (days).  ``state``, ``patients`` and ``tables``
+    are a :class:`CourseState`, :class:`PatientTables` and :class:`StepTables` passed as plain tuples
+    (:func:`plain`) and read here by field name; ``k`` the step's constants (a one-element
+    :data:`ADVANCE_RECORD` array, read by field name).  ``s.node_total (P, N)`` holds
+    each compartment's cells before the step (:func:`node_totals`, or the previous step's) and
+    receives them after it; nothing outside this pass changes the cells, and the cells of a patient
+    whose course has ended do not change.  ``counts`` is a one-element :data:`emdsim.engine.flows.TALLY`
+    array (:func:`emdsim.engine.flows.tally_record`).
+
+    The compiled pass (:func:`_advance`) counts no references (``_nrt=False``, as the hybrid pass:
+    docs/ARCHITECTURE.md, "The compiled boundary"); its work arrays come from here."""
+    st, tb = CourseState(*state), StepTables(*tables)
+    _, n_n, n_k = st.cells.shape
+    w = scratch(n_n, n_k, tb.switch_rate_per_division.size, tb.dest.size)
+    _advance(rng, counts, t, state, patients, tables, k, w)
+
+
+@JIT_NO_NRT
+def _advance(rng, counts, t, state, patients, tables, k, w):  # pragma: no cover - compiled
+    """:func:`advance`, compiled, with the work arrays ``w`` (:func:`scratch`)."""
+    s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), k[0]
+    bitgen, tally = rng.bit_generator, counts[0]
+    n_p, n_n, n_k = s.cells.shape
     for p in range(n_p):
         if s.status[p] > c.status_followed:  # the course has ended: frozen
             continue
