@@ -532,7 +532,6 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
-    to = _Destinations(cells_p, s.last_haem[p], w.live, w.share, w.arrived, dest, tb.dest_marrow)
     inflamed = False  # a wound is inflamed: the destinations' weights change from step to step
     for j in range(n_d):
         if dest_wound[j] and inflammation_p[dest[j]] > 0.0:
@@ -550,40 +549,27 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
         if arrest <= 0.0:
             continue
         if not inflamed:  # the tabled probabilities (static_rates)
-            _settle(src, tally, to, large, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k]))
+            _settle(
+                src, tally, p, s, tb, c, w, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k])
+            )
             continue
         p_marrow, p_tissue = _settle_probabilities(
             homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
         )
         if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
-        _settle(src, tally, to, large, (k, arrest, settle, p_marrow, p_tissue))
-
-
-class _Destinations(NamedTuple):
-    """Where one patient's arrested cells settle (:func:`_settle`): the few arrays it needs, not the
-    whole state (with reference counting, an inlined call bound every member of every record it
-    took, for every clone: ~27 % of the counts, before the pass was compiled without them)."""
-
-    cells: NDArray[np.float64]  # (N, K) the patient's cells
-    last_haem: NDArray[np.float64]  # (N, K) its arrivals through the blood this step
-    live: NDArray[np.uint8]  # (N,) 1: the compartment holds cells
-    share: NDArray[np.float64]  # (D,) work array
-    arrived: NDArray[np.float64]  # (D,) work array
-    dest: NDArray[np.int64]  # (D,) the destination nodes
-    dest_marrow: NDArray[np.bool_]  # (D,) which are marrow
+        _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
 
 
 @JIT_INLINE
-def _settle(src, tally, to, large, arrested):  # pragma: no cover - compiled
+def _settle(src, tally, p, s, tb, c, w, arrested):  # pragma: no cover - compiled
     """``arrested = (k, cells, settle, p_marrow, p_tissue)``: the arrested cells of clone ``k``
-    settle at destination j (of ``to``, a :class:`_Destinations`) with probability ``settle[j]`` or
-    die: a multinomial drawn as the number settling in marrow (``p_marrow``, the sum of its
-    ``settle``), then in other tissue, each shared among its sites (flows of at least ``large`` cells
-    by their means)."""
+    settle at destination j with probability ``settle[j]`` or die: a multinomial drawn as the number
+    settling in marrow (``p_marrow``, the sum of its ``settle``), then in other tissue, each shared
+    among its sites."""
     k, arrest, settle, p_marrow, p_tissue = arrested
-    cells_p, last_haem_p, share, arrived, live = to.cells, to.last_haem, to.share, to.arrived, to.live
-    dest, dest_marrow = to.dest, to.dest_marrow
+    cells_p, last_haem_p, share, arrived = s.cells[p], s.last_haem[p], w.share, w.arrived
+    dest, dest_marrow, large = tb.dest, tb.dest_marrow, c.hybrid_threshold_cells
     n_d = dest.size
     left = arrest
     rest = 1.0
@@ -602,7 +588,7 @@ def _settle(src, tally, to, large, arrested):  # pragma: no cover - compiled
             if arrived[j] > 0.0:
                 cells_p[dest[j], k] += arrived[j]
                 last_haem_p[dest[j], k] = arrived[j]
-                live[dest[j]] = 1
+                w.live[dest[j]] = 1
 
 
 @JIT_INLINE
@@ -644,18 +630,7 @@ def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - comp
     compartment ``n`` in a long step (at the occupancy after its growth), and the rates (birth, death,
     kill) they come from."""
     traits_p = pt.traits[p]
-    # the hazards of _birth_death, written out: through it (inlined by numba all the same) the 28-day
-    # step cost 1.8x more (600 patients, default scenario, one process: 6.6 vs 3.7-4.0 CPU-s, same output)
-    supp = _support(traits_p[k, c.trait_niche_dependence], w.soil[n])
-    b = 0.0
-    if n != c.blood_node:
-        prol = _proliferation(
-            pt.proliferation[p] * traits_p[k, c.trait_proliferation],
-            traits_p[k, c.trait_em_proliferation],
-            tb.in_marrow[n],
-        )
-        b = _birth_rate(c.birth_rate_per_day, prol, w.occ[n], supp)
-    d = _death_rate(c.death_rate_per_day, c.niche_loss_death_rate_per_day, supp)
+    b, d = _birth_death(p, n, k, w.occ[n], pt, tb, c, w)
     node_kill = tb.kill_rate_per_day[s.regimen[p], n]
     kr = _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity]) if node_kill > 0.0 else 0.0
     dt = c.dt_days
@@ -913,10 +888,6 @@ def _advance(streams, counts, t, state, patients, tables, k, w):  # pragma: no c
     s, pt, tb, c = CourseState(*state), PatientTables(*patients), StepTables(*tables), k[0]
     tally = counts[0]
     n_p, n_n, n_k = s.cells.shape
-    # arrays of the records read once, not per node and patient
-    w_soil, w_occ, w_occ0, w_live = w.soil, w.occ, w.occ0, w.live
-    tb_soil, is_wound, capacity = tb.soil, tb.is_wound, tb.capacity_cells
-    inflammation, node_total = s.inflammation, s.node_total
     for p in range(n_p):
         if s.status[p] > c.status_followed:  # the course has ended: frozen
             continue
@@ -931,10 +902,10 @@ def _advance(streams, counts, t, state, patients, tables, k, w):  # pragma: no c
             w.stepped[:, :] = 0
             w.gone[:, :] = -1.0
         for n in range(n_n):
-            w_soil[n] = tb_soil[n] * inflammation[p, n] if is_wound[n] else tb_soil[n]
-            w_occ[n] = _occupancy(node_total[p, n], capacity[n])
-            w_occ0[n] = w_occ[n]
-            w_live[n] = 1 if node_total[p, n] > 0.0 else 0
+            w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
+            w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
+            w.occ0[n] = w.occ[n]
+            w.live[n] = 1 if s.node_total[p, n] > 0.0 else 0
         s.last_local[p, :, :] = 0.0
         s.last_haem[p, :, :] = 0.0
         _switch_table(tb.switch_rate_per_division, pt.switch_factor[p], w.mu_ks, w.mu_k)

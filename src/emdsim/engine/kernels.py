@@ -866,9 +866,6 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     undiagnosed, followed, dead, censored = c.status_undiagnosed, c.status_followed, c.status_dead, c.status_censored
     node_total, total, marrow, status = s.node_total, s.total_cells, s.marrow_cells, s.status
     soft_tissue = tb.soft_tissue
-    # arrays of the tuples taken once: one read inside a loop over nodes is a reference-count
-    # increment and decrement per node and patient (perf, 2026-11-30: half of the hybrid step's)
-    lesion_nadir, lesion_death_rate = s.lesion_nadir, tb.lesion_death_rate_per_day
     tally = counts[0]
     n_p, n_n = node_total.shape
     grow = 1.0 + rise
@@ -888,7 +885,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             s.burden_at_dx[p] = total[p]
             s.nadir[p] = total[p]
             for n in range(n_n):
-                lesion_nadir[p, n] = node_total[p, n]
+                s.lesion_nadir[p, n] = node_total[p, n]
             s.line_start[p] = t
             if pt.followup_days[p] <= 0.0:  # no follow-up (sim.followup_years=0): the course stops at diagnosis
                 _look(p, t, True, s, pt, tb, c, seen)
@@ -911,7 +908,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 while not progressed and n < n_n:
                     progressed = (
                         node_total[p, n] >= symptomatic_cells[n]
-                        and node_total[p, n] >= lesion_nadir[p, n] * grow
+                        and node_total[p, n] >= s.lesion_nadir[p, n] * grow
                         and soft_tissue[n]
                     )
                     n += 1
@@ -936,7 +933,7 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                         s.phase_end[p] = np.inf
                     s.nadir[p] = total[p]
                     for n in range(n_n):
-                        lesion_nadir[p, n] = node_total[p, n]
+                        s.lesion_nadir[p, n] = node_total[p, n]
             if every > 0.0 and np.floor((t - s.t_dx[p]) / every) > np.floor((t - dt - s.t_dx[p]) / every):
                 image = True  # surveillance
         anything = _look(p, t, image, s, pt, tb, c, seen)
@@ -962,12 +959,12 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
         s.nadir[p] = min(s.nadir[p], total[p])
         for n in range(n_n):
-            lesion_nadir[p, n] = min(lesion_nadir[p, n], node_total[p, n])
+            s.lesion_nadir[p, n] = min(s.lesion_nadir[p, n], node_total[p, n])
         # death (the patient is living here)
         lethal = 0.0
         for n in range(n_n):
             if node_total[p, n] >= lethal_lesion:
-                lethal += lesion_death_rate[n]
+                lethal += tb.lesion_death_rate_per_day[n]
         tumour = tumour_rate * (total[p] / lethal_cells) ** tumour_exponent
         n_sub = np.round(dt / c.dt_days)
         if n_sub > 1.5 and s.total_start[p] > 0.0 and total[p] > 0.0:
