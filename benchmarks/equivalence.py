@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         results[engine] = run_replicates(run, seeds)
         c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu[engine] = time.process_time() - t0 + (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
-    cmp = compare(results["exact"], results["hybrid"])
+    cmp = compare(results["exact"], results["hybrid"], seed=args.seed)
     n_tests = len(cmp.tests)
     alpha = 0.001 / n_tests
     failures = verdict(cmp, alpha)

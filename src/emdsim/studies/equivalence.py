@@ -9,7 +9,11 @@ For each engine, ``replicates`` cohorts of the same scenario are run on seeds ``
   replicates' spread (Welch), and the 90 % interval that must lie inside the margin (level 0.05);
   ``power`` is the probability that TOST declares equivalence when the engines agree exactly, at
   the measured standard error;
-* **KS tests** on onset-to-diagnosis times and on lesion onset times (days from diagnosis);
+* **KS tests** on onset-to-diagnosis times (one per patient: scipy's two-sample test) and on lesion
+  onset times (days from diagnosis).  A patient's lesions are not independent (they share the
+  patient's course and its diagnosis date), so the lesion test's p-value comes from permuting whole
+  patients between the engines (:func:`clustered_ks`), not from the KS distribution, which assumes
+  independent values;
 * a **chi-square** test on the sites of the lesions seen at diagnosis and at relapse (sites with
   fewer than 5 expected lesions pooled);
 * **log-rank** tests on PFS and OS.
@@ -29,7 +33,7 @@ from scipy import stats
 
 from emdsim.analysis.summary import km_median_months
 
-__all__ = ["PROPORTIONS", "EngineComparison", "compare", "markdown_table", "run_replicates", "verdict"]
+__all__ = ["PROPORTIONS", "EngineComparison", "clustered_ks", "compare", "markdown_table", "run_replicates", "verdict"]
 
 #: the proportions compared (columns of the patient table, among diagnosed patients); "emd_ever" is
 #: derived as PS or EM ever
@@ -105,6 +109,68 @@ def _tost(a: np.ndarray, b: np.ndarray, margin: float) -> dict[str, float]:
     }
 
 
+def clustered_ks(
+    a: np.ndarray,
+    a_clusters: np.ndarray,
+    b: np.ndarray,
+    b_clusters: np.ndarray,
+    *,
+    permutations: int = 20_000,
+    seed: int = 0,
+    batch: int = 64,
+) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov distance between the values ``a`` and ``b`` (their pooled
+    empirical distributions), and its p-value by permuting whole clusters between the samples.
+
+    ``a_clusters`` and ``b_clusters`` label each value's cluster (a patient: its lesions share its
+    course); values of one cluster may be dependent, clusters are independent.  The asymptotic KS
+    p-value assumes independent values and is far too small when they cluster; here the clusters'
+    sample labels are shuffled ``permutations`` times (as many clusters in each sample as observed)
+    and ``p = (1 + #{D_perm >= D}) / (1 + permutations)``: a valid p-value whatever the dependence
+    within a cluster, never below ``1 / (1 + permutations)`` (Phipson & Smyth 2010, Stat Appl Genet
+    Mol Biol 9:39).  ``seed`` seeds the permutations (numpy SeedSequence)."""
+    from scipy import sparse
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size == 0 or b.size == 0:
+        return float("nan"), float("nan")
+    values = np.concatenate([a, b])
+    grid, at = np.unique(values, return_inverse=True)
+    _, ca = np.unique(np.asarray(a_clusters), return_inverse=True)
+    _, cb = np.unique(np.asarray(b_clusters), return_inverse=True)
+    n_a = int(ca.max()) + 1
+    cluster = np.concatenate([ca, cb + n_a])
+    n_clusters = n_a + int(cb.max()) + 1
+    # counts (grid point x cluster): a sample's histogram is this times its 0/1 cluster labels
+    counts = sparse.csr_matrix((np.ones(values.size), (at, cluster)), shape=(grid.size, n_clusters))
+    per_cluster = np.asarray(counts.sum(axis=0)).ravel()
+    total = np.asarray(counts.sum(axis=1)).ravel()
+
+    def distance(labels: np.ndarray) -> np.ndarray:  # labels (clusters, m): 1 = sample b
+        hist_b = counts @ labels
+        n_b = per_cluster @ labels
+        cdf_b = np.cumsum(hist_b, axis=0) / n_b
+        cdf_a = np.cumsum(total[:, None] - hist_b, axis=0) / (values.size - n_b)
+        return np.abs(cdf_a - cdf_b).max(axis=0)
+
+    observed = np.zeros((n_clusters, 1))
+    observed[n_a:] = 1.0
+    d = float(distance(observed)[0])
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    at_least = 0
+    for start in range(0, permutations, batch):
+        m = min(batch, permutations - start)
+        labels = rng.permuted(np.repeat(observed, m, axis=1), axis=0)
+        at_least += int((distance(labels) >= d * (1 - 1e-12)).sum())
+    return d, (1 + at_least) / (1 + permutations)
+
+
+def _patient_key(lesions: pd.DataFrame) -> np.ndarray:
+    """One integer per patient of the replicates (a lesion's cluster)."""
+    pid = lesions["patient_id"].to_numpy(np.int64)
+    return lesions["replicate"].to_numpy(np.int64) * (int(pid.max(initial=0)) + 1) + pid
+
+
 def _site_counts(patients: pd.DataFrame) -> pd.Series:
     dx = patients[patients["diagnosed"]]
     sites = [s for col in ("sites_at_diagnosis", "sites_at_relapse") for cell in dx[col] for s in cell]
@@ -117,6 +183,8 @@ def compare(
     *,
     margin_pp: float = 1.0,
     margin_months: float = 1.0,
+    permutations: int = 20_000,
+    seed: int = 0,
 ) -> EngineComparison:
     """Compare engine ``b`` against engine ``a`` (each: patients and lesions of its replicates)."""
     from lifelines.statistics import logrank_test
@@ -139,9 +207,16 @@ def compare(
     tests = []
     ks = stats.ks_2samp(da["onset_to_diagnosis_days"], db["onset_to_diagnosis_days"])
     tests.append({"test": "KS onset to diagnosis", "statistic": ks.statistic, "p_value": ks.pvalue})
-    oa, ob = la["onset_days"].dropna(), lb["onset_days"].dropna()
-    ks = stats.ks_2samp(oa, ob)
-    tests.append({"test": "KS lesion onset", "statistic": ks.statistic, "p_value": ks.pvalue})
+    oa, ob = la.dropna(subset=["onset_days"]), lb.dropna(subset=["onset_days"])
+    d, p = clustered_ks(
+        oa["onset_days"].to_numpy(),
+        _patient_key(oa),
+        ob["onset_days"].to_numpy(),
+        _patient_key(ob),
+        permutations=permutations,
+        seed=seed,
+    )
+    tests.append({"test": "KS lesion onset (patients permuted)", "statistic": d, "p_value": p})
     sa, sb = _site_counts(pa), _site_counts(pb)
     table = pd.concat([sa, sb], axis=1).fillna(0.0)
     expected = table.sum(axis=1).to_numpy()[:, None] * table.sum(axis=0).to_numpy()[None, :] / table.to_numpy().sum()
