@@ -11,9 +11,9 @@ For each engine, ``replicates`` cohorts of the same scenario are run on seeds ``
   the measured standard error;
 * **KS tests** on onset-to-diagnosis times (one per patient: scipy's two-sample test) and on lesion
   onset times (days from diagnosis).  A patient's lesions are not independent (they share the
-  patient's course and its diagnosis date), so the lesion test's p-value comes from permuting whole
-  patients between the engines (:func:`clustered_ks`), not from the KS distribution, which assumes
-  independent values;
+  patient's course and its diagnosis date), so the lesion test's p-value comes from swapping each
+  patient's lesions between the engines (:func:`clustered_ks`; the engines simulate the same
+  patients), not from the KS distribution, which assumes independent values;
 * a **chi-square** test on the sites of the lesions seen at diagnosis and at relapse (sites with
   fewer than 5 expected lesions pooled);
 * **log-rank** tests on PFS and OS.
@@ -111,24 +111,26 @@ def _tost(a: np.ndarray, b: np.ndarray, margin: float) -> dict[str, float]:
 
 def clustered_ks(
     a: np.ndarray,
-    a_clusters: np.ndarray,
+    a_units: np.ndarray,
     b: np.ndarray,
-    b_clusters: np.ndarray,
+    b_units: np.ndarray,
     *,
     permutations: int = 20_000,
     seed: int = 0,
     batch: int = 64,
 ) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov distance between the values ``a`` and ``b`` (their pooled
-    empirical distributions), and its p-value by permuting whole clusters between the samples.
+    empirical distributions), and its p-value by exchanging whole units between the samples.
 
-    ``a_clusters`` and ``b_clusters`` label each value's cluster (a patient: its lesions share its
-    course); values of one cluster may be dependent, clusters are independent.  The asymptotic KS
-    p-value assumes independent values and is far too small when they cluster; here the clusters'
-    sample labels are shuffled ``permutations`` times (as many clusters in each sample as observed)
-    and ``p = (1 + #{D_perm >= D}) / (1 + permutations)``: a valid p-value whatever the dependence
-    within a cluster, never below ``1 / (1 + permutations)`` (Phipson & Smyth 2010, Stat Appl Genet
-    Mol Biol 9:39).  ``seed`` seeds the permutations (numpy SeedSequence)."""
+    ``a_units`` and ``b_units`` name each value's unit (a patient: its lesions share its course, so
+    values of one unit may be dependent; units are independent).  A unit named in both samples is the
+    same unit observed twice (the engines simulate the same patients), a pair; under the hypothesis
+    that the samples come from one law its two sets of values are exchangeable.  The asymptotic KS
+    p-value assumes independent values and is far too small when they cluster; here each unit's two
+    sets swap samples with probability 1/2, ``permutations`` times, and
+    ``p = (1 + #{D_perm >= D}) / (1 + permutations)``: a valid p-value whatever the dependence within
+    a unit or a pair, never below ``1 / (1 + permutations)`` (Phipson & Smyth 2010, Stat Appl Genet
+    Mol Biol 9:39).  ``seed`` seeds the swaps (numpy SeedSequence)."""
     from scipy import sparse
 
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -136,39 +138,38 @@ def clustered_ks(
         return float("nan"), float("nan")
     values = np.concatenate([a, b])
     grid, at = np.unique(values, return_inverse=True)
-    _, ca = np.unique(np.asarray(a_clusters), return_inverse=True)
-    _, cb = np.unique(np.asarray(b_clusters), return_inverse=True)
-    n_a = int(ca.max()) + 1
-    cluster = np.concatenate([ca, cb + n_a])
-    n_clusters = n_a + int(cb.max()) + 1
-    # counts (grid point x cluster): a sample's histogram is this times its 0/1 cluster labels
-    counts = sparse.csr_matrix((np.ones(values.size), (at, cluster)), shape=(grid.size, n_clusters))
-    per_cluster = np.asarray(counts.sum(axis=0)).ravel()
+    _, unit = np.unique(np.concatenate([np.asarray(a_units), np.asarray(b_units)]), return_inverse=True)
+    n_units = int(unit.max()) + 1
+    side = np.concatenate([np.zeros(a.size, np.int64), np.ones(b.size, np.int64)])
+    # counts (grid point x (unit, sample)): a sample's histogram is this times its 0/1 column labels
+    counts = sparse.csr_matrix((np.ones(values.size), (at, 2 * unit + side)), shape=(grid.size, 2 * n_units))
+    per_column = np.asarray(counts.sum(axis=0)).ravel()
     total = np.asarray(counts.sum(axis=1)).ravel()
 
-    def distance(labels: np.ndarray) -> np.ndarray:  # labels (clusters, m): 1 = sample b
+    def distance(labels: np.ndarray) -> np.ndarray:  # labels (2 units, m): 1 = sample b
         hist_b = counts @ labels
-        n_b = per_cluster @ labels
+        n_b = per_column @ labels
         cdf_b = np.cumsum(hist_b, axis=0) / n_b
         cdf_a = np.cumsum(total[:, None] - hist_b, axis=0) / (values.size - n_b)
         return np.abs(cdf_a - cdf_b).max(axis=0)
 
-    observed = np.zeros((n_clusters, 1))
-    observed[n_a:] = 1.0
+    observed = np.tile([0.0, 1.0], n_units)[:, None]
     d = float(distance(observed)[0])
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     at_least = 0
     for start in range(0, permutations, batch):
         m = min(batch, permutations - start)
-        labels = rng.permuted(np.repeat(observed, m, axis=1), axis=0)
+        swap = rng.random((n_units, m)) < 0.5
+        labels = np.empty((2 * n_units, m))
+        labels[0::2], labels[1::2] = swap, ~swap
         at_least += int((distance(labels) >= d * (1 - 1e-12)).sum())
     return d, (1 + at_least) / (1 + permutations)
 
 
 def _patient_key(lesions: pd.DataFrame) -> np.ndarray:
-    """One integer per patient of the replicates (a lesion's cluster)."""
-    pid = lesions["patient_id"].to_numpy(np.int64)
-    return lesions["replicate"].to_numpy(np.int64) * (int(pid.max(initial=0)) + 1) + pid
+    """One integer per patient of the replicates (a lesion's unit), the same for the same patient in
+    either engine's replicates (replicate r, patient i)."""
+    return lesions["replicate"].to_numpy(np.int64) * 2**32 + lesions["patient_id"].to_numpy(np.int64)
 
 
 def _site_counts(patients: pd.DataFrame) -> pd.Series:
@@ -216,7 +217,7 @@ def compare(
         permutations=permutations,
         seed=seed,
     )
-    tests.append({"test": "KS lesion onset (patients permuted)", "statistic": d, "p_value": p})
+    tests.append({"test": "KS lesion onset (patients swapped)", "statistic": d, "p_value": p})
     sa, sb = _site_counts(pa), _site_counts(pb)
     table = pd.concat([sa, sb], axis=1).fillna(0.0)
     expected = table.sum(axis=1).to_numpy()[:, None] * table.sum(axis=0).to_numpy()[None, :] / table.to_numpy().sum()
