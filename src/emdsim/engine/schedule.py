@@ -24,7 +24,6 @@ from numpy.typing import NDArray
 from emdsim.engine import hybrid, kernels
 from emdsim.engine.flows import tally_record
 from emdsim.engine.state import CohortState
-from emdsim.engine.streams import stream_records
 from emdsim.engine.tables import Tables
 
 __all__ = ["step"]
@@ -56,8 +55,9 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> ND
     compartment after the step (P, N)."""
     state, patients = st.kernel_args()
     if tb.hybrid:
-        tally = tally_record(st.tally)
-        hybrid.advance(st.streams, tally, st.t_days, state, patients, tb.step_args, tb.advance_constants)
+        hybrid.advance(
+            st.stream_records(), tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants
+        )
     else:
         kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
     return st.node_total
@@ -70,7 +70,7 @@ def _clinic(st: CohortState, tb: Tables, rng: np.random.Generator | None, node_t
     node_total.sum(axis=1, out=st.total_cells)
     node_total[:, tb.marrow_nodes].sum(axis=1, out=st.marrow_cells)
     state, patients = st.kernel_args()
-    source = stream_records(st.streams) if tb.hybrid else rng
+    source = st.stream_records() if tb.hybrid else rng
     kernels.clinic(source, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.clinic_constants)
 
 

@@ -13,6 +13,7 @@ from emdsim.biology.spread import homing_weights
 from emdsim.biology.traits import clone_trait_table
 from emdsim.engine import kernels
 from emdsim.engine.status import Status
+from emdsim.engine.streams import stream_records
 from emdsim.engine.tables import Tables
 
 __all__ = ["CohortState", "course_state", "init_state", "patient_tables"]
@@ -110,6 +111,8 @@ class CohortState:
         # the compiled loops' views (:meth:`kernel_args`) hold the arrays: replacing one drops them
         if name in _KERNEL_FIELDS:
             self.__dict__.pop("_kernel_args", None)
+        if name == "streams":
+            self.__dict__.pop("_stream_records", None)
         object.__setattr__(self, name, value)
 
     def kernel_args(self) -> tuple[tuple, tuple]:
@@ -119,6 +122,14 @@ class CohortState:
         if args is None:
             args = self.__dict__["_kernel_args"] = (course_state(self), patient_tables(self))
         return args
+
+    def stream_records(self) -> NDArray[np.void]:
+        """The hybrid engine's streams as the compiled passes take them (:func:`emdsim.engine.streams.stream_records`,
+        a view: the passes advance them in place), built once per state object."""
+        records = self.__dict__.get("_stream_records")
+        if records is None:
+            records = self.__dict__["_stream_records"] = stream_records(self.streams)
+        return records
 
     @property
     def alive(self) -> NDArray[np.bool_]:
