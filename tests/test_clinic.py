@@ -114,6 +114,16 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     st.relapse_sites[first_prog] = seen[first_prog]
     emd_line = go_on[seen[go_on].any(axis=1) & np.isnan(st.emd_line_start[go_on])]
     st.emd_line_start[emd_line] = t
+    # local therapy: an accessible lesion seen in a diagnosed patient is cleared, once
+    treat = seen & pt.local_therapy & ~st.treated_locally & (st.status == Status.FOLLOWED)[:, None]
+    st.treated_locally |= treat
+    for n in np.flatnonzero(treat.any(axis=0)):  # node by node, as the compiled loop subtracts
+        total[treat[:, n]] -= node_total[treat[:, n], n]
+    st.total_cells[:] = total
+    node_total[treat] = 0.0
+    st.cells[treat] = 0.0
+    st.node_upper[treat] = 0.0
+    st.node_lower[treat] = 0.0
     soft = np.where(tb.soft_tissue, node_total, 0.0).sum(axis=1)
     started = go_on[st.line[go_on] == 1]  # the first salvage line starts: its baseline
     st.salvage_start_total[started] = st.salvage_best_total[started] = total[started]

@@ -53,13 +53,15 @@ def _cohort(make_cfg, *overrides):
 
 
 def test_imaging_never_changes_the_course(make_cfg):
-    """Imaging only observes: the same seed with clinical ascertainment or PET/CT, with or without
-    surveillance, gives every patient the same diagnosis, progression and death (to the byte), while
-    more imaging sees a superset of the lesions, never later."""
-    base = _cohort(make_cfg, "scenario.imaging=clinical")
+    """Imaging only observes (without local therapy, which treats what imaging finds): the same seed
+    with clinical ascertainment or PET/CT, with or without surveillance, gives every patient the same
+    diagnosis, progression and death (to the byte), while more imaging sees a superset of the
+    lesions, never later."""
+    off = "clinical.local_therapy.probability=0"
+    base = _cohort(make_cfg, "scenario.imaging=clinical", off)
     for other in (
-        _cohort(make_cfg, "scenario.imaging=pet_ct"),
-        _cohort(make_cfg, "scenario.imaging=clinical", "scenario.imaging_every_days=91"),
+        _cohort(make_cfg, "scenario.imaging=pet_ct", off),
+        _cohort(make_cfg, "scenario.imaging=clinical", "scenario.imaging_every_days=91", off),
     ):
         for col in ("onset_to_diagnosis_days", "pfs_days", "os_days", "os_event", "n_lines"):
             pd.testing.assert_series_equal(base[col], other[col])
@@ -70,9 +72,11 @@ def test_imaging_never_changes_the_course(make_cfg):
 
 def test_surveillance_sees_lesions_earlier(make_cfg):
     """Yearly surveillance finds soft-tissue disease no later than imaging at events alone, and
-    earlier in some patients (the same seed: the same lesions)."""
-    events = _cohort(make_cfg)
-    yearly = _cohort(make_cfg, "scenario.imaging_every_days=364")
+    earlier in some patients (the same seed: the same lesions; without local therapy, which would
+    treat what the surveillance finds)."""
+    off = "clinical.local_therapy.probability=0"
+    events = _cohort(make_cfg, off)
+    yearly = _cohort(make_cfg, "scenario.imaging_every_days=364", off)
     a, b = events["ps_first_detected_days"], yearly["ps_first_detected_days"]
     both = a.notna() & b.notna()
     assert (b[both] <= a[both]).all()

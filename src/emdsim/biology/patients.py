@@ -63,6 +63,9 @@ class PatientTable:
     visibility: NDArray[np.float64]
     #: days the patient is followed after diagnosis (to the study's data cut: staggered entry)
     followup_days: NDArray[np.float64]
+    #: (P, N) a lesion seen at this site after diagnosis is treated locally and controlled
+    #: (clinical.local_therapy; drawn once per patient and site, after everything else)
+    local_therapy: NDArray[np.bool_]
 
     def __len__(self) -> int:
         return len(self.patient_id)
@@ -99,6 +102,7 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
     d = np.empty((len(ids), len(marrow)))
     v = np.empty(len(ids))
     zv = np.empty((len(ids), world.n_nodes))
+    ul = np.empty((len(ids), world.n_nodes))
     for row, i in enumerate(ids):
         g = seeds.stream(cfg.seed, seeds.PATIENT, int(i))
         u[row] = g.random(n_u)
@@ -106,6 +110,7 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
         d[row] = g.dirichlet(alpha)
         v[row] = g.random()
         zv[row] = g.standard_normal(world.n_nodes)
+        ul[row] = g.random(world.n_nodes)
 
     high_risk = u[:, 0] < tr.p_high_risk
     subgroup = np.where(u[:, 1] < tr.p_subgroup_mf, 1, np.where(u[:, 1] < tr.p_subgroup_mf + tr.p_subgroup_pr, 2, 0))
@@ -145,7 +150,11 @@ def sample_patients(cfg: EmdConfig, world: World, ids: NDArray[np.int64]) -> Pat
         has = u[:, c + 2 * s] < spec.probability
         day = spec.earliest_days + u[:, c + 2 * s + 1] * (spec.latest_days - spec.earliest_days)
         surgery_day[has, s] = day[has]
+    lt = cfg.clinical.local_therapy
+    local_site = np.zeros(world.n_nodes, dtype=bool)
+    local_site[[world.index(name) for name in lt.sites]] = True
     return PatientTable(
+        local_therapy=local_site & (ul < lt.probability),
         followup_days=followup_days(ids, cfg.sim.followup_years, cfg.scenario.accrual_years),
         max_lines=max_lines(v, cfg.treatment.attrition_per_line),
         visibility=10.0 ** (cfg.clinical.detection_spread_log10 * zv),

@@ -127,6 +127,15 @@ def parameter_markdown(cfg: EmdConfig) -> str:
     ]
     for name, m in cfg.clinical.imaging.items():
         out.append(f"| {name} | {m.detection_threshold_cells:g} | {_cell(m.source)} |")
+    lt = cfg.clinical.local_therapy
+    out += [
+        "",
+        "## Local therapy (`clinical.local_therapy`)",
+        "",
+        "| sites | probability | source |",
+        "|---|---|---|",
+        f"| {', '.join(lt.sites) or '(none)'} | {lt.probability:g} | {_cell(lt.source)} |",
+    ]
     return "\n".join(out) + "\n"
 
 

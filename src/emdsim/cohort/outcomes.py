@@ -177,6 +177,7 @@ def lesion_records(st: CohortState, tb: Tables) -> pd.DataFrame:
             "wound_opened_days": st.wound_opened[rows, nodes] - t_dx,
             "detected_at_diagnosis": st.dx_sites[rows, nodes],
             "detected_at_relapse": st.relapse_sites[rows, nodes],
+            "treated_locally": st.treated_locally[rows, nodes],
             "cells_at_end": st.cells[rows, nodes].sum(axis=-1),
         }
     )

@@ -329,6 +329,19 @@ class ImagingModality:
 
 
 @dataclass
+class LocalTherapy:
+    """Radiotherapy or excision of an accessible soft-tissue lesion once it is seen in a diagnosed
+    patient: the lesion is cleared (local control); nothing else of the patient changes."""
+
+    #: the compartments whose lesions are treated locally (names of soft-tissue nodes of the anatomy)
+    sites: list[str] = field(default_factory=list)
+    #: probability, drawn once per patient and site, that a lesion seen there is treated locally and
+    #: controlled: the share treated times the local control
+    probability: float = param("probability", ITEM_SOURCE, **PROB, default=0.0)
+    source: str = ""
+
+
+@dataclass
 class ClinicalConfig:
     #: myeloma is diagnosed when the marrow tumour mass reaches this many cells
     diagnosis_marrow_cells: float = param("cells", "Durie & Salmon, Cancer 1975;36:842 (stage III > 1.2e12 cells/m2, 73% at presentation)", lo=1.0, hi=1e15, why=NEVER)
@@ -361,6 +374,8 @@ class ClinicalConfig:
     #: (attrition is mostly death or frailty before the next line)
     off_therapy_death_rate_per_day: float = param("1/day", "Rodriguez-Lobato, Blood Cancer J 2025;15:103 and Yong, Br J Haematol 2016;175:252 (attrition between lines is mostly death before the next line); median ~3 months after the last progression: assumption", lo=0.0, hi=10.0, why=HOURS, default=0.0077)
     imaging: dict[str, ImagingModality] = field(default_factory=dict)
+    #: radiotherapy or excision of accessible lesions (skin) once seen after diagnosis
+    local_therapy: LocalTherapy = field(default_factory=LocalTherapy)
 
 
 # -------------------------------------------------------------------------------------- scenario
@@ -528,6 +543,10 @@ def validate(cfg: EmdConfig) -> None:
     for name, mod in cfg.clinical.imaging.items():
         check_fields(mod, f"clinical.imaging.{name}")
     _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
+    check_fields(cfg.clinical.local_therapy, "clinical.local_therapy")
+    soft = [n.name for n in cfg.anatomy.nodes if n.kind in ("paraskeletal", "organ", "wound")]
+    for i, site in enumerate(cfg.clinical.local_therapy.sites):
+        _one_of(f"clinical.local_therapy.sites.{i}", site, soft)
     _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
     check_fields(cfg.scenario, "scenario")
     if cfg.scenario.accrual_years > cfg.sim.followup_years:
@@ -653,7 +672,10 @@ def describe_parameters(obj: Any, prefix: str = "") -> list[dict[str, Any]]:
         value = getattr(obj, f.name)
         path = f"{prefix}{f.name}"
         if is_dataclass(value):
-            rows.extend(describe_parameters(value, path + "."))
+            for row in describe_parameters(value, path + "."):
+                if row["source"] == ITEM_SOURCE and getattr(value, "source", ""):  # a section with its own source
+                    row["source"] = value.source
+                rows.append(row)
         elif (isinstance(value, list | dict) and value
               and all(is_dataclass(v) for v in (value.values() if isinstance(value, dict) else value))):
             # list items by index, mapping entries by key, as Hydra overrides name them

@@ -221,6 +221,7 @@ class PatientTables(NamedTuple):
     visibility: NDArray[np.float64]  # (P, N) multiplier on the imaging threshold at each site
     surgery_day: NDArray[np.float64]  # (P, n_surgeries) days after diagnosis of each surgery, NaN = none
     followup_days: NDArray[np.float64]  # (P,) days followed after diagnosis (to the data cut)
+    local_therapy: NDArray[np.bool_]  # (P, N) a lesion seen here after diagnosis is treated locally
 
 
 class CourseState(NamedTuple):
@@ -270,6 +271,8 @@ class CourseState(NamedTuple):
     #: the first time a later line (second or beyond) started with a soft-tissue lesion seen at its
     #: restaging, days (NaN: never): what a registry that records EMD at the start of each line sees
     emd_line_start: NDArray[np.float64]  # (P,) days
+    #: lesions cleared by local therapy (clinical.local_therapy), once each
+    treated_locally: NDArray[np.bool_]  # (P, N)
     #: the adaptive step (hybrid engine, ``sim.max_step_days``): the length of each patient's current
     #: step, days, and the time at which it ends (the patient is advanced then, and left as it is at
     #: the global steps before); and each compartment's cells after a step of ``max_step_days`` if
@@ -739,6 +742,23 @@ def _look(p, t, image, s, pt, tb, c, seen):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _treat_locally(p, s, pt, seen):  # pragma: no cover - compiled
+    """Local therapy (radiotherapy or excision) of diagnosed patient ``p``: each lesion ``seen`` now at
+    a site where the patient's lesions are treated locally (``pt.local_therapy``), and not treated
+    before, is cleared (every clone of the compartment; its cells leave the patient's total). A lesion
+    that grows again there (cells left behind, or new arrivals) is not treated a second time."""
+    for n in range(seen.size):
+        if seen[n] and pt.local_therapy[p, n] and not s.treated_locally[p, n]:
+            s.treated_locally[p, n] = True
+            s.total_cells[p] -= s.node_total[p, n]
+            s.node_total[p, n] = 0.0
+            s.node_upper[p, n] = 0.0
+            s.node_lower[p, n] = 0.0
+            for kk in range(s.cells.shape[2]):
+                s.cells[p, n, kk] = 0.0
+
+
+@JIT_INLINE
 def _forget_after(p, t_end, s, c):  # pragma: no cover - compiled
     """Patient ``p`` died at ``t_end``, within a long step whose compartments were advanced to its
     end: forget what they did after the death, as the weekly course never simulates it (a lesion
@@ -945,6 +965,8 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 s.relapse_sites[p, n] = seen[n]
         if new_line and anything and np.isnan(s.emd_line_start[p]):
             s.emd_line_start[p] = t
+        if anything and status[p] == followed:
+            _treat_locally(p, s, pt, seen)
         if status[p] == followed and s.line[p] == 1 and s.phase_pos[p] != OFF_THERAPY:
             # on the first salvage line: its baseline at the start, then its best
             soft = 0.0

@@ -85,6 +85,7 @@ class CohortState:
     salvage_end: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     #: the first start of a later line with a soft-tissue lesion seen (:class:`emdsim.engine.kernels.CourseState`)
     emd_line_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    treated_locally: NDArray[np.bool_] = field(default=None)  # type: ignore[assignment]
     #: the adaptive step (:class:`emdsim.engine.kernels.CourseState`): each patient's current step (days),
     #: when it ends, and each compartment's predicted cells after a long step, at most and at least
     step_days: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
@@ -220,6 +221,7 @@ def init_state(tb: Tables, patients: PatientTable, streams: NDArray[np.uint64] |
         salvage_best_soft=nan.copy(),
         salvage_end=nan.copy(),
         emd_line_start=nan.copy(),
+        treated_locally=np.zeros((p, n), dtype=bool),
         step_days=np.full(p, tb.dt_days),
         next_days=np.zeros(p),
         node_upper=node_total.copy(),
@@ -252,6 +254,7 @@ def patient_tables(st: CohortState) -> tuple:
         visibility=pt.visibility,
         surgery_day=pt.surgery_day,
         followup_days=pt.followup_days,
+        local_therapy=pt.local_therapy,
     )
     return kernels.plain(record)
 
