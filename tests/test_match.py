@@ -371,7 +371,7 @@ def _square(x: int) -> int:
 
 @pytest.mark.e2e
 def test_the_shipped_fit_is_a_posterior_with_its_representative_draw_inside():
-    """Issue 19's shipped fit: ``conf/experiment/fitted_draws.parquet`` is the committed match's
+    """The shipped fit: ``conf/experiment/fitted_draws.parquet`` is the committed match's
     posterior (>= 100 draws of every parameter of fits/match_wide.yaml, inside its prior box), its
     summary meets the goals (ESS >= half the draws, <= 30 min), and ``experiment=fitted`` (one
     representative draw) lies inside the draws' range in every parameter."""
@@ -382,7 +382,7 @@ def test_the_shipped_fit_is_a_posterior_with_its_representative_draw_inside():
 
     spec, _ = load_match_spec(ROOT / "fits" / "match_wide.yaml")
     draws = pd.read_parquet(ROOT / "conf" / "experiment" / "fitted_draws.parquet")
-    summary = json.loads((ROOT / "fits" / "runs" / "match-wide-2026-11-30" / "fit_summary.json").read_text())
+    summary = json.loads((ROOT / "fits" / "runs" / "match-local-2026-11-30" / "fit_summary.json").read_text())
     paths = [p.path for p in spec.parameters]
     assert len(draws) == summary["posterior_draws"] >= 100 and summary["parameters"] == paths
     assert summary["ess_final"] >= len(draws) / 2 and summary["wall_minutes"] <= 30
