@@ -860,7 +860,8 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
     progression (an IMWG-like rise from the nadir or a growing symptomatic soft-tissue lesion: the
     next line, or no further therapy once the patient's ``max_lines`` are spent), imaging
     (:func:`_look`: at diagnosis, at each progression and on the scenario's surveillance schedule;
-    symptomatic lesions are seen at any time), the nadirs, death (Gompertz background + tumour burden
+    symptomatic lesions are seen at any time), local therapy of what is seen (:func:`_treat_locally`:
+    no draw; whom it treats is a patient's baseline), the nadirs, death (Gompertz background + tumour burden
     + lesions of a lethal size at their sites, whatever imaging sees; one uniform per living
     patient) and censoring (end of follow-up, or never diagnosed within the cap).  A patient whose
     course had ended before the step is skipped: its compartments are frozen, so nothing of this
