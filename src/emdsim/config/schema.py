@@ -40,6 +40,7 @@ __all__ = [
     "TRAIT_NAMES",
     "COMPARTMENT_KINDS",
     "NODE_KINDS",
+    "SOFT_TISSUE_KINDS",
 ]
 
 
@@ -123,6 +124,8 @@ TRAIT_NAMES: tuple[str, ...] = (
 )
 
 NODE_KINDS: tuple[str, ...] = ("marrow", "paraskeletal", "blood", "organ", "wound")
+#: Where lesions grow and imaging sees them (the engine's ``soft_tissue`` compartments).
+SOFT_TISSUE_KINDS: tuple[str, ...] = ("paraskeletal", "organ", "wound")
 #: Treatment efficacy is given per compartment kind; wounds count as organ tissue.
 COMPARTMENT_KINDS: tuple[str, ...] = ("marrow", "paraskeletal", "blood", "organ")
 
@@ -544,7 +547,7 @@ def validate(cfg: EmdConfig) -> None:
         check_fields(mod, f"clinical.imaging.{name}")
     _one_of("scenario.imaging", cfg.scenario.imaging, list(cfg.clinical.imaging))
     check_fields(cfg.clinical.local_therapy, "clinical.local_therapy")
-    soft = [n.name for n in cfg.anatomy.nodes if n.kind in ("paraskeletal", "organ", "wound")]
+    soft = [n.name for n in cfg.anatomy.nodes if n.kind in SOFT_TISSUE_KINDS]
     for i, site in enumerate(cfg.clinical.local_therapy.sites):
         _one_of(f"clinical.local_therapy.sites.{i}", site, soft)
     _one_of("scenario.definition", cfg.scenario.definition, DEFINITIONS)
