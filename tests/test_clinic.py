@@ -128,7 +128,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     started = go_on[st.line[go_on] == 1]  # the first salvage line starts: its baseline
     st.salvage_start_total[started] = st.salvage_best_total[started] = total[started]
     st.salvage_start_soft[started] = st.salvage_best_soft[started] = soft[started]
-    st.salvage_with_emd[started] = seen[started].any(axis=1)
+    st.salvage_with_emd[started] = (seen & (node_total > 0))[started].any(axis=1)  # not cleared just now
     on = followed & (st.line == 1) & (st.phase_pos != OFF_THERAPY)
     st.salvage_best_total[on] = np.minimum(st.salvage_best_total[on], total[on])
     st.salvage_best_soft[on] = np.minimum(st.salvage_best_soft[on], soft[on])

@@ -111,3 +111,40 @@ def test_no_local_therapy_and_none_listed_are_the_same_run(make_cfg):
     b = run_cohort(make_cfg("clinical.local_therapy.sites=[]"))
     pa, pb = a.patients, b.patients
     assert pa.equals(pb)
+
+
+def test_a_lesion_cleared_as_the_salvage_line_starts_leaves_nothing_to_measure(make_cfg):
+    """Patients on their first line, given one large skin lesion (seen: above the symptomatic size) and
+    no other soft-tissue cells, progress at the next step (their nadir set low), so the first salvage
+    line starts at that restaging. Where the skin lesion is treated locally then it is gone before the
+    line starts: the patient counts as without EMD at its start (nothing left to measure a soft-tissue
+    response on); where it stays, with EMD. Both see it at the line's start (a registry records it)."""
+    from emdsim.engine.kernels import OFF_THERAPY
+
+    cfg = make_cfg("engine=exact", "clinical.local_therapy.probability=0.5", "sim.followup_years=20")
+    st, tb, rng = _mid_course(cfg)
+    skin = tb.world.index("skin")
+    first = (
+        (st.status == Status.FOLLOWED)
+        & (st.line == 0)
+        & (st.phase_pos != OFF_THERAPY)
+        & (st.patients.max_lines > 1)
+        & np.isnan(st.emd_line_start)
+    )
+    rows = np.flatnonzero(first)
+    soft = np.flatnonzero(tb.soft_tissue)
+    st.cells[np.ix_(rows, soft)] = 0.0
+    st.cells[rows, skin, 0] = 3.0 * tb.step.symptomatic_cells[skin]
+    st.line_start[rows] = st.t_days - 10_000.0  # long enough on the line to progress
+    st.nadir[rows] = 1.0  # the burden has risen from its nadir: progression
+    treated_before = st.treated_locally[:, skin].copy()
+    st.t_days += cfg.sim.dt_days
+    _events(st, tb)
+    _clinic(st, tb, rng, _advance(st, tb, rng))
+    started = first & (st.line == 1) & ~np.isnan(st.salvage_start_total)
+    cleared = started & st.patients.local_therapy[:, skin] & ~treated_before
+    kept = started & ~st.patients.local_therapy[:, skin]
+    assert cleared.sum() >= 3 and kept.sum() >= 3, (cleared.sum(), kept.sum())  # both kinds (64 patients)
+    assert not st.salvage_with_emd[cleared].any() and np.all(st.treated_locally[cleared, skin])
+    assert st.salvage_with_emd[kept].all()
+    assert not np.isnan(st.emd_line_start[cleared | kept]).any()

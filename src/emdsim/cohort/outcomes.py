@@ -144,7 +144,8 @@ def patient_records(st: CohortState, tb: Tables) -> pd.DataFrame:
 def _salvage_response(st: CohortState, tb: Tables) -> dict[str, np.ndarray]:
     """The first salvage line's best response by compartment (IMWG-like): serum (all cells) partial
     response when the fewest cells during the line were at most ``partial_response_ratio`` of its
-    start; soft tissue (patients with a soft-tissue lesion seen at its restaging) when the sum of
+    start; soft tissue (patients with a soft-tissue lesion seen at its restaging and not cleared by local
+    therapy then: ``salvage_with_emd``) when the sum of
     products of diameters was: it scales as volume^(2/3), and volume as cells."""
     salvaged = ~np.isnan(st.salvage_start_total)
     ratio = tb.partial_response_ratio

@@ -977,7 +977,11 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             if salvage_starts:
                 s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
                 s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
-                s.salvage_with_emd[p] = anything
+                # a lesion seen now and left for the line: not one cleared by local therapy just now
+                left = False
+                for n in range(n_n):
+                    left = left or (seen[n] and node_total[p, n] > 0.0)
+                s.salvage_with_emd[p] = left
             s.salvage_best_total[p] = min(s.salvage_best_total[p], total[p])
             s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
         s.nadir[p] = min(s.nadir[p], total[p])
