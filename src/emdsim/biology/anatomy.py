@@ -21,7 +21,7 @@ import networkx as nx
 import numpy as np
 from numpy.typing import NDArray
 
-from emdsim.config.schema import AnatomyConfig, check_reachable
+from emdsim.config.schema import TISSUE_TARGET_KINDS, AnatomyConfig, check_reachable
 
 __all__ = ["LIGANDS", "ROUTE_LOCAL", "ROUTE_HAEMATOGENOUS", "World", "build_anatomy_graph", "build_world"]
 
@@ -50,7 +50,7 @@ def build_anatomy_graph(cfg: AnatomyConfig) -> nx.DiGraph:
             g.add_edge(n.name, blood, route="egress")
             if n.share > 0:
                 g.add_edge(blood, n.name, route="haematogenous")
-        elif n.kind in ("organ", "wound"):
+        elif n.kind in TISSUE_TARGET_KINDS:
             g.add_edge(n.name, blood, route="shedding")
             if n.share > 0 and n.barrier > 0:
                 g.add_edge(blood, n.name, route="haematogenous")
@@ -118,7 +118,7 @@ def build_world(cfg: AnatomyConfig) -> World:
     perfusion = np.where(
         np.array(kinds) == "marrow",
         cfg.red_marrow_perfusion_share * share,
-        np.where(np.isin(np.array(kinds), ["organ", "wound"]), share, 0.0),
+        np.where(np.isin(np.array(kinds), TISSUE_TARGET_KINDS), share, 0.0),
     )
     return World(
         names=names,
@@ -126,7 +126,7 @@ def build_world(cfg: AnatomyConfig) -> World:
         graph=graph,
         is_marrow=kind_arr == "marrow",
         is_paraskeletal=kind_arr == "paraskeletal",
-        is_tissue_target=np.isin(kind_arr, ["organ", "wound"]),
+        is_tissue_target=np.isin(kind_arr, TISSUE_TARGET_KINDS),
         is_wound=kind_arr == "wound",
         blood=kinds.index("blood"),
         share=share,

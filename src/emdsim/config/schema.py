@@ -41,6 +41,7 @@ __all__ = [
     "COMPARTMENT_KINDS",
     "NODE_KINDS",
     "SOFT_TISSUE_KINDS",
+    "TISSUE_TARGET_KINDS",
 ]
 
 
@@ -126,6 +127,8 @@ TRAIT_NAMES: tuple[str, ...] = (
 NODE_KINDS: tuple[str, ...] = ("marrow", "paraskeletal", "blood", "organ", "wound")
 #: Where lesions grow and imaging sees them (the engine's ``soft_tissue`` compartments).
 SOFT_TISSUE_KINDS: tuple[str, ...] = ("paraskeletal", "organ", "wound")
+#: Soft tissue reached through the blood (haematogenous targets outside the marrow: EM lesions).
+TISSUE_TARGET_KINDS: tuple[str, ...] = ("organ", "wound")
 #: Treatment efficacy is given per compartment kind; wounds count as organ tissue.
 COMPARTMENT_KINDS: tuple[str, ...] = ("marrow", "paraskeletal", "blood", "organ")
 
@@ -599,7 +602,7 @@ def reachable_from_blood(node: NodeSpec) -> bool:
     (Paraskeletal compartments are reached from their bone, by local extension.)"""
     if node.kind == "marrow":
         return node.share > 0
-    if node.kind in ("organ", "wound"):
+    if node.kind in TISSUE_TARGET_KINDS:
         return node.share > 0 and node.barrier > 0
     return True
 

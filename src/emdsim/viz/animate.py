@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emdsim.cohort.snapshots import SNAPSHOT_COLUMNS
+from emdsim.config.schema import SOFT_TISSUE_KINDS
 from emdsim.units import DAYS_PER_YEAR
 from emdsim.viz.figures import pretty_site
 
@@ -304,7 +305,7 @@ class BodyMapPainter:
                 ends.append(self.xy[i])
                 widths.append(np.log10(local[i] + 1))
                 colours.append("tab:orange")
-            if kind in ("organ", "paraskeletal", "wound") and haem[i] >= 1:
+            if kind in SOFT_TISSUE_KINDS and haem[i] >= 1:
                 starts.append(BLOOD_AT)
                 ends.append(self.xy[i])
                 widths.append(np.log10(haem[i] + 1))
