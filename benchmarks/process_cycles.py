@@ -1,0 +1,197 @@
+"""Where the hybrid pass spends its time, process by process: a cycle-counter build of the pass.
+
+    python benchmarks/process_cycles.py [--patients 500] [--out FILE] [override ...]
+
+The compiled pass (:func:`emdsim.engine.hybrid._advance`) inlines every process into one function,
+so a sampling profiler sees one symbol. This script copies ``src/`` into a temporary folder, inserts
+reads of the processor's cycle counter (``llvm.readcyclecounter``, the time-stamp counter: constant
+rate, not core cycles) around each process of the pass and around the core of the growth process,
+compiles that copy (a fresh numba cache: ~3 minutes on 2 cores), and runs one block of the default
+scenario (or the overrides given) on one core. It prints, and with ``--out`` appends as JSON lines:
+
+* each process's share of the pass's counted ticks and its ticks per living patient-step;
+* occupied entries (compartment x clone state) per patient-step, small (below
+  ``sim.hybrid_threshold_cells``) and large, and the ticks of the growth step's core for each;
+* the circulating clone states per patient-step and the ticks of sharing settled cells among
+  destinations.
+
+The counters cost ~25 ticks each (~10 per patient-step), a few per cent of the pass; the shares are
+what to read. The copy is patched by exact text replacement: when the pass's source changes, the
+script stops with one line naming the text it could not find. Nothing in ``src/`` is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROCESSES = ["init", "clear+switch", "grow", "release", "extend", "circulate", "treat", "onsets", "book"]
+
+_INTRINSIC = """from llvmlite import ir as _ir
+from numba.core import types as _nt
+from numba.extending import intrinsic
+
+
+@intrinsic
+def _rdtsc(typingctx):
+    def codegen(context, builder, signature, args):
+        fnty = _ir.FunctionType(_ir.IntType(64), [])
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=fnty)
+        return builder.call(fn, [])
+
+    return _nt.int64(), codegen
+
+
+PROF = np.zeros(32)
+"""
+
+
+def _after(call: str, i: int) -> tuple[str, str]:
+    """Process ``call`` (a line of ``_advance``), then its ticks into ``w.prof[i]`` (``t{i}`` marks
+    where the process before it ended)."""
+    line = f"        {call}\n"
+    return line, f"{line}        t{i + 1} = _rdtsc()\n        w.prof[{i}] += t{i + 1} - t{i}\n"
+
+
+#: (text in src/emdsim/engine/hybrid.py, its replacement)
+PATCHES: list[tuple[str, str]] = [
+    ('__all__ = ["advance"]\n', '__all__ = ["advance"]\n' + _INTRINSIC),
+    ("    gone_week: NDArray[np.float64]", "    prof: NDArray[np.float64]\n    gone_week: NDArray[np.float64]"),
+    ("        gone_week=np.full(1, -1.0),\n", "        gone_week=np.full(1, -1.0),\n        prof=np.zeros(32),\n"),
+    (
+        "    _advance(records, counts, t, state, patients, tables, k, w)\n",
+        "    _advance(records, counts, t, state, patients, tables, k, w)\n    PROF[:] += w.prof\n",
+    ),
+    ("        src = streams[p]\n", "        t0 = _rdtsc()\n        src = streams[p]\n"),
+    (
+        "        s.last_local[p, :, :] = 0.0\n",
+        "        t1 = _rdtsc()\n        w.prof[0] += t1 - t0\n        s.last_local[p, :, :] = 0.0\n",
+    ),
+    _after("_switch_table(tb.switch_rate_per_division, pt.switch_factor[p], w.mu_ks, w.mu_k)", 1),
+    _after("_grow(src, tally, p, s, pt, tb, c, w)  # 1", 2),
+    _after("_release(src, tally, p, s, pt, tb, c, w)  # 2", 3),
+    _after("_extend(src, tally, p, s, pt, tb, c, w)  # 3", 4),
+    _after("_circulate(src, tally, p, s, pt, tb, c, w)  # 4", 5),
+    _after("_treat(src, tally, p, s, pt, tb, c, w)  # 5", 6),
+    (
+        "        _book_lesions(src, tally, p, s, c, w)\n",
+        "        t8 = _rdtsc()\n        w.prof[7] += t8 - t7\n        _book_lesions(src, tally, p, s, c, w)\n"
+        "        w.prof[8] += _rdtsc() - t8\n        w.prof[9] += 1.0\n",
+    ),
+    # the growth step's core, small and large populations (a step of dt_days)
+    (
+        "            deaths = flow_within(src, cnk, pd, large, tally)\n",
+        "            tg = _rdtsc()\n            deaths = flow_within(src, cnk, pd, large, tally)\n",
+    ),
+    (
+        "            x = max(cnk - deaths + left, 0.0)\n",
+        "            x = max(cnk - deaths + left, 0.0)\n"
+        "            if cnk < large:\n                w.prof[10] += 1.0\n                w.prof[11] += _rdtsc() - tg\n"
+        "            else:\n                w.prof[12] += 1.0\n                w.prof[13] += _rdtsc() - tg\n",
+    ),
+    # circulation: clone states in the blood, and sharing the settled cells among destinations
+    (
+        "        arrest = flow_out(src, b, p_arrest, large, tally)\n",
+        "        w.prof[14] += 1.0\n        arrest = flow_out(src, b, p_arrest, large, tally)\n",
+    ),
+    (
+        "        split_out(src, n_g, share, large, arrived, tally)\n",
+        "        ta = _rdtsc()\n        split_out(src, n_g, share, large, arrived, tally)\n"
+        "        w.prof[15] += _rdtsc() - ta\n        w.prof[16] += 1.0\n        w.prof[17 + g] += n_g\n",
+    ),
+]
+
+RUNNER = r"""
+import json, sys, time
+import numpy as np
+import emdsim.cohort.run as cr
+from emdsim.config.load import load
+from emdsim.engine import hybrid
+from emdsim.engine.tables import build_tables
+n, over = int(sys.argv[1]), sys.argv[2:]
+cfg = load([f"cohort.n_patients={n}", f"cohort.block_size={n}", "cohort.n_jobs=1", "engine=hybrid", *over])
+tb = build_tables(cfg)
+cr.simulate_block(cfg, tb, np.arange(8), np.random.default_rng(1))  # compiles
+hybrid.PROF[:] = 0.0
+c0 = time.process_time()
+cr.simulate_block(cfg, tb, np.arange(n), np.random.default_rng(1))
+print(json.dumps({"cpu_s": time.process_time() - c0, "prof": hybrid.PROF.tolist()}))
+"""
+
+
+def patched_copy(dest: Path) -> None:
+    """``src/`` copied to ``dest/src`` with :data:`PATCHES` applied to the hybrid pass; ``conf`` linked."""
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (dest / "conf").symlink_to(ROOT / "conf")
+    path = dest / "src" / "emdsim" / "engine" / "hybrid.py"
+    text = path.read_text()
+    for old, new in PATCHES:
+        if text.count(old) != 1:
+            first = old.strip().splitlines()[0]
+            raise SystemExit(f"process_cycles: the pass's source changed: {first!r} not found once in engine/hybrid.py")
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def report(prof: list[float], cpu_s: float, patients: int, overrides: list[str]) -> dict:
+    steps = prof[9]
+    counted = sum(prof[:9])
+    return {
+        "case": "process_cycles",
+        "patients": patients,
+        "overrides": overrides,
+        "cpu_s": round(cpu_s, 2),
+        "patient_steps": int(steps),
+        "ticks_per_patient_step": round(counted / steps),
+        "share_percent": {name: round(100 * prof[i] / counted, 1) for i, name in enumerate(PROCESSES)},
+        "ticks_per_patient_step_by_process": {name: round(prof[i] / steps) for i, name in enumerate(PROCESSES)},
+        "small_entries_per_patient_step": round(prof[10] / steps, 2),
+        "large_entries_per_patient_step": round(prof[12] / steps, 2),
+        "grow_core_ticks_small": round(prof[11] / max(prof[10], 1)),
+        "grow_core_ticks_large": round(prof[13] / max(prof[12], 1)),
+        "circulating_states_per_patient_step": round(prof[14] / steps, 2),
+        "settle_splits_per_patient_step": round(prof[16] / steps, 2),
+        "settle_split_ticks_per_patient_step": round(prof[15] / steps),
+        "settled_cells_per_split": {
+            "marrow": prof[17] / max(prof[16], 1),
+            "other tissue": prof[18] / max(prof[16], 1),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--patients", type=int, default=500)
+    ap.add_argument("--out", type=Path, help="append the result as a JSON line to this file")
+    ap.add_argument("overrides", nargs="*", help="configuration overrides (key=value)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="emdsim-cycles-") as tmp:
+        patched_copy(Path(tmp))
+        print("process_cycles: compiling the instrumented pass (~3 min on 2 cores)", file=sys.stderr, flush=True)
+        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
+        out = subprocess.run(
+            [sys.executable, "-c", RUNNER, str(args.patients), *args.overrides],
+            env=env,
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    rec = report(result["prof"], result["cpu_s"], args.patients, args.overrides)
+    print(json.dumps(rec, indent=1))
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
