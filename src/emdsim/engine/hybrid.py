@@ -333,10 +333,11 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 b = _birth_rate(
                     birth_base, _proliferation(prolif_p * traits_p[k, i_prolif], traits_p[k, i_em], im), o, supp
                 )
-            kr = 0.0
+            kr = dr = 0.0  # kill and death hazards: what a long step needs (long implies adaptive)
             if adaptive:  # the entry's net growth rate, for the prediction of the next step
                 kr = _kill_rate(node_kill[n], s.efficacy[p], traits_p[k, i_sens]) if node_kill[n] > 0.0 else 0.0
-                w.rate[n, k] = b - _death_rate(death_base, niche_loss, supp) - kr
+                dr = _death_rate(death_base, niche_loss, supp)
+                w.rate[n, k] = b - dr - kr
                 w.kill[n, k] = kr
             if long and cnk < large:  # a small population: the dt_days steps, drawn one by one
                 if wound:
@@ -374,14 +375,13 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             if births > 0.0 and n_s > 0:
                 supply = births
                 if long:  # the births the dt_days steps would have counted for switching
-                    supply = _stepwise_births(cnk, (b, _death_rate(death_base, niche_loss, supp), kr), c.dt_days, dt)
+                    supply = _stepwise_births(cnk, (b, dr, kr), c.dt_days, dt)
                 moved = min(flow_out(src, supply, mu_k[k], large, tally), births)
                 if moved > 0.0:
                     split_out(src, moved, mu_ks[k], large, to_s, tally)
                     grown = moved
                     if long:  # born within the step: each grows through the weeks left after its own
-                        r = b - _death_rate(death_base, niche_loss, supp)
-                        grown = _grow_mutants((p, n, k, r), s, pt, tb, c, w)
+                        grown = _grow_mutants((p, n, k, b - dr), s, pt, tb, c, w)
                     else:
                         for sw in range(n_s):
                             if to_s[sw] > 0.0:

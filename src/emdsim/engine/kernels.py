@@ -746,9 +746,15 @@ def _treat_locally(p, s, pt, seen):  # pragma: no cover - compiled
     """Local therapy (radiotherapy or excision) of diagnosed patient ``p``: each lesion ``seen`` now at
     a site where the patient's lesions are treated locally (``pt.local_therapy``), and not treated
     before, is cleared (every clone of the compartment; its cells leave the patient's total). A lesion
-    that grows again there (cells left behind, or new arrivals) is not treated a second time."""
+    that grows again there (cells left behind, or new arrivals) is not treated a second time.
+    Returns whether a lesion seen now is left (not cleared)."""
+    left = False
     for n in range(seen.size):
-        if seen[n] and pt.local_therapy[p, n] and not s.treated_locally[p, n]:
+        if not seen[n]:
+            continue
+        if not pt.local_therapy[p, n] or s.treated_locally[p, n]:
+            left = True
+        else:
             s.treated_locally[p, n] = True
             s.total_cells[p] -= s.node_total[p, n]
             s.node_total[p, n] = 0.0
@@ -756,6 +762,7 @@ def _treat_locally(p, s, pt, seen):  # pragma: no cover - compiled
             s.node_lower[p, n] = 0.0
             for kk in range(s.cells.shape[2]):
                 s.cells[p, n, kk] = 0.0
+    return left
 
 
 @JIT_INLINE
@@ -966,8 +973,9 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                 s.relapse_sites[p, n] = seen[n]
         if new_line and anything and np.isnan(s.emd_line_start[p]):
             s.emd_line_start[p] = t
+        left = anything  # a lesion seen now and left for the next line (not cleared by local therapy)
         if anything and status[p] == followed:
-            _treat_locally(p, s, pt, seen)
+            left = _treat_locally(p, s, pt, seen)
         if status[p] == followed and s.line[p] == 1 and s.phase_pos[p] != OFF_THERAPY:
             # on the first salvage line: its baseline at the start, then its best
             soft = 0.0
@@ -977,10 +985,6 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             if salvage_starts:
                 s.salvage_start_total[p], s.salvage_best_total[p] = total[p], total[p]
                 s.salvage_start_soft[p], s.salvage_best_soft[p] = soft, soft
-                # a lesion seen now and left for the line: not one cleared by local therapy just now
-                left = False
-                for n in range(n_n):
-                    left = left or (seen[n] and node_total[p, n] > 0.0)
                 s.salvage_with_emd[p] = left
             s.salvage_best_total[p] = min(s.salvage_best_total[p], total[p])
             s.salvage_best_soft[p] = min(s.salvage_best_soft[p], soft)
