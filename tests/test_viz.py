@@ -115,6 +115,47 @@ def test_snapshots_do_not_change_the_cohort(make_cfg):
     assert without.snapshots.empty and not with_snaps.snapshots.empty
 
 
+def _frames(snaps: pd.DataFrame, pid: int) -> list[tuple]:
+    g = snaps[snaps["patient_id"] == pid]
+    return [
+        tuple(map(tuple, f[["node", "cells", "local_flow", "haematogenous_flow"]].to_numpy()))
+        for _, f in g.groupby("step")
+    ]
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_long_steps_record_a_patient_at_its_own_step_ends(make_cfg, every):
+    """With the adaptive step a patient within a long step has not been advanced: a row at the weeks
+    it spans would repeat its last step's compartments and flows at a later time (as before
+    2026-12-01). Effect: rows only at the patient's step ends (gaps of whole weeks, up to the longest
+    step), some gaps longer than a week, no two consecutive rows of a living patient alike; with
+    ``snapshot_every`` 3, one row per recording step spanned; with either step, a last row on the
+    step the course ended (before 2026-12-01, with ``snapshot_every`` > 1, only at the next recording
+    step, so a course ending after the block's last one had none)."""
+    res = run_cohort(make_cfg("sim.max_step_days=28", "sim.snapshot_patients=8", f"sim.snapshot_every={every}"))
+    weekly = run_cohort(make_cfg("sim.snapshot_patients=8", f"sim.snapshot_every={every}")).snapshots
+    snaps = res.snapshots
+    assert sorted(snaps["patient_id"].unique()) == list(range(8))
+    long_gaps = 0
+    for pid, g in snaps.groupby("patient_id"):
+        steps = g["step"].drop_duplicates().to_numpy()
+        assert steps[0] == 0
+        gaps = np.diff(steps)
+        assert gaps.min() >= 1 and gaps.max() <= 4 + every - 1
+        if every > 1:  # one row per step that spans a recording step (a multiple of 3), at its end
+            assert (np.diff(steps[:-1] // every) >= 1).all()
+        long_gaps += int((gaps > every).sum())
+        frames = _frames(snaps, pid)
+        alive = g.drop_duplicates("step")["status"].to_numpy() <= 1
+        assert not any(a == b and ok for a, b, ok in zip(frames, frames[1:], alive[1:], strict=False))
+        assert g["status"].iloc[-1] >= 2  # recorded until death or censoring, as with weekly steps
+    assert long_gaps > 0
+    for _, g in weekly.groupby("patient_id"):  # weekly steps: every `every`-th step
+        steps = g["step"].drop_duplicates().to_numpy()
+        assert (steps[1:-1] % every == 0).all() and (np.diff(steps[:-1]) == every).all()
+        assert g["status"].iloc[-1] >= 2
+
+
 def test_animation_has_the_requested_frames_and_is_deterministic(run_dir, tmp_path):
     a, n = animate.render(run_dir, patient="first", out=tmp_path / "a.gif", max_frames=8, fps=4, size=(6, 4.5))
     b, _ = animate.render(run_dir, patient="first", out=tmp_path / "b.gif", max_frames=8, fps=4, size=(6, 4.5))

@@ -2,7 +2,11 @@
 
 Every ``sim.snapshot_every`` steps, for each recorded patient that is still followed (and once
 more on the step it dies or is censored), one row per compartment that holds cells, received cells
-by either route during the step, or is an open wound.  Tables are sparse (empty compartments are
+by either route during the step, or is an open wound.  With the hybrid engine's adaptive step
+(``sim.max_step_days``) a patient is recorded at the ends of its own steps: within a long step it
+has not been advanced, so a row there would repeat the last step's compartments and flows at a
+later time; it is recorded at the step's end when the step spans a recording step (its ``step``
+column then skips the weeks between).  Tables are sparse (empty compartments are
 left out) so that dozens of patients over ten years stay a few megabytes.  Both engines record
 through :class:`SnapshotRecorder`, so their snapshot tables have the same columns.
 """
@@ -52,9 +56,11 @@ class SnapshotRecorder:
         self._parts: list[dict[str, np.ndarray]] = []
         self._rows_of: object = None
         self._rows = self.ids[:0]
+        #: the step at whose end each recorded patient (by its position in ``ids``) was last advanced
+        self._advanced = np.zeros(len(self.ids), np.int64)
 
     def record(self, st: CohortState) -> None:
-        if self.every <= 0 or not len(self.ids) or st.n_steps % self.every:
+        if self.every <= 0 or not len(self.ids):
             return
         pid = st.patients.patient_id
         if self._rows_of is not st.patients:  # the block's rows change only when patients are retired
@@ -62,9 +68,20 @@ class SnapshotRecorder:
         rows = self._rows
         if not len(rows):
             return
+        step = st.n_steps
         alive = st.alive[rows]
-        if not alive.all():
-            rows = rows[alive | np.array([int(p) not in self._ended for p in pid[rows]], dtype=bool)]
+        # a living patient advanced at this step began its next one now (kernels.clinic); one within a
+        # long step began it earlier. Recorded when a recording step (a multiple of ``every``) lies in
+        # the step that ended now: every ``every`` steps with weekly steps
+        pos = np.searchsorted(self.ids, pid[rows])
+        advanced = ~alive | (np.abs(st.next_days[rows] - st.step_days[rows] - st.t_days) < 0.5 * self.tb.dt_days)
+        if step == 0:  # the state at onset
+            advanced[:] = True
+        due = advanced & ((step // self.every > self._advanced[pos] // self.every) | (step == 0))
+        self._advanced[pos[advanced & alive]] = step
+        if not alive.all():  # and once on the step its course ended (death, censoring), whatever ``every``
+            due = (due & alive) | (~alive & np.array([int(p) not in self._ended for p in pid[rows]], dtype=bool))
+        rows = rows[due]
         if not len(rows):
             return
         self._ended.update(int(p) for p in pid[rows][~st.alive[rows]])
