@@ -2,6 +2,7 @@
 
     python benchmarks/equivalence.py                       # 20 x 1,965 patients per engine (~10 min on 2 cores)
     python benchmarks/equivalence.py --replicates 4 --patients 400 --out /tmp/eq   # a quick look
+    python benchmarks/equivalence.py --replicates 24 --patients 6000 --seed 2000 --tag large sim.max_step_days=28
 
 Writes ``equivalence.md`` (the tables) and ``equivalence.json`` (the same, and the CPU seconds
 of each engine, measured in this run) in ``--out`` (default: ``benchmarks/``); with scenario
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=1965)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent)
+    ap.add_argument("--tag", default="", help="appended to the report's name (a second run of one scenario)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the scenario (e.g. experiment=fitted)")
     args = ap.parse_args(argv)
     seeds = range(args.seed, args.seed + args.replicates)
@@ -82,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         *(f"- {f}" for f in failures or ["every statistic equivalent, no difference test failed"]),
         "",
     ]
-    stem = "equivalence" + ("-" + "_".join(args.overrides) if args.overrides else "")
+    stem = (
+        "equivalence"
+        + ("-" + "_".join(args.overrides) if args.overrides else "")
+        + (f"-{args.tag}" if args.tag else "")
+    )
     (args.out / f"{stem}.md").write_text("\n".join(md))
     record = {
         "replicates": args.replicates,
