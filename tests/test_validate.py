@@ -17,7 +17,7 @@ from emdsim.analysis.evidence import STATISTICS, Measure, measure
 from emdsim.analysis.targets import load_targets
 from emdsim.cli.validate import load_validation_spec
 from emdsim.config.schema import ConfigError
-from emdsim.studies.validate import COLUMNS, parse_validation_spec, score
+from emdsim.studies.validate import COLUMNS, _monte_carlo, markdown, parse_validation_spec, score
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "fits" / "evidence.yaml"
@@ -393,3 +393,24 @@ def test_pooled_replicates_keep_each_lesion_with_its_patient():
     table = score(spec, {"greek_cns": reps}).set_index("target")
     assert table.loc["cns_myeloma_cumulative", "simulated"] == 50.0
     assert table.loc["cns_myeloma_cumulative", "per_seed_text"] == "50; 50"
+
+
+def test_the_monte_carlo_error_is_the_replicates_spread_and_the_edge_is_measured_in_it():
+    """Four seeds 4, 6, 5, 5 (sd 0.816, s.e. 0.408) pooled at 5 in [2, 5.5]: 0.5 from the upper edge,
+    1.22 errors, so near it; at 6 it is outside by the same; a pair, one seed, no spread: none."""
+    se, edge = _monte_carlo(5.0, [4.0, 6.0, 5.0, 5.0], 2.0, 5.5)
+    assert se == pytest.approx(np.sqrt(2 / 3) / 2) and edge == pytest.approx(0.5 / se)
+    assert _monte_carlo(6.0, [4.0, 6.0, 5.0, 5.0], 2.0, 5.5)[1] == pytest.approx(-0.5 / se)
+    for args in (([1.0, 2.0], [[1.0, 2.0], [1.0, 3.0]], [0.0, 0.0], [5.0, 5.0]), (5.0, [5.0], 2.0, 6.0),
+                 (5.0, [5.0, 5.0], 2.0, 6.0), ("skin", ["skin", "liver"], None, None)):  # fmt: skip
+        assert all(np.isnan(_monte_carlo(*args)))
+    frame = pd.DataFrame(
+        {"inside": [True, False, True], "expressible": [True] * 3, "within_2x": [True] * 3,
+         "edge_in_se": [1.0, -0.5, np.nan], "mc_se": [0.4, 0.4, np.nan], "target": ["a", "b", "c"],
+         "scenario": ["s"] * 3, "statistic": ["x"] * 3, "note": [""] * 3, "reported_text": ["1"] * 3,
+         "unit": ["%"] * 3, "interval_text": ["[0, 2]"] * 3, "simulated_text": ["1"] * 3,
+         "per_seed_text": ["1; 1"] * 3}
+    )  # fmt: skip
+    text = markdown(frame, "# t")
+    assert "Monte Carlo standard errors of an interval's edge" in text and ": 1 inside, 1 outside." in text
+    assert "| 0.4 | yes (near the edge) |" in text and "| **no** (near the edge) |" in text

@@ -70,7 +70,13 @@ COLUMNS = [
     "interval_from",
     "n_measured",
     "note",
+    "mc_se",
+    "edge_in_se",
 ]
+
+#: a figure whose pooled value lies within this many Monte Carlo standard errors of its interval's
+#: edge could fall on either side of it with other seeds (the report counts them)
+NEAR_EDGE_SE = 2.0
 
 
 @dataclass(frozen=True)
@@ -337,6 +343,7 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
         per_seed = [measure(s.statistic, p, le).value for p, le in reps]
         value = pooled.value if pooled else math.nan
         inside = pooled is not None and _inside(kind, value, t, s.lower, s.upper)
+        se, edge = _monte_carlo(value, per_seed, s.lower, s.upper)
         ratio = _ratio(kind, value, t.value, s.lower, s.upper)
         qualitative = kind in ("sites", "association")
         rows.append(
@@ -355,6 +362,8 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
                 "interval_from": s.interval_from + (f": {s.why}" if s.why else ""),
                 "n_measured": pooled.n if pooled else 0,
                 "note": STATISTICS[s.statistic].what,
+                "mc_se": se,
+                "edge_in_se": edge,
             }
         )
     for t, why in spec.unscored:
@@ -362,11 +371,31 @@ def score(spec: ValidationSpec, cohorts: Mapping[str, Sequence[tuple[pd.DataFram
             _row(t, t.lower, t.upper, None)
             | {"scenario": None, "statistic": None, "kind": None, "inside": False, "ratio": math.nan,
                "within_2x": False, "expressible": False, "simulated_text": "", "per_seed_text": "",
-               "interval_from": "", "n_measured": 0, "note": f"not expressible: {why}"}
+               "interval_from": "", "n_measured": 0, "note": f"not expressible: {why}", "mc_se": math.nan,
+               "edge_in_se": math.nan}
         )  # fmt: skip
     order = {t.name: i for i, t in enumerate([s.target for s in spec.targets] + [t for t, _ in spec.unscored])}
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values("target", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def _monte_carlo(value: Any, per_seed: Sequence[Any], lower: Any, upper: Any) -> tuple[float, float]:
+    """The Monte Carlo standard error of a one-number figure pooled over ``r`` equal replicates, from
+    their spread (``sd / sqrt(r)``, r >= 2), and the pooled value's distance to the nearer edge of its
+    interval in those errors (positive inside, negative outside); NaN for a pair, a site, an
+    association, one replicate or no spread."""
+    nums = [_numbers(v) for v in per_seed]
+    if len(nums) < 2 or any(len(n) != 1 for n in nums) or len(_numbers(value)) != 1:
+        return math.nan, math.nan
+    x = np.array([n[0] for n in nums])
+    lo, hi = _numbers(lower), _numbers(upper)
+    if not np.isfinite(x).all() or len(lo) != 1 or len(hi) != 1:
+        return math.nan, math.nan
+    se = float(x.std(ddof=1) / math.sqrt(len(x)))
+    if not se > 0.0:
+        return math.nan, math.nan
+    v = float(value)
+    return se, min(v - lo[0], hi[0] - v) / se
 
 
 def pool(reps: Sequence[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -423,20 +452,27 @@ def markdown(frame: pd.DataFrame, header: str) -> str:
     """validation.md: the count, then one row per target."""
     inside = int(frame["inside"].sum())
     expressible = int(frame["expressible"].sum())
+    near = frame["edge_in_se"].abs() < NEAR_EDGE_SE
     lines = [
         header,
         "",
         f"**{inside} of {len(frame)} reported figures inside their intervals** "
-        f"({expressible} expressible; {int(frame['within_2x'].sum())} within a factor of 2).",
+        f"({expressible} expressible; {int(frame['within_2x'].sum())} within a factor of 2). "
+        f"Within {NEAR_EDGE_SE:g} Monte Carlo standard errors of an interval's edge (the seeds' spread; "
+        f"other seeds could put them on either side): {int((near & frame['inside']).sum())} inside, "
+        f"{int((near & ~frame['inside']).sum())} outside.",
         "",
-        "| target | scenario | statistic | reported | interval | simulated (pooled) | per seed | inside |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | scenario | statistic | reported | interval | simulated (pooled) | per seed | MC s.e. | inside |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in frame.itertuples():
         mark = "yes" if r.inside else ("**no**" if r.expressible else "not expressible")
+        if abs(r.edge_in_se) < NEAR_EDGE_SE:
+            mark += " (near the edge)"
         unit = "" if r.unit == "%" else f" {r.unit}"
+        se = "" if math.isnan(r.mc_se) else _text(r.mc_se)
         lines.append(
             f"| `{r.target}` | {r.scenario or ''} | {r.statistic or r.note} | {r.reported_text}{unit} | "
-            f"{r.interval_text} | {r.simulated_text} | {r.per_seed_text} | {mark} |"
+            f"{r.interval_text} | {r.simulated_text} | {r.per_seed_text} | {se} | {mark} |"
         )
     return "\n".join(lines) + "\n"
