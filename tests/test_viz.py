@@ -132,9 +132,9 @@ def test_long_steps_record_a_patient_at_its_own_step_ends(make_cfg, every):
     ``snapshot_every`` 3, one row per recording step spanned; with either step, a last row on the
     step the course ended (before 2026-12-01, with ``snapshot_every`` > 1, only at the next recording
     step, so a course ending after the block's last one had none)."""
-    res = run_cohort(make_cfg("sim.max_step_days=28", "sim.snapshot_patients=8", f"sim.snapshot_every={every}"))
-    weekly = run_cohort(make_cfg("sim.snapshot_patients=8", f"sim.snapshot_every={every}")).snapshots
-    snaps = res.snapshots
+    recorded = ("sim.snapshot_patients=8", f"sim.snapshot_every={every}")
+    snaps = run_cohort(make_cfg("sim.max_step_days=28", *recorded)).snapshots
+    weekly = run_cohort(make_cfg("sim.max_step_days=7", *recorded)).snapshots
     assert sorted(snaps["patient_id"].unique()) == list(range(8))
     long_gaps = 0
     for pid, g in snaps.groupby("patient_id"):
