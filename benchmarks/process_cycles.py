@@ -61,9 +61,6 @@ def _after(call: str, i: int) -> tuple[str, str]:
     return line, f"{line}        t{i + 1} = _rdtsc()\n        w.prof[{i}] += t{i + 1} - t{i}\n"
 
 
-#: the first line of the step's clearing of its arrivals
-_CLEAR = "        # this step's arrivals: only paraskeletal rows receive spill (:func:`_extend`) and only\n"
-
 #: (text in src/emdsim/engine/hybrid.py, its replacement)
 PATCHES: list[tuple[str, str]] = [
     ('__all__ = ["advance"]\n', '__all__ = ["advance"]\n' + _INTRINSIC),
@@ -75,8 +72,8 @@ PATCHES: list[tuple[str, str]] = [
     ),
     ("        src = streams[p]\n", "        t0 = _rdtsc()\n        src = streams[p]\n"),
     (
-        _CLEAR,
-        "        t1 = _rdtsc()\n        w.prof[0] += t1 - t0\n" + _CLEAR,
+        "        s.last_local[p, :, :] = 0.0\n",
+        "        t1 = _rdtsc()\n        w.prof[0] += t1 - t0\n        s.last_local[p, :, :] = 0.0\n",
     ),
     _after("_switch_table(tb.switch_rate_per_division, pt.switch_factor[p], w.mu_ks, w.mu_k)", 1),
     _after("_grow(src, tally, p, s, pt, tb, c, w)  # 1", 2),

@@ -924,12 +924,8 @@ def _advance(streams, counts, t, state, patients, tables, k, w):  # pragma: no c
             w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
             w.occ0[n] = w.occ[n]
             w.live[n] = 1 if s.node_total[p, n] > 0.0 else 0
-        # this step's arrivals: only paraskeletal rows receive spill (:func:`_extend`) and only
-        # destinations settling cells (:func:`_settle`); the other rows stay 0 from the start
-        for i in range(tb.ps_nodes.size):
-            s.last_local[p, tb.ps_nodes[i], :] = 0.0
-        for j in range(tb.dest.size):
-            s.last_haem[p, tb.dest[j], :] = 0.0
+        s.last_local[p, :, :] = 0.0
+        s.last_haem[p, :, :] = 0.0
         _switch_table(tb.switch_rate_per_division, pt.switch_factor[p], w.mu_ks, w.mu_k)
         _grow(src, tally, p, s, pt, tb, c, w)  # 1
         _release(src, tally, p, s, pt, tb, c, w)  # 2
