@@ -57,7 +57,8 @@ class SnapshotRecorder:
         self._rows_of: object = None
         self._rows = self.ids[:0]
         #: the step at whose end each recorded patient (by its position in ``ids``) was last advanced
-        self._advanced = np.zeros(len(self.ids), np.int64)
+        #: (-1: not yet recorded, so that onset, step 0, is)
+        self._advanced = np.full(len(self.ids), -1, np.int64)
 
     def record(self, st: CohortState) -> None:
         if self.every <= 0 or not len(self.ids):
@@ -70,14 +71,11 @@ class SnapshotRecorder:
             return
         step = st.n_steps
         alive = st.alive[rows]
-        # a living patient advanced at this step began its next one now (kernels.clinic); one within a
-        # long step began it earlier. Recorded when a recording step (a multiple of ``every``) lies in
-        # the step that ended now: every ``every`` steps with weekly steps
+        # recorded when a recording step (a multiple of ``every``) lies in the step that ended now: every
+        # ``every`` steps with weekly steps; the state at onset (step 0) always
         pos = np.searchsorted(self.ids, pid[rows])
-        advanced = ~alive | (np.abs(st.next_days[rows] - st.step_days[rows] - st.t_days) < 0.5 * self.tb.dt_days)
-        if step == 0:  # the state at onset
-            advanced[:] = True
-        due = advanced & ((step // self.every > self._advanced[pos] // self.every) | (step == 0))
+        advanced = ~alive | st.began_step(rows) if step else np.ones(len(rows), dtype=bool)
+        due = advanced & (step // self.every > self._advanced[pos] // self.every)
         self._advanced[pos[advanced & alive]] = step
         if not alive.all():  # and once on the step its course ended (death, censoring), whatever ``every``
             due = (due & alive) | (~alive & np.array([int(p) not in self._ended for p in pid[rows]], dtype=bool))

@@ -465,9 +465,9 @@ def markdown(frame: pd.DataFrame, header: str) -> str:
         "| target | scenario | statistic | reported | interval | simulated (pooled) | per seed | MC s.e. | inside |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in frame.itertuples():
+    for r, close in zip(frame.itertuples(), near, strict=True):
         mark = "yes" if r.inside else ("**no**" if r.expressible else "not expressible")
-        if abs(r.edge_in_se) < NEAR_EDGE_SE:
+        if close:
             mark += " (near the edge)"
         unit = "" if r.unit == "%" else f" {r.unit}"
         se = "" if math.isnan(r.mc_se) else _text(r.mc_se)
