@@ -168,6 +168,26 @@ def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
     assert yaml.safe_load((tmp_path / ".hydra" / "overrides.yaml").read_text())[0] == SMALL[0]
 
 
+def test_a_command_process_tunes_the_collector_and_still_runs_every_exit_handler(tmp_path):
+    """Importing the command layer raises the collector's oldest-generation threshold and, at exit,
+    freezes the collector's objects (no final passes over them); nothing is frozen while a command
+    runs, and exit handlers registered after the layer's (logging, worker pools) still run."""
+    mark = tmp_path / "mark"
+    code = f"""
+import atexit, gc, pathlib
+import emdsim.cli
+print(gc.get_threshold()[2], gc.get_freeze_count())
+atexit.register(pathlib.Path({str(mark)!r}).write_text, "ran")
+atexit._run_exitfuncs()
+print(gc.get_freeze_count())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    threshold, frozen_while_running, frozen_at_exit = map(int, done.stdout.split())
+    assert threshold >= 100 and frozen_while_running == 0
+    assert frozen_at_exit > 0 and mark.read_text() == "ran"
+
+
 def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     """Results are written through a private temporary file but end up as readable as ``open()``
     would leave them (under the process's umask), not 0600."""
