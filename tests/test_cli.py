@@ -149,10 +149,13 @@ def test_bad_input_is_one_clear_message(tmp_path, override, needle):
 
 def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
     """``@hydra.main`` composes twice (run mode, then the run) and a check before it a third time;
-    a plain run is composed once and then run by Hydra's job runner (.hydra/ and main.log as before)."""
+    a plain run is composed once, validated once, and then run by Hydra's job runner (.hydra/ and
+    main.log as before)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
+    import emdsim.cli.main as main_module
     from emdsim.cli.main import run_in_process
+    from emdsim.config.load import to_config
 
     calls = []
     original = ConfigLoaderImpl.load_configuration
@@ -162,8 +165,11 @@ def test_a_single_run_composes_its_configuration_once(tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+    converted = []
+    monkeypatch.setattr(main_module, "to_config", lambda cfg: converted.append(1) or to_config(cfg))
     assert run_in_process([*SMALL, "figures=false", f"hydra.run.dir={tmp_path}"]) == 0
     assert len(calls) == 1
+    assert len(converted) == 1  # checked before the run directory exists, not converted again by the task
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "main.log").is_file()
     assert yaml.safe_load((tmp_path / ".hydra" / "overrides.yaml").read_text())[0] == SMALL[0]
 

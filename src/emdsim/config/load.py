@@ -23,7 +23,7 @@ from omegaconf.errors import (
 
 from emdsim.config.schema import ConfigError, EmdConfig
 
-__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_yaml", "apply_design", "select_values"]
+__all__ = ["CONF_DIR", "compose", "to_config", "load", "config_data", "config_yaml", "apply_design", "select_values"]
 
 #: top-level nodes of ``conf/config.yaml`` that steer the command line, not the model
 CLI_NODES = ("hydra", "design", "figures")
@@ -107,13 +107,19 @@ def _leaf_keys(node, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
-def _plain(cfg: DictConfig) -> DictConfig:
-    """The model's config: resolved, without the command-line nodes (``hydra``, ``design``, ``figures``)."""
+def config_data(cfg: DictConfig) -> dict[str, Any]:
+    """The model's config as plain data: resolved, without the command-line nodes (``hydra``,
+    ``design``, ``figures``)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
     for node in CLI_NODES:
         data.pop(node, None)
-    return OmegaConf.create(data)
+    return data  # type: ignore[return-value]
+
+
+def _plain(cfg: DictConfig) -> DictConfig:
+    """The model's config: resolved, without the command-line nodes."""
+    return OmegaConf.create(config_data(cfg))
 
 
 def apply_design(cfg: DictConfig) -> dict[str, float]:
