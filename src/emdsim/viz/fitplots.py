@@ -111,10 +111,13 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
     """Every reported figure against the model (``validation.parquet``), on one axis: each value as a
     multiple of the reported one (log scale), the reported interval as a bar, the simulated value
     as a dot (green inside the interval, red outside; a triangle when beyond the axis or a median
-    not reached; "n/a" when nothing was measured), a factor of 2 shaded; a reported range without a
-    value, or a reported 0, is drawn against the interval's middle; qualitative findings and figures
-    the model cannot express yet are listed with their verdict."""
-    rows: list[tuple[str, float, float, float, bool]] = []  # label, lower, upper, simulated (x reported), inside
+    not reached; "n/a" when nothing was measured), a factor of 2 shaded; a one-number figure's dot
+    carries a whisker of +-2 Monte Carlo standard errors (``mc_se``: the spread of the seeds), so a
+    dot whose whisker crosses an interval's edge is inside or outside by chance; a reported range
+    without a value, or a reported 0, is drawn against the interval's middle; qualitative findings
+    and figures the model cannot express yet are listed with their verdict."""
+    # label, lower, upper, simulated, its Monte Carlo standard error (all x reported), inside
+    rows: list[tuple[str, float, float, float, float, bool]] = []
     notes: list[tuple[str, str, bool | None]] = []
     for r in table.itertuples():
         rep, lo, hi, sim = (list(v) for v in (r.reported_values, r.lower_values, r.upper_values, r.simulated_values))
@@ -132,12 +135,13 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
                     if ref <= 0:
                         continue
                     s = sim[k] if k < len(sim) else math.nan
-                    rows.append((name, lo[k] / ref, hi[k] / ref, s / ref, bool(lo[k] <= s <= hi[k])))
+                    se = float(getattr(r, "mc_se", math.nan)) if len(rep) == 1 else math.nan
+                    rows.append((name, lo[k] / ref, hi[k] / ref, s / ref, se / ref, bool(lo[k] <= s <= hi[k])))
     height = 0.28 * (len(rows) + len(notes)) + 1.6
     fig = Figure(figsize=(10.5, height), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     clip = (1 / 64, 64)
-    for y, (_name, lo, hi, sim, inside) in enumerate(rows):
+    for y, (_name, lo, hi, sim, se, inside) in enumerate(rows):
         ax.plot([max(lo, clip[0]), min(hi, clip[1])], [y, y], color="0.35", lw=3, solid_capstyle="butt")
         ax.plot([1.0], [y], marker="|", color="0.1", ms=10)
         colour = "tab:green" if inside else "tab:red"
@@ -149,6 +153,10 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
             ax.plot([clip[1]], [y], ">", color=colour, ms=7, zorder=3)
         else:
             ax.plot([sim], [y], "o", color=colour, ms=6, zorder=3)
+            if np.isfinite(se) and se > 0:  # +-2 Monte Carlo standard errors, within the axis
+                ends = [max(sim - 2 * se, clip[0]), min(sim + 2 * se, clip[1])]
+                ax.plot(ends, [y, y], color=colour, lw=1.5, zorder=2.5)
+                ax.plot(ends, [y, y], "|", color=colour, ms=8, mew=1.5, zorder=2.5)
     for k, (_name, text, holds) in enumerate(notes):
         y = len(rows) + k
         colour = "0.5" if holds is None else ("tab:green" if holds else "tab:red")
@@ -161,7 +169,10 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
     ax.set_xlim(*clip)
     ax.axvspan(0.5, 2.0, color="tab:blue", alpha=0.08, lw=0)
     ax.axvline(1.0, color="0.6", lw=0.8, ls=":")
-    ax.set_xlabel("multiple of the reported value (bar: reported 95 % interval; shaded: within a factor of 2)")
+    ax.set_xlabel(
+        "multiple of the reported value (bar: reported 95 % interval; shaded: within a factor of 2)\n"
+        "dot: simulated, green inside, red outside; whisker: +-2 Monte Carlo standard errors (the seeds' spread)"
+    )
     inside = int(table["inside"].sum())
     ax.set_title(
         (title + "\n" if title else "") + f"{inside} of {len(table)} reported figures inside their intervals",
