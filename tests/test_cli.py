@@ -194,6 +194,26 @@ print(gc.get_freeze_count())
     assert frozen_at_exit > 0 and mark.read_text() == "ran"
 
 
+def test_a_command_process_runs_one_blas_thread_unless_the_user_chose():
+    """OpenBLAS's threads spin after they start (~0.1 CPU-s each): a command's process loads numpy's
+    and scipy's OpenBLAS with one thread, and a user's own choice is left as it is."""
+    code = (
+        "import os, emdsim.cli, numpy, scipy.linalg, threadpoolctl; "
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'), "
+        "sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas'}))"
+    )
+    chosen_by = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in chosen_by}
+    ours = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.strip() == "1 [1]"
+    for name in chosen_by:
+        kept = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**env, name: "2"}
+        )
+        assert kept.stdout.split()[0] == ("2" if name == "OPENBLAS_NUM_THREADS" else "None")
+
+
 def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     """Results are written through a private temporary file but end up as readable as ``open()``
     would leave them (under the process's umask), not 0600."""
