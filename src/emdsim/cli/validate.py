@@ -85,6 +85,7 @@ def _sweeps(spec: ValidationSpec, name: str, out: Path, args: argparse.Namespace
             *(TINY if args.tiny else []),
             *stop,
             "figures=false",
+            "sim.snapshot_patients=0",  # the scores read patients and lesions only (as the fit's cohorts)
             f"seed=range({first},{first + replicates})",
             f"hydra.sweep.dir={folder}",
             *args.overrides,
