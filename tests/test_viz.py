@@ -115,8 +115,8 @@ def test_snapshots_do_not_change_the_cohort(make_cfg):
     assert without.snapshots.empty and not with_snaps.snapshots.empty
 
 
-def _frames(snaps: pd.DataFrame, pid: int) -> list[tuple]:
-    g = snaps[snaps["patient_id"] == pid]
+def _frames(g: pd.DataFrame) -> list[tuple]:
+    """One patient's snapshot rows, step by step: (node, cells, flows) of each compartment."""
     return [
         tuple(map(tuple, f[["node", "cells", "local_flow", "haematogenous_flow"]].to_numpy()))
         for _, f in g.groupby("step")
@@ -137,7 +137,7 @@ def test_long_steps_record_a_patient_at_its_own_step_ends(make_cfg, every):
     weekly = run_cohort(make_cfg("sim.max_step_days=7", *recorded)).snapshots
     assert sorted(snaps["patient_id"].unique()) == list(range(8))
     long_gaps = 0
-    for pid, g in snaps.groupby("patient_id"):
+    for _, g in snaps.groupby("patient_id"):
         steps = g["step"].drop_duplicates().to_numpy()
         assert steps[0] == 0
         gaps = np.diff(steps)
@@ -145,7 +145,7 @@ def test_long_steps_record_a_patient_at_its_own_step_ends(make_cfg, every):
         if every > 1:  # one row per step that spans a recording step (a multiple of 3), at its end
             assert (np.diff(steps[:-1] // every) >= 1).all()
         long_gaps += int((gaps > every).sum())
-        frames = _frames(snaps, pid)
+        frames = _frames(g)
         alive = g.drop_duplicates("step")["status"].to_numpy() <= 1
         assert not any(a == b and ok for a, b, ok in zip(frames, frames[1:], alive[1:], strict=False))
         assert g["status"].iloc[-1] >= 2  # recorded until death or censoring, as with weekly steps

@@ -56,6 +56,7 @@ class SnapshotRecorder:
         self._parts: list[dict[str, np.ndarray]] = []
         self._rows_of: object = None
         self._rows = self.ids[:0]
+        self._pos = self.ids[:0]  # each of those rows' position in ``ids``
         #: the step at whose end each recorded patient (by its position in ``ids``) was last advanced
         #: (-1: not yet recorded, so that onset, step 0, is)
         self._advanced = np.full(len(self.ids), -1, np.int64)
@@ -66,14 +67,14 @@ class SnapshotRecorder:
         pid = st.patients.patient_id
         if self._rows_of is not st.patients:  # the block's rows change only when patients are retired
             self._rows_of, self._rows = st.patients, np.flatnonzero(np.isin(pid, self.ids))
-        rows = self._rows
+            self._pos = np.searchsorted(self.ids, pid[self._rows])
+        rows, pos = self._rows, self._pos
         if not len(rows):
             return
         step = st.n_steps
         alive = st.alive[rows]
         # recorded when a recording step (a multiple of ``every``) lies in the step that ended now: every
         # ``every`` steps with weekly steps; the state at onset (step 0) always
-        pos = np.searchsorted(self.ids, pid[rows])
         advanced = ~alive | st.began_step(rows) if step else np.ones(len(rows), dtype=bool)
         due = advanced & (step // self.every > self._advanced[pos] // self.every)
         self._advanced[pos[advanced & alive]] = step

@@ -135,7 +135,7 @@ def validation_forest(table: pd.DataFrame, path: Path, *, title: str = "") -> Fi
                     if ref <= 0:
                         continue
                     s = sim[k] if k < len(sim) else math.nan
-                    se = float(getattr(r, "mc_se", math.nan)) if len(rep) == 1 else math.nan
+                    se = float(getattr(r, "mc_se", math.nan))  # NaN but for one-number figures
                     rows.append((name, lo[k] / ref, hi[k] / ref, s / ref, se / ref, bool(lo[k] <= s <= hi[k])))
     height = 0.28 * (len(rows) + len(notes)) + 1.6
     fig = Figure(figsize=(10.5, height), layout="constrained")
