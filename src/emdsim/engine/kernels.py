@@ -283,6 +283,7 @@ class CourseState(NamedTuple):
     node_upper: NDArray[np.float64]  # (P, N) cells
     node_lower: NDArray[np.float64]  # (P, N) cells
     total_start: NDArray[np.float64]  # (P,) all cells at the start of the patient's step
+    node_start: NDArray[np.float64]  # (P, N) cells per compartment at the start of the patient's step
 
 
 def plain(record: tuple) -> tuple:
@@ -797,6 +798,54 @@ def _may_progress(x, upper, lower, nadir, grow):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _surveillance_may_treat(p, s, pt, tb, c):  # pragma: no cover - compiled
+    """Whether surveillance imaging within patient ``p``'s next long step might find a lesion that
+    local therapy would clear (:func:`_treat_locally`): a soft-tissue compartment where the patient's
+    lesions are treated locally, not yet treated, whose predicted cells at most (``s.node_upper``)
+    reach the modality's threshold there. Only then does a surveillance time end a long step; any
+    other sighting changes nothing but its record, which :func:`_sight_within` dates at the end of
+    the ``dt_days`` step that holds the imaging, as the weekly course does (so, without local
+    therapy, a surveillance schedule leaves the course as it is, to the byte)."""
+    detection = c.detection_threshold_cells
+    for n in range(s.node_upper.shape[1]):
+        if (
+            tb.soft_tissue[n]
+            and pt.local_therapy[p, n]
+            and not s.treated_locally[p, n]
+            and s.node_upper[p, n] >= detection * pt.visibility[p, n]
+        ):
+            return True
+    return False
+
+
+@JIT_INLINE
+def _sight_within(p, t, s, pt, tb, c):  # pragma: no cover - compiled
+    """Surveillance imaging of patient ``p`` at the ``dt_days`` step ends inside the long step that
+    ends at ``t`` (all but its last, which :func:`clinic` images itself): the first sighting of each
+    soft-tissue lesion above the modality's threshold at one of them, with the compartment's cells
+    taken between the step's two ends as exponential (``s.node_start`` to ``s.node_total``). A
+    lesion that began within the step is not seen before its end (a few cells, far below any
+    threshold), and none can become symptomatic within it (:func:`_next_step`). Only the record
+    changes (:func:`_surveillance_may_treat`)."""
+    dt = c.dt_days
+    every, t_dx = c.imaging_every_days, s.t_dx[p]
+    n_sub = int(np.round(s.step_days[p] / dt))
+    t0 = t - n_sub * dt
+    start_p, end_p, detectable_p = s.node_start[p], s.node_total[p], s.lesion_detectable[p]
+    for i in range(1, n_sub):
+        ti = t0 + i * dt
+        if not np.floor((ti - t_dx) / every) > np.floor((ti - dt - t_dx) / every):
+            continue
+        f = i / n_sub
+        for n in range(end_p.size):
+            x0, x1 = start_p[n], end_p[n]
+            if not tb.soft_tissue[n] or x0 <= 0.0 or x1 <= 0.0 or not np.isnan(detectable_p[n]):
+                continue
+            if x0 * (x1 / x0) ** f >= c.detection_threshold_cells * pt.visibility[p, n]:
+                detectable_p[n] = ti
+
+
+@JIT_INLINE
 def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
     """The length of patient ``p``'s next step after ``t``, days: ``dt_days``, or as many ``dt_days``
     (up to ``max_step_days``) as pass without missing a clinical event at one of the ``dt_days``
@@ -820,7 +869,7 @@ def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
         t_dx = s.t_dx[p]
         room = min(room, np.ceil((t_dx + pt.followup_days[p] - t) / dt - 1e-9))
         every = c.imaging_every_days
-        if every > 0.0:
+        if every > 0.0 and _surveillance_may_treat(p, s, pt, tb, c):
             room = min(room, np.ceil((t_dx + (np.floor((t - t_dx) / every) + 1.0) * every - t) / dt - 1e-9))
         for j in range(pt.surgery_day.shape[1]):
             e = t_dx + pt.surgery_day[p, j]
@@ -962,8 +1011,12 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
                     s.nadir[p] = total[p]
                     for n in range(n_n):
                         s.lesion_nadir[p, n] = node_total[p, n]
-            if every > 0.0 and np.floor((t - s.t_dx[p]) / every) > np.floor((t - dt - s.t_dx[p]) / every):
-                image = True  # surveillance
+            if every > 0.0:
+                # surveillance: at the dt_days step that ends now, and at those before it within a long step
+                if np.floor((t - s.t_dx[p]) / every) > np.floor((t - c.dt_days - s.t_dx[p]) / every):
+                    image = True
+                if dt > 1.5 * c.dt_days and not diagnosed:
+                    _sight_within(p, t, s, pt, tb, c)
         anything = _look(p, t, image, s, pt, tb, c, seen)
         if diagnosed:
             for n in range(n_n):
@@ -1034,3 +1087,5 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             s.step_days[p] = nxt
             s.next_days[p] = t + nxt
             s.total_start[p] = total[p]
+            for n in range(n_n):
+                s.node_start[p, n] = node_total[p, n]
