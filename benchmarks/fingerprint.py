@@ -9,6 +9,9 @@ On one machine and package set, a change that keeps behaviour keeps every finger
     .venv/bin/python benchmarks/fingerprint.py --write benchmarks/fingerprints.json   # before
     .venv/bin/python benchmarks/fingerprint.py --check benchmarks/fingerprints.json   # after (exit 1 on a change)
 
+Overrides after the options apply to every block (e.g. ``sim.max_step_days=7``: the hybrid engine's
+weekly path, checked against fingerprints written with the same overrides or before a default changed).
+
 The fingerprints are machine-specific (see the README's reproducibility contract); the committed
 file records the machine it came from.
 """
@@ -39,7 +42,7 @@ def _digest(frame) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
 
 
-def fingerprints() -> dict[str, dict[str, object]]:
+def fingerprints(extra: list[str] | None = None) -> dict[str, dict[str, object]]:
     from emdsim.cohort.run import run_cohort
     from emdsim.config.load import load
 
@@ -47,7 +50,7 @@ def fingerprints() -> dict[str, dict[str, object]]:
     runs = [(name, ["engine=exact", *ov]) for name, ov in SCENARIOS.items()]
     runs += [(f"hybrid:{name}", ["engine=hybrid", *ov]) for name, ov in SCENARIOS.items()]
     for name, overrides in runs:
-        result = run_cohort(load([*BLOCK, *overrides]))
+        result = run_cohort(load([*BLOCK, *overrides, *(extra or [])]))
         out[name] = {
             "draws": list(map(int, result.draws)),
             "patients": _digest(result.patients),
@@ -63,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", type=Path, help="record the fingerprints in this JSON file")
     group.add_argument("--check", type=Path, help="compare with the fingerprints of this JSON file")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every block")
     args = parser.parse_args(argv)
-    now = fingerprints()
+    now = fingerprints(args.overrides)
     if args.write:
         args.write.write_text(
             json.dumps(

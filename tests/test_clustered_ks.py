@@ -11,6 +11,7 @@ it, both samples from one law or one shifted.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from emdsim.studies.equivalence import clustered_ks
@@ -66,3 +67,24 @@ def test_a_shift_of_the_units_is_detected():
     a, ua, b, ub = _paired(rng, 120, shift=1.0)
     _, p = clustered_ks(a, ua, b, ub, permutations=999, seed=1)
     assert p < 0.01
+
+
+def test_pooled_tost_weighs_each_run_by_its_precision():
+    """Two runs pooled by inverse variance: a run pooled with itself keeps its difference and its
+    standard error falls by sqrt(2); runs of standard errors 1 and 2 weigh 4:1; the interval and the
+    verdict follow the pooled numbers."""
+    import pandas as pd
+
+    from emdsim.studies.equivalence import pool_tost
+
+    run = pd.DataFrame([{"statistic": "ps_ever", "difference": 0.6, "se": 0.4, "margin": 1.0}])
+    twice = pool_tost([run, run]).iloc[0]
+    assert twice["runs"] == 2 and twice["difference"] == pytest.approx(0.6)
+    assert twice["se"] == pytest.approx(0.4 / np.sqrt(2))
+    assert twice["upper90"] == pytest.approx(0.6 + 1.6449 * 0.4 / np.sqrt(2), rel=1e-4)
+    assert not twice["equivalent"]  # 0.6 + 0.47 > 1
+    other = run.assign(difference=-0.4, se=0.8)
+    mixed = pool_tost([run, other]).iloc[0]
+    assert mixed["difference"] == pytest.approx((4 * 0.6 - 0.4) / 5)
+    assert mixed["se"] == pytest.approx((1 / 0.4**2 + 1 / 0.8**2) ** -0.5)
+    assert mixed["equivalent"] == (mixed["upper90"] < 1.0 and mixed["lower90"] > -1.0)

@@ -10,8 +10,9 @@ For each engine, ``replicates`` cohorts of the same scenario are run on seeds ``
   ``power`` is the probability that TOST declares equivalence when the engines agree exactly, at
   the measured standard error;
 * **KS tests** on onset-to-diagnosis times (one per patient: scipy's two-sample test) and on lesion
-  onset times (days from diagnosis).  A patient's lesions are not independent (they share the
-  patient's course and its diagnosis date), so the lesion test's p-value comes from swapping each
+  onset times and first-sighting times (days from diagnosis: imaging at events, symptoms, surveillance;
+  a long step dates sightings within it).  A patient's lesions are not independent (they share the
+  patient's course and its diagnosis date), so the lesion tests' p-values come from swapping each
   patient's lesions between the engines (:func:`clustered_ks`; the engines simulate the same
   patients), not from the KS distribution, which assumes independent values;
 * a **chi-square** test on the sites of the lesions seen at diagnosis and at relapse (sites with
@@ -33,7 +34,16 @@ from scipy import stats
 
 from emdsim.analysis.summary import km_median_months
 
-__all__ = ["PROPORTIONS", "EngineComparison", "clustered_ks", "compare", "markdown_table", "run_replicates", "verdict"]
+__all__ = [
+    "PROPORTIONS",
+    "EngineComparison",
+    "clustered_ks",
+    "compare",
+    "markdown_table",
+    "pool_tost",
+    "run_replicates",
+    "verdict",
+]
 
 #: the proportions compared (columns of the patient table, among diagnosed patients); "emd_ever" is
 #: derived as PS or EM ever
@@ -107,6 +117,35 @@ def _tost(a: np.ndarray, b: np.ndarray, margin: float) -> dict[str, float]:
         "equivalent": bool(-margin < lo and hi < margin),
         "power": power,
     }
+
+
+def pool_tost(runs: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The two one-sided tests of independent runs of the suite (different seeds, each a ``tost``
+    table of :func:`compare`) pooled statistic by statistic: the inverse-variance weighted difference
+    and its standard error (the fixed-effect combination; a normal 90 % interval, as the runs' Welch
+    degrees of freedom are many), with equivalence and power as in one run."""
+    rows = []
+    for stat, g in pd.concat(runs).groupby("statistic", sort=False):
+        w = 1.0 / g["se"].to_numpy() ** 2
+        diff = float((g["difference"].to_numpy() * w).sum() / w.sum())
+        se = float(w.sum() ** -0.5)
+        margin = float(g["margin"].iloc[0])
+        z = stats.norm.ppf(0.95)
+        lo, hi = diff - z * se, diff + z * se
+        rows.append(
+            {
+                "statistic": stat,
+                "runs": len(g),
+                "difference": diff,
+                "se": se,
+                "lower90": lo,
+                "upper90": hi,
+                "margin": margin,
+                "equivalent": bool(-margin < lo and hi < margin),
+                "power": float(max(2 * stats.norm.cdf((margin - z * se) / se) - 1, 0.0)),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def clustered_ks(
@@ -218,6 +257,17 @@ def compare(
         seed=seed,
     )
     tests.append({"test": "KS lesion onset (patients swapped)", "statistic": d, "p_value": p})
+    # when each lesion was first seen, days after diagnosis (imaging at events, symptoms, surveillance)
+    va, vb = la.dropna(subset=["detectable_days"]), lb.dropna(subset=["detectable_days"])
+    d, p = clustered_ks(
+        va["detectable_days"].to_numpy(),
+        _patient_key(va),
+        vb["detectable_days"].to_numpy(),
+        _patient_key(vb),
+        permutations=permutations,
+        seed=seed + 1,
+    )
+    tests.append({"test": "KS lesion first seen (patients swapped)", "statistic": d, "p_value": p})
     sa, sb = _site_counts(pa), _site_counts(pb)
     table = pd.concat([sa, sb], axis=1).fillna(0.0)
     expected = table.sum(axis=1).to_numpy()[:, None] * table.sum(axis=0).to_numpy()[None, :] / table.to_numpy().sum()
