@@ -239,9 +239,12 @@ def test_thalidomide_does_not_shrink_organ_lesions(make_cfg):
 
 
 def test_bortezomib_does_shrink_organ_lesions(make_cfg):
+    # weekly steps: after 20 global steps every patient is at day 140 (with the adaptive step, one
+    # within a long step is as it was at its last step end)
     cfg = make_cfg(
         *NO_SPREAD,
         "treatment.first_line.0.drugs=[bortezomib]",
+        "sim.max_step_days=7",
     )
     tb, st = _state(cfg, n=4)
     liver = tb.world.index("liver")

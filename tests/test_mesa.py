@@ -58,7 +58,7 @@ def test_same_patient_same_course(make_cfg):
 
 
 def test_snapshots_record_every_step(make_cfg):
-    cfg = make_cfg()
+    cfg = make_cfg("sim.max_step_days=7")  # weekly steps: a snapshot at each (long steps: at their ends)
     tb = build_tables(cfg)
     m = EMDModel(cfg, patient_id=1, tables=tb)
     for _ in range(10):

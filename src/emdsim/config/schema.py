@@ -448,9 +448,10 @@ class SimConfig:
     hybrid_threshold_cells: float = param("cells", "numerical choice (Haseltine & Rawlings 2002 partitioned hybrid; justified by the equivalence suite, docs/ODD.md)", lo=1.0, hi=1e12, why=MARROW)
     #: hybrid engine: the longest step a quiet patient takes (a whole number of ``dt_days``; at most
     #: ``dt_days``: every patient steps by ``dt_days``). A patient is quiet while nothing is scheduled
-    #: within the step (a phase end, imaging, surgery, the end of follow-up) and no burden is predicted
-    #: to reach a clinical threshold in it (docs/ODD.md section 8, the adaptive step)
-    max_step_days: float = param("days", "numerical choice (adaptive step; equivalence to the exact engine: benchmarks/equivalence.md)", lo=0.0, lo_open=True, hi=365.0, why=STEP)
+    #: within the step (a phase end, surgery, the end of follow-up; surveillance imaging only where
+    #: local therapy might treat what it finds) and no burden is predicted to reach a clinical
+    #: threshold in it (docs/ODD.md section 8, the adaptive step)
+    max_step_days: float = param("days", "numerical choice (adaptive step; equivalence to the exact engine: benchmarks/equivalence-sim.max_step_days=28-large.md)", lo=0.0, lo_open=True, hi=365.0, why=STEP)
     #: a quiet patient's compartments are predicted to grow at ``step_margin`` times their growth rate
     #: of the last step (a margin against thresholds reached within a long step)
     step_margin: float = param("1", "numerical choice (adaptive step: a safety factor on the predicted growth)", lo=1.0, hi=100.0, why=MARGIN)
