@@ -61,6 +61,25 @@ def test_dashboard_model_applies_the_inputs_and_its_components_render():
     assert "(step 3)" in events_html(model)
 
 
+def test_the_events_panel_says_when_the_patient_is_within_a_long_step():
+    """With the adaptive step (default 28 days) a quiet patient is advanced at its step's end: between
+    the ends the panel says which step it is in and that the map shows its start."""
+    model = DashboardModel(**{k: v["value"] for k, v in model_params().items()})
+    st = model.state
+    inside = []
+    for _ in range(12):
+        model.step()
+        within = st.next_days[0] - st.step_days[0] < st.t_days - 1.0
+        inside.append(within)
+        text = events_html(model)
+        if within:
+            began = st.next_days[0] - st.step_days[0]
+            assert f"{st.step_days[0]:.0f}-day step" in text and f"shown as at day {began:.0f}" in text
+        else:
+            assert "-day step" not in text
+    assert any(inside) and not all(inside)  # a quiet patient before diagnosis takes long steps
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,6 +23,7 @@ from emdsim.cohort.agents import EMDModel
 from emdsim.cohort.outcomes import lesion_records, patient_records
 from emdsim.config.load import CONF_DIR, load
 from emdsim.config.schema import describe_parameters
+from emdsim.engine.status import Status
 from emdsim.units import DAYS_PER_YEAR
 
 __all__ = ["SLIDER_PARAMETERS", "model_params", "DashboardModel", "BodyMap", "Burden", "Events", "page", "main"]
@@ -150,6 +151,13 @@ def events_html(model: DashboardModel) -> str:
     lesions = lesions[lesions["cells_at_end"] >= DISPLAY_MIN_CELLS]
     arrived = [a for a in model.agents if a.arrived_by in ("local", "haematogenous") and a.n_cells >= 1]
     parts = [f"<p><b>t = {st.t_days:.0f} days</b> from myeloma onset (step {st.n_steps})</p>"]
+    began = float(st.next_days[0] - st.step_days[0])
+    if st.status[0] <= Status.FOLLOWED and began < st.t_days - 0.5 * model.tables.dt_days:
+        # within a long step (sim.max_step_days): the patient is advanced at its end, and shown as at its start
+        parts.append(
+            f"<p>in one {st.step_days[0]:.0f}-day step (the adaptive step) from day {began:.0f} to day "
+            f"{st.next_days[0]:.0f}: shown as at day {began:.0f}</p>"
+        )
     if len(lesions):
         from emdsim.viz.figures import pretty_site
 
