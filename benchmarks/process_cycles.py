@@ -13,7 +13,11 @@ scenario (or the overrides given) on one core. It prints, and with ``--out`` app
 * occupied entries (compartment x clone state) per patient-step, small (below
   ``sim.hybrid_threshold_cells``) and large, and the ticks of the growth step's core for each;
 * the circulating clone states per patient-step and the ticks of sharing settled cells among
-  destinations.
+  destinations;
+* within long steps (``sim.max_step_days``): how many there were, and per patient-step the ticks of
+  the occupancy's predictor, of the small populations drawn ``dt_days`` step by ``dt_days`` step (and
+  how many per long step), of the switch mutants grown through the weeks left, and of the arrivals
+  dated to the ``dt_days`` step they came in.
 
 The counters cost ~25 ticks each (~10 per patient-step), a few per cent of the pass; the shares are
 what to read. The copy is patched by exact text replacement: when the pass's source changes, the
@@ -107,6 +111,31 @@ PATCHES: list[tuple[str, str]] = [
         "        ta = _rdtsc()\n        split_out(src, n_g, share, large, arrived, tally)\n"
         "        w.prof[15] += _rdtsc() - ta\n        w.prof[16] += 1.0\n        w.prof[17 + g] += n_g\n",
     ),
+    # a long step's parts of growth: the occupancy's predictor, small populations drawn dt_days step
+    # by dt_days step, and the switch mutants grown through the weeks left
+    (
+        "            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)\n",
+        "            tq = _rdtsc()\n            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)\n"
+        "            w.prof[24] += _rdtsc() - tq\n            w.prof[25] += 1.0\n",
+    ),
+    (
+        "                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n",
+        "                tq = _rdtsc()\n"
+        "                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n"
+        "                w.prof[26] += _rdtsc() - tq\n                w.prof[27] += 1.0\n",
+    ),
+    (
+        "                        grown = _grow_mutants((p, n, k, b - dr), s, pt, tb, c, w)\n",
+        "                        tq = _rdtsc()\n"
+        "                        grown = _grow_mutants((p, n, k, b - dr), s, pt, tb, c, w)\n"
+        "                        w.prof[28] += _rdtsc() - tq\n",
+    ),
+    # a long step's arrivals, dated to the dt_days step they came in
+    (
+        "            _arrive(src, tally, p, s, pt, tb, c, w)\n",
+        "            tq = _rdtsc()\n            _arrive(src, tally, p, s, pt, tb, c, w)\n"
+        "            w.prof[29] += _rdtsc() - tq\n            w.prof[30] += 1.0\n",
+    ),
 ]
 
 RUNNER = r"""
@@ -160,6 +189,14 @@ def report(prof: list[float], cpu_s: float, patients: int, overrides: list[str])
         "circulating_states_per_patient_step": round(prof[14] / steps, 2),
         "settle_splits_per_patient_step": round(prof[16] / steps, 2),
         "settle_split_ticks_per_patient_step": round(prof[15] / steps),
+        "long_steps": int(prof[30]),
+        "long_step_ticks_per_patient_step": {
+            "occupancy_predictor": round(prof[24] / steps),
+            "small_populations_by_dt_days": round(prof[26] / steps),
+            "mutants_grown": round(prof[28] / steps),
+            "arrivals": round(prof[29] / steps),
+        },
+        "small_populations_by_dt_days_per_long_step": round(prof[27] / max(prof[30], 1), 2),
         "settled_cells_per_split": {
             "marrow": prof[17] / max(prof[16], 1),
             "other tissue": prof[18] / max(prof[16], 1),
