@@ -17,7 +17,8 @@ scenario (or the overrides given) on one core. It prints, and with ``--out`` app
 * within long steps (``sim.max_step_days``): how many there were, and per patient-step the ticks of
   the occupancy's predictor, of the small populations drawn ``dt_days`` step by ``dt_days`` step (and
   how many per long step), of the switch mutants grown through the weeks left, and of the arrivals
-  dated to the ``dt_days`` step they came in.
+  dated to the ``dt_days`` step they came in;
+* each process's ticks per long step and per short (``dt_days``) step.
 
 The counters cost ~25 ticks each (~10 per patient-step), a few per cent of the pass; the shares are
 what to read. The copy is patched by exact text replacement: when the pass's source changes, the
@@ -54,7 +55,7 @@ def _rdtsc(typingctx):
     return _nt.int64(), codegen
 
 
-PROF = np.zeros(32)
+PROF = np.zeros(64)
 """
 
 
@@ -69,12 +70,16 @@ def _after(call: str, i: int) -> tuple[str, str]:
 PATCHES: list[tuple[str, str]] = [
     ('__all__ = ["advance"]\n', '__all__ = ["advance"]\n' + _INTRINSIC),
     ("    gone_week: NDArray[np.float64]", "    prof: NDArray[np.float64]\n    gone_week: NDArray[np.float64]"),
-    ("        gone_week=np.full(1, -1.0),\n", "        gone_week=np.full(1, -1.0),\n        prof=np.zeros(32),\n"),
+    ("        gone_week=np.full(1, -1.0),\n", "        gone_week=np.full(1, -1.0),\n        prof=np.zeros(64),\n"),
     (
         "    _advance(records, counts, t, state, patients, tables, k, w)\n",
         "    _advance(records, counts, t, state, patients, tables, k, w)\n    PROF[:] += w.prof\n",
     ),
-    ("        src = streams[p]\n", "        t0 = _rdtsc()\n        src = streams[p]\n"),
+    (
+        "        src = streams[p]\n",
+        "        t0 = _rdtsc()\n        for ii in range(9):\n            w.prof[40 + ii] = w.prof[ii]\n"
+        "        src = streams[p]\n",
+    ),
     (
         "        s.last_local[p, :, :] = 0.0\n",
         "        t1 = _rdtsc()\n        w.prof[0] += t1 - t0\n        s.last_local[p, :, :] = 0.0\n",
@@ -88,7 +93,9 @@ PATCHES: list[tuple[str, str]] = [
     (
         "        _book_lesions(src, tally, p, s, c, w)\n",
         "        t8 = _rdtsc()\n        w.prof[7] += t8 - t7\n        _book_lesions(src, tally, p, s, c, w)\n"
-        "        w.prof[8] += _rdtsc() - t8\n        w.prof[9] += 1.0\n",
+        "        w.prof[8] += _rdtsc() - t8\n        w.prof[9] += 1.0\n"
+        "        if long:\n            for ii in range(9):\n"
+        "                w.prof[50 + ii] += w.prof[ii] - w.prof[40 + ii]\n",
     ),
     # the growth step's core, small and large populations (a step of dt_days)
     (
@@ -173,6 +180,7 @@ def patched_copy(dest: Path) -> None:
 def report(prof: list[float], cpu_s: float, patients: int, overrides: list[str]) -> dict:
     steps = prof[9]
     counted = sum(prof[:9])
+    long, short = max(prof[30], 1.0), max(steps - prof[30], 1.0)
     return {
         "case": "process_cycles",
         "patients": patients,
@@ -197,6 +205,10 @@ def report(prof: list[float], cpu_s: float, patients: int, overrides: list[str])
             "arrivals": round(prof[29] / steps),
         },
         "small_populations_by_dt_days_per_long_step": round(prof[27] / max(prof[30], 1), 2),
+        "ticks_per_long_step_by_process": {name: round(prof[50 + i] / long) for i, name in enumerate(PROCESSES)},
+        "ticks_per_short_step_by_process": {
+            name: round((prof[i] - prof[50 + i]) / short) for i, name in enumerate(PROCESSES)
+        },
         "settled_cells_per_split": {
             "marrow": prof[17] / max(prof[16], 1),
             "other tissue": prof[18] / max(prof[16], 1),
