@@ -247,27 +247,10 @@ def compare(
     tests = []
     ks = stats.ks_2samp(da["onset_to_diagnosis_days"], db["onset_to_diagnosis_days"])
     tests.append({"test": "KS onset to diagnosis", "statistic": ks.statistic, "p_value": ks.pvalue})
-    oa, ob = la.dropna(subset=["onset_days"]), lb.dropna(subset=["onset_days"])
-    d, p = clustered_ks(
-        oa["onset_days"].to_numpy(),
-        _patient_key(oa),
-        ob["onset_days"].to_numpy(),
-        _patient_key(ob),
-        permutations=permutations,
-        seed=seed,
-    )
-    tests.append({"test": "KS lesion onset (patients swapped)", "statistic": d, "p_value": p})
-    # when each lesion was first seen, days after diagnosis (imaging at events, symptoms, surveillance)
-    va, vb = la.dropna(subset=["detectable_days"]), lb.dropna(subset=["detectable_days"])
-    d, p = clustered_ks(
-        va["detectable_days"].to_numpy(),
-        _patient_key(va),
-        vb["detectable_days"].to_numpy(),
-        _patient_key(vb),
-        permutations=permutations,
-        seed=seed + 1,
-    )
-    tests.append({"test": "KS lesion first seen (patients swapped)", "statistic": d, "p_value": p})
+    # when each lesion began, and when it was first seen (imaging at events, symptoms, surveillance)
+    for i, (column, what) in enumerate((("onset_days", "onset"), ("detectable_days", "first seen"))):
+        d, p = _lesion_ks(la, lb, column, permutations, seed + i)
+        tests.append({"test": f"KS lesion {what} (patients swapped)", "statistic": d, "p_value": p})
     sa, sb = _site_counts(pa), _site_counts(pb)
     table = pd.concat([sa, sb], axis=1).fillna(0.0)
     expected = table.sum(axis=1).to_numpy()[:, None] * table.sum(axis=0).to_numpy()[None, :] / table.to_numpy().sum()
@@ -280,6 +263,20 @@ def compare(
         lr = logrank_test(da[f"{end}_days"], db[f"{end}_days"], da[f"{end}_event"], db[f"{end}_event"])
         tests.append({"test": f"log-rank {end.upper()}", "statistic": lr.test_statistic, "p_value": lr.p_value})
     return EngineComparison(tost, pd.DataFrame(tests), int(pa["replicate"].nunique()), (len(da), len(db)))
+
+
+def _lesion_ks(la: pd.DataFrame, lb: pd.DataFrame, column: str, permutations: int, seed: int) -> tuple[float, float]:
+    """:func:`clustered_ks` on a lesion table's ``column`` (days; rows without it dropped), each
+    engine's lesions clustered by patient."""
+    a, b = la.dropna(subset=[column]), lb.dropna(subset=[column])
+    return clustered_ks(
+        a[column].to_numpy(),
+        _patient_key(a),
+        b[column].to_numpy(),
+        _patient_key(b),
+        permutations=permutations,
+        seed=seed,
+    )
 
 
 def verdict(cmp: EngineComparison, alpha: float) -> list[str]:
