@@ -25,10 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = []
     for path in args.reports:
-        report = json.loads(path.read_text())
-        runs.append(pd.DataFrame(report["tost"]))
-        overrides = " ".join(report["overrides"]) or "(default)"
-        print(f"{path.name}: {report['replicates']} replicates, overrides {overrides}")
+        try:
+            report = json.loads(path.read_text())
+            tost, overrides, replicates = report["tost"], report["overrides"], report["replicates"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(
+                f"equivalence_pool: {path}: not a report of benchmarks/equivalence.py "
+                f"(a JSON object with tost, overrides and replicates): {err}",
+                file=sys.stderr,
+            )
+            return 2
+        runs.append(pd.DataFrame(tost))
+        print(f"{path.name}: {replicates} replicates, overrides {' '.join(overrides) or '(default)'}")
     pooled = pool_tost(runs)
     print()
     print(markdown_table(pooled))

@@ -88,3 +88,39 @@ def test_pooled_tost_weighs_each_run_by_its_precision():
     assert mixed["difference"] == pytest.approx((4 * 0.6 - 0.4) / 5)
     assert mixed["se"] == pytest.approx((1 / 0.4**2 + 1 / 0.8**2) ** -0.5)
     assert mixed["equivalent"] == (mixed["upper90"] < 1.0 and mixed["lower90"] > -1.0)
+
+
+def _pool_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "equivalence_pool.py"
+    spec = importlib.util.spec_from_file_location("equivalence_pool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pooling_script_reads_reports_and_refuses_others_in_one_line(tmp_path, capsys):
+    """benchmarks/equivalence_pool.py: two reports pool to one table (exit 0 when every statistic is
+    equivalent, 1 when one is not); a missing file or a JSON that is not a report is one line on
+    stderr naming the file, exit 2, no traceback."""
+    import json
+
+    tool = _pool_script()
+    row = {"statistic": "ps_ever", "difference": 0.1, "se": 0.2, "margin": 1.0}
+    good = tmp_path / "a.json"
+    good.write_text(json.dumps({"tost": [row], "overrides": [], "replicates": 20}))
+    wide = tmp_path / "b.json"
+    wide.write_text(json.dumps({"tost": [{**row, "difference": 0.9}], "overrides": ["x=1"], "replicates": 20}))
+    assert tool.main([str(good), str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "a.json: 20 replicates, overrides (default)" in out and "| ps_ever | 2 |" in out
+    assert tool.main([str(wide), str(wide)]) == 1  # 0.9 + 1.64 x 0.14 > 1
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    for path in (tmp_path / "missing.json", bad):
+        assert tool.main([str(good), str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(path) in err[0] and "Traceback" not in err[0]
