@@ -101,14 +101,18 @@ def _tost(a: np.ndarray, b: np.ndarray, margin: float) -> dict[str, float]:
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = float(np.sqrt(va + vb))
     dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1)) if se > 0 else np.inf
-    t = stats.t.ppf(0.95, dof)
     diff = float(b.mean() - a.mean())
-    lo, hi = diff - t * se, diff + t * se
-    # P(equivalence declared | true difference 0) = P(|d| < margin - t se), d ~ N(0, se)
-    power = float(max(2 * stats.norm.cdf((margin - t * se) / se) - 1, 0.0)) if se > 0 else 1.0
+    return {"a": float(a.mean()), "b": float(b.mean()), **_two_one_sided(diff, se, stats.t.ppf(0.95, dof), margin)}
+
+
+def _two_one_sided(diff: float, se: float, crit: float, margin: float) -> dict[str, float]:
+    """The verdict on a difference ``diff`` with standard error ``se``: its 90 % interval (``crit``
+    the 95 % quantile of its distribution, t or normal), equivalence when the interval lies inside
+    +-``margin``, and the power, P(equivalence declared | true difference 0) = P(|d| < margin - crit
+    se), d ~ N(0, se)."""
+    lo, hi = diff - crit * se, diff + crit * se
+    power = float(max(2 * stats.norm.cdf((margin - crit * se) / se) - 1, 0.0)) if se > 0 else 1.0
     return {
-        "a": float(a.mean()),
-        "b": float(b.mean()),
         "difference": diff,
         "se": se,
         "lower90": lo,
@@ -130,21 +134,7 @@ def pool_tost(runs: Sequence[pd.DataFrame]) -> pd.DataFrame:
         diff = float((g["difference"].to_numpy() * w).sum() / w.sum())
         se = float(w.sum() ** -0.5)
         margin = float(g["margin"].iloc[0])
-        z = stats.norm.ppf(0.95)
-        lo, hi = diff - z * se, diff + z * se
-        rows.append(
-            {
-                "statistic": stat,
-                "runs": len(g),
-                "difference": diff,
-                "se": se,
-                "lower90": lo,
-                "upper90": hi,
-                "margin": margin,
-                "equivalent": bool(-margin < lo and hi < margin),
-                "power": float(max(2 * stats.norm.cdf((margin - z * se) / se) - 1, 0.0)),
-            }
-        )
+        rows.append({"statistic": stat, "runs": len(g), **_two_one_sided(diff, se, stats.norm.ppf(0.95), margin)})
     return pd.DataFrame(rows)
 
 
