@@ -27,15 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.reports:
         try:
             report = json.loads(path.read_text())
-            tost, overrides, replicates = report["tost"], report["overrides"], report["replicates"]
+            overrides, replicates = report["overrides"], report["replicates"]
+            tost = pd.DataFrame(report["tost"])[["statistic", "difference", "se", "margin"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             print(
-                f"equivalence_pool: {path}: not a report of benchmarks/equivalence.py "
-                f"(a JSON object with tost, overrides and replicates): {err}",
+                f"equivalence_pool: {path}: not a report of benchmarks/equivalence.py (a JSON object with "
+                f"overrides, replicates and tost rows of statistic, difference, se and margin): {err}",
                 file=sys.stderr,
             )
             return 2
-        runs.append(pd.DataFrame(tost))
+        runs.append(tost)
         print(f"{path.name}: {replicates} replicates, overrides {' '.join(overrides) or '(default)'}")
     pooled = pool_tost(runs)
     print()

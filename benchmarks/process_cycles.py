@@ -43,7 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROCESSES = ["init", "clear+switch", "grow", "release", "extend", "circulate", "treat", "onsets", "book"]
 
-_INTRINSIC = """from llvmlite import ir as _ir
+#: the counters of the patched pass (``w.prof``, summed into ``PROF``): 0-30 as :func:`report` reads
+#: them, 40-48 each process's count at a patient-step's start, 50-58 its ticks in long steps
+N_COUNTERS = 64
+
+_INTRINSIC = f"""from llvmlite import ir as _ir
 from numba.core import types as _nt
 from numba.extending import intrinsic
 
@@ -58,7 +62,7 @@ def _rdtsc(typingctx):
     return _nt.int64(), codegen
 
 
-PROF = np.zeros(64)
+PROF = np.zeros({N_COUNTERS})
 """
 
 
@@ -73,7 +77,10 @@ def _after(call: str, i: int) -> tuple[str, str]:
 PATCHES: list[tuple[str, str]] = [
     ('__all__ = ["advance"]\n', '__all__ = ["advance"]\n' + _INTRINSIC),
     ("    gone_week: NDArray[np.float64]", "    prof: NDArray[np.float64]\n    gone_week: NDArray[np.float64]"),
-    ("        gone_week=np.full(1, -1.0),\n", "        gone_week=np.full(1, -1.0),\n        prof=np.zeros(64),\n"),
+    (
+        "        gone_week=np.full(1, -1.0),\n",
+        f"        gone_week=np.full(1, -1.0),\n        prof=np.zeros({N_COUNTERS}),\n",
+    ),
     (
         "    _advance(records, counts, t, state, patients, tables, k, w)\n",
         "    _advance(records, counts, t, state, patients, tables, k, w)\n    PROF[:] += w.prof\n",
@@ -126,7 +133,7 @@ PATCHES: list[tuple[str, str]] = [
     (
         "            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)\n",
         "            tq = _rdtsc()\n            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)\n"
-        "            w.prof[24] += _rdtsc() - tq\n            w.prof[25] += 1.0\n",
+        "            w.prof[24] += _rdtsc() - tq\n",
     ),
     (
         "                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n",
@@ -207,7 +214,7 @@ def report(prof: list[float], cpu_s: float, patients: int, overrides: list[str])
             "mutants_grown": round(prof[28] / steps),
             "arrivals": round(prof[29] / steps),
         },
-        "small_populations_by_dt_days_per_long_step": round(prof[27] / max(prof[30], 1), 2),
+        "small_populations_by_dt_days_per_long_step": round(prof[27] / long, 2),
         "ticks_per_long_step_by_process": {name: round(prof[50 + i] / long) for i, name in enumerate(PROCESSES)},
         "ticks_per_short_step_by_process": {
             name: round((prof[i] - prof[50 + i]) / short) for i, name in enumerate(PROCESSES)

@@ -21,6 +21,23 @@ def _load(overrides: tuple[str, ...]):
     return load(list(overrides))
 
 
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``benchmark_script("process_cycles")`` -> the module ``benchmarks/process_cycles.py`` (the
+    benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    def load_script(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load_script
+
+
 @pytest.fixture
 def make_cfg():
     """``make_cfg("spread.egress_rate_per_day=0", ...)`` -> validated EmdConfig (cached, treat as read-only)."""

@@ -90,24 +90,13 @@ def test_pooled_tost_weighs_each_run_by_its_precision():
     assert mixed["equivalent"] == (mixed["upper90"] < 1.0 and mixed["lower90"] > -1.0)
 
 
-def _pool_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "equivalence_pool.py"
-    spec = importlib.util.spec_from_file_location("equivalence_pool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_pooling_script_reads_reports_and_refuses_others_in_one_line(tmp_path, capsys):
+def test_pooling_script_reads_reports_and_refuses_others_in_one_line(benchmark_script, tmp_path, capsys):
     """benchmarks/equivalence_pool.py: two reports pool to one table (exit 0 when every statistic is
     equivalent, 1 when one is not); a missing file or a JSON that is not a report is one line on
     stderr naming the file, exit 2, no traceback."""
     import json
 
-    tool = _pool_script()
+    tool = benchmark_script("equivalence_pool")
     row = {"statistic": "ps_ever", "difference": 0.1, "se": 0.2, "margin": 1.0}
     good = tmp_path / "a.json"
     good.write_text(json.dumps({"tost": [row], "overrides": [], "replicates": 20}))

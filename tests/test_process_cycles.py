@@ -4,7 +4,6 @@ it in step with the pass's source (a change there fails here, not in a benchmark
 from __future__ import annotations
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("process_cycles", ROOT / "benchmarks" / "process_cycles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(benchmark_script):
+    return benchmark_script("process_cycles")
 
 
 def test_every_patch_applies_once_to_the_current_pass(tool, tmp_path):
