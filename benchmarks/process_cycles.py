@@ -15,8 +15,10 @@ scenario (or the overrides given) on one core. It prints, and with ``--out`` app
 * the circulating clone states per patient-step and the ticks of sharing settled cells among
   destinations;
 * within long steps (``sim.max_step_days``): how many there were, and per patient-step the ticks of
-  the occupancy's predictor, of the small populations drawn ``dt_days`` step by ``dt_days`` step (and
-  how many per long step), of the switch mutants grown through the weeks left, and of the arrivals
+  the occupancy's predictor, of the small populations taken through the long step (and how many per
+  long step; the keys ``small_populations_by_dt_days`` keep their name from when they were drawn
+  ``dt_days`` step by ``dt_days`` step: since 2026-12-02 they are drawn from their law,
+  ``hybrid._grow_small_law``), of the switch mutants grown through the weeks left, and of the arrivals
   dated to the ``dt_days`` step they came in;
 * each process's ticks per long step and per short (``dt_days``) step.
 
@@ -128,17 +130,17 @@ PATCHES: list[tuple[str, str]] = [
         "        ta = _rdtsc()\n        split_out(src, n_g, share, large, arrived, tally)\n"
         "        w.prof[15] += _rdtsc() - ta\n        w.prof[16] += 1.0\n        w.prof[17 + g] += n_g\n",
     ),
-    # a long step's parts of growth: the occupancy's predictor, small populations drawn dt_days step
-    # by dt_days step, and the switch mutants grown through the weeks left
+    # a long step's parts of growth: the occupancy's predictor, small populations taken through it,
+    # and the switch mutants grown through the weeks left
     (
         "            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)\n",
         "            tq = _rdtsc()\n            o = _occupancy_over_long_step(p, n, o, s, pt, tb, c, w)\n"
         "            w.prof[24] += _rdtsc() - tq\n",
     ),
     (
-        "                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n",
+        "                x = _grow_small_law(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n",
         "                tq = _rdtsc()\n"
-        "                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n"
+        "                x = _grow_small_law(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)\n"
         "                w.prof[26] += _rdtsc() - tq\n                w.prof[27] += 1.0\n",
     ),
     (

@@ -41,6 +41,7 @@ __all__ = [
     "competing_probabilities",
     "blood_probabilities",
     "draw_binomial",
+    "draw_gamma",
     "flow_one",
     "split_one",
     "flow_out",
@@ -267,6 +268,32 @@ def draw_poisson(bitgen, mean: float, tally) -> float:
             break
         cdf += pmf
     return k
+
+
+@JIT_INLINE
+def draw_gamma(bitgen, shape: float, tally) -> float:
+    """A Gamma(``shape``, 1) variate (Marsaglia & Tsang, ACM Trans Math Softw 2000; a shape below 1
+    by ``G(shape) = G(shape + 1) U^(1 / shape)``): a normal and a uniform per try, ~1.02 tries."""
+    boost = 1.0
+    a = shape
+    if a < 1.0:
+        tally.uniform += 1
+        boost = uniform(bitgen) ** (1.0 / a)
+        a += 1.0
+    d = a - 1.0 / 3.0
+    scale = 1.0 / np.sqrt(9.0 * d)
+    while True:
+        tally.normal += 1
+        z = normal(bitgen)
+        v = 1.0 + scale * z
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        tally.uniform += 1
+        u = uniform(bitgen)
+        z2 = z * z
+        if u < 1.0 - 0.0331 * z2 * z2 or np.log(u) < 0.5 * z2 + d * (1.0 - v + np.log(v)):
+            return d * v * boost
 
 
 @JIT_INLINE

@@ -26,7 +26,17 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from emdsim.engine.flows import blood_probabilities, draw_binomial, flow_out, flow_within, split_out, whole_cells
+from emdsim.engine.flows import (
+    GAUSSIAN_MIN_MEAN,
+    blood_probabilities,
+    draw_binomial,
+    draw_gamma,
+    draw_poisson,
+    flow_out,
+    flow_within,
+    split_out,
+    whole_cells,
+)
 from emdsim.engine.jit import JIT_INLINE, JIT_NO_NRT
 from emdsim.engine.kernels import (
     CourseState,
@@ -51,7 +61,7 @@ from emdsim.engine.kernels import (
     _support,
     _switch_table,
 )
-from emdsim.engine.streams import STREAM_RECORD, stream_records, uniform
+from emdsim.engine.streams import STREAM_RECORD, normal, stream_records, uniform
 
 __all__ = ["advance"]
 
@@ -85,6 +95,7 @@ class _Scratch(NamedTuple):
     probs: NDArray[np.float64]  # (K, 4) and each clone's per-step probabilities of death, birth, kill and release
     entering_rate: NDArray[np.float64]  # (K,) a long step: the net growth rate of the cells entering the blood, 1/day
     gone: NDArray[np.float64]  # (N, K) the dt_days step (0, 1, ...) a small population died out in, or -1
+    extinct: NDArray[np.float64]  # (W,) :func:`_grow_small_law`: the extinction probability by each dt_days step
     gone_week: NDArray[np.float64]  # (1,) what :func:`_grow_small` saw: the step its population died out in, or -1
 
 
@@ -238,6 +249,81 @@ def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no
 
 
 @JIT_INLINE
+def _grow_small_law(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no cover - compiled
+    """:func:`_grow_small` in a fixed number of draws, whatever ``steps``: the population after
+    ``steps`` ``dt_days`` steps from its law, not step by step (fewer than two steps: step by step).
+
+    Each cell of a step leaves two independent Bernoulli offspring: itself, if it survives and is
+    neither released nor killed (``a1 = (1 - pd) th``, ``th = (1 - pr)(1 - pk)``), and a newborn
+    that is not a switch mutant and is neither released nor killed (``b1 = pb (1 - mu) th``): the
+    Galton-Watson process of :func:`_grow_small`, offspring pgf ``f(s) = (1 - a1 + a1 s)(1 - b1 +
+    b1 s)``. Its extinction probability by step j, ``q_j = f(q_(j - 1))``, is iterated exactly (so
+    a seed establishes as step by step: the discrete-step law, not the continuous-time ``1 - d/b``),
+    and ``cells`` ancestors leave ``Binomial(cells, 1 - q_n)`` surviving lines. Each surviving
+    line's size above 1 is drawn from the negative binomial (a Gamma-Poisson mixture; the normal
+    limit where its mean is at least ``GAUSSIAN_MIN_MEAN``) with the exact conditional mean and
+    variance of the branching process, ``m^n / (1 - q_n)`` and ``(Var_n + m^2n) / (1 - q_n)`` less
+    the mean squared (``m = a1 + b1``, ``Var_n = s2 m^(n - 1) (m^n - 1) / (m - 1)``); the shape
+    beyond those moments is approximate. A population that dies out died in step j with
+    probability proportional to ``q_j^cells - q_(j - 1)^cells`` (one uniform). Switch mutants are
+    the Poisson count of their expected number, ``mu pb`` times the expected cells at the starts of
+    the steps (``cells m^j``; with switch rates ~1e-8 per division and fewer than
+    ``hybrid_threshold_cells`` cells, their dependence on the population's own fate is far below
+    anything the cohort sees), shared among the switches as :func:`_grow_small` shares them."""
+    if steps < 2 or cells <= 0.0:
+        return _grow_small(src, tally, cells, k, probabilities, steps, c, w)
+    pd, pb, pk, mu, pr = probabilities
+    n_s = w.to_s.size
+    for sw in range(n_s):
+        w.to_s[sw] = 0.0
+    w.gone_week[0] = -1.0
+    th = (1.0 - pr) * (1.0 - pk)
+    a1 = (1.0 - pd) * th
+    b1 = pb * (1.0 - mu) * th
+    m = a1 + b1
+    q = 0.0
+    starts = 0.0  # the expected cells at the steps' starts, per ancestor: 1 + m + ... + m^(n - 1)
+    mj = 1.0
+    for j in range(steps):
+        starts += mj
+        mj *= m
+        q = (1.0 - a1 + a1 * q) * (1.0 - b1 + b1 * q)
+        w.extinct[j] = q
+    if mu > 0.0 and pb > 0.0:
+        moved = draw_poisson(src, mu * pb * cells * starts, tally)
+        if moved > 0.0:
+            split_out(src, moved, w.mu_ks[k], c.hybrid_threshold_cells, w.split, tally)
+            for sw in range(n_s):
+                w.to_s[sw] += w.split[sw]
+    alive = draw_binomial(src, cells, 1.0 - q, tally)
+    if alive <= 0.0:
+        tally.uniform += 1
+        at = np.log(uniform(src)) + cells * np.log(q)  # log of a uniform on [0, q_n^cells)
+        gone = steps - 1
+        for j in range(steps):
+            if cells * np.log(w.extinct[j]) >= at:
+                gone = j
+                break
+        w.gone_week[0] = float(gone)
+        return 0.0
+    s2 = a1 * (1.0 - a1) + b1 * (1.0 - b1)
+    var = s2 * steps if abs(m - 1.0) < 1e-12 else s2 * mj / m * (mj - 1.0) / (m - 1.0)
+    mean_line = mj / (1.0 - q)  # a surviving line's size
+    above = max(mean_line - 1.0, 0.0)  # its mean above 1
+    spread = max((var + mj * mj) / (1.0 - q) - mean_line * mean_line, 0.0)  # and its variance
+    mean = alive * above
+    if mean <= 0.0:
+        return alive
+    if mean >= GAUSSIAN_MIN_MEAN:
+        tally.normal += 1
+        return alive + max(np.floor(mean + np.sqrt(alive * spread) * normal(src) + 0.5), 0.0)
+    if spread > above:  # over-dispersed (a growing line): negative binomial of shape alive * r
+        r = above * above / (spread - above)
+        return alive + draw_poisson(src, draw_gamma(src, alive * r, tally) * above / r, tally)
+    return alive + draw_poisson(src, mean, tally)
+
+
+@JIT_INLINE
 def _grow_mutants(where, s, pt, tb, c, w):  # pragma: no cover - compiled
     """``where = (p, n, k, r)``: the switch mutants ``w.to_s`` that clone state ``k`` of patient
     ``p``'s compartment ``n``, a large population growing at net rate ``r``, bore within a long step.
@@ -339,7 +425,7 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 dr = _death_rate(death_base, niche_loss, supp)
                 w.rate[n, k] = b - dr - kr
                 w.kill[n, k] = kr
-            if long and cnk < large:  # a small population: the dt_days steps, drawn one by one
+            if long and cnk < large:  # a small population: through the dt_days steps by their law
                 if wound:
                     pd, sd = _death_and_survival(death_base, niche_loss, supp, c.dt_days)
                 else:
@@ -347,7 +433,7 @@ def _grow(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 pb = _birth_probability_given_survival(b, sd, c.dt_days) if b > 0.0 else 0.0
                 pk = _event_probability(kr, c.dt_days) if kr > 0.0 else 0.0
                 n_sub = int(np.round(dt / c.dt_days))
-                x = _grow_small(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)
+                x = _grow_small_law(src, tally, cnk, k, (pd, pb, pk, mu_k[k], 0.0), n_sub, c, w)
                 w.stepped[n, k] = 1
                 w.gone[n, k] = w.gone_week[0]
                 for sw in range(n_s):
@@ -747,7 +833,7 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     (:func:`_arrive_new`, which dates a new lesion from when its cells arrived). Other arrivals at a
     compartment come at one such step, drawn uniformly (``w.arrive_steps[n]`` steps before the end,
     which also dates a new lesion's onset; spilled cells from the breach on), and go through those
-    steps as a small population does (:func:`_grow_small`'s draws; a large arrival by its mean)."""
+    steps as a small population does (:func:`_grow_small_law`; a large arrival by its mean)."""
     cells_p, dt = s.cells[p], c.dt_days
     n_n, n_k = cells_p.shape
     n_sub = int(np.round(w.dt[0] / dt))
@@ -791,7 +877,7 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 if pk > 0.0:
                     x -= draw_binomial(src, x, pk, tally)
                 # the steps left, as a small population takes them (no switch mutants: arrivals are few)
-                x = _grow_small(src, tally, x, k, (pd, pb, pk, 0.0, pr), left, c, w)
+                x = _grow_small_law(src, tally, x, k, (pd, pb, pk, 0.0, pr), left, c, w)
             cells_p[n, k] += max(x, 0.0) - new
 
 
@@ -878,6 +964,7 @@ def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int, max_subst
         probs=np.zeros((n_k, 4)),
         entering_rate=np.zeros(n_k),
         gone=np.full((n_n, n_k), -1.0),
+        extinct=np.zeros(max_substeps + 1),
         gone_week=np.full(1, -1.0),
     )
 
