@@ -2,6 +2,7 @@
 
     python benchmarks/bench_engine.py            # full (~10 minutes on 2 cores)
     python benchmarks/bench_engine.py --quick    # smaller sizes (~3 minutes)
+    python benchmarks/bench_engine.py --reference-only   # the reference cases alone (~2 minutes)
 
 Cases
   reference        1,965 patients x 10 years, default scenario, all cores, through the hybrid
@@ -152,6 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts")
     ap.add_argument("--mesa-patients", type=int, default=None)
+    ap.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only the reference cohort through both engines and the weekly hybrid (~2 minutes)",
+    )
     ap.add_argument("--memory-only", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_only:  # the memory case, in its own process
@@ -198,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         cpu_ratio_weekly_over_adaptive=round(weekly_cpu / ref["hybrid"][1], 2),
         note="sim.max_step_days=7: the hybrid engine before the adaptive step became the default",
     )
+    if args.reference_only:
+        return
 
     # a small run as a user starts it: a new process, figures included; three runs of each engine,
     # alternating, and their medians (one run varies by ~0.2 CPU-s on this shared machine)
