@@ -412,10 +412,9 @@ def test_a_small_population_takes_a_long_step_by_its_law(make_cfg, case, cells):
         chi2 = ((observed - expected) ** 2 / expected).sum()
         assert chi2 < stats.chi2.isf(SMALL_LAW_ALPHA, expected.size - 1), (chi2, expected.size)
     if dead.sum() >= 100:
-        q = np.zeros(steps + 1)
-        for j in range(steps):
-            q[j + 1] = (1 - a1 + a1 * q[j]) * (1 - b1 + b1 * q[j])
-        expected = np.diff(q**cells) / q[steps] ** cells * dead.sum()
+        # P(all died out by step j) = q_j^cells, the mass at 0 of the law after j steps
+        dead_by = np.array([_galton_watson_pmf(a1, b1, j, cells)[0] for j in range(steps + 1)])
+        expected = np.diff(dead_by) / dead_by[steps] * dead.sum()
         seen = np.bincount(gone[dead].astype(int), minlength=steps).astype(float)
         few = expected < 5  # steps too unlikely to test alone go into the likeliest one
         top = np.argmax(expected)
