@@ -327,7 +327,7 @@ relapse by route and site, with PFS and OS.
 usage: emdsim [group=option ...] [key=value ...]          one cohort (Hydra overrides)
        emdsim -m key=a,b seed=1,2,3 [hydra/launcher=joblib]   a sweep: one job per combination
 
-  emdsim                                 default scenario, 200 patients (first run compiles ~35 s)
+  emdsim                                 default scenario, 200 patients (first run compiles ~4 min)
   emdsim cohort.n_patients=1965 seed=7   a Usmani-sized cohort
   emdsim scenario=surgery treatment=allo_ric experiment=fitted    groups; the fitted biology
   emdsim -m spread.p_colonisation=2e-5,1e-4 seed=1,2 hydra/launcher=joblib

@@ -46,7 +46,7 @@ def run_task(
     from emdsim.engine.jit import kernels_cached
 
     if cfg.engine != "mesa" and not kernels_cached(cfg.engine):
-        note = "compiling the simulation kernels (first run on this machine only, ~35 s on 2 cores)"
+        note = "compiling the simulation kernels (first run on this machine only: ~4 minutes on 2 cores)"
         if show_progress:
             print(f"emdsim: {note}", file=sys.stderr, flush=True)
         log.info(note)
