@@ -49,5 +49,5 @@ def test_numpy_simd_dispatch_does_not_change_a_cohort():
 @pytest.mark.slow
 def test_kernels_compiled_for_a_generic_cpu_give_the_same_cohort():
     """Kernels compiled for this CPU (default) and for numba's generic x86-64 target agree to the
-    byte.  Slow: the generic target compiles the kernels again (~35 s) on first use."""
+    byte.  Slow: the generic target compiles the kernels again (minutes) on first use."""
     assert _digest() == _digest(NUMBA_CPU_NAME="generic", NPY_DISABLE_CPU_FEATURES=NO_WIDE_SIMD)
