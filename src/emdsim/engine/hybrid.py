@@ -39,13 +39,11 @@ from emdsim.engine.flows import (
 )
 from emdsim.engine.jit import JIT_INLINE, JIT_NO_NRT
 from emdsim.engine.kernels import (
-    QUIET_INFLAMMATION,
     CourseState,
     PatientTables,
     StepTables,
     _birth_probability_given_survival,
     _birth_rate,
-    _colonisation_probability,
     _crowded_release,
     _death_and_survival,
     _death_rate,
@@ -82,7 +80,6 @@ class _Scratch(NamedTuple):
     settle: NDArray[np.float64]  # (D,)
     share: NDArray[np.float64]  # (D,)
     arrived: NDArray[np.float64]  # (D,)
-    inflamed: NDArray[np.float64]  # (D,) :func:`_settle_over_steps`: a wound's inflammation in one dt_days step
     live: NDArray[np.uint8]  # (N,) 1: the compartment holds cells (or received some this step)
     dt: NDArray[np.float64]  # (1,) the patient's step, days (``dt_days``, or longer while it is quiet)
     rate: NDArray[np.float64]  # (N, K) each entry's net growth rate this step, 1/day (adaptive step)
@@ -634,20 +631,15 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     dest, dest_wound = tb.dest, tb.dest_wound
     entering, weights, settle, soil = w.entering, w.weights, w.settle, w.soil
     p_arrest, p_die_rest = c.p_arrest_per_step, c.p_die_in_blood_per_step
-    long = w.dt[0] > 1.5 * c.dt_days
-    if long:  # competing extravasation and death over the long step
+    if w.dt[0] > 1.5 * c.dt_days:  # competing extravasation and death over the long step
         p_arrest, p_die_rest = blood_probabilities(c.extravasation_rate_per_day, c.blood_death_rate_per_day, w.dt[0])
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
     inflamed = False  # a wound is inflamed: the destinations' weights change from step to step
-    healing = False  # and a long step sees it heal: above QUIET_INFLAMMATION at its start
-    n_sub = np.round(w.dt[0] / c.dt_days)
     for j in range(n_d):
         if dest_wound[j] and inflammation_p[dest[j]] > 0.0:
             inflamed = True
-            if long and inflammation_p[dest[j]] > QUIET_INFLAMMATION * tb.inflammation_decay[dest[j]] ** (n_sub - 1.0):
-                healing = True
     for k in range(n_k):
         b = cells_p[blood, k] + entering[k]
         if b <= 0.0:
@@ -665,96 +657,12 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 src, tally, p, s, tb, c, w, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k])
             )
             continue
-        if healing:  # the wounds' inflammation through the long step's dt_days steps
-            p_marrow, p_tissue = _settle_over_steps(homing_p[k], inflammation_p, traits_p[k, i_nd], n_sub, tb, c, w)
-        else:
-            p_marrow, p_tissue = _settle_probabilities(
-                homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
-            )
+        p_marrow, p_tissue = _settle_probabilities(
+            homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
+        )
         if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
         _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
-
-
-@JIT_INLINE
-def _mean_inflammation(inflammation, decay, dt, dt_days):  # pragma: no cover - compiled
-    """A wound's inflammation over a step of ``dt`` days that ends with ``inflammation``: the mean of
-    its values in the step's dt_days steps (the exact pass's, each decayed by ``decay`` from the one
-    before); ``inflammation`` itself in a step of one dt_days."""
-    n_sub = np.round(dt / dt_days)
-    if n_sub < 1.5 or inflammation <= 0.0:
-        return inflammation
-    return inflammation * _geometric_mean_weight(1.0 / decay, n_sub)
-
-
-@JIT_INLINE
-def _healing_factor(inflammation, decay, soil, traits_k, n_sub, c):  # pragma: no cover - compiled
-    """The factor by which a wound's probability of taking an arrested cell of a clone (traits
-    ``traits_k``) falls from one dt_days step of a long step of ``n_sub`` to the next, its
-    inflammation decaying (by ``decay`` a step) to ``inflammation`` at the step's end: the homing
-    weight's decay times the colonisation's own fall on the wound's soil (``soil`` times the
-    inflammation), taken geometric between the step's first dt_days step and its last (the wound's
-    share of the total homing weight is small: its change is left out)."""
-    if inflammation <= 0.0 or n_sub < 1.5:
-        return 1.0
-    d_k = traits_k[c.trait_niche_dependence]
-    last = _colonisation_probability(c.p_colonisation, _support(d_k, soil * inflammation))
-    first = _colonisation_probability(c.p_colonisation, _support(d_k, soil * inflammation / decay ** (n_sub - 1.0)))
-    if last <= 0.0 or first <= 0.0:
-        return decay
-    return decay * (last / first) ** (1.0 / (n_sub - 1.0))
-
-
-@JIT_INLINE
-def _settle_over_steps(homing_k, inflammation, d_k, n_sub, tb, c, w):  # pragma: no cover - compiled
-    """:func:`emdsim.engine.kernels._settle_probabilities` averaged over the ``n_sub`` dt_days steps of
-    a long step, through which every wound's inflammation decays (by ``tb.inflammation_decay`` a step)
-    to ``inflammation (N,)`` at its end: a cell arrested in step i settles at destination j with the
-    probability of step i, and the arrested cells are spread evenly over the steps. The other
-    destinations' homing shares have one factor that changes (the wounds' share of the total weight):
-    the mean of its inverse is summed over the steps, each wound's own share and colonisation (on its
-    soil times its inflammation) step by step. Fills ``w.settle``; returns the sums over marrow and
-    over other tissue."""
-    dest, dest_marrow, dest_wound = tb.dest, tb.dest_marrow, tb.dest_wound
-    weights, settle = w.weights, w.settle
-    n_d = dest.size
-    fixed = 0.0  # the weight of the destinations that are not wounds
-    for j in range(n_d):
-        settle[j] = 0.0
-        weights[j] = 0.0 if dest_wound[j] else homing_k[dest[j]]
-        fixed += weights[j]
-        w.inflamed[j] = inflammation[dest[j]] if dest_wound[j] else 0.0
-    inverse = 0.0  # the sum over the steps of 1 / (the total weight)
-    for _ in range(int(n_sub)):  # from the last dt_days step back
-        total = fixed
-        for j in range(n_d):
-            if dest_wound[j]:
-                weights[j] = homing_k[dest[j]] * w.inflamed[j]
-                total += weights[j]
-        if total <= 0.0:
-            continue
-        inverse += 1.0 / total
-        for j in range(n_d):
-            if dest_wound[j]:
-                if weights[j] > 0.0:
-                    supp = _support(d_k, tb.soil[dest[j]] * w.inflamed[j])
-                    settle[j] += weights[j] / total * _colonisation_probability(c.p_colonisation, supp)
-                w.inflamed[j] /= tb.inflammation_decay[dest[j]]  # the step before
-    p_marrow = 0.0
-    p_tissue = 0.0
-    for j in range(n_d):
-        if dest_wound[j]:
-            settle[j] /= n_sub
-        elif dest_marrow[j]:
-            settle[j] = homing_k[dest[j]] * inverse / n_sub * c.p_marrow_engraftment
-        else:
-            s_j = _colonisation_probability(c.p_colonisation, _support(d_k, tb.soil[dest[j]]))
-            settle[j] = homing_k[dest[j]] * inverse / n_sub * s_j
-        if dest_marrow[j]:
-            p_marrow += settle[j]
-        else:
-            p_tissue += settle[j]
-    return p_marrow, p_tissue
 
 
 @JIT_INLINE
@@ -845,9 +753,7 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
 
     Each clone's arrivals are shared among the ``n_sub`` dt_days steps (a multinomial as conditional
     binomials) in proportion to ``exp(r j dt)``, ``r`` the net rate of the populations that released
-    them (``w.entering_rate``: growing sources send more cells late in the step), times
-    :func:`_healing_factor` per step at a healing wound (which takes fewer as it heals; its cells
-    grow in each step on that step's soil); in each step the
+    them (``w.entering_rate``: growing sources send more cells late in the step); in each step the
     cells already there grow, die and are released (lost: see :func:`_grow_small`), that step's
     arrivals join them, and all are treated. A lesion begins when its compartment, empty at the end
     of a dt_days step, holds cells at the end of the next, as the exact pass, which forgets a lesion
@@ -868,8 +774,6 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
         probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
         left = new
         g = np.exp(w.entering_rate[k] * c.dt_days)  # the weight of each step over the one before
-        if tb.is_wound[n]:  # a healing wound takes fewer each step
-            g *= _healing_factor(s.inflammation[p, n], tb.inflammation_decay[n], tb.soil[n], pt.traits[p, k], n_sub, c)
         for j in range(n_sub):
             # this step's share of the weights left: 1 / (1 + g + ... + g^(n_sub - 1 - j))
             rest = float(n_sub - j) if abs(g - 1.0) < 1e-12 else (g ** (n_sub - j) - 1.0) / (g - 1.0)
@@ -881,16 +785,8 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
         cells_p[n, k] -= new
     onset = -1
     held = until > 0  # occupied since before the step, without a break
-    healing = tb.is_wound[n] and s.inflammation[p, n] > 0.0
-    mean_soil = w.soil[n]
     for j in range(n_sub):
         total = 0.0
-        if healing:  # a healing wound: each step's growth on that step's soil
-            w.soil[n] = tb.soil[n] * s.inflammation[p, n] / tb.inflammation_decay[n] ** (n_sub - 1.0 - j)
-            for k in range(n_k):
-                if cells_p[n, k] > 0.0 or weekly[k, j] > 0.0:
-                    pd, pb, pk, pr, _, _, _ = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
-                    probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
         for k in range(n_k):
             x = cells_p[n, k]
             if x > 0.0:  # this step's growth and release, as a small population takes them; its kill below
@@ -906,7 +802,6 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
             held = False
         elif onset < 0 and not held:
             onset = j
-    w.soil[n] = mean_soil
     w.onset_steps[n] = float(n_sub - 1 - onset) if onset >= 0 else 0.0
     if until > 0 and not held and onset >= 0:  # emptied and filled again: a new lesion
         s.lesion_onset[p, n] = np.nan
@@ -1054,7 +949,6 @@ def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int, max_subst
         np.empty(n_d),
         np.empty(n_d),
         np.empty(n_d),
-        np.zeros(n_d),
         np.zeros(n_n, dtype=np.uint8),
         dt=np.empty(1),
         rate=np.zeros((n_n, n_k)),
@@ -1113,9 +1007,7 @@ def _advance(streams, counts, t, state, patients, tables, k, w):  # pragma: no c
             w.stepped[:, :] = 0
             w.gone[:, :] = -1.0
         for n in range(n_n):
-            w.soil[n] = tb.soil[n]
-            if tb.is_wound[n]:
-                w.soil[n] *= _mean_inflammation(s.inflammation[p, n], tb.inflammation_decay[n], w.dt[0], c.dt_days)
+            w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
             w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
             w.occ0[n] = w.occ[n]
             w.live[n] = 1 if s.node_total[p, n] > 0.0 else 0

@@ -197,7 +197,6 @@ class StepTables(NamedTuple):
     kill_rate_per_day: NDArray[np.float64]  # (R + 1, N) each regimen's kill hazard per compartment
     phase_days: NDArray[np.float64]  # (R + 1,) each regimen's phase duration, days (0: until progression)
     phase_wound_node: NDArray[np.int64]  # (F,) wound opened by each first-line phase (-1: none)
-    inflammation_decay: NDArray[np.float64]  # (N,) factor on a wound's inflammation per dt_days step (1 elsewhere)
 
 
 class PatientTables(NamedTuple):
@@ -782,9 +781,8 @@ def _forget_after(p, t_end, s, c):  # pragma: no cover - compiled
             detectable_p[n] = np.nan
 
 
-#: a wound whose inflammation is above this keeps its patient on ``dt_days`` steps while it holds cells
-#: (their soil changes with the inflammation from step to step); an empty one does not: the hybrid pass
-#: takes its inflammation through a long step's dt_days steps (:func:`emdsim.engine.hybrid._settle_over_steps`)
+#: a wound whose inflammation is above this keeps its patient on ``dt_days`` steps (the soil of a
+#: wound changes with its inflammation from step to step)
 QUIET_INFLAMMATION = 1e-3
 
 
@@ -853,7 +851,7 @@ def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
     (up to ``max_step_days``) as pass without missing a clinical event at one of the ``dt_days``
     steps within it. Nothing scheduled may fall before the step's last ``dt_days`` (a phase end,
     surveillance imaging, the end of follow-up or of the diagnosis window; a surgery, before the
-    step ends), no wound holding cells may be inflamed, and no threshold the clinical course tests may be reachable
+    step ends), no wound may be inflamed, and no threshold the clinical course tests may be reachable
     by the compartments' predicted course over ``max_step_days`` (``s.node_upper``, ``s.node_lower``:
     every clone at ``step_margin`` times its present net rate): the marrow burden of diagnosis, a
     symptomatic or lethal lesion, progression from the nadir (of all cells, or of a symptomatic lesion;
@@ -886,11 +884,11 @@ def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
     upper = 0.0
     lower = 0.0
     for n in range(node_total_p.size):
+        if tb.is_wound[n] and s.inflammation[p, n] > QUIET_INFLAMMATION:
+            return dt
         x = node_total_p[n]
         if x <= 0.0:
             continue
-        if tb.is_wound[n] and s.inflammation[p, n] > QUIET_INFLAMMATION:
-            return dt
         y = upper_p[n]
         upper += y
         lower += lower_p[n]

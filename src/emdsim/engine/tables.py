@@ -109,8 +109,6 @@ def build_tables(cfg: EmdConfig) -> Tables:
     ps_nodes = np.flatnonzero(world.is_paraskeletal)
     wound_nodes = np.flatnonzero(world.is_wound)
     sp, dt = cfg.spread, cfg.sim.dt_days
-    inflammation_decay = np.ones(world.n_nodes)  # per dt_days step: wounds heal at their half-lives
-    inflammation_decay[wound_nodes] = np.exp(-np.log(2.0) * dt / world.wound_half_life[wound_nodes])
     p_spill = float(event_probability(sp.local_extension_rate_per_day, dt))
     # the rule's Python body (numpy arithmetic, no compilation at table build; the function itself
     # where numba is disabled)
@@ -140,7 +138,6 @@ def build_tables(cfg: EmdConfig) -> Tables:
         kill_rate_per_day=regimen_kill_table(list(regimens), cfg.drugs, world.drug_kind),
         phase_days=np.array([r.duration_days for r in regimens] + [0.0], dtype=float),
         phase_wound_node=np.array([world.index(r.wound) if r.wound else -1 for r in tr.first_line], dtype=np.int64),
-        inflammation_decay=inflammation_decay,
     )
     return Tables(
         world=world,
@@ -156,7 +153,7 @@ def build_tables(cfg: EmdConfig) -> Tables:
         detection_cells=detection,
         partial_response_ratio=1.0 - cfg.clinical.partial_response_reduction,
         wound_nodes=wound_nodes,
-        wound_decay_per_step=inflammation_decay[wound_nodes],
+        wound_decay_per_step=np.exp(-np.log(2.0) * dt / world.wound_half_life[wound_nodes]),
         marrow_nodes=np.flatnonzero(world.is_marrow),
         is_em=world.is_tissue_target,
         surgery_node=np.array([world.index(s.wound) for s in cfg.scenario.surgeries], dtype=np.int64),
