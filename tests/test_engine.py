@@ -208,6 +208,29 @@ def test_result_does_not_depend_on_the_number_of_workers(make_cfg):
     assert one.draws == two.draws and one.draws[0] > 0
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("engine", ["hybrid", "exact"])
+def test_workers_inherit_the_kernels_the_cohort_loaded_once(engine):
+    """A cohort of several blocks on forked workers loads its engine's compiled kernels in the
+    calling process first (:func:`emdsim.cohort.run.load_kernels`: one patient simulated and
+    discarded), so the workers inherit them: in a new process, the compiled pass and the clinical
+    course hold a compiled signature after ``run_cohort`` with two workers, and none before it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from emdsim.config.load import load; from emdsim.cohort.run import run_cohort; "
+        "from emdsim.engine import hybrid, kernels; "
+        f"passes = [hybrid._advance if '{engine}' == 'hybrid' else kernels._advance, kernels.clinic]; "
+        "before = [len(f.signatures) for f in passes]; "
+        f"run_cohort(load(['engine={engine}', 'cohort.n_patients=6', 'cohort.block_size=3', 'cohort.n_jobs=2', "
+        "'sim.followup_years=1'])); "
+        "print(before, [len(f.signatures) for f in passes])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[0,", "0]", "[1,", "1]"], out
+
+
 def test_outcome_invariants(make_cfg):
     p = run_cohort(make_cfg("cohort.n_patients=48", "cohort.block_size=48")).patients
     dx = p[p["diagnosed"]]
