@@ -78,7 +78,7 @@ ENGINE_KERNELS = {"hybrid": ("hybrid._advance", "kernels.clinic"), "exact": ("ke
 
 def kernels_cached(engine: str = "hybrid", cache: Path | None = None) -> bool:
     """Whether ``engine``'s compiled kernels of this source tree are already in the cache (else its
-    first cohort compiles them, ~35 s on 2 cores). Each engine has its own: a machine that has run
+    first cohort compiles them, ~4 minutes on 2 cores). Each engine has its own: a machine that has run
     only the hybrid engine has not compiled the exact pass."""
     cache = Path(numba.config.CACHE_DIR) if cache is None else cache
     names = ENGINE_KERNELS.get(engine, ENGINE_KERNELS["exact"])
