@@ -219,9 +219,9 @@ def test_workers_inherit_the_kernels_the_cohort_loaded_once(engine):
     import sys
 
     code = (
-        "from emdsim.config.load import load; from emdsim.cohort.run import run_cohort; "
-        "from emdsim.engine import hybrid, kernels; "
-        f"passes = [hybrid._advance if '{engine}' == 'hybrid' else kernels._advance, kernels.clinic]; "
+        "import operator; from emdsim import engine; from emdsim.config.load import load; "
+        "from emdsim.cohort.run import run_cohort; from emdsim.engine.jit import ENGINE_KERNELS; "
+        f"passes = [operator.attrgetter(name)(engine) for name in ENGINE_KERNELS['{engine}']]; "
         "before = [len(f.signatures) for f in passes]; "
         f"run_cohort(load(['engine={engine}', 'cohort.n_patients=6', 'cohort.block_size=3', 'cohort.n_jobs=2', "
         "'sim.followup_years=1'])); "
