@@ -825,15 +825,57 @@ def _emptied_in(p, n, s, w):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _source_rate(p, n, s, tb, w):  # pragma: no cover - compiled
+    """The net growth rate (1/day) over a long step of the populations patient ``p``'s arrivals at
+    compartment ``n`` came from, weighted by the arrivals: the marrow site beside a paraskeletal
+    compartment for the cells it spilled (its clones' ``w.rate``, the kill included), the released
+    cells' sources for the cells through the blood (``w.entering_rate``). 0 without arrivals."""
+    m = -1
+    if w.spill_weeks[n] > 0.0:
+        for i in range(tb.ps_nodes.size):
+            if tb.ps_nodes[i] == n:
+                m = tb.ps_marrow[i]
+    tot = 0.0
+    acc = 0.0
+    for k in range(s.cells.shape[2]):
+        x = s.last_haem[p, n, k]
+        if x > 0.0:
+            tot += x
+            acc += x * w.entering_rate[k]
+        x = s.last_local[p, n, k]
+        if x > 0.0 and m >= 0:
+            tot += x
+            acc += x * w.rate[m, k]
+    return acc / tot if tot > 0.0 else 0.0
+
+
+@JIT_INLINE
+def _arrival_step(u, weeks, g):  # pragma: no cover - compiled
+    """The dt_days step ``j`` (0 .. ``weeks`` - 1, counted from the first of the ``weeks`` in which
+    cells arrived) of a long step's arrivals, from the uniform ``u`` by inversion, with probability
+    proportional to ``g^j``: in the exact pass the cells that leave a population in each dt_days step
+    are a share of it, and ``g = exp(r dt_days)`` is its growth from one step to the next (``r``:
+    :func:`_source_rate`). Uniform where ``g`` is 1. A population shrinking under therapy sends
+    most of its cells early in the step, a growing one late; drawn uniformly (before 2026-12-02),
+    cells spilled from a shrinking marrow arrived too late to be treated for as long as they were,
+    and those of a growing one too early, so paraskeletal lesions grew too large either way."""
+    if abs(g - 1.0) < 1e-9 or weeks < 1.5:
+        return min(np.floor(u * weeks), weeks - 1.0)
+    j = np.floor(np.log1p(u * (g**weeks - 1.0)) / np.log(g))
+    return min(max(j, 0.0), weeks - 1.0)
+
+
+@JIT_INLINE
 def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     """A long step's arrivals (through the blood or the cortex), after process 5: in the exact pass
     cells that arrive at the end of the i-th of its ``n`` dt_days steps are treated in that step and
     then grow, die and are treated through the ``n - i`` steps left. A few cells through the blood at
     a compartment empty at the step's start, or emptied within it, go step by step
     (:func:`_arrive_new`, which dates a new lesion from when its cells arrived). Other arrivals at a
-    compartment come at one such step, drawn uniformly (``w.arrive_steps[n]`` steps before the end,
-    which also dates a new lesion's onset; spilled cells from the breach on), and go through those
-    steps as a small population does (:func:`_grow_small_law`; a large arrival by its mean)."""
+    compartment come at one such step (``w.arrive_steps[n]`` steps before the end, which also dates a
+    new lesion's onset; spilled cells from the breach on), drawn in proportion to the cells their
+    sources held in each step (:func:`_arrival_step`), and go through the steps left as a small
+    population does (:func:`_grow_small_law`; a large arrival by its mean)."""
     cells_p, dt = s.cells[p], c.dt_days
     n_n, n_k = cells_p.shape
     n_sub = int(np.round(w.dt[0] / dt))
@@ -862,10 +904,12 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 continue
             if first:
                 # cells spilled through a cortex came in each step since it broke (the first, for a new
-                # lesion's onset: the breach); cells through the blood, in one step drawn uniformly
+                # lesion's onset: the breach); cells through the blood, in any step: in one step drawn
+                # in proportion to the cells their sources held in each (:func:`_arrival_step`)
                 weeks = w.spill_weeks[n] if w.spill_weeks[n] > 0.0 else float(n_sub)
                 tally.uniform += 1
-                w.arrive_steps[n] = np.floor(uniform(src) * weeks)  # steps left after theirs
+                g = np.exp(_source_rate(p, n, s, tb, w) * dt)
+                w.arrive_steps[n] = weeks - 1.0 - _arrival_step(uniform(src), weeks, g)  # steps left after theirs
                 w.onset_steps[n] = weeks - 1.0 if w.spill_weeks[n] > 0.0 else w.arrive_steps[n]
                 first = False
             pd, pb, pk, pr, b, d, kr = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
