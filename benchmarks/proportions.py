@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emdsim.analysis.summary import summarise
 from emdsim.cohort.run import run_cohort
 from emdsim.config.load import load
 from emdsim.studies.rundir import git_revision
@@ -35,17 +36,20 @@ AT_RELAPSE = ("ps_at_relapse", "em_at_relapse", "emd_at_relapse")
 
 
 def proportions(patients, *, followed: bool) -> dict:
-    """Percent and binomial standard error of each proportion (``followed``: ever and at relapse too)."""
-    dx = patients[patients["diagnosed"]].copy()
-    dx["emd_ever"] = dx["ps_ever"] | dx["em_ever"]
-    rel = dx[dx["relapsed"]]
-    out: dict = {"n_diagnosed": len(dx), "n_relapsed": len(rel) if followed else 0}
-    groups = [(AT_DIAGNOSIS, dx)] + ([(EVER, dx), (AT_RELAPSE, rel)] if followed else [])
-    for names, g in groups:
+    """Percent and binomial standard error of each proportion (``followed``: ever and at relapse too),
+    the fractions as ``summary.json`` defines them (:func:`emdsim.analysis.summary.summarise`; EMD
+    ever, which it does not give, as PS or EM ever)."""
+    summary = summarise(patients, seed=0)
+    dx = patients[patients["diagnosed"]]
+    summary["emd_ever"] = float((dx["ps_ever"] | dx["em_ever"]).mean()) if len(dx) else None
+    n_dx, n_rel = summary["n_diagnosed"], summary["n_relapsed"] if followed else 0
+    out: dict = {"n_diagnosed": n_dx, "n_relapsed": n_rel}
+    groups = [(AT_DIAGNOSIS, n_dx)] + ([(EVER, n_dx), (AT_RELAPSE, n_rel)] if followed else [])
+    for names, n in groups:
         for name in names:
-            p = float(g[name].mean()) if len(g) else float("nan")
+            p = summary[name] if n else float("nan")
             out[name] = round(100 * p, 4)
-            out[f"{name}_se"] = round(100 * float(np.sqrt(p * (1 - p) / len(g))), 4) if len(g) else None
+            out[f"{name}_se"] = round(100 * float(np.sqrt(p * (1 - p) / n)), 4) if n else None
     return out
 
 
