@@ -44,6 +44,7 @@ from emdsim.engine.kernels import (
     StepTables,
     _birth_probability_given_survival,
     _birth_rate,
+    _colonisation_probability,
     _crowded_release,
     _death_and_survival,
     _death_rate,
@@ -97,6 +98,11 @@ class _Scratch(NamedTuple):
     gone: NDArray[np.float64]  # (N, K) the dt_days step (0, 1, ...) a small population died out in, or -1
     extinct: NDArray[np.float64]  # (W,) :func:`_grow_small_law`: the extinction probability by each dt_days step
     gone_week: NDArray[np.float64]  # (1,) what :func:`_grow_small` saw: the step its population died out in, or -1
+    week_weight: NDArray[np.float64]  # (W,) a long step: the weights of its dt_days steps for a clone's arrivals
+    inflammation: NDArray[np.float64]  # (N,) each wound's inflammation over the step (a long step: its mean)
+    inflammation_q: NDArray[np.float64]  # (N,) a long step: its factor from one dt_days step to the next (1: none)
+    inflammation_k: NDArray[np.float64]  # (N,) a long step: the wounds' inflammation when one clone's cells arrived
+    soil_k: NDArray[np.float64]  # (N,) and the soil then
 
 
 # Every process is a function of one patient ``p`` with the parameters of the exact pass, the
@@ -626,7 +632,7 @@ def _extend(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     """Process 4 (as :func:`emdsim.engine.kernels._circulate`): death in the blood, arrest, homing,
     engraftment or colonisation."""
-    cells_p, inflammation_p = s.cells[p], s.inflammation[p]
+    cells_p, inflammation_p = s.cells[p], w.inflammation
     homing_p, traits_p = pt.homing[p], pt.traits[p]
     dest, dest_wound = tb.dest, tb.dest_wound
     entering, weights, settle, soil = w.entering, w.weights, w.settle, w.soil
@@ -636,6 +642,8 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
     large, blood, i_nd = c.hybrid_threshold_cells, c.blood_node, c.trait_niche_dependence
     n_k = cells_p.shape[1]
     n_d = dest.size
+    long = w.dt[0] > 1.5 * c.dt_days
+    n_sub = np.round(w.dt[0] / c.dt_days)
     inflamed = False  # a wound is inflamed: the destinations' weights change from step to step
     for j in range(n_d):
         if dest_wound[j] and inflammation_p[dest[j]] > 0.0:
@@ -657,9 +665,21 @@ def _circulate(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 src, tally, p, s, tb, c, w, (k, arrest, pt.settle[p, k], pt.settle_marrow[p, k], pt.settle_tissue[p, k])
             )
             continue
-        p_marrow, p_tissue = _settle_probabilities(
-            homing_p[k], inflammation_p, traits_p[k, i_nd], soil, tb, c, weights, settle
-        )
+        infl, soil_k = inflammation_p, soil
+        if long:  # the wounds as they were when this clone's cells arrived (in proportion to g^j)
+            g = np.exp(w.entering_rate[k] * c.dt_days)
+            for j in range(n_d):
+                if dest_wound[j]:
+                    nd = dest[j]
+                    q = w.inflammation_q[nd]
+                    x = (
+                        inflammation_p[nd]
+                        * _geometric_mean_weight(g * q, n_sub)
+                        / (_geometric_mean_weight(g, n_sub) * _geometric_mean_weight(q, n_sub))
+                    )
+                    w.inflammation_k[nd], w.soil_k[nd] = x, tb.soil[nd] * x
+            infl, soil_k = w.inflammation_k, w.soil_k
+        p_marrow, p_tissue = _settle_probabilities(homing_p[k], infl, traits_p[k, i_nd], soil_k, tb, c, weights, settle)
         if p_marrow <= 0.0 and p_tissue <= 0.0:
             continue
         _settle(src, tally, p, s, tb, c, w, (k, arrest, settle, p_marrow, p_tissue))
@@ -729,6 +749,29 @@ def _treat(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
+def _step_inflammation(start, end, n_sub):  # pragma: no cover - compiled
+    """A wound's inflammation over a patient's step of ``n_sub`` dt_days steps, from ``start`` at its
+    start to ``end`` at its end: the exact pass decays it once per dt_days step (by ``q``) before each
+    step's processes, so its dt_days steps see ``start q^i``, i = 1..n; a long step takes their mean
+    (``q = (end / start)^(1/n)``; wounds open only at the start of a patient's step, where ``start``
+    is 1). The hazards that inflammation scales are linear in it (a wound's soil, through the niche
+    support, in birth and death; its homing weight, nearly, in the share of arrested cells it
+    receives), so the mean gives the long step the exact pass's summed hazards. Until 2026-12-02 an
+    inflamed wound held its patient on dt_days steps, half of all the short steps of a cohort."""
+    if n_sub < 1.5 or start <= 0.0 or end <= 0.0:
+        return end
+    q = (end / start) ** (1.0 / n_sub)
+    return start * q * _geometric_mean_weight(q, n_sub)
+
+
+@JIT_INLINE
+def _week_inflammation(mean, q, j, n_sub):  # pragma: no cover - compiled
+    """A wound's inflammation in the (j + 1)-th dt_days step (j = 0 .. n_sub - 1) of a long step over
+    which it falls by ``q`` per step and has the mean ``mean`` (:func:`_step_inflammation`)."""
+    return mean * q**j / _geometric_mean_weight(q, n_sub)
+
+
+@JIT_INLINE
 def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - compiled
     """Per dt_days step probabilities of death, birth, kill and release of clone ``k``'s arrivals at
     compartment ``n`` in a long step (at the occupancy after its growth), and the rates (birth, death,
@@ -765,6 +808,8 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
     cells_p = s.cells[p]
     n_k = cells_p.shape[1]
     weekly, probs = w.weekly, w.probs
+    healing = w.inflammation_q[n] < 1.0  # a wound whose inflammation falls within the step
+    mean_soil = w.soil[n]
     for k in range(n_k):
         new = min(s.last_haem[p, n, k], cells_p[n, k])
         weekly[k, :] = 0.0
@@ -774,10 +819,22 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
         probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
         left = new
         g = np.exp(w.entering_rate[k] * c.dt_days)  # the weight of each step over the one before
+        if healing:  # times the wound's homing weight and colonisation in each step, which fall as it heals
+            d_k = pt.traits[p, k, c.trait_niche_dependence]
+            tot = 0.0
+            for j in range(n_sub):
+                infl = _week_inflammation(w.inflammation[n], w.inflammation_q[n], j, n_sub)
+                col = _colonisation_probability(c.p_colonisation, _support(d_k, tb.soil[n] * infl))
+                w.week_weight[j] = g**j * infl * col
+                tot += w.week_weight[j]
         for j in range(n_sub):
             # this step's share of the weights left: 1 / (1 + g + ... + g^(n_sub - 1 - j))
-            rest = float(n_sub - j) if abs(g - 1.0) < 1e-12 else (g ** (n_sub - j) - 1.0) / (g - 1.0)
-            a = left if j == n_sub - 1 else draw_binomial(src, left, 1.0 / rest, tally)
+            if healing:
+                share = w.week_weight[j] / tot if tot > 0.0 else 1.0
+                tot -= w.week_weight[j]
+            else:
+                share = 1.0 / (float(n_sub - j) if abs(g - 1.0) < 1e-12 else (g ** (n_sub - j) - 1.0) / (g - 1.0))
+            a = left if j == n_sub - 1 else draw_binomial(src, left, min(share, 1.0), tally)
             weekly[k, j] = a
             left -= a
             if left <= 0.0:
@@ -787,6 +844,12 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
     held = until > 0  # occupied since before the step, without a break
     for j in range(n_sub):
         total = 0.0
+        if healing:  # this step's soil, and the probabilities of the clones there or arriving
+            w.soil[n] = tb.soil[n] * _week_inflammation(w.inflammation[n], w.inflammation_q[n], j, n_sub)
+            for k in range(n_k):
+                if cells_p[n, k] > 0.0 or weekly[k, j] > 0.0:
+                    pd, pb, pk, pr, _, _, _ = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
+                    probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
         for k in range(n_k):
             x = cells_p[n, k]
             if x > 0.0:  # this step's growth and release, as a small population takes them; its kill below
@@ -802,6 +865,7 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
             held = False
         elif onset < 0 and not held:
             onset = j
+    w.soil[n] = mean_soil
     w.onset_steps[n] = float(n_sub - 1 - onset) if onset >= 0 else 0.0
     if until > 0 and not held and onset >= 0:  # emptied and filled again: a new lesion
         s.lesion_onset[p, n] = np.nan
@@ -909,7 +973,7 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 # in proportion to the cells their sources held in each (:func:`_arrival_step`)
                 weeks = w.spill_weeks[n] if w.spill_weeks[n] > 0.0 else float(n_sub)
                 tally.uniform += 1
-                g = np.exp(_source_rate(p, n, s, tb, w) * dt)
+                g = np.exp(_source_rate(p, n, s, tb, w) * dt) * w.inflammation_q[n]
                 w.arrive_steps[n] = weeks - 1.0 - _arrival_step(uniform(src), weeks, g)  # steps left after theirs
                 w.onset_steps[n] = weeks - 1.0 if w.spill_weeks[n] > 0.0 else w.arrive_steps[n]
                 first = False
@@ -1011,6 +1075,11 @@ def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int, max_subst
         gone=np.full((n_n, n_k), -1.0),
         extinct=np.zeros(max_substeps + 1),
         gone_week=np.full(1, -1.0),
+        week_weight=np.zeros(max_substeps + 1),
+        inflammation=np.zeros(n_n),
+        inflammation_q=np.ones(n_n),
+        inflammation_k=np.zeros(n_n),
+        soil_k=np.zeros(n_n),
     )
 
 
@@ -1051,8 +1120,13 @@ def _advance(streams, counts, t, state, patients, tables, k, w):  # pragma: no c
             w.spill_weeks[:] = 0.0
             w.stepped[:, :] = 0
             w.gone[:, :] = -1.0
+        n_sub = np.round(w.dt[0] / c.dt_days)
         for n in range(n_n):
-            w.soil[n] = tb.soil[n] * s.inflammation[p, n] if tb.is_wound[n] else tb.soil[n]
+            start, end = s.inflammation_start[p, n], s.inflammation[p, n]
+            w.inflammation_q[n] = (end / start) ** (1.0 / n_sub) if n_sub > 1.5 and start > 0.0 and end > 0.0 else 1.0
+            w.inflammation[n] = _step_inflammation(start, end, n_sub)
+            w.soil[n] = tb.soil[n] * w.inflammation[n] if tb.is_wound[n] else tb.soil[n]
+            w.inflammation_k[n], w.soil_k[n] = w.inflammation[n], w.soil[n]
             w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
             w.occ0[n] = w.occ[n]
             w.live[n] = 1 if s.node_total[p, n] > 0.0 else 0

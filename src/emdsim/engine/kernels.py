@@ -284,6 +284,7 @@ class CourseState(NamedTuple):
     node_lower: NDArray[np.float64]  # (P, N) cells
     total_start: NDArray[np.float64]  # (P,) all cells at the start of the patient's step
     node_start: NDArray[np.float64]  # (P, N) cells per compartment at the start of the patient's step
+    inflammation_start: NDArray[np.float64]  # (P, N) each wound's inflammation at the start of the patient's step
 
 
 def plain(record: tuple) -> tuple:
@@ -781,11 +782,6 @@ def _forget_after(p, t_end, s, c):  # pragma: no cover - compiled
             detectable_p[n] = np.nan
 
 
-#: a wound whose inflammation is above this keeps its patient on ``dt_days`` steps (the soil of a
-#: wound changes with its inflammation from step to step)
-QUIET_INFLAMMATION = 1e-3
-
-
 @JIT_INLINE
 def _may_progress(x, upper, lower, nadir, grow):  # pragma: no cover - compiled
     """Whether cells ``x`` now, predicted at most ``upper`` and at least ``lower`` over a step (its
@@ -851,12 +847,14 @@ def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
     (up to ``max_step_days``) as pass without missing a clinical event at one of the ``dt_days``
     steps within it. Nothing scheduled may fall before the step's last ``dt_days`` (a phase end,
     surveillance imaging, the end of follow-up or of the diagnosis window; a surgery, before the
-    step ends), no wound may be inflamed, and no threshold the clinical course tests may be reachable
+    step ends), and no threshold the clinical course tests may be reachable
     by the compartments' predicted course over ``max_step_days`` (``s.node_upper``, ``s.node_lower``:
     every clone at ``step_margin`` times its present net rate): the marrow burden of diagnosis, a
     symptomatic or lethal lesion, progression from the nadir (of all cells, or of a symptomatic lesion;
     the nadir predicted as low as the shrinking clones can take it). An event at the step's end is
-    taken at its right time."""
+    taken at its right time. A healing wound does not hold the patient on ``dt_days`` steps (until
+    2026-12-02 it did, for ~10 half-lives): a long step takes its inflammation through its weeks
+    (:func:`emdsim.engine.hybrid._step_inflammation`, from ``s.inflammation_start``)."""
     dt = c.dt_days
     # the dt_days steps before the first scheduled trigger (a trigger at time e falls at the first
     # step end at or after e: a step of m dt_days after t is fine while e > t + (m - 1) dt)
@@ -884,8 +882,6 @@ def _next_step(p, t, s, pt, tb, c):  # pragma: no cover - compiled
     upper = 0.0
     lower = 0.0
     for n in range(node_total_p.size):
-        if tb.is_wound[n] and s.inflammation[p, n] > QUIET_INFLAMMATION:
-            return dt
         x = node_total_p[n]
         if x <= 0.0:
             continue
@@ -1089,3 +1085,4 @@ def clinic(rng, counts, t, state, patients, tables, cl):  # pragma: no cover - c
             s.total_start[p] = total[p]
             for n in range(n_n):
                 s.node_start[p, n] = node_total[p, n]
+                s.inflammation_start[p, n] = s.inflammation[p, n]

@@ -94,6 +94,7 @@ class CohortState:
     node_lower: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     total_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
     node_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
+    inflammation_start: NDArray[np.float64] = field(default=None)  # type: ignore[assignment]
 
     #: the hybrid engine's per-patient random streams (P, 4) (:mod:`emdsim.engine.streams`); (P, 0)
     #: in the exact engine, which draws a block from one generator
@@ -236,6 +237,7 @@ def init_state(tb: Tables, patients: PatientTable, streams: NDArray[np.uint64] |
         node_lower=node_total.copy(),
         total_start=node_total.sum(axis=1),
         node_start=node_total.copy(),
+        inflammation_start=np.zeros((p, n)),
         streams=np.zeros((p, 0), dtype=np.uint64) if streams is None else streams,
     )
     kernels.static_rates(patient_tables(st), adh, tb.step_args, tb.advance_constants)
