@@ -157,6 +157,7 @@ def _reference_clinic(st, tb, rng, node_total, *, cfg):
     st.next_days[living] = t + cfg.sim.dt_days
     st.total_start[living] = total[living]
     st.node_start[living] = node_total[living]
+    st.inflammation_start[living] = st.inflammation[living]
 
 
 def _assert_same_state(a, b, step_no):
