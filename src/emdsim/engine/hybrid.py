@@ -757,11 +757,12 @@ def _step_inflammation(start, end, n_sub):  # pragma: no cover - compiled
     is 1). The hazards that inflammation scales are linear in it (a wound's soil, through the niche
     support, in birth and death; its homing weight, nearly, in the share of arrested cells it
     receives), so the mean gives the long step the exact pass's summed hazards. Until 2026-12-02 an
-    inflamed wound held its patient on dt_days steps, half of all the short steps of a cohort."""
+    inflamed wound held its patient on dt_days steps, half of all the short steps of a cohort.
+    Returns the mean and ``q`` (1 where the step is a dt_days one or the wound not inflamed)."""
     if n_sub < 1.5 or start <= 0.0 or end <= 0.0:
-        return end
+        return end, 1.0
     q = (end / start) ** (1.0 / n_sub)
-    return start * q * _geometric_mean_weight(q, n_sub)
+    return start * q * _geometric_mean_weight(q, n_sub), q
 
 
 @JIT_INLINE
@@ -1122,9 +1123,9 @@ def _advance(streams, counts, t, state, patients, tables, k, w):  # pragma: no c
             w.gone[:, :] = -1.0
         n_sub = np.round(w.dt[0] / c.dt_days)
         for n in range(n_n):
-            start, end = s.inflammation_start[p, n], s.inflammation[p, n]
-            w.inflammation_q[n] = (end / start) ** (1.0 / n_sub) if n_sub > 1.5 and start > 0.0 and end > 0.0 else 1.0
-            w.inflammation[n] = _step_inflammation(start, end, n_sub)
+            w.inflammation[n], w.inflammation_q[n] = _step_inflammation(
+                s.inflammation_start[p, n], s.inflammation[p, n], n_sub
+            )
             w.soil[n] = tb.soil[n] * w.inflammation[n] if tb.is_wound[n] else tb.soil[n]
             w.inflammation_k[n], w.soil_k[n] = w.inflammation[n], w.soil[n]
             w.occ[n] = _occupancy(s.node_total[p, n], tb.capacity_cells[n])
