@@ -44,6 +44,28 @@ _ACRONYMS = {"cns": "CNS", "gi": "GI", "ps": "PS", "em": "EM"}
 _MARKERS = ("D", "s", "^", "v", "P", "X", "o", "*", "h", "<", ">")
 
 
+#: resolution of the cohort figures (dots per inch)
+DPI = 110
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Save ``fig`` as PNG at :data:`DPI`, its constrained layout computed once.
+
+    ``savefig`` of a figure with a layout engine draws it twice: once with rendering switched off
+    (the layout, and every artist placed for nothing) and once for the file.  Running the layout
+    directly at the file's resolution and then switching the engine off leaves one draw: the same
+    bytes (checked on the four figures of a 40-patient run), ~0.08 CPU-s less for the four."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.set_dpi(DPI)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
+    fig.savefig(path, dpi=DPI)
+
+
 def pretty_site(name: str) -> str:
     """``ps_thoracic_vertebrae`` -> ``Thoracic vertebrae (paraskeletal)``; ``gi_tract`` -> ``GI tract``."""
     ps = name.startswith("ps_")
@@ -126,7 +148,7 @@ def incidence_figure(incidence: pd.DataFrame, targets: list[Target], path: Path,
         frameon=False,
     )
     fig.suptitle(title or "Extramedullary disease: model vs reported")
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return fig
 
 
@@ -168,7 +190,7 @@ def sites_figure(sites: pd.DataFrame, path: Path, *, max_sites: int = 40, title:
     ax.grid(axis="x", alpha=0.3)
     which = f"all {n_sites} sites with a lesion" if shown == n_sites else f"top {shown} of {n_sites} sites"
     ax.set_title(f"Sites of soft-tissue disease ({which})" + (f"\n{title}" if title else ""), fontsize=10)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return fig
 
 
@@ -245,7 +267,7 @@ def survival_figure(
             table.spines[side].set_visible(False)
         table.set_title("number at risk", fontsize=8, loc="left")
     fig.suptitle(title or "Survival by EMD at diagnosis")
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return fig
 
 
@@ -281,7 +303,7 @@ def cumulative_incidence_figure(survival: pd.DataFrame, path: Path, *, title: st
         + (f"\n{title}" if title else ""),
         fontsize=10,
     )
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return fig
 
 
