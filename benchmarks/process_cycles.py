@@ -85,7 +85,7 @@ PATCHES: list[tuple[str, str]] = [
     ),
     (
         "    _advance(records, counts, t, state, patients, tables, k, w)\n",
-        "    _advance(records, counts, t, state, patients, tables, k, w)\n    PROF[:] += w.prof\n",
+        "    _advance(records, counts, t, state, patients, tables, k, w)\n    PROF[:] += w.prof\n    w.prof[:] = 0.0\n",
     ),
     (
         "        src = streams[p]\n",

@@ -773,19 +773,31 @@ def _week_inflammation(mean, q, j, n_sub):  # pragma: no cover - compiled
 
 
 @JIT_INLINE
-def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - compiled
-    """Per dt_days step probabilities of death, birth, kill and release of clone ``k``'s arrivals at
-    compartment ``n`` in a long step (at the occupancy after its growth), and the rates (birth, death,
-    kill) they come from."""
-    traits_p = pt.traits[p]
+def _arrival_rates(p, n, k, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """The birth, death and kill hazards (1/day) of clone ``k``'s arrivals at compartment ``n`` in a
+    long step (at the occupancy after its growth): all a large arrival, taken by its mean, needs."""
     b, d = _birth_death(p, n, k, w.occ[n], pt, tb, c, w)
     node_kill = tb.kill_rate_per_day[s.regimen[p], n]
-    kr = _kill_rate(node_kill, s.efficacy[p], traits_p[k, c.trait_drug_sensitivity]) if node_kill > 0.0 else 0.0
+    kr = _kill_rate(node_kill, s.efficacy[p], pt.traits[p, k, c.trait_drug_sensitivity]) if node_kill > 0.0 else 0.0
+    return b, d, kr
+
+
+@JIT_INLINE
+def _arrival_step_probabilities(p, n, k, rates, pt, c, w):  # pragma: no cover - compiled
+    """Per dt_days step probabilities of death, birth, kill and release of clone ``k``'s arrivals at
+    compartment ``n`` from their ``rates`` (:func:`_arrival_rates`): what a small arrival is drawn with."""
+    b, d, kr = rates
     dt = c.dt_days
     pk = _event_probability(kr, dt) if kr > 0.0 else 0.0
     pb = _birth_probability_given_survival(b, np.exp(-d * dt), dt) if b > 0.0 else 0.0
     pr = _event_probability(_crowded_release(pt.retained[p, n, k], w.occ[n], c.crowding_egress_gain), dt)
-    return _event_probability(d, dt), pb, pk, pr, b, d, kr
+    return _event_probability(d, dt), pb, pk, pr
+
+
+@JIT_INLINE
+def _arrival_probabilities(p, n, k, s, pt, tb, c, w):  # pragma: no cover - compiled
+    """:func:`_arrival_step_probabilities` of clone ``k``'s arrivals at compartment ``n``."""
+    return _arrival_step_probabilities(p, n, k, _arrival_rates(p, n, k, s, pt, tb, c, w), pt, c, w)
 
 
 @JIT_INLINE
@@ -816,7 +828,7 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
         weekly[k, :] = 0.0
         if new <= 0.0:
             continue
-        pd, pb, pk, pr, _, _, _ = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
+        pd, pb, pk, pr = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
         probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
         left = new
         g = np.exp(w.entering_rate[k] * c.dt_days)  # the weight of each step over the one before
@@ -849,7 +861,7 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
             w.soil[n] = tb.soil[n] * _week_inflammation(w.inflammation[n], w.inflammation_q[n], j, n_sub)
             for k in range(n_k):
                 if cells_p[n, k] > 0.0 or weekly[k, j] > 0.0:
-                    pd, pb, pk, pr, _, _, _ = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
+                    pd, pb, pk, pr = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
                     probs[k, 0], probs[k, 1], probs[k, 2], probs[k, 3] = pd, pb, pk, pr
         for k in range(n_k):
             x = cells_p[n, k]
@@ -978,12 +990,14 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
                 w.arrive_steps[n] = weeks - 1.0 - _arrival_step(uniform(src), weeks, g)  # steps left after theirs
                 w.onset_steps[n] = weeks - 1.0 if w.spill_weeks[n] > 0.0 else w.arrive_steps[n]
                 first = False
-            pd, pb, pk, pr, b, d, kr = _arrival_probabilities(p, n, k, s, pt, tb, c, w)
+            rates = _arrival_rates(p, n, k, s, pt, tb, c, w)
             left = int(w.arrive_steps[n])
             x = new
             if x >= c.hybrid_threshold_cells:  # by its mean: treated in its step, then the steps left
+                b, d, kr = rates
                 x *= np.exp(-kr * dt + (b - d - kr) * dt * left)
             else:
+                pd, pb, pk, pr = _arrival_step_probabilities(p, n, k, rates, pt, c, w)
                 if pk > 0.0:
                     x -= draw_binomial(src, x, pk, tally)
                 # the steps left, as a small population takes them (no switch mutants: arrivals are few)
@@ -1084,21 +1098,31 @@ def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int, max_subst
     )
 
 
-def advance(streams, counts, t, state, patients, tables, k) -> None:
+def scratch_for(state, tables, k) -> _Scratch:
+    """:func:`scratch` sized for the block ``state`` and its ``tables`` and constants ``k`` (as
+    :func:`advance` takes them). A block may keep it and pass it to every :func:`advance`: the pass
+    writes each work array before it reads it, patient by patient (the fingerprints of
+    ``benchmarks/fingerprint.py`` are the same with fresh and with kept arrays)."""
+    st, tb = CourseState(*state), StepTables(*tables)
+    _, n_n, n_k = st.cells.shape
+    substeps = int(np.round(k["max_step_days"][0] / k["dt_days"][0]))
+    return scratch(n_n, n_k, tb.switch_rate_per_division.size, tb.dest.size, substeps)
+
+
+def advance(streams, counts, t, state, patients, tables, k, w: _Scratch | None = None) -> None:
     """Processes 1-5 for every living patient, then the lesions' bookkeeping, at time ``t`` (days):
     :func:`emdsim.engine.kernels.advance` with the hybrid flows, patient ``p`` drawing from its own
     stream (``streams (P, 4)``, xoshiro256++ states advanced in place; or their records,
-    :func:`emdsim.engine.streams.stream_records`).
+    :func:`emdsim.engine.streams.stream_records`); ``w`` the work arrays (:func:`scratch_for`: a
+    block keeps its own, so that a step does not allocate them), fresh ones if omitted.
 
     The compiled pass (:func:`_advance`) runs without numba's reference counting (``_nrt=False``):
     every array it uses comes from here. Inlined per patient, its processes took the whole state
     tuple member by member, an atomic increment and decrement per array per call (perf, 2026-11-30:
     ~23 % of the pass's CPU after the streams became records)."""
     records = streams if streams.dtype == STREAM_RECORD else stream_records(streams)
-    st, tb = CourseState(*state), StepTables(*tables)
-    _, n_n, n_k = st.cells.shape
-    substeps = int(np.round(k["max_step_days"][0] / k["dt_days"][0]))
-    w = scratch(n_n, n_k, tb.switch_rate_per_division.size, tb.dest.size, substeps)
+    if w is None:
+        w = scratch_for(state, tables, k)
     _advance(records, counts, t, state, patients, tables, k, w)
 
 

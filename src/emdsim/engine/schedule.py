@@ -56,7 +56,14 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> ND
     state, patients = st.kernel_args()
     if tb.hybrid:
         hybrid.advance(
-            st.stream_records(), tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants
+            st.stream_records(),
+            tally_record(st.tally),
+            st.t_days,
+            state,
+            patients,
+            tb.step_args,
+            tb.advance_constants,
+            st.work_arrays(lambda: hybrid.scratch_for(state, tb.step_args, tb.advance_constants)),
         )
     else:
         kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +17,8 @@ from emdsim.engine import kernels
 from emdsim.engine.status import Status
 from emdsim.engine.streams import stream_records
 from emdsim.engine.tables import Tables
+
+T = TypeVar("T")
 
 __all__ = ["CohortState", "course_state", "init_state", "patient_tables"]
 
@@ -133,6 +137,14 @@ class CohortState:
         if records is None:
             records = self.__dict__["_stream_records"] = stream_records(self.streams)
         return records
+
+    def work_arrays(self, make: Callable[[], T]) -> T:
+        """The compiled pass's work arrays for this block (``make()`` builds them, once per state
+        object): kept from step to step so that a step does not allocate them."""
+        w = self.__dict__.get("_work_arrays")
+        if w is None:
+            w = self.__dict__["_work_arrays"] = make()
+        return w
 
     @property
     def alive(self) -> NDArray[np.bool_]:
