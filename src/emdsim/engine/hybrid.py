@@ -1059,8 +1059,8 @@ def _book_lesions(src, tally, p, s, c, w):  # pragma: no cover - compiled
 
 
 def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int, max_substeps: int) -> _Scratch:
-    """The work arrays of one pass (:class:`_Scratch`), fresh: :func:`advance` allocates them outside
-    the compiled pass, which runs without numba's reference counting."""
+    """The work arrays of a pass (:class:`_Scratch`), fresh: allocated outside the compiled pass,
+    which runs without numba's reference counting (a block keeps them: :func:`scratch_for`)."""
     n_n, n_k, n_s, n_d = n_nodes, n_clones, n_switches, n_dest
     return _Scratch(
         np.empty(n_n),

@@ -564,8 +564,8 @@ def _book_lesions(cells_p, extinction, onset_p, route_p, detectable_p, node_tota
 
 
 def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int) -> _Scratch:
-    """The work arrays of one exact pass (:class:`_Scratch`), fresh (:func:`advance` allocates them
-    outside the compiled pass, which runs without numba's reference counting)."""
+    """The work arrays of an exact pass (:class:`_Scratch`), fresh (allocated outside the compiled
+    pass, which runs without numba's reference counting; a block keeps them: :func:`scratch_for`)."""
     n_n, n_k, n_s, n_d = n_nodes, n_clones, n_switches, n_dest
     return _Scratch(
         np.empty(n_n),
@@ -582,12 +582,22 @@ def scratch(n_nodes: int, n_clones: int, n_switches: int, n_dest: int) -> _Scrat
     )
 
 
-def advance(rng, counts, t, state, patients, tables, k) -> None:
+def scratch_for(state, tables) -> _Scratch:
+    """:func:`scratch` sized for the block ``state`` and its ``tables`` (as :func:`advance` takes
+    them). A block may keep it and pass it to every :func:`advance`: the pass writes each work array
+    before it reads it (the exact blocks' fingerprints are the same with fresh and with kept arrays)."""
+    st, tb = CourseState(*state), StepTables(*tables)
+    _, n_n, n_k = st.cells.shape
+    return scratch(n_n, n_k, tb.switch_rate_per_division.size, tb.dest.size)
+
+
+def advance(rng, counts, t, state, patients, tables, k, w: _Scratch | None = None) -> None:
     """Processes 1-5 for every living patient, in order, then the lesions' bookkeeping (onset and
     route of new lesions, extinction), at time ``t`` (days).  ``state``, ``patients`` and ``tables``
     are a :class:`CourseState`, :class:`PatientTables` and :class:`StepTables` passed as plain tuples
     (:func:`plain`) and read here by field name; ``k`` the step's constants (a one-element
-    :data:`ADVANCE_RECORD` array, read by field name).  ``s.node_total (P, N)`` holds
+    :data:`ADVANCE_RECORD` array, read by field name); ``w`` the work arrays (:func:`scratch_for`: a
+    block keeps its own), fresh ones if omitted.  ``s.node_total (P, N)`` holds
     each compartment's cells before the step (:func:`node_totals`, or the previous step's) and
     receives them after it; nothing outside this pass changes the cells, and the cells of a patient
     whose course has ended do not change.  ``counts`` is a one-element :data:`emdsim.engine.flows.TALLY`
@@ -595,9 +605,8 @@ def advance(rng, counts, t, state, patients, tables, k) -> None:
 
     The compiled pass (:func:`_advance`) counts no references (``_nrt=False``, as the hybrid pass:
     docs/ARCHITECTURE.md, "The compiled boundary"); its work arrays come from here."""
-    st, tb = CourseState(*state), StepTables(*tables)
-    _, n_n, n_k = st.cells.shape
-    w = scratch(n_n, n_k, tb.switch_rate_per_division.size, tb.dest.size)
+    if w is None:
+        w = scratch_for(state, tables)
     _advance(rng, counts, t, state, patients, tables, k, w)
 
 

@@ -66,7 +66,16 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> ND
             st.work_arrays(lambda: hybrid.scratch_for(state, tb.step_args, tb.advance_constants)),
         )
     else:
-        kernels.advance(rng, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants)
+        kernels.advance(
+            rng,
+            tally_record(st.tally),
+            st.t_days,
+            state,
+            patients,
+            tb.step_args,
+            tb.advance_constants,
+            st.work_arrays(lambda: kernels.scratch_for(state, tb.step_args)),
+        )
     return st.node_total
 
 
