@@ -55,27 +55,12 @@ def _advance(st: CohortState, tb: Tables, rng: np.random.Generator | None) -> ND
     compartment after the step (P, N)."""
     state, patients = st.kernel_args()
     if tb.hybrid:
-        hybrid.advance(
-            st.stream_records(),
-            tally_record(st.tally),
-            st.t_days,
-            state,
-            patients,
-            tb.step_args,
-            tb.advance_constants,
-            st.work_arrays(lambda: hybrid.scratch_for(state, tb.step_args, tb.advance_constants)),
-        )
+        engine, source = hybrid, st.stream_records()
+        work = st.work_arrays(lambda: hybrid.scratch_for(state, tb.step_args, tb.advance_constants))
     else:
-        kernels.advance(
-            rng,
-            tally_record(st.tally),
-            st.t_days,
-            state,
-            patients,
-            tb.step_args,
-            tb.advance_constants,
-            st.work_arrays(lambda: kernels.scratch_for(state, tb.step_args)),
-        )
+        engine, source = kernels, rng
+        work = st.work_arrays(lambda: kernels.scratch_for(state, tb.step_args))
+    engine.advance(source, tally_record(st.tally), st.t_days, state, patients, tb.step_args, tb.advance_constants, work)
     return st.node_total
 
 
