@@ -694,7 +694,8 @@ def test_a_patient_does_not_depend_on_the_cohort_or_its_block(make_cfg):
 def test_work_arrays_kept_by_a_block_give_the_bytes_of_fresh_ones(make_cfg, monkeypatch, engine):
     """A block keeps the pass's work arrays from step to step (``CohortState.work_arrays``); the
     pass writes each before it reads it, so a run whose every step gets fresh arrays is the same, to
-    the byte, in its patients, lesions and draws (long and weekly steps, wounds from surgery)."""
+    the byte, in its patients, lesions and draws (wounds from surgery; the hybrid's long and weekly
+    steps, the exact engine's weekly ones)."""
     from emdsim.engine.state import CohortState
 
     cfg = make_cfg(f"engine={engine}", "scenario=surgery", "sim.followup_years=4", "cohort.n_patients=40")
