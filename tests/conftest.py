@@ -38,6 +38,39 @@ def benchmark_script():
     return load_script
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels(tmp_path_factory):
+    """Both engines' compiled kernels are in the cache before the first test runs.
+
+    In a fresh clone the first cohort compiles them (~4 minutes on 2 cores). Left to the tests, each
+    test worker compiled its own copy at once, and a command-line run started by a test compiled a
+    third beside them: on 2 cores that took over the 900 s guard of ``tests/test_cli.py`` (a fresh
+    clone, 2026-12-03). Here each engine is compiled by one worker under its own lock, shared by the
+    workers (``tmp_path_factory``'s root): the first worker starts with the hybrid engine, the second
+    with the exact one, so two cores compile the two at once; a worker that takes a lock after the
+    other finds that engine cached, as does every process a test starts. numba writes its cache files
+    atomically (a temporary file, then a rename), so the functions both engines share may be compiled
+    twice but are never read half-written. Where both are already cached this costs two directory
+    scans."""
+    from filelock import FileLock
+
+    from emdsim.cohort.run import run_cohort
+    from emdsim.engine.jit import kernels_cached
+
+    engines = ["hybrid", "exact"]
+    if all(kernels_cached(e) for e in engines):
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if int(re.sub(r"\D", "", worker) or 0) % 2:
+        engines.reverse()
+    root = tmp_path_factory.getbasetemp().parent
+    tiny = ("cohort.n_patients=2", "cohort.block_size=2", "cohort.n_jobs=1", "sim.followup_years=1")
+    for engine in engines:
+        with FileLock(str(root / f"emdsim-compile-{engine}.lock")):
+            if not kernels_cached(engine):
+                run_cohort(_load((*tiny, "sim.max_years_to_diagnosis=2", f"engine={engine}")))
+
+
 @pytest.fixture
 def make_cfg():
     """``make_cfg("spread.egress_rate_per_day=0", ...)`` -> validated EmdConfig (cached, treat as read-only)."""
