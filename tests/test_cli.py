@@ -34,8 +34,10 @@ SUMMARY_KEYS = {
 }
 
 
-#: a guard against a hung run, not a speed test: in a fresh clone the first run compiles the
-#: kernels while the other test worker compiles its own (measured 2026-11-30: over 300 s on 2 cores)
+#: a guard against a hung run, not a speed test. Since 2026-12-03 the suite compiles the kernels
+#: before its first test (``conftest.compiled_kernels``), so a run here loads them from the cache;
+#: before, a fresh clone's first run compiled them beside both test workers (over 300 s on 2 cores
+#: on 2026-11-30, over 900 s under load on 2026-12-03)
 RUN_TIMEOUT_S = 900
 
 
