@@ -29,9 +29,9 @@ def test_every_entry_is_counted_once_and_the_step_is_restored(tool, max_step):
     ]
     assert counts["entries"] > 0
     assert sum(counts.get(c, 0) for c in classes) == counts["entries"]
-    # every stepping patient has at least one occupied compartment, which has at least one entry
+    # an occupied compartment holds at least one entry (a cured patient may step with none)
     nodes = sum(counts[f"{kind} nodes"] for kind in tool.KINDS)
-    assert res["patient_steps"] <= nodes <= counts["entries"]
+    assert 0 < nodes <= counts["entries"]
     if max_step == 7:  # weekly steps only
         assert res["weeks_per_step"] == 1.0 and res["long_step_share"] == 0.0
     else:
