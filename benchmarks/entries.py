@@ -83,9 +83,8 @@ def count_entries(overrides: list[str], patients: int, years: float) -> dict:
     finally:
         schedule._advance = original  # noqa: SLF001
     steps = counts["patient_steps"]
-    per_step = {key: round(v / steps, 3) for key, v in sorted(counts.items()) if key not in ("patient_steps",)}
-    per_step.pop("patient_weeks")
-    per_step.pop("long_steps")
+    steps_only = ("patient_steps", "patient_weeks", "long_steps")
+    per_step = {key: round(v / steps, 3) for key, v in sorted(counts.items()) if key not in steps_only}
     return {
         "case": "entries",
         "overrides": overrides,

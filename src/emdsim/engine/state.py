@@ -122,29 +122,28 @@ class CohortState:
             self.__dict__.pop("_stream_records", None)
         object.__setattr__(self, name, value)
 
+    def _kept(self, key: str, make: Callable[[], T]) -> T:
+        """``make()``, built once per state object and kept under ``key`` (:meth:`__setattr__` drops
+        the views a replaced array invalidates)."""
+        value = self.__dict__.get(key)
+        if value is None:
+            value = self.__dict__[key] = make()
+        return value
+
     def kernel_args(self) -> tuple[tuple, tuple]:
         """The state and the per-patient tables as the compiled loops take them
         (:func:`course_state`, :func:`patient_tables`), built once per state object."""
-        args = self.__dict__.get("_kernel_args")
-        if args is None:
-            args = self.__dict__["_kernel_args"] = (course_state(self), patient_tables(self))
-        return args
+        return self._kept("_kernel_args", lambda: (course_state(self), patient_tables(self)))
 
     def stream_records(self) -> NDArray[np.void]:
         """The hybrid engine's streams as the compiled passes take them (:func:`emdsim.engine.streams.stream_records`,
         a view: the passes advance them in place), built once per state object."""
-        records = self.__dict__.get("_stream_records")
-        if records is None:
-            records = self.__dict__["_stream_records"] = stream_records(self.streams)
-        return records
+        return self._kept("_stream_records", lambda: stream_records(self.streams))
 
     def work_arrays(self, make: Callable[[], T]) -> T:
         """The compiled pass's work arrays for this block (``make()`` builds them, once per state
         object): kept from step to step so that a step does not allocate them."""
-        w = self.__dict__.get("_work_arrays")
-        if w is None:
-            w = self.__dict__["_work_arrays"] = make()
-        return w
+        return self._kept("_work_arrays", make)
 
     @property
     def alive(self) -> NDArray[np.bool_]:
