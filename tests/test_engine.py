@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from emdsim.biology.patients import sample_patients
 from emdsim.biology.traits import TRAIT_INDEX
-from emdsim.cohort.run import run_cohort
+from emdsim.cohort.run import run_cohort, simulate_block
 from emdsim.engine.kernels import node_totals
 from emdsim.engine.schedule import step
 from emdsim.engine.state import init_state
@@ -285,6 +287,28 @@ def test_finished_patients_have_an_end(make_cfg):
     p = res.patients
     assert len(p) == 16 and p["patient_id"].tolist() == list(range(16))
     assert p.loc[p["diagnosed"], "os_days"].notna().all()
+
+
+def test_the_step_cap_censors_only_the_patients_still_living(make_cfg):
+    """A block stopped by its step cap (which a consistent ``max_steps`` never reaches) censors the
+    patients still living at the cap, at the cap; a patient whose course had ended long before keeps
+    its record to the byte (until 2026-12-03 the guard censored every row the block still held)."""
+    cfg = make_cfg("cohort.n_patients=64", "cohort.block_size=64")
+    tb = build_tables(cfg)
+    ids = np.arange(64)
+    full = simulate_block(cfg, tb, ids, np.random.default_rng(0)).patients
+    cap = int(np.median(full["simulated_days"]) // tb.dt_days)  # about half have finished by then
+    t_cap = cap * tb.dt_days
+    capped = simulate_block(cfg, dataclasses.replace(tb, max_steps=cap), ids, np.random.default_rng(0)).patients
+    assert capped["patient_id"].tolist() == full["patient_id"].tolist()
+    # finished a whole long step before the cap: the same course, whatever the cap
+    early = (full["simulated_days"] < t_cap - cfg.sim.max_step_days).to_numpy()
+    assert 10 <= early.sum() <= 54
+    pd.testing.assert_frame_equal(capped[early], full[early])
+    late = (full["simulated_days"] > t_cap).to_numpy()  # still living at the cap: censored there
+    assert late.sum() >= 10
+    assert (capped.loc[late, "simulated_days"] == t_cap).all()
+    assert not capped.loc[late, "os_event"].any()
 
 
 MECH = (
