@@ -229,7 +229,7 @@ def test_the_compile_note_looks_for_the_kernels_of_the_engine_that_runs(tmp_path
     engine_dir = tmp_path / "engine_abc"
     engine_dir.mkdir()
     assert not kernels_cached("hybrid", tmp_path) and not kernels_cached("exact", tmp_path)
-    for name in ("hybrid._advance-833.py311.nbi", "kernels.clinic-820.py311.nbi"):
+    for name in ("hybrid._advance-833.py311.nbi", "kernels._clinic-820.py311.nbi"):
         (engine_dir / name).write_text("")
     assert kernels_cached("hybrid", tmp_path) and not kernels_cached("exact", tmp_path)
     (engine_dir / "kernels._advance-700.py311.nbi").write_text("")

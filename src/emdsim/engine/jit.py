@@ -73,7 +73,7 @@ JIT_NO_NRT = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 
 #: the compiled entry points each engine calls (the mesa engine runs the exact step)
-ENGINE_KERNELS = {"hybrid": ("hybrid._advance", "kernels.clinic"), "exact": ("kernels._advance", "kernels.clinic")}
+ENGINE_KERNELS = {"hybrid": ("hybrid._advance", "kernels._clinic"), "exact": ("kernels._advance", "kernels._clinic")}
 
 
 def kernels_cached(engine: str = "hybrid", cache: Path | None = None) -> bool:
