@@ -32,9 +32,20 @@ print(hashlib.sha256(r.patients.to_parquet() + r.lesions.to_parquet()).hexdigest
 NO_WIDE_SIMD = "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR AVX2 FMA3"
 
 
+#: a guard against a hung run, not a speed limit: a run that compiles the hybrid engine's kernels
+#: (numba's generic target is not cached until its first run) takes ~8-12 minutes on one core of the
+#: 2-core development machine (measured 2026-12-03: 11.7 minutes beside another compile); 600 s let
+#: this slow test time out there
+RUN_TIMEOUT_S = 1800
+
+
 def _digest(**env: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=dict(os.environ, **env)
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=dict(os.environ, **env),
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()

@@ -70,9 +70,6 @@ class PatientTable:
     def __len__(self) -> int:
         return len(self.patient_id)
 
-    def take(self, rows: NDArray[np.int64]) -> PatientTable:
-        return PatientTable(**{k: v[rows] for k, v in vars(self).items()})
-
 
 #: the golden ratio's fractional part: patient i enters at fraction frac(i * this) of the accrual
 #: window, an even spread for any cohort size (a Weyl sequence)

@@ -65,7 +65,7 @@ class SnapshotRecorder:
         if self.every <= 0 or not len(self.ids):
             return
         pid = st.patients.patient_id
-        if self._rows_of is not st.patients:  # the block's rows change only when patients are retired
+        if self._rows_of is not st.patients:  # a new state's rows (a block keeps its own for its whole run)
             self._rows_of, self._rows = st.patients, np.flatnonzero(np.isin(pid, self.ids))
             self._pos = np.searchsorted(self.ids, pid[self._rows])
         rows, pos = self._rows, self._pos

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -107,10 +107,6 @@ class CohortState:
     #: random variates drawn so far: [uniform, normal] (for the benchmark's RNG floor)
     tally: NDArray[np.int64] = field(default_factory=lambda: np.zeros(2, np.int64))
 
-    #: per-row arrays (first axis = patient), kept in step when rows are retired
-    #: fields that are not per-row arrays (shared by the block or rebuilt on take)
-    SHARED_FIELDS = ("patients", "t_days", "n_steps", "tally")
-
     def __len__(self) -> int:
         return len(self.patients)
 
@@ -156,12 +152,6 @@ class CohortState:
         adaptive step began it earlier and has not been advanced since."""
         # |began - t| <= half a day, as np.isclose(rtol=0, atol=0.5) (~20 us a call: once a step per recorder)
         return np.abs(self.next_days[rows] - self.step_days[rows] - self.t_days) <= 0.5  # days
-
-    def take(self, rows: NDArray[np.int64]) -> CohortState:
-        kw = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in self.SHARED_FIELDS}
-        return CohortState(
-            patients=self.patients.take(rows), t_days=self.t_days, n_steps=self.n_steps, tally=self.tally, **kw
-        )
 
 
 #: ``Status.FOLLOWED`` as a plain int: numpy compares an array with an IntEnum member ~4x slower
