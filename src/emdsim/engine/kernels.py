@@ -937,7 +937,8 @@ def clinic(rng, counts, t, state, patients, tables, cl) -> None:
     The compiled loop (:func:`_clinic`) runs without numba's reference counting, as the passes do:
     with it, each call of an inlined function that takes the state's tuples counted every array in
     them, ~1.4 % of a hybrid run's CPU (perf, 2026-12-03); its one work array is allocated here."""
-    _clinic(rng, counts, t, state, patients, tables, cl, np.empty(state[0].shape[1], dtype=np.bool_))
+    n_compartments = CourseState(*state).cells.shape[1]
+    _clinic(rng, counts, t, state, patients, tables, cl, np.empty(n_compartments, dtype=np.bool_))
 
 
 @JIT_NO_NRT
