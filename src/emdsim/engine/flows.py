@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emdsim.engine.jit import JIT, JIT_INLINE
+from emdsim.engine.jit import JIT, JIT_CALLED, JIT_INLINE
 from emdsim.engine.streams import normal, uniform
 
 __all__ = [
@@ -133,7 +133,7 @@ def blood_probabilities(extravasation: float, death: float, dt: float) -> tuple[
     return p_arrest, min(death / total * p_any / max(1.0 - p_arrest, 1e-300), 1.0)
 
 
-@JIT_INLINE
+@JIT_CALLED
 def draw_binomial(bitgen, n: float, p: float, tally) -> float:
     """A binomial(n, p) count: exact by inversion below ``GAUSSIAN_MIN_MEAN``, else its normal limit.
 
@@ -183,7 +183,7 @@ def flow_one(bitgen, cells: float, p: float, threshold: float, tally) -> float:
     return min(drawn, cells)
 
 
-@JIT_INLINE
+@JIT_CALLED
 def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: np.ndarray, tally) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out`` (sums to ``cells``).
 
@@ -244,7 +244,7 @@ def split_one(bitgen, cells: float, weights: np.ndarray, threshold: float, out: 
 RARE_PROBABILITY = 1e-3
 
 
-@JIT_INLINE
+@JIT_CALLED
 def draw_poisson(bitgen, mean: float, tally) -> float:
     """A Poisson(``mean``) count: inversion below ``GAUSSIAN_MIN_MEAN`` (one uniform; nothing else
     where the count is 0 for certain by the squeeze ``P(0) = exp(-mean) >= 1 - mean``), else its normal
@@ -270,7 +270,7 @@ def draw_poisson(bitgen, mean: float, tally) -> float:
     return k
 
 
-@JIT_INLINE
+@JIT_CALLED
 def draw_gamma(bitgen, shape: float, tally) -> float:
     """A Gamma(``shape``, 1) variate (Marsaglia & Tsang, ACM Trans Math Softw 2000; a shape below 1
     by ``G(shape) = G(shape + 1) U^(1 / shape)``): a normal and a uniform per try, ~1.02 tries."""
@@ -328,7 +328,7 @@ def flow_within(bitgen, cells: float, p: float, large: float, tally) -> float:
     return draw_binomial(bitgen, whole, p, tally)
 
 
-@JIT_INLINE
+@JIT_CALLED
 def split_out(bitgen, cells: float, weights: np.ndarray, large: float, out: np.ndarray, tally) -> None:
     """Share ``cells`` among destinations in proportion to ``weights`` into ``out``, as conditional
     :func:`flow_out` flows (a multinomial on whole cells where the shares are small, means where a

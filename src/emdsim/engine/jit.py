@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numba
 
-__all__ = ["JIT", "JIT_INLINE", "JIT_NO_NRT"]
+__all__ = ["JIT", "JIT_CALLED", "JIT_INLINE", "JIT_NO_NRT"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # src/emdsim
 #: every module whose code numba compiles, and the modules of emdsim they import (their constants are
@@ -70,6 +70,15 @@ JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="nu
 #: that allocates nothing and whose inlined functions take tuples of arrays, which it would otherwise
 #: count member by member per call; every array comes from the caller (numba cannot allocate here)
 JIT_NO_NRT = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+#: ``@JIT_CALLED``: compiled once and called, not inlined, without reference counting: for the draws
+#: with loops of their own (``flows.draw_binomial``, ``draw_poisson``, ``draw_gamma``, ``split_one``,
+#: ``split_out``), which the passes call from a dozen places each.  Inlined at every place (numba
+#: inlines before typing, so each copy is typed and optimised again) they made the hybrid pass take
+#: 885 CPU-s to compile instead of 225, for no difference in its run time that this machine resolves
+#: (reference cohort, alternated: 19.0-19.6 CPU-s called, 18.8-19.8 inlined; 2026-12-03) and the
+#: same bytes.  Calling the small functions too (the flows' means, the streams) or the processes
+#: compiled faster still but ran 11-21 % slower: the call boundary is paid per occupied entry there.
+JIT_CALLED = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 
 #: the compiled entry points each engine calls (the mesa engine runs the exact step)
