@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from emdsim.engine.flows import (
     GAUSSIAN_MIN_MEAN,
     blood_probabilities,
-    draw_binomial,
+    draw_binomial_called,
     draw_gamma,
     draw_poisson,
     flow_out,
@@ -235,8 +235,8 @@ def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no
         if x <= 0.0:
             w.gone_week[0] = i - 1.0
             break
-        deaths = draw_binomial(src, x, pd, tally)
-        births = draw_binomial(src, x, pb, tally) if pb > 0.0 else 0.0
+        deaths = draw_binomial_called(src, x, pd, tally)
+        births = draw_binomial_called(src, x, pb, tally) if pb > 0.0 else 0.0
         x += births - deaths
         if births > 0.0 and mu > 0.0:
             moved = flow_out(src, births, mu, c.hybrid_threshold_cells, tally)
@@ -246,9 +246,9 @@ def _grow_small(src, tally, cells, k, probabilities, steps, c, w):  # pragma: no
                     w.to_s[sw] += w.split[sw]
                 x -= moved
         if pr > 0.0 and x > 0.0:
-            x -= draw_binomial(src, x, pr, tally)
+            x -= draw_binomial_called(src, x, pr, tally)
         if pk > 0.0 and x > 0.0:
-            x -= draw_binomial(src, x, pk, tally)
+            x -= draw_binomial_called(src, x, pk, tally)
     if x <= 0.0 and w.gone_week[0] < 0.0 and steps > 0:
         w.gone_week[0] = steps - 1.0
     return max(x, 0.0)
@@ -301,7 +301,7 @@ def _grow_small_law(src, tally, cells, k, probabilities, steps, c, w):  # pragma
             split_out(src, moved, w.mu_ks[k], c.hybrid_threshold_cells, w.split, tally)
             for sw in range(n_s):
                 w.to_s[sw] += w.split[sw]
-    alive = draw_binomial(src, cells, 1.0 - q, tally)
+    alive = draw_binomial_called(src, cells, 1.0 - q, tally)
     if alive <= 0.0:
         tally.uniform += 1
         at = np.log(uniform(src)) + cells * np.log(q)  # log of a uniform on [0, q_n^cells)
@@ -847,7 +847,7 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
                 tot -= w.week_weight[j]
             else:
                 share = 1.0 / (float(n_sub - j) if abs(g - 1.0) < 1e-12 else (g ** (n_sub - j) - 1.0) / (g - 1.0))
-            a = left if j == n_sub - 1 else draw_binomial(src, left, min(share, 1.0), tally)
+            a = left if j == n_sub - 1 else draw_binomial_called(src, left, min(share, 1.0), tally)
             weekly[k, j] = a
             left -= a
             if left <= 0.0:
@@ -870,7 +870,7 @@ def _arrive_new(src, tally, where, s, pt, tb, c, w):  # pragma: no cover - compi
             if weekly[k, j] > 0.0:
                 x += weekly[k, j]
             if x > 0.0 and probs[k, 2] > 0.0:
-                x -= draw_binomial(src, x, probs[k, 2], tally)
+                x -= draw_binomial_called(src, x, probs[k, 2], tally)
             cells_p[n, k] = max(x, 0.0)
             total += cells_p[n, k]
         if total <= 0.0 and j >= until - 1:  # empty at the end of this dt_days step
@@ -999,7 +999,7 @@ def _arrive(src, tally, p, s, pt, tb, c, w):  # pragma: no cover - compiled
             else:
                 pd, pb, pk, pr = _arrival_step_probabilities(p, n, k, rates, pt, c, w)
                 if pk > 0.0:
-                    x -= draw_binomial(src, x, pk, tally)
+                    x -= draw_binomial_called(src, x, pk, tally)
                 # the steps left, as a small population takes them (no switch mutants: arrivals are few)
                 x = _grow_small_law(src, tally, x, k, (pd, pb, pk, 0.0, pr), left, c, w)
             cells_p[n, k] += max(x, 0.0) - new

@@ -71,13 +71,14 @@ JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="nu
 #: count member by member per call; every array comes from the caller (numba cannot allocate here)
 JIT_NO_NRT = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 #: ``@JIT_CALLED``: compiled once and called, not inlined, without reference counting: for the draws
-#: with loops of their own (``flows.draw_binomial``, ``draw_poisson``, ``draw_gamma``, ``split_one``,
-#: ``split_out``), which the passes call from a dozen places each.  Inlined at every place (numba
-#: inlines before typing, so each copy is typed and optimised again) they made the hybrid pass take
-#: 885 CPU-s to compile instead of 225, for no difference in its run time that this machine resolves
-#: (reference cohort, alternated: 19.0-19.6 CPU-s called, 18.8-19.8 inlined; 2026-12-03) and the
-#: same bytes.  Calling the small functions too (the flows' means, the streams) or the processes
-#: compiled faster still but ran 11-21 % slower: the call boundary is paid per occupied entry there.
+#: with loops of their own that the passes call from many places (``flows.draw_binomial_called``,
+#: the hybrid's binomial; ``draw_poisson``, ``draw_gamma``, ``split_one``, ``split_out``).  numba
+#: inlines before typing, so each inlined copy is typed and optimised again: inlined everywhere, the
+#: hybrid kernels took 702-885 CPU-s to compile, called 252 (2026-12-03, same bytes: all ten
+#: fingerprints identical; reference cohort alternated with the code before, three pairs per engine,
+#: no difference in run time the machine resolves).  Calling the small functions too (the flows'
+#: means, the streams), the processes, or the exact pass's binomial (``flow_one``) compiled faster
+#: still but ran 10-21 % slower: the call is paid per occupied entry or per flow there.
 JIT_CALLED = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 
