@@ -43,7 +43,8 @@ def compiled_kernels(tmp_path_factory):
     """Both engines' compiled kernels are in the cache before the first test runs.
 
     In a fresh clone the first cohort compiles them (measured 2026-12-03: the exact engine's ~1
-    minute, the hybrid's ~8, each on one core). Left to the tests, each
+    minute, the hybrid's ~4 since its draws are called rather than inlined, 8-15 before, each on one
+    core). Left to the tests, each
     test worker compiled its own copy at once, and a command-line run started by a test compiled a
     third beside them: on 2 cores that took over the 900 s guard of ``tests/test_cli.py`` (a fresh
     clone, 2026-12-03). Here each engine is compiled by one worker under its own lock, shared by the

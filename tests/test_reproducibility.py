@@ -33,9 +33,9 @@ NO_WIDE_SIMD = "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX
 
 
 #: a guard against a hung run, not a speed limit: a run that compiles the hybrid engine's kernels
-#: (numba's generic target is not cached until its first run) takes ~8-12 minutes on one core of the
-#: 2-core development machine (measured 2026-12-03: 11.7 minutes beside another compile); 600 s let
-#: this slow test time out there
+#: (numba's generic target is not cached until its first run) took ~8-12 minutes on one core of the
+#: 2-core development machine (measured 2026-12-03: 11.7 minutes beside another compile; 600 s let
+#: this slow test time out there), ~4 since the draws with loops are called rather than inlined
 RUN_TIMEOUT_S = 1800
 
 
