@@ -172,11 +172,9 @@ def draw_binomial(bitgen, n: float, p: float, tally) -> float:
 @JIT_CALLED
 def draw_binomial_called(bitgen, n: float, p: float, tally) -> float:
     """:func:`draw_binomial`, compiled once and called instead of inlined: what the hybrid pass and
-    its flows (:func:`flow_out`, :func:`flow_within`) use.  The hybrid pass draws binomials from a
-    dozen places, and for small populations only: inlined at each, they made it take ~4 times as
-    long to compile, for no run time this machine resolves.  The exact pass draws one at nearly
-    every flow (:func:`flow_one`) and keeps it inlined: called there, it cost ~10 % of the exact
-    engine's CPU (2026-12-03)."""
+    its flows (:func:`flow_out`, :func:`flow_within`) use, from a dozen places, for small populations
+    only (why, and what it saves in compile time: :data:`emdsim.engine.jit.JIT_CALLED`).  The exact
+    pass draws one at nearly every flow (:func:`flow_one`) and keeps :func:`draw_binomial` inlined."""
     return draw_binomial(bitgen, n, p, tally)
 
 

@@ -78,8 +78,9 @@ JIT_NO_NRT = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 #: fingerprints identical; reference cohort alternated with the code before, three pairs per engine,
 #: no difference in run time the machine resolves).  Calling the small functions too (the flows'
 #: means, the streams), the processes, or the exact pass's binomial (``flow_one``) compiled faster
-#: still but ran 10-21 % slower: the call is paid per occupied entry or per flow there.
-JIT_CALLED = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+#: still but ran 10-21 % slower: the call is paid per occupied entry or per flow there.  The same
+#: options as ``JIT_NO_NRT``: one decorator under the name that says why it is used.
+JIT_CALLED = JIT_NO_NRT
 
 
 #: the compiled entry points each engine calls (the mesa engine runs the exact step)

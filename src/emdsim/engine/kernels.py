@@ -287,6 +287,11 @@ class CourseState(NamedTuple):
     inflammation_start: NDArray[np.float64]  # (P, N) each wound's inflammation at the start of the patient's step
 
 
+#: the position of ``cells`` in a :class:`CourseState` passed as a plain tuple, for reading its shape
+#: without building the record (:func:`clinic`, at every block-step)
+_CELLS = CourseState._fields.index("cells")
+
+
 def plain(record: tuple) -> tuple:
     """A record of arrays as the plain tuple the compiled functions take: numba types a plain tuple
     of arrays from a cached fingerprint (~2 us for 30 arrays) but a named tuple element by element
@@ -937,7 +942,7 @@ def clinic(rng, counts, t, state, patients, tables, cl) -> None:
     The compiled loop (:func:`_clinic`) runs without numba's reference counting, as the passes do:
     with it, each call of an inlined function that takes the state's tuples counted every array in
     them, ~1.4 % of a hybrid run's CPU (perf, 2026-12-03); its one work array is allocated here."""
-    n_compartments = CourseState(*state).cells.shape[1]
+    n_compartments = state[_CELLS].shape[1]
     _clinic(rng, counts, t, state, patients, tables, cl, np.empty(n_compartments, dtype=np.bool_))
 
 
