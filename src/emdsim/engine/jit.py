@@ -70,16 +70,12 @@ JIT_INLINE = numba.njit(cache=True, nogil=True, inline="always", error_model="nu
 #: that allocates nothing and whose inlined functions take tuples of arrays, which it would otherwise
 #: count member by member per call; every array comes from the caller (numba cannot allocate here)
 JIT_NO_NRT = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
-#: ``@JIT_CALLED``: compiled once and called, not inlined, without reference counting: for the draws
-#: with loops of their own that the passes call from many places (``flows.draw_binomial_called``,
-#: the hybrid's binomial; ``draw_poisson``, ``draw_gamma``, ``split_one``, ``split_out``).  numba
-#: inlines before typing, so each inlined copy is typed and optimised again: inlined everywhere, the
-#: hybrid kernels took 702-885 CPU-s to compile, called 252 (2026-12-03, same bytes: all ten
-#: fingerprints identical; reference cohort alternated with the code before, three pairs per engine,
-#: no difference in run time the machine resolves).  Calling the small functions too (the flows'
-#: means, the streams), the processes, or the exact pass's binomial (``flow_one``) compiled faster
-#: still but ran 10-21 % slower: the call is paid per occupied entry or per flow there.  The same
-#: options as ``JIT_NO_NRT``: one decorator under the name that says why it is used.
+#: ``@JIT_CALLED``: compiled once and called, not inlined, without reference counting (the options of
+#: ``JIT_NO_NRT``, under the name that says why it is used): for the draws with loops of their own that
+#: the passes call from many places (``flows.draw_binomial_called``, ``draw_poisson``, ``draw_gamma``,
+#: ``split_one``, ``split_out``). numba inlines before typing, so each inlined copy is typed and
+#: optimised again; what calling them saves in compile time, and why the rest stay inlined:
+#: docs/ARCHITECTURE.md, "The compiled boundary".
 JIT_CALLED = JIT_NO_NRT
 
 
